@@ -1,0 +1,294 @@
+//! What `input_fn` returns, and how it becomes a validated dense batch.
+//!
+//! An input function returns either one batch, which is yielded for every
+//! step (as a constant tensor is in TensorFlow), or an iterator of batches,
+//! one per step until it ends. A batch is a dense row-major matrix, borrowed
+//! from the caller where possible, or named feature columns that are joined
+//! column-wise in sorted key order (or `feature_columns` order).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::float::{DType, Float};
+use crate::matrix::MatRef;
+
+/// Values of one element type, borrowed or owned.
+#[derive(Clone, Debug)]
+pub enum Data<'a> {
+    F32(Cow<'a, [f32]>),
+    F64(Cow<'a, [f64]>),
+}
+
+impl<'a> Data<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            Data::F32(v) => v.len(),
+            Data::F64(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn dtype(&self) -> DType {
+        match self {
+            Data::F32(_) => DType::F32,
+            Data::F64(_) => DType::F64,
+        }
+    }
+}
+
+impl<'a> From<&'a [f32]> for Data<'a> {
+    fn from(v: &'a [f32]) -> Self {
+        Data::F32(Cow::Borrowed(v))
+    }
+}
+impl<'a> From<&'a [f64]> for Data<'a> {
+    fn from(v: &'a [f64]) -> Self {
+        Data::F64(Cow::Borrowed(v))
+    }
+}
+impl From<Vec<f32>> for Data<'static> {
+    fn from(v: Vec<f32>) -> Self {
+        Data::F32(Cow::Owned(v))
+    }
+}
+impl From<Vec<f64>> for Data<'static> {
+    fn from(v: Vec<f64>) -> Self {
+        Data::F64(Cow::Owned(v))
+    }
+}
+
+/// A dense row-major `rows x cols` batch of either element type.
+#[derive(Clone, Debug)]
+pub struct Dense<'a> {
+    data: Data<'a>,
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> Dense<'a> {
+    /// A `rows x cols` batch over `data`; the length must match.
+    pub fn new(data: impl Into<Data<'a>>, rows: usize, cols: usize) -> Result<Self> {
+        let data = data.into();
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(Error::InvalidShape(format!(
+                "a batch of {rows} rows x {cols} columns needs {} values, got {}",
+                rows.saturating_mul(cols),
+                data.len()
+            )));
+        }
+        Ok(Self { data, rows, cols })
+    }
+
+    /// A batch from a list of rows, which must all have the same width.
+    pub fn from_rows<T: Copy>(rows: &[Vec<T>]) -> Result<Self>
+    where
+        Data<'static>: From<Vec<T>>,
+    {
+        let cols = rows.first().map_or(0, |r| r.len());
+        let mut flat = Vec::with_capacity(rows.len() * cols);
+        for (i, r) in rows.iter().enumerate() {
+            if r.len() != cols {
+                return Err(Error::InvalidShape(format!(
+                    "ragged rows: row {i} has {} values, row 0 has {cols}",
+                    r.len()
+                )));
+            }
+            flat.extend_from_slice(r);
+        }
+        Dense::new(Data::from(flat), rows.len(), cols)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+    pub fn data(&self) -> &Data<'a> {
+        &self.data
+    }
+
+    /// The batch as `T`: a borrowed view when it already is `T`, else a
+    /// converted copy.
+    pub fn to_type<T: Float>(&self) -> Cow<'_, [T]> {
+        match &self.data {
+            Data::F32(v) => cast_slice_or_convert(v),
+            Data::F64(v) => cast_slice_or_convert(v),
+        }
+    }
+
+    /// Checks that the batch can be trained on or scored: not empty, of the
+    /// expected width, and finite everywhere. `what` names the batch in
+    /// messages ("batch 3").
+    pub fn validate(&self, expected_cols: Option<usize>, what: &str) -> Result<()> {
+        if self.rows == 0 || self.cols == 0 {
+            return Err(Error::data(format!("{what} is empty ({} rows x {} columns)", self.rows, self.cols)));
+        }
+        if let Some(d) = expected_cols {
+            if d != self.cols {
+                return Err(Error::data(format!(
+                    "{what} has {} columns but the model has {d} features",
+                    self.cols
+                )));
+            }
+        }
+        match &self.data {
+            Data::F32(v) => check_finite(v, self.cols, what),
+            Data::F64(v) => check_finite(v, self.cols, what),
+        }
+    }
+}
+
+fn cast_slice_or_convert<'s, S: Float, T: Float>(v: &'s [S]) -> Cow<'s, [T]> {
+    if S::DTYPE == T::DTYPE {
+        // Same type: reinterpret without copying.
+        Cow::Borrowed(bytemuck::cast_slice(v))
+    } else {
+        Cow::Owned(v.iter().map(|x| T::from_f64_lossy(x.to_f64_exact())).collect())
+    }
+}
+
+fn check_finite<T: Float>(v: &[T], cols: usize, what: &str) -> Result<()> {
+    // The common case is a clean batch: scan quickly, locate only on failure.
+    if v.iter().all(|x| x.is_finite()) {
+        return Ok(());
+    }
+    let idx = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
+    let bad = v[idx];
+    let kind = if bad.is_nan() { "NaN" } else { "infinite" };
+    Err(Error::data(format!("{what}: row {}, column {} is {kind}", idx / cols, idx % cols)))
+}
+
+/// One named feature column: `[N]` (width 1) or `[N, d]`.
+#[derive(Clone, Debug)]
+pub struct Column<'a> {
+    pub values: Dense<'a>,
+}
+
+impl<'a> Column<'a> {
+    /// A `[N]` column.
+    pub fn vector(data: impl Into<Data<'a>>) -> Self {
+        let data = data.into();
+        let n = data.len();
+        Column { values: Dense { data, rows: n, cols: 1 } }
+    }
+    /// A `[N, d]` column.
+    pub fn matrix(data: impl Into<Data<'a>>, rows: usize, cols: usize) -> Result<Self> {
+        Ok(Column { values: Dense::new(data, rows, cols)? })
+    }
+}
+
+/// One batch as input_fn gives it.
+#[derive(Clone, Debug)]
+pub enum Features<'a> {
+    Dense(Dense<'a>),
+    Columns(BTreeMap<String, Column<'a>>),
+}
+
+impl<'a> From<Dense<'a>> for Features<'a> {
+    fn from(d: Dense<'a>) -> Self {
+        Features::Dense(d)
+    }
+}
+
+impl<'a> Features<'a> {
+    /// The batch as one dense matrix. A dense batch passes through without a
+    /// copy; columns are joined in sorted key order, or in `feature_columns`
+    /// order (only those keys) when given.
+    pub fn into_dense(self, feature_columns: Option<&[String]>) -> Result<Dense<'a>> {
+        match self {
+            Features::Dense(d) => Ok(d),
+            Features::Columns(map) => join_columns(map, feature_columns),
+        }
+    }
+}
+
+fn join_columns<'a>(mut map: BTreeMap<String, Column<'a>>, feature_columns: Option<&[String]>) -> Result<Dense<'a>> {
+    let keys: Vec<String> = match feature_columns {
+        Some(cols) => {
+            for c in cols {
+                if !map.contains_key(c) {
+                    let have: Vec<&str> = map.keys().map(String::as_str).collect();
+                    return Err(Error::data(format!(
+                        "feature column {c:?} is not in the input (it has: {})",
+                        have.join(", ")
+                    )));
+                }
+            }
+            cols.to_vec()
+        }
+        None => map.keys().cloned().collect(),
+    };
+    if keys.is_empty() {
+        return Err(Error::data("the input has no feature columns"));
+    }
+    let columns: Vec<Column<'a>> = keys.iter().filter_map(|k| map.remove(k)).collect();
+    let rows = columns[0].values.rows;
+    for (k, c) in keys.iter().zip(&columns) {
+        if c.values.rows != rows {
+            return Err(Error::InvalidShape(format!(
+                "feature column {k:?} has {} rows but {:?} has {rows}",
+                c.values.rows, keys[0]
+            )));
+        }
+    }
+    if columns.len() == 1 {
+        return Ok(columns.into_iter().next().map(|c| c.values).expect("one column"));
+    }
+    let cols: usize = columns.iter().map(|c| c.values.cols).sum();
+    let all_f32 = columns.iter().all(|c| c.values.dtype() == DType::F32);
+    if all_f32 {
+        Ok(Dense::new(Data::from(interleave::<f32>(&columns, rows, cols)), rows, cols)?)
+    } else {
+        Ok(Dense::new(Data::from(interleave::<f64>(&columns, rows, cols)), rows, cols)?)
+    }
+}
+
+fn interleave<T: Float>(columns: &[Column<'_>], rows: usize, cols: usize) -> Vec<T> {
+    let typed: Vec<(Cow<'_, [T]>, usize)> = columns.iter().map(|c| (c.values.to_type::<T>(), c.values.cols)).collect();
+    let mut out = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        for (v, w) in &typed {
+            out.extend_from_slice(&v[r * w..(r + 1) * w]);
+        }
+    }
+    out
+}
+
+/// What an input function returns.
+pub enum Input<'a> {
+    /// One batch, yielded for every step without end.
+    Constant(Features<'a>),
+    /// One batch per step until the iterator ends.
+    Batches(Box<dyn Iterator<Item = Result<Features<'a>>> + 'a>),
+}
+
+impl<'a> Input<'a> {
+    /// One dense batch, repeated every step.
+    pub fn constant(batch: impl Into<Features<'a>>) -> Self {
+        Input::Constant(batch.into())
+    }
+    /// A sequence of batches.
+    pub fn batches<I>(it: I) -> Self
+    where
+        I: IntoIterator<Item = Result<Features<'a>>>,
+        I::IntoIter: 'a,
+    {
+        Input::Batches(Box::new(it.into_iter()))
+    }
+}
+
+/// A typed view of a dense batch in the model's element type.
+pub(crate) fn typed_view<'b, T: Float>(batch: &'b Dense<'_>) -> (Cow<'b, [T]>, usize, usize) {
+    (batch.to_type::<T>(), batch.rows, batch.cols)
+}
+
+/// Rows of a typed buffer as a matrix view.
+pub(crate) fn view<T: Float>(data: &[T], rows: usize, cols: usize) -> MatRef<'_, T> {
+    MatRef::new(data, rows, cols).expect("validated batch shape")
+}
