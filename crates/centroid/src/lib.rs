@@ -5,6 +5,7 @@
 //! way: [`input`] -> validation -> [`kernels`] -> model state -> checkpoints.
 
 pub mod error;
+pub mod export;
 pub mod float;
 pub mod input;
 pub mod kernels;
