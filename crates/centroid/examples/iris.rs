@@ -6,7 +6,9 @@
 use centroid::{Dense, InitialClusters, Input, KMeansClustering, KMeansParams, TrainArgs};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/iris.csv").into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/iris.csv").into());
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let mut rows: Vec<Vec<f32>> = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
@@ -24,7 +26,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut kmeans = KMeansClustering::new(params, Some(model_dir.clone()), None)?;
 
     let input_fn = || Ok(Input::constant(data.clone()));
-    kmeans.train(input_fn, TrainArgs { steps: Some(100), ..Default::default() })?;
+    kmeans.train(
+        input_fn,
+        TrainArgs {
+            steps: Some(100),
+            ..Default::default()
+        },
+    )?;
 
     let centres = kmeans.cluster_centers()?;
     let values = centres.to_type::<f32>();
@@ -32,7 +40,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for row in values.chunks(centres.cols()) {
         println!("  {row:?}");
     }
-    println!("score (sum of squared distances): {:.4}", kmeans.score(input_fn)?);
-    println!("checkpoint: {}", kmeans.latest_checkpoint().map(|p| p.display().to_string()).unwrap_or_default());
+    println!(
+        "score (sum of squared distances): {:.4}",
+        kmeans.score(input_fn)?
+    );
+    println!(
+        "checkpoint: {}",
+        kmeans
+            .latest_checkpoint()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
     Ok(())
 }

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod float;
 pub mod input;
+pub mod inputs;
 pub mod kernels;
 pub mod matrix;
 
