@@ -292,3 +292,6 @@ fn placeholder_names(serving_input: &ServingInputReceiver) -> Vec<graph::Placeho
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
