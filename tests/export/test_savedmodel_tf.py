@@ -35,7 +35,9 @@ tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed; the 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COSINE_NORM_FLOOR = 1e-12
 
-# Largest |TensorFlow - NumPy| seen per case, printed at the end (pytest -s).
+# Largest absolute difference seen per case, printed at the end (pytest -s):
+# TensorFlow serving our export vs NumPy brute force, or (vs-tf-kmeans/...)
+# our export vs TensorFlow's own KMeans export of the same centres.
 MAX_ABS_DIFFS: dict[str, float] = {}
 
 
@@ -275,7 +277,100 @@ def test_tf1_session_loader_serves_the_export(example_writer, tmp_path):
     check_cluster_index(index, expected, 1e-12)
 
 
+@pytest.mark.parametrize("metric", ["squared_euclidean", "cosine"])
+def test_serves_like_tensorflows_own_kmeans_export(example_writer, tmp_path, metric):
+    """Trains TensorFlow's KMeans Estimator, exports it with TensorFlow, then
+    exports its centres with centroid: both SavedModels must have the same
+    signatures and give the same answers on the same data."""
+    pytest.importorskip("tensorflow_estimator", reason="tensorflow-estimator is not installed")
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(loc=m, size=(50, 3)) for m in (-4.0, 0.0, 4.0)]).astype(np.float32)
+    x[:, 1] *= np.where(np.arange(150) % 2 == 0, 1.0, -1.0)  # spread the directions for cosine
+
+    def input_fn():
+        return {"b": tf.constant(x[:, 1:]), "a": tf.constant(x[:, :1])}, None
+
+    km = tf.compat.v1.estimator.experimental.KMeans(
+        num_clusters=3, model_dir=str(tmp_path / "tf_model"), distance_metric=metric, use_mini_batch=False,
+        config=tf.estimator.RunConfig(tf_random_seed=3),
+    )
+    km.train(input_fn, steps=5)
+    centres = km.cluster_centers()
+
+    def serving_input_receiver_fn():
+        feats = {
+            "b": tf.compat.v1.placeholder(tf.float32, [None, 2], name="b"),
+            "a": tf.compat.v1.placeholder(tf.float32, [None, 1], name="a"),
+        }
+        return tf.estimator.export.ServingInputReceiver(feats, feats)
+
+    tf_export = km.export_saved_model(str(tmp_path / "tf_export"), serving_input_receiver_fn).decode()
+    # TensorFlow's KMeans joins dict features in sorted key order: a, then b.
+    ours = tmp_path / "ours"
+    write_export(example_writer, ours, centres.astype(np.float64), metric, "float32", [("a", 1), ("b", 2)])
+
+    theirs_loaded = tf.saved_model.load(tf_export)
+    ours_loaded = tf.saved_model.load(str(ours))
+    assert set(theirs_loaded.signatures.keys()) == set(ours_loaded.signatures.keys())
+    queries = np.concatenate([x, rng.normal(scale=5.0, size=(40, 3)).astype(np.float32)])
+    feeds = {"a": tf.constant(queries[:, :1]), "b": tf.constant(queries[:, 1:])}
+    for key in ("serving_default", "cluster_index", "all_distances"):
+        theirs_fn, ours_fn = theirs_loaded.signatures[key], ours_loaded.signatures[key]
+        assert list(ours_fn.structured_outputs) == list(theirs_fn.structured_outputs) == ["output"]
+        assert sorted(ours_fn.structured_input_signature[1]) == sorted(theirs_fn.structured_input_signature[1])
+        theirs_out = theirs_fn(**feeds)["output"].numpy()
+        ours_out = ours_fn(**feeds)["output"].numpy()
+        assert ours_out.dtype == theirs_out.dtype, key
+        if key == "all_distances":
+            MAX_ABS_DIFFS[f"vs-tf-kmeans/{metric}"] = float(np.abs(ours_out - theirs_out).max())
+            scale = max(1.0, float(np.abs(theirs_out).max()))
+            np.testing.assert_allclose(ours_out, theirs_out, rtol=0, atol=1e-5 * scale)
+        else:
+            np.testing.assert_array_equal(ours_out, theirs_out)
+
+
+@pytest.mark.parametrize("metric", ["squared_euclidean", "cosine"])
+def test_text_export_parses_to_the_binary_message(example_writer, tmp_path, metric):
+    """protobuf's own text-format parser reads saved_model.pbtxt into exactly
+    the message saved_model.pb holds."""
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 4))
+    # A name with a quote, a backslash and non-ASCII: exercises the escaping.
+    features = [('we"ird\\name é', 3), ("plain", 1)]
+    write_export(example_writer, tmp_path / "pb", centres, metric, "float64", features)
+    write_export(example_writer, tmp_path / "txt", centres, metric, "float64", features, as_text=True)
+    binary = saved_model_pb2.SavedModel.FromString((tmp_path / "pb" / "saved_model.pb").read_bytes())
+    text = text_format.Parse((tmp_path / "txt" / "saved_model.pbtxt").read_text(encoding="ascii"), saved_model_pb2.SavedModel())
+    assert text == binary
+    assert sorted(binary.meta_graphs[0].signature_def["serving_default"].inputs) == sorted(n for n, _ in features)
+    # Nothing in our bytes was unknown to TensorFlow's schema (a wrong field
+    # number or wire type would be kept as an unknown field, not rejected).
+    assert not _has_unknown_fields(binary)
+
+
+def _has_unknown_fields(message) -> bool:
+    from google.protobuf import unknown_fields
+
+    if len(unknown_fields.UnknownFieldSet(message)):
+        return True
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            values = value.values() if field.message_type.fields_by_name["value"].message_type else []
+        elif field.label == field.LABEL_REPEATED:
+            values = value
+        else:
+            values = [value]
+        if any(_has_unknown_fields(v) for v in values):
+            return True
+    return False
+
+
 def test_zz_report_max_abs_differences():
     """Prints the figures gathered above (run with -s to see them)."""
     for case, diff in sorted(MAX_ABS_DIFFS.items()):
-        print(f"max |TF - NumPy| {case}: {diff:.3e}")
+        print(f"max abs difference {case}: {diff:.3e}")

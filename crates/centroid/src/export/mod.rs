@@ -53,6 +53,8 @@ pub const ALL_DISTANCES_SIGNATURE: &str = "all_distances";
 pub const OUTPUT_KEY: &str = "output";
 /// The method of every signature (TensorFlow's PREDICT_METHOD_NAME).
 pub const PREDICT_METHOD_NAME: &str = "tensorflow/serving/predict";
+/// The largest message protobuf (and so TensorFlow) parses: 2 GiB - 1.
+const MAX_PROTO_BYTES: usize = i32::MAX as usize;
 /// The TensorFlow release the graph's ops and versions were checked against.
 pub const TENSORFLOW_VERSION: &str = "2.15.1";
 
@@ -126,6 +128,15 @@ pub fn write_saved_model<T: Float>(
     as_text: bool,
 ) -> Result<()> {
     let model = saved_model(centres, metric, serving_input)?;
+    let encoded_len = prost::Message::encoded_len(&model);
+    if encoded_len > MAX_PROTO_BYTES {
+        return Err(Error::Export(format!(
+            "the model's graph would take {encoded_len} bytes, over the 2 GiB that a protocol buffer \
+             (and so a SavedModel graph) can hold; {} centres of width {} are too many to export",
+            centres.rows(),
+            centres.cols()
+        )));
+    }
     let (file_name, contents) = if as_text {
         (SAVED_MODEL_PBTXT, text::to_text(&model).into_bytes())
     } else {
