@@ -37,8 +37,9 @@ COSINE_NORM_FLOOR = 1e-12
 
 # Largest absolute difference seen per case, printed at the end (pytest -s):
 # TensorFlow serving our export vs NumPy brute force, or (vs-tf-kmeans/...)
-# our export vs TensorFlow's own KMeans export of the same centres.
-MAX_ABS_DIFFS: dict[str, float] = {}
+# vs TensorFlow's own KMeans export of the same centres, or
+# (vs-centroid-predict/...) vs centroid's predict on the same rows.
+MAX_ABS_DIFFS: dict[str, tuple[float, float]] = {}  # case -> (difference, largest |distance|)
 
 
 # --------------------------------------------------------------------------
@@ -85,13 +86,29 @@ def write_export(writer, out_dir: Path, centres: np.ndarray, metric: str, dtype:
     """Writes a SavedModel for `centres` into `out_dir` (which must not exist)."""
     if _write_with_python_package(out_dir, centres, metric, dtype, features, as_text):
         return
+    _run_example(writer, out_dir, centres, metric, dtype, features, as_text, [])
+
+
+def export_and_predict(writer, out_dir: Path, centres, metric, dtype, features, x):
+    """Writes the export and returns what centroid's predict computes on `x`
+    (its kernels, run by the example): (all_distances, cluster_index)."""
+    data_file = out_dir.parent / (out_dir.name + ".data.f64")
+    np.ascontiguousarray(x, dtype="<f8").tofile(data_file)
+    prefix = out_dir.parent / (out_dir.name + ".predict")
+    _run_example(writer, out_dir, centres, metric, dtype, features, False, ["--predict", str(data_file), str(prefix)])
+    distances = np.fromfile(f"{prefix}.distances.f64", dtype="<f8").reshape(len(x), len(centres))
+    index = np.fromfile(f"{prefix}.index.i64", dtype="<i8")
+    return distances, index
+
+
+def _run_example(writer, out_dir, centres, metric, dtype, features, as_text, extra):
     centres_file = out_dir.parent / (out_dir.name + ".centres.f64")
     np.ascontiguousarray(centres, dtype="<f8").tofile(centres_file)
     spec = ",".join(f"{name}:{width}" for name, width in features)
     args = [writer, str(out_dir), metric, dtype, spec, str(centres_file), str(len(centres))]
     if as_text:
         args.append("--text")
-    result = subprocess.run(args, capture_output=True, text=True)
+    result = subprocess.run(args + extra, capture_output=True, text=True)
     assert result.returncode == 0, f"export failed: {result.stderr}"
 
 
@@ -193,8 +210,8 @@ def test_signatures_match_numpy(example_writer, tmp_path, metric, dtype, layout,
     assert distances.shape == (len(x), k)
     assert distances.dtype == (np.float32 if dtype == "float32" else np.float64)
     diff = float(np.abs(distances.astype(np.float64) - expected).max())
-    MAX_ABS_DIFFS[f"{metric}/{dtype}/{layout}/{'pbtxt' if as_text else 'pb'}"] = diff
     scale = max(1.0, float(np.abs(expected).max()))
+    MAX_ABS_DIFFS[f"{metric}/{dtype}/{layout}/{'pbtxt' if as_text else 'pb'}"] = (diff, scale)
     tol = (2e-6 if dtype == "float32" else 1e-13) * scale * 8
     np.testing.assert_allclose(distances, expected, rtol=0, atol=tol)
     if metric == "squared_euclidean":
@@ -272,7 +289,7 @@ def test_tf1_session_loader_serves_the_export(example_writer, tmp_path):
         distances = sess.run(signature.outputs["output"].name, feed)
         index = sess.run(meta_graph.signature_def["serving_default"].outputs["output"].name, feed)
     expected = reference_distances(x, centres, "squared_euclidean")
-    MAX_ABS_DIFFS["tf1-session/squared_euclidean/float64"] = float(np.abs(distances - expected).max())
+    MAX_ABS_DIFFS["tf1-session/squared_euclidean/float64"] = (float(np.abs(distances - expected).max()), float(np.abs(expected).max()))
     np.testing.assert_allclose(distances, expected, rtol=0, atol=1e-12)
     check_cluster_index(index, expected, 1e-12)
 
@@ -322,8 +339,8 @@ def test_serves_like_tensorflows_own_kmeans_export(example_writer, tmp_path, met
         ours_out = ours_fn(**feeds)["output"].numpy()
         assert ours_out.dtype == theirs_out.dtype, key
         if key == "all_distances":
-            MAX_ABS_DIFFS[f"vs-tf-kmeans/{metric}"] = float(np.abs(ours_out - theirs_out).max())
             scale = max(1.0, float(np.abs(theirs_out).max()))
+            MAX_ABS_DIFFS[f"vs-tf-kmeans/{metric}"] = (float(np.abs(ours_out - theirs_out).max()), scale)
             np.testing.assert_allclose(ours_out, theirs_out, rtol=0, atol=1e-5 * scale)
         else:
             np.testing.assert_array_equal(ours_out, theirs_out)
@@ -351,6 +368,32 @@ def test_text_export_parses_to_the_binary_message(example_writer, tmp_path, metr
     assert not _has_unknown_fields(binary)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("metric", ["squared_euclidean", "cosine"])
+def test_serving_matches_centroid_predict(example_writer, tmp_path, metric, dtype):
+    """The served signatures against centroid's own predict computation on
+    the same centres and rows (the kernels predict calls)."""
+    rng = np.random.default_rng(21)
+    k, features = 6, [("left", 3), ("right", 4)]
+    centres, x = make_case(rng, k, 7, dtype)
+    predicted_distances, predicted_index = export_and_predict(
+        example_writer, tmp_path / "export", centres, metric, dtype, features, x.astype(np.float64)
+    )
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    feeds = split_features(x, features)
+    served = loaded.signatures["all_distances"](**feeds)["output"].numpy().astype(np.float64)
+    index = loaded.signatures["serving_default"](**feeds)["output"].numpy()
+    diff = float(np.abs(served - predicted_distances).max())
+    scale = max(1.0, float(np.abs(predicted_distances).max()))
+    MAX_ABS_DIFFS[f"vs-centroid-predict/{metric}/{dtype}"] = (diff, scale)
+    tol = (2e-6 if dtype == "float32" else 1e-13) * scale * 8
+    np.testing.assert_allclose(served, predicted_distances, rtol=0, atol=tol)
+    # Same index wherever the two nearest centres are not within rounding.
+    check_cluster_index(index, predicted_distances, tol)
+    margin = np.sort(predicted_distances, axis=1)[:, 1] - predicted_distances.min(axis=1)
+    np.testing.assert_array_equal(index[margin > tol], predicted_index[margin > tol])
+
+
 def _has_unknown_fields(message) -> bool:
     from google.protobuf import unknown_fields
 
@@ -372,5 +415,5 @@ def _has_unknown_fields(message) -> bool:
 
 def test_zz_report_max_abs_differences():
     """Prints the figures gathered above (run with -s to see them)."""
-    for case, diff in sorted(MAX_ABS_DIFFS.items()):
-        print(f"max abs difference {case}: {diff:.3e}")
+    for case, (diff, scale) in sorted(MAX_ABS_DIFFS.items()):
+        print(f"max abs difference {case}: {diff:.3e} (largest distance {scale:.3g})")
