@@ -19,6 +19,11 @@
 //! centres themselves are the constant `clusters:0` (and, under cosine, the
 //! normalised copy `clusters_normalized:0`), so a user can read them back,
 //! e.g. `tf.saved_model.load(path).prune([], "clusters:0")()`.
+//!
+//! Entry points: [`write_saved_model`] (one directory),
+//! [`write_saved_model_with_assets`] (plus `assets.extra/` files) and
+//! [`export_timestamped`] (a `<seconds since epoch>` directory under a base,
+//! what the estimator's `export_saved_model` needs).
 
 pub mod graph;
 pub mod proto;
@@ -127,6 +132,22 @@ pub fn write_saved_model<T: Float>(
     serving_input: &ServingInputReceiver,
     as_text: bool,
 ) -> Result<()> {
+    write_saved_model_with_assets(dir, centres, metric, serving_input, &[], as_text)
+}
+
+/// [`write_saved_model`], also copying each `(destination, source)` of
+/// `assets_extra` to `assets.extra/<destination>` (TensorFlow's
+/// `assets_extra`; destinations are relative paths, sub-directories are
+/// created). The copies are made before the directory is moved into place,
+/// so a missing source leaves no export behind.
+pub fn write_saved_model_with_assets<T: Float>(
+    dir: &Path,
+    centres: MatRef<'_, T>,
+    metric: Metric,
+    serving_input: &ServingInputReceiver,
+    assets_extra: &[(String, PathBuf)],
+    as_text: bool,
+) -> Result<()> {
     let model = saved_model(centres, metric, serving_input)?;
     let encoded_len = prost::Message::encoded_len(&model);
     if encoded_len > MAX_PROTO_BYTES {
@@ -137,6 +158,7 @@ pub fn write_saved_model<T: Float>(
             centres.cols()
         )));
     }
+    let assets = check_assets_extra(assets_extra)?;
     let (file_name, contents) = if as_text {
         (SAVED_MODEL_PBTXT, text::to_text(&model).into_bytes())
     } else {
@@ -144,14 +166,7 @@ pub fn write_saved_model<T: Float>(
     };
 
     if fs::symlink_metadata(dir).is_ok() {
-        return Err(Error::io(
-            "cannot export to",
-            dir,
-            io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the export directory already exists",
-            ),
-        ));
+        return Err(already_exists(dir));
     }
     let Some(name) = dir.file_name() else {
         return Err(Error::arg(format!(
@@ -173,7 +188,11 @@ pub fn write_saved_model<T: Float>(
         std::process::id(),
         EXPORT_SEQUENCE.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = write_files(&staging, file_name, &contents).and_then(|()| {
+    let result = write_files(&staging, file_name, &contents, &assets).and_then(|()| {
+        // rename() would silently replace an empty directory made meanwhile.
+        if fs::symlink_metadata(dir).is_ok() {
+            return Err(already_exists(dir));
+        }
         fs::rename(&staging, dir)
             .map_err(|e| Error::io("move finished export into place at", dir, e))
     });
@@ -184,12 +203,119 @@ pub fn write_saved_model<T: Float>(
     result
 }
 
-fn write_files(staging: &Path, file_name: &str, contents: &[u8]) -> Result<()> {
+/// Writes a SavedModel into a new directory under `export_dir_base` named by
+/// the current time in seconds since the epoch, as TensorFlow's
+/// `export_savedmodel` does, and returns its path. When that name is taken
+/// (two exports in one second) it waits for the next second, up to 10 times,
+/// as TensorFlow does.
+pub fn export_timestamped<T: Float>(
+    export_dir_base: &Path,
+    centres: MatRef<'_, T>,
+    metric: Metric,
+    serving_input: &ServingInputReceiver,
+    assets_extra: &[(String, PathBuf)],
+    as_text: bool,
+) -> Result<PathBuf> {
+    const ATTEMPTS: usize = 10;
+    for _ in 0..ATTEMPTS {
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| Error::Export(format!("the system clock is before 1970: {e}")))?
+            .as_secs();
+        let dir = export_dir_base.join(seconds.to_string());
+        if fs::symlink_metadata(&dir).is_err() {
+            match write_saved_model_with_assets(
+                &dir,
+                centres,
+                metric,
+                serving_input,
+                assets_extra,
+                as_text,
+            ) {
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {}
+                other => return other.map(|()| dir),
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+    }
+    Err(Error::Export(format!(
+        "could not find a free timestamped export directory under {} after {ATTEMPTS} attempts",
+        export_dir_base.display()
+    )))
+}
+
+fn already_exists(dir: &Path) -> Error {
+    Error::io(
+        "cannot export to",
+        dir,
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the export directory already exists",
+        ),
+    )
+}
+
+/// The directory extra assets go to, inside the export.
+pub const ASSETS_EXTRA_DIR: &str = "assets.extra";
+
+/// Checks `assets_extra` before anything is written: destinations are
+/// distinct relative paths that stay inside `assets.extra/`, sources are
+/// readable files. Returns the destinations as paths.
+fn check_assets_extra(assets_extra: &[(String, PathBuf)]) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(assets_extra.len());
+    for (destination, source) in assets_extra {
+        let relative = Path::new(destination);
+        let inside = !destination.is_empty()
+            && relative
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(Error::arg(format!(
+                "assets_extra destination {destination:?} must be a relative path inside {ASSETS_EXTRA_DIR}/ \
+                 (no '..', no leading '/')"
+            )));
+        }
+        if !seen.insert(relative.to_path_buf()) {
+            return Err(Error::arg(format!(
+                "assets_extra destination {destination:?} is given twice"
+            )));
+        }
+        match fs::metadata(source) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => {
+                return Err(Error::arg(format!(
+                    "assets_extra source {} for {destination:?} is not a file",
+                    source.display()
+                )))
+            }
+            Err(e) => return Err(Error::io("read assets_extra source", source, e)),
+        }
+        out.push((relative.to_path_buf(), source.clone()));
+    }
+    Ok(out)
+}
+
+fn write_files(
+    staging: &Path,
+    file_name: &str,
+    contents: &[u8],
+    assets: &[(PathBuf, PathBuf)],
+) -> Result<()> {
     fs::create_dir(staging).map_err(|e| Error::io("create export directory", staging, e))?;
     let variables = staging.join(VARIABLES_DIR);
     fs::create_dir(&variables).map_err(|e| Error::io("create export directory", &variables, e))?;
     let path = staging.join(file_name);
-    fs::write(&path, contents).map_err(|e| Error::io("write", &path, e))
+    fs::write(&path, contents).map_err(|e| Error::io("write", &path, e))?;
+    for (destination, source) in assets {
+        let target = staging.join(ASSETS_EXTRA_DIR).join(destination);
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir)
+                .map_err(|e| Error::io("create assets.extra directory", dir, e))?;
+        }
+        fs::copy(source, &target).map_err(|e| Error::io("copy assets_extra source", source, e))?;
+    }
+    Ok(())
 }
 
 /// The SavedModel message `write_saved_model` writes.

@@ -886,3 +886,92 @@ fn squared_distances_are_clamped_at_zero() {
     assert!(interpreter.eval("distances/unclamped").values[0] < 0.0);
     assert_eq!(interpreter.eval("all_distances").values, [0.0]);
 }
+
+#[test]
+fn assets_extra_are_copied_and_bad_ones_rejected_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("vocab.txt");
+    fs::write(&source, b"alpha\nbeta\n").unwrap();
+    let centres = [1.0f32, 2.0];
+    let view = MatRef::new(&centres, 1, 2).unwrap();
+    let single = ServingInputReceiver::single("x", 2);
+    let base = tmp.path().join("exports");
+
+    let assets = vec![
+        ("vocab.txt".to_owned(), source.clone()),
+        ("nested/dir/copy.txt".to_owned(), source.clone()),
+    ];
+    let dir = base.join("1");
+    write_saved_model_with_assets(&dir, view, Metric::Cosine, &single, &assets, true).unwrap();
+    assert_eq!(
+        fs::read(dir.join("assets.extra/vocab.txt")).unwrap(),
+        b"alpha\nbeta\n"
+    );
+    assert_eq!(
+        fs::read(dir.join("assets.extra/nested/dir/copy.txt")).unwrap(),
+        b"alpha\nbeta\n"
+    );
+    assert!(dir.join(SAVED_MODEL_PBTXT).is_file());
+
+    let bad: [(&str, PathBuf, &str); 5] = [
+        ("../escape.txt", source.clone(), "relative path inside"),
+        ("/etc/x", source.clone(), "relative path inside"),
+        ("", source.clone(), "relative path inside"),
+        ("ok.txt", tmp.path().join("missing.txt"), "missing.txt"),
+        ("ok.txt", tmp.path().to_path_buf(), "is not a file"),
+    ];
+    for (i, (destination, source, expected)) in bad.into_iter().enumerate() {
+        let dir = base.join(format!("bad{i}"));
+        let assets = vec![(destination.to_owned(), source)];
+        let err =
+            write_saved_model_with_assets(&dir, view, Metric::Cosine, &single, &assets, false)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains(expected), "{destination:?}: {err}");
+        assert!(!dir.exists());
+    }
+    let twice = vec![("a".to_owned(), source.clone()), ("a".to_owned(), source)];
+    let err = write_saved_model_with_assets(
+        &base.join("t"),
+        view,
+        Metric::Cosine,
+        &single,
+        &twice,
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("given twice"), "{err}");
+    // Only the one good export, no staging leftovers.
+    assert_eq!(fs::read_dir(&base).unwrap().count(), 1);
+}
+
+#[test]
+fn timestamped_exports_are_named_by_epoch_seconds_and_never_collide() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("export_base");
+    let centres = [1.0f64, 2.0, 3.0, 4.0];
+    let view = MatRef::new(&centres, 2, 2).unwrap();
+    let single = ServingInputReceiver::single("x", 2);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let before = now();
+    let first =
+        export_timestamped(&base, view, Metric::SquaredEuclidean, &single, &[], false).unwrap();
+    // A second export in the same second waits for the next free name.
+    let second =
+        export_timestamped(&base, view, Metric::SquaredEuclidean, &single, &[], false).unwrap();
+    let after = now();
+    let seconds = |p: &Path| -> u64 { p.file_name().unwrap().to_str().unwrap().parse().unwrap() };
+    assert_eq!(first.parent(), Some(base.as_path()));
+    assert!(
+        before <= seconds(&first)
+            && seconds(&first) < seconds(&second)
+            && seconds(&second) <= after
+    );
+    assert!(first.join(SAVED_MODEL_PB).is_file() && second.join(SAVED_MODEL_PB).is_file());
+}
