@@ -376,6 +376,11 @@ def test_serving_matches_centroid_predict(example_writer, tmp_path, metric, dtyp
     rng = np.random.default_rng(21)
     k, features = 6, [("left", 3), ("right", 4)]
     centres, x = make_case(rng, k, 7, dtype)
+    if metric == "cosine":
+        # Rows whose squared norm underflows or overflows float32: predict
+        # takes norms in float64, so must the graph.
+        extreme = rng.normal(size=(4, 7)) * np.array([[1e-25], [1e-30], [1e20], [1e25]])
+        x = np.concatenate([x, extreme.astype(x.dtype)])
     predicted_distances, predicted_index = export_and_predict(
         example_writer, tmp_path / "export", centres, metric, dtype, features, x.astype(np.float64)
     )

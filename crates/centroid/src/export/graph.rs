@@ -1,7 +1,7 @@
 //! The serving graph: placeholders -> distances -> argmin, as TensorFlow
 //! NodeDefs built only from ops that every TensorFlow since 1.x registers
-//! (Const, Placeholder, ConcatV2, Square, Sum, Sqrt, MatMul, Mul, Add, Sub,
-//! RealDiv, Maximum, ArgMin). Every attr an op's OpDef declares is set, so the
+//! (Const, Placeholder, ConcatV2, Cast, Square, Sum, Sqrt, MatMul, Mul, Add,
+//! Sub, RealDiv, Maximum, ArgMin). Every attr an op's OpDef declares is set, so the
 //! graph imports whether or not the reader fills in defaults.
 
 use super::proto::{
@@ -83,20 +83,20 @@ pub fn build_graph<T: Float>(
     // same centres bit for bit.
     let prepared = PreparedCentres::new(centres, metric);
     let axis = g.const_i32("distances/axis", 1);
-    let x_squared = g.unary("distances/x_squared", "Square", &x);
-    let x_sq_norm = g.node(
-        "distances/x_sq_norm",
-        "Sum",
-        &[&x_squared, &axis],
-        vec![
-            ("T", type_attr(dtype)),
-            ("Tidx", type_attr(DataType::DtInt32)),
-            ("keep_dims", bool_attr(true)),
-        ],
-    );
     let all_distances = match metric {
         Metric::SquaredEuclidean => {
             // max(||x||^2 - 2 x.c + ||c||^2, 0)
+            let x_squared = g.unary("distances/x_squared", "Square", &x);
+            let x_sq_norm = g.node(
+                "distances/x_sq_norm",
+                "Sum",
+                &[&x_squared, &axis],
+                vec![
+                    ("T", type_attr(dtype)),
+                    ("Tidx", type_attr(DataType::DtInt32)),
+                    ("keep_dims", bool_attr(true)),
+                ],
+            );
             let x_dot_c = g.matmul_transpose_b("distances/x_dot_c", &x, &clusters);
             let two = g.const_scalar::<T>("distances/two", 2.0);
             let two_x_dot_c = g.binary("distances/two_x_dot_c", "Mul", &two, &x_dot_c);
@@ -110,7 +110,10 @@ pub fn build_graph<T: Float>(
             g.binary(ALL_DISTANCES_NODE, "Maximum", &unclamped, &zero)
         }
         Metric::Cosine => {
-            // 1 - (x / max(||x||, 1e-12)) . c^, with c^ stored normalised.
+            // 1 - (x . c^) * inv, inv = 1 / max(||x||, 1e-12) taken in f64
+            // and rounded to the model's type, exactly the order of
+            // operations of predict (so float32 rows whose squared norm
+            // under- or overflows float32 still get the right distance).
             let clusters_normalized = g.const_tensor(
                 CLUSTERS_NORMALIZED_NODE,
                 tensor(
@@ -119,13 +122,52 @@ pub fn build_graph<T: Float>(
                     values_le(prepared.centres().as_slice()),
                 ),
             );
-            let x_norm = g.unary("distances/x_norm", "Sqrt", &x_sq_norm);
-            let floor =
-                g.const_scalar::<T>("distances/norm_floor", crate::kernels::COSINE_NORM_FLOOR);
-            let x_norm_floored = g.binary("distances/x_norm_floored", "Maximum", &x_norm, &floor);
-            let x_normalized = g.binary("distances/x_normalized", "RealDiv", &x, &x_norm_floored);
-            let similarity =
-                g.matmul_transpose_b("distances/similarity", &x_normalized, &clusters_normalized);
+            let x_f64 = g.cast("distances/x_f64", &x, dtype, DataType::DtDouble);
+            let f64_attr = || vec![("T", type_attr(DataType::DtDouble))];
+            let x_squared = g.node("distances/x_squared", "Square", &[&x_f64], f64_attr());
+            let x_sq_norm = g.node(
+                "distances/x_sq_norm",
+                "Sum",
+                &[&x_squared, &axis],
+                vec![
+                    ("T", type_attr(DataType::DtDouble)),
+                    ("Tidx", type_attr(DataType::DtInt32)),
+                    ("keep_dims", bool_attr(true)),
+                ],
+            );
+            let x_norm = g.node("distances/x_norm", "Sqrt", &[&x_sq_norm], f64_attr());
+            let floor = g.const_tensor(
+                "distances/norm_floor",
+                tensor(
+                    DataType::DtDouble,
+                    &[],
+                    crate::kernels::COSINE_NORM_FLOOR.to_le_bytes().to_vec(),
+                ),
+            );
+            let x_norm_floored = g.node(
+                "distances/x_norm_floored",
+                "Maximum",
+                &[&x_norm, &floor],
+                f64_attr(),
+            );
+            let one_f64 = g.const_tensor(
+                "distances/one_f64",
+                tensor(DataType::DtDouble, &[], 1f64.to_le_bytes().to_vec()),
+            );
+            let inv_norm_f64 = g.node(
+                "distances/inv_norm_f64",
+                "RealDiv",
+                &[&one_f64, &x_norm_floored],
+                f64_attr(),
+            );
+            let inv_norm = g.cast(
+                "distances/inv_norm",
+                &inv_norm_f64,
+                DataType::DtDouble,
+                dtype,
+            );
+            let x_dot_c = g.matmul_transpose_b("distances/x_dot_c", &x, &clusters_normalized);
+            let similarity = g.binary("distances/similarity", "Mul", &x_dot_c, &inv_norm);
             let one = g.const_scalar::<T>("distances/one", 1.0);
             g.binary(ALL_DISTANCES_NODE, "Sub", &one, &similarity)
         }
@@ -194,6 +236,23 @@ impl Builder {
     fn binary(&mut self, name: &str, op: &str, a: &str, b: &str) -> String {
         let t = type_attr(self.dtype);
         self.node(name, op, &[a, b], vec![("T", t)])
+    }
+
+    /// Casts `x` from `from` to `to`; no node when they are the same type.
+    fn cast(&mut self, name: &str, x: &str, from: DataType, to: DataType) -> String {
+        if from == to {
+            return x.to_owned();
+        }
+        self.node(
+            name,
+            "Cast",
+            &[x],
+            vec![
+                ("SrcT", type_attr(from)),
+                ("DstT", type_attr(to)),
+                ("Truncate", bool_attr(false)),
+            ],
+        )
     }
 
     fn matmul_transpose_b(&mut self, name: &str, a: &str, b: &str) -> String {

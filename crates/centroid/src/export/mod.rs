@@ -9,8 +9,9 @@
 //! directly. The graph computes what `predict` computes:
 //!
 //! - squared Euclidean: `max(||x||^2 - 2 x.c + ||c||^2, 0)`;
-//! - cosine: `1 - (x / max(||x||, 1e-12)) . c^` with `c^` the normalised
-//!   centre (stored normalised, as the kernels prepare it);
+//! - cosine: `1 - (x . c^) / max(||x||, 1e-12)` with `c^` the normalised
+//!   centre (stored normalised, as the kernels prepare it) and the row's norm
+//!   taken in float64, as predict takes it;
 //! - `cluster_index`: the argmin over centres (int64, ties to the lowest index).
 //!
 //! Signatures `serving_default` and `cluster_index` return the index,

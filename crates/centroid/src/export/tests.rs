@@ -192,6 +192,16 @@ impl<'g> Interpreter<'g> {
                     values,
                 }
             }
+            "Cast" => {
+                let (from, to) = (type_of(node, "SrcT"), type_of(node, "DstT"));
+                assert_eq!(*attr(node, "Truncate"), Value::B(false));
+                assert_ne!(from, to, "no-op casts are not written");
+                match to {
+                    DataType::DtFloat => unary(|v| v as f32 as f64),
+                    DataType::DtDouble => unary(|v| v),
+                    other => panic!("cast to {other:?}"),
+                }
+            }
             "Square" => unary(|v| v * v),
             "Sqrt" => unary(f64::sqrt),
             "Sum" => {
@@ -555,14 +565,32 @@ fn binary_export_has_the_structure_tensorflow_expects() {
             "MatMul" => &["T", "transpose_a", "transpose_b"],
             "Sum" => &["T", "Tidx", "keep_dims"],
             "ArgMin" => &["T", "Tidx", "output_type"],
+            "Cast" => &["SrcT", "DstT", "Truncate"],
             "Square" | "Sqrt" | "Mul" | "Add" | "Sub" | "RealDiv" | "Maximum" => &["T"],
             other => panic!("unexpected op {other}"),
         };
         for key in required {
             attr(node, key);
         }
-        if node.op != "Const" && node.op != "Placeholder" && node.op != "ConcatV2" {
-            assert_eq!(type_of(node, "T"), DataType::DtFloat, "{}", node.name);
+        // The model computes in float32 but for the rows' norms, which
+        // predict takes in float64.
+        let norm_path = [
+            "distances/x_squared",
+            "distances/x_sq_norm",
+            "distances/x_norm",
+            "distances/x_norm_floored",
+            "distances/inv_norm_f64",
+        ];
+        if !matches!(
+            node.op.as_str(),
+            "Const" | "Placeholder" | "ConcatV2" | "Cast"
+        ) {
+            let want = if norm_path.contains(&node.name.as_str()) {
+                DataType::DtDouble
+            } else {
+                DataType::DtFloat
+            };
+            assert_eq!(type_of(node, "T"), want, "{}", node.name);
         }
     }
     assert_eq!(
