@@ -29,6 +29,7 @@ pub use checkpoint::Tensor;
 pub use estimator::{
     EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, TrainArgs, TRAIN_LOSSES_FILE,
 };
+pub use export::ServingInputReceiver;
 pub use hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
 pub use model::{AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};
 pub use params::{
