@@ -252,6 +252,7 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
 /// vector. Panels arrive in increasing index order and only a strictly
 /// smaller value replaces a minimum, so each lane keeps its lowest index.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // indices into the register tile read best
 unsafe fn fold_min<S: Simd, const MR: usize, const NV: usize>(
     acc: [[S::V; NV]; MR],
     idx: S::V,
@@ -464,6 +465,7 @@ unsafe fn finish_rows<S: Simd>(
 
 /// Every distance of the job's rows, row-major `rows x k` into `out`.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn distances_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, out: &mut [S::T]) {
     let (d, k, lanes) = (job.d, job.k, S::LANES);
     if k == 0 {
@@ -618,7 +620,7 @@ pub(crate) fn run<F: KernelFloat>(path: Path, job: &Job<'_, F>, op: Op<'_, F>) {
         job.data.len() >= job.panels * job.d * job.lanes
             && job.bias.len() >= job.panels * job.lanes
     );
-    assert!(job.d == 0 || job.x.len() % job.d == 0);
+    assert!(job.d == 0 || job.x.len().is_multiple_of(job.d));
     match path {
         // SAFETY: the CPU has the features (checked by the caller through
         // `Path::available`, asserted in debug builds) and the asserts above
