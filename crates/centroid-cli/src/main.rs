@@ -1,0 +1,54 @@
+//! `centroid`: the K-means Estimator as a command line.
+//!
+//! Every error ends here as one line on standard error and a non-zero exit
+//! status; a panic (a bug, never a user's input) is reported the same way,
+//! without a backtrace.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod commands;
+mod pca;
+mod plot;
+mod progress;
+mod readers;
+mod saved;
+mod writers;
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("centroid: internal error{at}: {msg} (please report this)");
+    }));
+
+    let cli = cli::Cli::parse();
+    match std::panic::catch_unwind(|| commands::run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) if writers::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Ok(Err(centroid::Error::Interrupted { global_step })) => {
+            eprintln!("centroid: interrupted; checkpoint saved at global step {global_step}");
+            ExitCode::from(130)
+        }
+        Ok(Err(e)) => {
+            eprintln!("centroid: error: {}", one_line(&e.to_string()));
+            ExitCode::FAILURE
+        }
+        Err(_) => ExitCode::from(101),
+    }
+}
+
+/// Messages from nested sources may carry newlines; the contract is one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
