@@ -192,11 +192,6 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         },
         ..RunConfig::default()
     };
-    std::fs::create_dir_all(&a.model_dir).map_err(|e| Error::Io {
-        action: "cannot create model directory",
-        path: a.model_dir.clone(),
-        source: e,
-    })?;
     let mut est = KMeansClustering::new(params, Some(a.model_dir.clone()), Some(config))?;
     let mini = est.params().use_mini_batch;
 

@@ -70,7 +70,8 @@ fn sniff_delimiter(sample: &[u8]) -> u8 {
 }
 
 fn parse_number(field: &[u8]) -> Option<f64> {
-    let s = std::str::from_utf8(field).ok()?.trim();
+    // The reader trims fields (csv::Trim::All).
+    let s = std::str::from_utf8(field).ok()?;
     if s.is_empty() {
         return None;
     }
@@ -246,7 +247,8 @@ impl CsvSource {
         }
         for &i in &self.selected {
             let field = &record[i];
-            let column = match &self.names {
+            // Named only on failure: formatting per field would dominate.
+            let column = || match &self.names {
                 Some(n) => format!("column {:?}", n[i]),
                 None => format!("column {}", i + 1),
             };
@@ -258,12 +260,17 @@ impl CsvSource {
                     format!("{:?} is not a number", text.trim())
                 };
                 return Err(Error::InvalidData(format!(
-                    "{}: line {line}, {column}: {what}",
-                    self.path.display()
+                    "{}: line {line}, {}: {what}",
+                    self.path.display(),
+                    column()
                 )));
             };
             if !v.is_finite() {
-                return Err(non_finite(&self.path, format!("line {line}, {column}"), v));
+                return Err(non_finite(
+                    &self.path,
+                    format!("line {line}, {}", column()),
+                    v,
+                ));
             }
             buf.push(v);
         }
