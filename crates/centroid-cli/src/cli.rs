@@ -9,7 +9,7 @@ use crate::readers::Format;
 /// K-means clustering from the command line: train a model on a CSV, NPY or
 /// Parquet file, resume it, evaluate it, predict with it, and plot it.
 #[derive(Parser, Debug)]
-#[command(name = "centroid", version, about, max_term_width = 100)]
+#[command(name = "centroid", version, max_term_width = 100)]
 pub struct Cli {
     /// Print no progress bar or log lines (results and errors still print).
     #[arg(long, short, global = true)]

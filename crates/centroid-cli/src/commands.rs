@@ -406,6 +406,7 @@ fn predict(a: cli::PredictArgs) -> Result<()> {
     let source = open_for_model(&a.data, &a.model_dir, &loaded)?;
     let est = saved::estimator(&a.model_dir, &loaded, a.threads)?;
     let mut out = TableWriter::create(a.output.as_deref(), None, &header, elem)?;
+    out.set_f32_text(dist_elem == NpyElem::F32);
     let is_index: Vec<bool> = header.iter().map(|h| h == CLUSTER_INDEX).collect();
     let keys: Vec<String> = a.keys.clone();
     let src: &dyn Source = &*source;
@@ -451,6 +452,7 @@ fn transform(a: cli::TransformArgs) -> Result<()> {
     let source = open_for_model(&a.data, &a.model_dir, &loaded)?;
     let est = saved::estimator(&a.model_dir, &loaded, a.threads)?;
     let mut out = TableWriter::create(Some(&a.output), None, &header, elem)?;
+    out.set_f32_text(elem == NpyElem::F32);
     // k = 1 would otherwise be written as a 1-D array; keep it n x 1.
     if let TableWriter::Npy { vector, .. } = &mut out {
         *vector = false;

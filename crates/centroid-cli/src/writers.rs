@@ -36,6 +36,9 @@ pub enum TableWriter {
     Csv {
         out: csv::Writer<Box<dyn Write>>,
         path: Option<PathBuf>,
+        /// Write values as the shortest text that reads back as the same
+        /// f32 (values computed in f32 have no more digits to show).
+        f32_text: bool,
     },
     Npy {
         out: BufWriter<File>,
@@ -121,6 +124,7 @@ impl TableWriter {
                 Ok(TableWriter::Csv {
                     out,
                     path: path.map(Path::to_path_buf),
+                    f32_text: false,
                 })
             }
             (Format::Npy, Some(p)) => {
@@ -146,11 +150,22 @@ impl TableWriter {
         }
     }
 
+    /// Writes CSV values in f32's shortest form (for results computed in f32).
+    pub fn set_f32_text(&mut self, on: bool) {
+        if let TableWriter::Csv { f32_text, .. } = self {
+            *f32_text = on;
+        }
+    }
+
     /// Appends rows given as `rows x cols` values, row-major, each value as
     /// f64 (exact for i64 indices below 2^53 and for f32).
     pub fn write_rows(&mut self, values: &[f64], cols: usize, is_index: &[bool]) -> Result<()> {
         match self {
-            TableWriter::Csv { out, path } => {
+            TableWriter::Csv {
+                out,
+                path,
+                f32_text,
+            } => {
                 let mut fields: Vec<String> = Vec::with_capacity(cols);
                 for row in values.chunks(cols) {
                     fields.clear();
@@ -158,7 +173,11 @@ impl TableWriter {
                         if is_index[j] {
                             fields.push(format!("{}", *v as i64));
                         } else {
-                            fields.push(format!("{v}"));
+                            if *f32_text {
+                                fields.push(format!("{}", *v as f32));
+                            } else {
+                                fields.push(format!("{v}"));
+                            }
                         }
                     }
                     out.write_record(&fields)
@@ -192,7 +211,7 @@ impl TableWriter {
     /// Flushes and, for NPY, writes the final shape.
     pub fn finish(self) -> Result<()> {
         match self {
-            TableWriter::Csv { mut out, path } => {
+            TableWriter::Csv { mut out, path, .. } => {
                 out.flush().map_err(|e| write_error(path.as_deref(), e))
             }
             TableWriter::Npy {

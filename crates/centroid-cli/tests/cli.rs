@@ -747,3 +747,195 @@ fn bundled_iris_trains_as_the_readme_shows() {
         );
     }
 }
+
+#[test]
+fn log_lines_when_not_a_terminal_and_quiet_silences_them() {
+    let (rows, _) = three_blobs();
+    let dir = tmp();
+    let data = p(&dir, "b.csv");
+    write_csv(&data, Some(&["x", "y"]), &rows, ',');
+    // Standard error is a pipe here: plain lines every N steps.
+    let out = centroid()
+        .args([
+            "train",
+            "-k",
+            "3",
+            "--mini-batch",
+            "--batch-size",
+            "10",
+            "--steps",
+            "6",
+        ])
+        .args(["--log-step-count-steps", "2", "--data"])
+        .arg(&data)
+        .arg("--model-dir")
+        .arg(p(&dir, "m"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let logged: Vec<&str> = stderr.lines().collect();
+    assert_eq!(logged.len(), 3, "{stderr}");
+    for (line, step) in logged.iter().zip([2, 4, 6]) {
+        assert!(line.starts_with(&format!("step {step}: loss = ")), "{line}");
+        assert!(line.contains("steps/s"), "{line}");
+    }
+    let out = centroid()
+        .args([
+            "train",
+            "-q",
+            "-k",
+            "3",
+            "--mini-batch",
+            "--batch-size",
+            "10",
+            "--steps",
+            "6",
+        ])
+        .args(["--log-step-count-steps", "1", "--data"])
+        .arg(&data)
+        .arg("--model-dir")
+        .arg(p(&dir, "m2"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn interrupt_saves_the_last_step() {
+    let (rows, _) = three_blobs();
+    let dir = tmp();
+    let data = p(&dir, "b.csv");
+    write_csv(&data, Some(&["x", "y"]), &rows, ',');
+    let model = p(&dir, "m");
+    // A run that would take far longer than the test: stopped by SIGINT
+    // once it has logged its first step (so the handler is in place).
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_centroid"))
+        .args([
+            "train",
+            "-k",
+            "3",
+            "--relative-tolerance",
+            "0",
+            "--steps",
+            "100000000",
+        ])
+        .args(["--log-step-count-steps", "1", "--data"])
+        .arg(&data)
+        .arg("--model-dir")
+        .arg(&model)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("step 1: loss"), "{first}");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let code = child.wait().unwrap().code();
+    let last = rest.last().cloned().unwrap_or_default();
+    assert_eq!(code, Some(130), "{last}");
+    assert!(
+        last.starts_with("centroid: interrupted; checkpoint saved at global step "),
+        "{last}"
+    );
+    let step: i64 = last
+        .rsplit(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert!(step > 0);
+    let ck = centroid::checkpoint::latest(&model).expect("a checkpoint was saved");
+    assert_eq!(centroid::checkpoint::step_of(&ck), Some(step));
+}
+
+#[test]
+fn help_and_usage_errors() {
+    let out = centroid()
+        .arg("--help")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(out).unwrap();
+    for cmd in [
+        "train",
+        "evaluate",
+        "predict",
+        "transform",
+        "inspect",
+        "plot",
+    ] {
+        assert!(help.contains(cmd), "{help}");
+    }
+    let out = centroid()
+        .args(["train", "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(out).unwrap();
+    for flag in [
+        "--full-batch",
+        "--mini-batch",
+        "--batch-size",
+        "--steps-per-iteration",
+        "--max-steps",
+        "--epochs",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from {help}");
+    }
+    fails_usage(centroid().args(["train", "--data", "x.csv"]), "--model-dir");
+    fails_usage(
+        centroid().args([
+            "train",
+            "--data",
+            "x.csv",
+            "--model-dir",
+            "m",
+            "--distance",
+            "manhattan",
+        ]),
+        "manhattan",
+    );
+    fails_usage(
+        centroid().args([
+            "train",
+            "--data",
+            "x.csv",
+            "--model-dir",
+            "m",
+            "--steps",
+            "2",
+            "--max-steps",
+            "3",
+        ]),
+        "--max-steps",
+    );
+}
+
+fn fails_usage(cmd: &mut assert_cmd::Command, needle: &str) {
+    let out = cmd.assert().code(2).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(needle), "expected {needle:?} in {stderr:?}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr:?}"
+    );
+}

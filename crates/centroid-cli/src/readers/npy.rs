@@ -498,3 +498,86 @@ mod tests {
         assert!(e.to_string().contains("not supported"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod map_tests {
+    use std::borrow::Cow;
+
+    use centroid::Data;
+
+    use super::*;
+
+    fn write(path: &Path, descr: &str, fortran: bool, rows: usize, cols: usize, data: &[u8]) {
+        let dict = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({rows}, {cols}), }}",
+            if fortran { "True" } else { "False" }
+        );
+        let mut h = dict.into_bytes();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        std::fs::write(path, out).unwrap();
+    }
+
+    #[test]
+    fn native_f32_is_used_in_place_and_others_are_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let c_path = dir.path().join("c.npy");
+        write(&c_path, "<f4", false, 3, 2, &bytes);
+        let src = NpySource::open(&c_path, &ReadOptions::default()).unwrap();
+        let all = src.read_all().unwrap();
+        // Borrowed from the memory map: no copy of the file was made.
+        assert!(matches!(all.data(), Data::F32(Cow::Borrowed(_))));
+        assert_eq!(&*all.to_type::<f32>(), &values);
+
+        // The same bytes in Fortran order are the transposed matrix.
+        let f_path = dir.path().join("f.npy");
+        write(&f_path, "<f4", true, 3, 2, &bytes);
+        let src = NpySource::open(&f_path, &ReadOptions::default()).unwrap();
+        let all = src.read_all().unwrap();
+        assert!(matches!(all.data(), Data::F32(Cow::Owned(_))));
+        assert_eq!(&*all.to_type::<f32>(), &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        // Streaming gives the same rows, batch by batch.
+        let streamed: Vec<f32> = src
+            .batches(2)
+            .unwrap()
+            .flat_map(|b| b.unwrap().to_type::<f32>().into_owned())
+            .collect();
+        assert_eq!(streamed, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+
+        // Big-endian i16 with a column selection.
+        let be: Vec<u8> = [1i16, -2, 300, 4, 5, -600]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        let b_path = dir.path().join("b.npy");
+        write(&b_path, ">i2", false, 3, 2, &be);
+        let opts = ReadOptions {
+            columns: Some(vec!["1".into()]),
+            ..Default::default()
+        };
+        let src = NpySource::open(&b_path, &opts).unwrap();
+        assert_eq!(
+            &*src.read_all().unwrap().to_type::<f32>(),
+            &[-2.0, 4.0, -600.0]
+        );
+    }
+
+    #[test]
+    fn a_truncated_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.npy");
+        write(&path, "<f8", false, 10, 3, &[0u8; 16]);
+        let e = NpySource::open(&path, &ReadOptions::default())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("cut short"), "{e}");
+    }
+}
