@@ -33,9 +33,10 @@ impl Progress {
                     );
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "{spinner} step {pos}/{len} [{bar:30}] {per_sec} ~{eta} left  loss {msg}",
+                            "{spinner} step {pos}/{len} [{bar:30}] {rate} ~{eta} left  loss {msg}",
                         )
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .with_key("rate", rate)
                         .progress_chars("=> "),
                     );
                     bar
@@ -43,8 +44,9 @@ impl Progress {
                 None => {
                     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                     bar.set_style(
-                        ProgressStyle::with_template("{spinner} step {pos} {per_sec}  loss {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        ProgressStyle::with_template("{spinner} step {pos} {rate}  loss {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+                            .with_key("rate", rate),
                     );
                     bar
                 }
@@ -109,6 +111,11 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Steps per second with one decimal (indicatif's own shows four).
+fn rate(state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write) {
+    let _ = write!(w, "{:.1} steps/s", state.per_sec());
 }
 
 fn human_secs(s: f64) -> String {

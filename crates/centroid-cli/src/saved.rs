@@ -4,9 +4,12 @@
 //! repeated, and a resumed `train` keeps the settings it started with.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use centroid::checkpoint::{self, Loaded, ModelSignature};
-use centroid::{Error, InitialClusters, KMeansClustering, KMeansParams, Metric, Result, RunConfig};
+use centroid::{
+    Dense, Error, InitialClusters, KMeansClustering, KMeansParams, Metric, Result, RunConfig,
+};
 
 /// The newest good checkpoint in `model_dir`, if any. A damaged checkpoint
 /// with no good one before it is an error.
@@ -39,9 +42,33 @@ pub fn params_of(sig: &ModelSignature) -> Result<KMeansParams> {
     p.kmeans_plus_plus_num_retries = sig.kmeans_plus_plus_num_retries;
     p.relative_tolerance = sig.relative_tolerance;
     p.feature_columns = sig.feature_columns.clone();
-    // A restored model never re-initialises, so how it did does not matter.
-    p.initial_clusters = InitialClusters::Random;
+    p.initial_clusters = initial_clusters_of(sig);
     Ok(p)
+}
+
+/// The saved model's initialisation, so that the checkpoints a resumed run
+/// writes describe it as the first run did. A restored model never
+/// re-initialises, so the stand-ins for an array or a callable (whose values
+/// are not saved) are never called.
+fn initial_clusters_of(sig: &ModelSignature) -> InitialClusters {
+    match sig.initial_clusters.as_str() {
+        "kmeans_plus_plus" => InitialClusters::KMeansPlusPlus,
+        s if s.starts_with("array[") => {
+            let (k, d) = (sig.num_clusters, sig.num_features);
+            match Dense::new(vec![0f32; k * d], k, d) {
+                Ok(zeros) => InitialClusters::Array(zeros),
+                Err(_) => InitialClusters::Random,
+            }
+        }
+        "callable" => InitialClusters::Callable(Arc::new(
+            |_: &Dense<'_>, _: usize| -> Result<Dense<'static>> {
+                Err(Error::InvalidArgument(
+                    "a restored model is not initialised again".into(),
+                ))
+            },
+        )),
+        _ => InitialClusters::Random,
+    }
 }
 
 /// An estimator over the saved model, for inference.
