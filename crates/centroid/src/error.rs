@@ -68,8 +68,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     pub(crate) fn arg(msg: impl Into<String>) -> Self {
@@ -81,7 +89,13 @@ impl Error {
     }
 
     /// Wraps an error raised by a caller's callback.
-    pub fn callback(context: impl Into<String>, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Error::Callback { context: context.into(), source: source.into() }
+    pub fn callback(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Callback {
+            context: context.into(),
+            source: source.into(),
+        }
     }
 }

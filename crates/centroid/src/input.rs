@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
-use crate::matrix::MatRef;
 
 /// Values of one element type, borrowed or owned.
 #[derive(Clone, Debug)]
@@ -127,7 +126,10 @@ impl<'a> Dense<'a> {
     /// messages ("batch 3").
     pub fn validate(&self, expected_cols: Option<usize>, what: &str) -> Result<()> {
         if self.rows == 0 || self.cols == 0 {
-            return Err(Error::data(format!("{what} is empty ({} rows x {} columns)", self.rows, self.cols)));
+            return Err(Error::data(format!(
+                "{what} is empty ({} rows x {} columns)",
+                self.rows, self.cols
+            )));
         }
         if let Some(d) = expected_cols {
             if d != self.cols {
@@ -149,7 +151,11 @@ fn cast_slice_or_convert<'s, S: Float, T: Float>(v: &'s [S]) -> Cow<'s, [T]> {
         // Same type: reinterpret without copying.
         Cow::Borrowed(bytemuck::cast_slice(v))
     } else {
-        Cow::Owned(v.iter().map(|x| T::from_f64_lossy(x.to_f64_exact())).collect())
+        Cow::Owned(
+            v.iter()
+                .map(|x| T::from_f64_lossy(x.to_f64_exact()))
+                .collect(),
+        )
     }
 }
 
@@ -161,7 +167,11 @@ fn check_finite<T: Float>(v: &[T], cols: usize, what: &str) -> Result<()> {
     let idx = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
     let bad = v[idx];
     let kind = if bad.is_nan() { "NaN" } else { "infinite" };
-    Err(Error::data(format!("{what}: row {}, column {} is {kind}", idx / cols, idx % cols)))
+    Err(Error::data(format!(
+        "{what}: row {}, column {} is {kind}",
+        idx / cols,
+        idx % cols
+    )))
 }
 
 /// One named feature column: `[N]` (width 1) or `[N, d]`.
@@ -175,11 +185,19 @@ impl<'a> Column<'a> {
     pub fn vector(data: impl Into<Data<'a>>) -> Self {
         let data = data.into();
         let n = data.len();
-        Column { values: Dense { data, rows: n, cols: 1 } }
+        Column {
+            values: Dense {
+                data,
+                rows: n,
+                cols: 1,
+            },
+        }
     }
     /// A `[N, d]` column.
     pub fn matrix(data: impl Into<Data<'a>>, rows: usize, cols: usize) -> Result<Self> {
-        Ok(Column { values: Dense::new(data, rows, cols)? })
+        Ok(Column {
+            values: Dense::new(data, rows, cols)?,
+        })
     }
 }
 
@@ -208,7 +226,10 @@ impl<'a> Features<'a> {
     }
 }
 
-fn join_columns<'a>(mut map: BTreeMap<String, Column<'a>>, feature_columns: Option<&[String]>) -> Result<Dense<'a>> {
+fn join_columns<'a>(
+    mut map: BTreeMap<String, Column<'a>>,
+    feature_columns: Option<&[String]>,
+) -> Result<Dense<'a>> {
     let keys: Vec<String> = match feature_columns {
         Some(cols) => {
             for c in cols {
@@ -238,19 +259,34 @@ fn join_columns<'a>(mut map: BTreeMap<String, Column<'a>>, feature_columns: Opti
         }
     }
     if columns.len() == 1 {
-        return Ok(columns.into_iter().next().map(|c| c.values).expect("one column"));
+        return Ok(columns
+            .into_iter()
+            .next()
+            .map(|c| c.values)
+            .expect("one column"));
     }
     let cols: usize = columns.iter().map(|c| c.values.cols).sum();
     let all_f32 = columns.iter().all(|c| c.values.dtype() == DType::F32);
     if all_f32 {
-        Ok(Dense::new(Data::from(interleave::<f32>(&columns, rows, cols)), rows, cols)?)
+        Ok(Dense::new(
+            Data::from(interleave::<f32>(&columns, rows, cols)),
+            rows,
+            cols,
+        )?)
     } else {
-        Ok(Dense::new(Data::from(interleave::<f64>(&columns, rows, cols)), rows, cols)?)
+        Ok(Dense::new(
+            Data::from(interleave::<f64>(&columns, rows, cols)),
+            rows,
+            cols,
+        )?)
     }
 }
 
 fn interleave<T: Float>(columns: &[Column<'_>], rows: usize, cols: usize) -> Vec<T> {
-    let typed: Vec<(Cow<'_, [T]>, usize)> = columns.iter().map(|c| (c.values.to_type::<T>(), c.values.cols)).collect();
+    let typed: Vec<(Cow<'_, [T]>, usize)> = columns
+        .iter()
+        .map(|c| (c.values.to_type::<T>(), c.values.cols))
+        .collect();
     let mut out = Vec::with_capacity(rows * cols);
     for r in 0..rows {
         for (v, w) in &typed {
@@ -281,14 +317,4 @@ impl<'a> Input<'a> {
     {
         Input::Batches(Box::new(it.into_iter()))
     }
-}
-
-/// A typed view of a dense batch in the model's element type.
-pub(crate) fn typed_view<'b, T: Float>(batch: &'b Dense<'_>) -> (Cow<'b, [T]>, usize, usize) {
-    (batch.to_type::<T>(), batch.rows, batch.cols)
-}
-
-/// Rows of a typed buffer as a matrix view.
-pub(crate) fn view<T: Float>(data: &[T], rows: usize, cols: usize) -> MatRef<'_, T> {
-    MatRef::new(data, rows, cols).expect("validated batch shape")
 }

@@ -16,3 +16,21 @@ pub use float::{DType, Float};
 pub use input::{Column, Data, Dense, Features, Input};
 pub use kernels::Metric;
 pub use matrix::{MatRef, Matrix};
+pub mod checkpoint;
+pub mod estimator;
+pub mod hooks;
+pub mod model;
+pub mod params;
+pub mod seeding;
+mod source;
+
+pub use checkpoint::Tensor;
+pub use estimator::{
+    EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, TrainArgs, TRAIN_LOSSES_FILE,
+};
+pub use hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
+pub use model::{AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};
+pub use params::{
+    InitFn, InitialClusters, KMeansParams, RunConfig, ALL_DISTANCES, CLUSTER_INDEX,
+    COSINE_DISTANCE, KMEANS_PLUS_PLUS_INIT, RANDOM_INIT, SCORE, SQUARED_EUCLIDEAN_DISTANCE,
+};

@@ -28,7 +28,9 @@ impl<'a, T: Copy> MatRef<'a, T> {
     /// Views `data` as rows of width `cols`.
     pub fn from_rows(data: &'a [T], cols: usize) -> Result<Self> {
         if cols == 0 {
-            return Err(Error::InvalidShape("rows must have at least one column".into()));
+            return Err(Error::InvalidShape(
+                "rows must have at least one column".into(),
+            ));
         }
         if data.len() % cols != 0 {
             return Err(Error::InvalidShape(format!(
@@ -36,7 +38,11 @@ impl<'a, T: Copy> MatRef<'a, T> {
                 data.len()
             )));
         }
-        Ok(Self { data, rows: data.len() / cols, cols })
+        Ok(Self {
+            data,
+            rows: data.len() / cols,
+            cols,
+        })
     }
 
     #[inline]
@@ -58,7 +64,11 @@ impl<'a, T: Copy> MatRef<'a, T> {
     /// Rows `start..end` as a view.
     #[inline]
     pub fn slice_rows(&self, start: usize, end: usize) -> MatRef<'a, T> {
-        MatRef { data: &self.data[start * self.cols..end * self.cols], rows: end - start, cols: self.cols }
+        MatRef {
+            data: &self.data[start * self.cols..end * self.cols],
+            rows: end - start,
+            cols: self.cols,
+        }
     }
 }
 
@@ -76,10 +86,18 @@ impl<T: Float> Matrix<T> {
         Ok(Self { data, rows, cols })
     }
     pub fn zeros(rows: usize, cols: usize) -> Self {
-        Self { data: vec![T::zero(); rows * cols], rows, cols }
+        Self {
+            data: vec![T::zero(); rows * cols],
+            rows,
+            cols,
+        }
     }
     pub fn view(&self) -> MatRef<'_, T> {
-        MatRef { data: &self.data, rows: self.rows, cols: self.cols }
+        MatRef {
+            data: &self.data,
+            rows: self.rows,
+            cols: self.cols,
+        }
     }
     pub fn rows(&self) -> usize {
         self.rows
@@ -109,6 +127,10 @@ impl<T: Float> Matrix<T> {
         self.rows += 1;
     }
     pub(crate) fn with_capacity(rows: usize, cols: usize) -> Self {
-        Self { data: Vec::with_capacity(rows * cols), rows: 0, cols }
+        Self {
+            data: Vec::with_capacity(rows * cols),
+            rows: 0,
+            cols,
+        }
     }
 }

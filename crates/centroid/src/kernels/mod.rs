@@ -59,7 +59,13 @@ impl<T: Float> PreparedCentres<T> {
             }
         }
         let sq_norms = data.chunks_exact(d.max(1)).map(|c| dot(c, c)).collect();
-        Self { centres: data, sq_norms, k, d, metric }
+        Self {
+            centres: data,
+            sq_norms,
+            k,
+            d,
+            metric,
+        }
     }
     pub fn k(&self) -> usize {
         self.k
@@ -98,7 +104,14 @@ pub struct ClusterStats {
 
 impl ClusterStats {
     pub fn new(k: usize, d: usize) -> Self {
-        Self { k, d, sums: vec![0.0; k * d], weights: vec![0.0; k], counts: vec![0; k], loss: 0.0 }
+        Self {
+            k,
+            d,
+            sums: vec![0.0; k * d],
+            weights: vec![0.0; k],
+            counts: vec![0; k],
+            loss: 0.0,
+        }
     }
 
     /// Adds another pass's statistics (same shape) into these.
@@ -189,7 +202,12 @@ pub fn assign_accumulate<T: Float>(
 }
 
 /// Nearest centre (`labels`) and the distance to it (`scores`) of every row.
-pub fn assign<T: Float>(x: MatRef<'_, T>, centres: &PreparedCentres<T>, labels: &mut [u32], scores: &mut [T]) {
+pub fn assign<T: Float>(
+    x: MatRef<'_, T>,
+    centres: &PreparedCentres<T>,
+    labels: &mut [u32],
+    scores: &mut [T],
+) {
     let (n, d) = (x.rows(), x.cols());
     assert_eq!(d, centres.d(), "data width must match the centres");
     assert_eq!(labels.len(), n);
@@ -212,17 +230,22 @@ pub fn distances<T: Float>(x: MatRef<'_, T>, centres: &PreparedCentres<T>, out: 
     if k == 0 {
         return;
     }
-    out.par_chunks_mut(CHUNK_ROWS * k).enumerate().for_each(|(ci, o)| {
-        let start = ci * CHUNK_ROWS;
-        let block = x.slice_rows(start, start + o.len() / k);
-        distances_reference(block, centres, o);
-    });
+    out.par_chunks_mut(CHUNK_ROWS * k)
+        .enumerate()
+        .for_each(|(ci, o)| {
+            let start = ci * CHUNK_ROWS;
+            let block = x.slice_rows(start, start + o.len() / k);
+            distances_reference(block, centres, o);
+        });
 }
 
 /// `1 / max(||row||, 1e-12)`, in f64.
 #[inline]
 pub fn inv_norm<T: Float>(row: &[T]) -> f64 {
-    let sq: f64 = row.iter().map(|v| v.to_f64_exact() * v.to_f64_exact()).sum();
+    let sq: f64 = row
+        .iter()
+        .map(|v| v.to_f64_exact() * v.to_f64_exact())
+        .sum();
     1.0 / sq.sqrt().max(COSINE_NORM_FLOOR)
 }
 

@@ -7,7 +7,13 @@ use crate::matrix::MatRef;
 
 /// The distance from `row` to centre `j` of `centres`.
 #[inline]
-fn distance<T: Float>(row: &[T], row_sq: T, row_inv_norm: T, centres: &PreparedCentres<T>, j: usize) -> T {
+fn distance<T: Float>(
+    row: &[T],
+    row_sq: T,
+    row_inv_norm: T,
+    centres: &PreparedCentres<T>,
+    j: usize,
+) -> T {
     let c = centres.centres().row(j);
     let xc = dot(row, c);
     match centres.metric() {
@@ -20,7 +26,12 @@ fn distance<T: Float>(row: &[T], row_sq: T, row_inv_norm: T, centres: &PreparedC
 }
 
 /// Nearest centre and its distance for every row, one pair at a time.
-pub fn assign_reference<T: Float>(x: MatRef<'_, T>, centres: &PreparedCentres<T>, labels: &mut [u32], scores: &mut [T]) {
+pub fn assign_reference<T: Float>(
+    x: MatRef<'_, T>,
+    centres: &PreparedCentres<T>,
+    labels: &mut [u32],
+    scores: &mut [T],
+) {
     for i in 0..x.rows() {
         let row = x.row(i);
         let sq = dot(row, row);
@@ -40,7 +51,11 @@ pub fn assign_reference<T: Float>(x: MatRef<'_, T>, centres: &PreparedCentres<T>
 }
 
 /// All `rows x k` distances, one pair at a time.
-pub fn distances_reference<T: Float>(x: MatRef<'_, T>, centres: &PreparedCentres<T>, out: &mut [T]) {
+pub fn distances_reference<T: Float>(
+    x: MatRef<'_, T>,
+    centres: &PreparedCentres<T>,
+    out: &mut [T],
+) {
     let k = centres.k();
     for i in 0..x.rows() {
         let row = x.row(i);

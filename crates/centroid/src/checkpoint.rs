@@ -1,0 +1,496 @@
+//! Crash-safe checkpoints of the model state in `model_dir`.
+//!
+//! Each checkpoint is one safetensors file, `model.ckpt-<step>.safetensors`,
+//! holding the variables under their spec names and, as metadata, the format
+//! version, the global step, the model's parameters and a CRC-32 of the tensor
+//! bytes (safetensors validates its header but not the values). A file is
+//! written whole or not at all: written under a temporary name, flushed to
+//! disk, then renamed. The index file `checkpoint` names the latest and the
+//! kept checkpoints, in TensorFlow's text layout.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::float::{DType, Float};
+use crate::matrix::Matrix;
+use crate::model::{AnyState, ModelState};
+
+pub const FORMAT_NAME: &str = "centroid-checkpoint";
+pub const FORMAT_VERSION: u32 = 1;
+pub const INDEX_FILE: &str = "checkpoint";
+const PREFIX: &str = "model.ckpt-";
+const SUFFIX: &str = ".safetensors";
+
+/// What a checkpoint says about the model that wrote it; compared against the
+/// current parameters before a model directory is reused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSignature {
+    pub num_clusters: usize,
+    pub num_features: usize,
+    pub dtype: DType,
+    pub distance_metric: String,
+    pub use_mini_batch: bool,
+    pub mini_batch_steps_per_iteration: u64,
+    pub initial_clusters: String,
+    pub random_seed: u64,
+    pub kmeans_plus_plus_num_retries: i64,
+    pub relative_tolerance: Option<f64>,
+    pub feature_columns: Option<Vec<String>>,
+}
+
+/// A variable's value, as `get_variable_value` returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tensor {
+    F32 {
+        values: Vec<f32>,
+        shape: Vec<usize>,
+    },
+    F64 {
+        values: Vec<f64>,
+        shape: Vec<usize>,
+    },
+    I64 {
+        values: Vec<i64>,
+        shape: Vec<usize>,
+    },
+    Bool {
+        values: Vec<bool>,
+        shape: Vec<usize>,
+    },
+}
+
+impl Tensor {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Tensor::F32 { shape, .. }
+            | Tensor::F64 { shape, .. }
+            | Tensor::I64 { shape, .. }
+            | Tensor::Bool { shape, .. } => shape,
+        }
+    }
+    pub fn dtype_name(&self) -> &'static str {
+        match self {
+            Tensor::F32 { .. } => "float32",
+            Tensor::F64 { .. } => "float64",
+            Tensor::I64 { .. } => "int64",
+            Tensor::Bool { .. } => "bool",
+        }
+    }
+}
+
+/// The path of the checkpoint of `step` in `model_dir`.
+pub fn checkpoint_path(model_dir: &Path, step: i64) -> PathBuf {
+    model_dir.join(format!("{PREFIX}{step}{SUFFIX}"))
+}
+
+/// The step a checkpoint file name stands for.
+pub fn step_of(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix(PREFIX)?
+        .strip_suffix(SUFFIX)?
+        .parse()
+        .ok()
+}
+
+/// Accepts a checkpoint's file path or its prefix (`.../model.ckpt-20`).
+pub fn resolve(path: &Path) -> PathBuf {
+    if path.extension().and_then(|e| e.to_str()) == Some("safetensors") {
+        path.to_path_buf()
+    } else {
+        let mut s = path.as_os_str().to_owned();
+        s.push(SUFFIX);
+        PathBuf::from(s)
+    }
+}
+
+/// The checkpoints in `model_dir`, oldest first: those the index names, or,
+/// when the index is missing or unreadable, every checkpoint file found.
+pub fn list(model_dir: &Path) -> Vec<PathBuf> {
+    let mut steps: Vec<i64> = match fs::read_to_string(model_dir.join(INDEX_FILE)) {
+        Ok(text) => parse_index(&text),
+        Err(_) => Vec::new(),
+    };
+    if steps.is_empty() {
+        if let Ok(entries) = fs::read_dir(model_dir) {
+            steps = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| step_of(&e.path()))
+                .collect();
+        }
+    }
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+        .into_iter()
+        .map(|s| checkpoint_path(model_dir, s))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+/// The newest checkpoint in `model_dir`, if any.
+pub fn latest(model_dir: &Path) -> Option<PathBuf> {
+    list(model_dir).pop()
+}
+
+fn parse_index(text: &str) -> Vec<i64> {
+    text.lines()
+        .filter_map(|l| {
+            let (_, v) = l.split_once(':')?;
+            step_of(Path::new(v.trim().trim_matches('"')))
+        })
+        .collect()
+}
+
+/// Writes `state` as the checkpoint of its global step, updates the index,
+/// and deletes the oldest checkpoints beyond `keep_max` (0 keeps all).
+pub fn save(
+    model_dir: &Path,
+    state: &AnyState,
+    signature: &ModelSignature,
+    keep_max: usize,
+) -> Result<PathBuf> {
+    fs::create_dir_all(model_dir)
+        .map_err(|e| Error::io("cannot create model_dir", model_dir, e))?;
+    let step = state.global_step();
+    let bytes = crate::model::with_state!(state, s, T => encode(s, signature)?);
+    let path = checkpoint_path(model_dir, step);
+    write_atomically(&path, &bytes)?;
+
+    let mut kept = list(model_dir);
+    if !kept.contains(&path) {
+        kept.push(path.clone());
+    }
+    kept.sort_by_key(|p| step_of(p));
+    let drop_count = if keep_max > 0 && kept.len() > keep_max {
+        kept.len() - keep_max
+    } else {
+        0
+    };
+    let dropped: Vec<PathBuf> = kept.drain(..drop_count).collect();
+    let mut index = format!("model_checkpoint_path: {:?}\n", file_name(&path));
+    for p in &kept {
+        index.push_str(&format!("all_model_checkpoint_paths: {:?}\n", file_name(p)));
+    }
+    write_atomically(&model_dir.join(INDEX_FILE), index.as_bytes())?;
+    for p in dropped {
+        // A checkpoint that cannot be removed is only wasted space.
+        if let Err(e) = fs::remove_file(&p) {
+            log::warn!("could not remove old checkpoint {}: {e}", p.display());
+        }
+    }
+    Ok(path)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the
+/// new one, never a part: temporary file, fsync, rename, fsync of the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp-{}", file_name(path), std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            // Not every platform can sync a folder; the rename is already done.
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io("cannot write", path, e)
+    })
+}
+
+fn dtype_of<T: Float>() -> Dtype {
+    match T::DTYPE {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+    }
+}
+
+fn encode<T: Float>(s: &ModelState<T>, signature: &ModelSignature) -> Result<Vec<u8>> {
+    let (k, d) = (s.k(), s.d());
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        (
+            "clusters".into(),
+            dtype_of::<T>(),
+            vec![k, d],
+            bytemuck::cast_slice(s.clusters.as_slice()).to_vec(),
+        ),
+        (
+            "initialized".into(),
+            Dtype::BOOL,
+            vec![],
+            vec![s.initialized as u8],
+        ),
+        (
+            "global_step".into(),
+            Dtype::I64,
+            vec![],
+            s.global_step.to_le_bytes().to_vec(),
+        ),
+    ];
+    if let Some(c) = &s.cluster_counts {
+        owned.push((
+            "cluster_counts".into(),
+            Dtype::I64,
+            vec![k],
+            c.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+    }
+    if let Some(c) = &s.clusters_updated {
+        owned.push((
+            "clusters_updated".into(),
+            dtype_of::<T>(),
+            vec![k, d],
+            bytemuck::cast_slice(c.as_slice()).to_vec(),
+        ));
+    }
+    if let Some(u) = s.update_in_steps {
+        owned.push((
+            "update_in_steps".into(),
+            Dtype::I64,
+            vec![],
+            u.to_le_bytes().to_vec(),
+        ));
+    }
+    owned.sort_by(|a, b| a.0.cmp(&b.0));
+    let checksum = checksum(owned.iter().map(|(n, _, _, b)| (n.as_str(), b.as_slice())));
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), FORMAT_NAME.to_string());
+    meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
+    meta.insert("global_step".to_string(), s.global_step.to_string());
+    meta.insert("crc32".to_string(), format!("{checksum:08x}"));
+    meta.insert(
+        "params".to_string(),
+        serde_json::to_string(signature).map_err(|e| Error::Export(e.to_string()))?,
+    );
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, dt, shape, b)| TensorView::new(*dt, shape.clone(), b).map(|v| (n.clone(), v)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::InvalidShape(format!("checkpoint tensor: {e}")))?;
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::InvalidShape(format!("checkpoint encoding: {e}")))
+}
+
+fn checksum<'b>(tensors: impl Iterator<Item = (&'b str, &'b [u8])>) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for (name, bytes) in tensors {
+        h.update(name.as_bytes());
+        h.update(bytes);
+    }
+    h.finalize()
+}
+
+/// A checkpoint read back: the state and the signature of its model.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub state: AnyState,
+    pub signature: ModelSignature,
+}
+
+/// Reads and verifies one checkpoint file.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let bytes = fs::read(path).map_err(|e| Error::io("cannot read checkpoint", path, e))?;
+    decode(&bytes)
+        .map(|(state, signature)| Loaded {
+            path: path.to_path_buf(),
+            state,
+            signature,
+        })
+        .map_err(|reason| Error::CorruptCheckpoint {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+/// Loads the newest checkpoint that reads back intact. A damaged newer one is
+/// skipped with a warning, so a crash or a bad disk block costs at most the
+/// steps since the previous save. `Ok(None)` when there is no checkpoint.
+pub fn load_latest_good(model_dir: &Path) -> Result<Option<Loaded>> {
+    let all = list(model_dir);
+    let mut first_error = None;
+    for path in all.iter().rev() {
+        match load(path) {
+            Ok(l) => {
+                if let Some(e) = &first_error {
+                    log::warn!("{e}; using the previous checkpoint {}", path.display());
+                }
+                return Ok(Some(l));
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(None),
+    }
+}
+
+fn decode(bytes: &[u8]) -> std::result::Result<(AnyState, ModelSignature), String> {
+    let (_, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+    let meta = metadata.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT_NAME) {
+        return Err("not a centroid checkpoint".into());
+    }
+    let version: u32 = meta
+        .get("format_version")
+        .and_then(|v| v.parse().ok())
+        .ok_or("missing format version")?;
+    if version > FORMAT_VERSION {
+        return Err(format!(
+            "format version {version} is newer than this centroid reads ({FORMAT_VERSION})"
+        ));
+    }
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("unreadable tensors ({e})"))?;
+    let mut names: Vec<&str> = st.names();
+    names.sort_unstable();
+    let mut views = Vec::new();
+    for n in &names {
+        views.push((*n, st.tensor(n).map_err(|e| e.to_string())?));
+    }
+    let expected = meta.get("crc32").ok_or("missing checksum")?;
+    let actual = format!(
+        "{:08x}",
+        checksum(views.iter().map(|(n, v)| (*n, v.data())))
+    );
+    if &actual != expected {
+        return Err(format!(
+            "checksum mismatch (stored {expected}, computed {actual}): the file is damaged"
+        ));
+    }
+    let signature: ModelSignature =
+        serde_json::from_str(meta.get("params").ok_or("missing parameters")?)
+            .map_err(|e| format!("bad parameters ({e})"))?;
+    let get = |name: &str| views.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+    let clusters = get("clusters").ok_or("missing variable `clusters`")?;
+    let state = match clusters.dtype() {
+        Dtype::F32 => AnyState::F32(decode_state::<f32>(&get)?),
+        Dtype::F64 => AnyState::F64(decode_state::<f64>(&get)?),
+        other => return Err(format!("`clusters` has unsupported dtype {other:?}")),
+    };
+    Ok((state, signature))
+}
+
+fn decode_state<'v, T: Float>(
+    get: &dyn Fn(&str) -> Option<&'v TensorView<'v>>,
+) -> std::result::Result<ModelState<T>, String> {
+    let matrix = |name: &str| -> std::result::Result<Option<Matrix<T>>, String> {
+        let Some(v) = get(name) else { return Ok(None) };
+        if v.dtype() != dtype_of::<T>() || v.shape().len() != 2 {
+            return Err(format!(
+                "`{name}` has dtype {:?} and shape {:?}",
+                v.dtype(),
+                v.shape()
+            ));
+        }
+        let values: Vec<T> = bytemuck::pod_collect_to_vec(v.data());
+        Matrix::new(values, v.shape()[0], v.shape()[1])
+            .map(Some)
+            .map_err(|e| e.to_string())
+    };
+    let ints = |name: &str| -> std::result::Result<Option<Vec<i64>>, String> {
+        let Some(v) = get(name) else { return Ok(None) };
+        if v.dtype() != Dtype::I64 {
+            return Err(format!("`{name}` has dtype {:?}", v.dtype()));
+        }
+        Ok(Some(bytemuck::pod_collect_to_vec(v.data())))
+    };
+    let scalar = |name: &str| -> std::result::Result<Option<i64>, String> {
+        match ints(name)? {
+            Some(v) if v.len() == 1 => Ok(Some(v[0])),
+            Some(v) => Err(format!(
+                "`{name}` should be a scalar, has {} values",
+                v.len()
+            )),
+            None => Ok(None),
+        }
+    };
+    let clusters = matrix("clusters")?.ok_or("missing `clusters`")?;
+    let k = clusters.rows();
+    let initialized = get("initialized")
+        .map(|v| v.data().first().copied().unwrap_or(0) != 0)
+        .unwrap_or(true);
+    let global_step = scalar("global_step")?.ok_or("missing `global_step`")?;
+    let cluster_counts = ints("cluster_counts")?;
+    if cluster_counts.as_ref().is_some_and(|c| c.len() != k) {
+        return Err("`cluster_counts` does not have one entry per cluster".into());
+    }
+    let clusters_updated = matrix("clusters_updated")?;
+    if clusters_updated
+        .as_ref()
+        .is_some_and(|c| (c.rows(), c.cols()) != (k, clusters.cols()))
+    {
+        return Err("`clusters_updated` does not have the shape of `clusters`".into());
+    }
+    let update_in_steps = scalar("update_in_steps")?;
+    Ok(ModelState {
+        clusters,
+        initialized,
+        global_step,
+        cluster_counts,
+        clusters_updated,
+        update_in_steps,
+    })
+}
+
+/// The value of one variable of a loaded state.
+pub fn variable(state: &AnyState, name: &str) -> Option<Tensor> {
+    fn float<T: Float>(m: &Matrix<T>) -> Tensor {
+        let shape = vec![m.rows(), m.cols()];
+        let v: Vec<f64> = m.as_slice().iter().map(|x| x.to_f64_exact()).collect();
+        match T::DTYPE {
+            DType::F32 => Tensor::F32 {
+                values: v.iter().map(|&x| x as f32).collect(),
+                shape,
+            },
+            DType::F64 => Tensor::F64 { values: v, shape },
+        }
+    }
+    crate::model::with_state!(state, s, T => match name {
+        "clusters" => Some(float(&s.clusters)),
+        "initialized" => Some(Tensor::Bool { values: vec![s.initialized], shape: vec![] }),
+        "global_step" => Some(Tensor::I64 { values: vec![s.global_step], shape: vec![] }),
+        "cluster_counts" => s.cluster_counts.as_ref().map(|c| Tensor::I64 { values: c.clone(), shape: vec![c.len()] }),
+        "clusters_updated" => s.clusters_updated.as_ref().map(float),
+        "update_in_steps" => s.update_in_steps.map(|u| Tensor::I64 { values: vec![u], shape: vec![] }),
+        _ => None,
+    })
+}
+
+/// The names of the variables a state holds, in the spec's order.
+pub fn variable_names(state: &AnyState) -> Vec<String> {
+    [
+        "clusters",
+        "initialized",
+        "global_step",
+        "cluster_counts",
+        "clusters_updated",
+        "update_in_steps",
+    ]
+    .into_iter()
+    .filter(|n| variable(state, n).is_some())
+    .map(String::from)
+    .collect()
+}

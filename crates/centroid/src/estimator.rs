@@ -1,0 +1,854 @@
+//! `KMeansClustering`: the training, evaluation and prediction loops around
+//! [`ModelFn`], with checkpoints in `model_dir`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checkpoint::{self, Loaded, ModelSignature, Tensor};
+use crate::error::{Error, Result};
+use crate::float::{DType, Float};
+use crate::hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
+use crate::input::{Dense, Input};
+use crate::matrix::{MatRef, Matrix};
+use crate::model::{with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};
+use crate::params::{InitialClusters, KMeansParams, RunConfig, ALL_DISTANCES, CLUSTER_INDEX};
+use crate::seeding;
+use crate::source::{ended_early, BatchSource};
+
+/// Arguments of [`KMeansClustering::train`].
+#[derive(Default)]
+pub struct TrainArgs<'h> {
+    /// Steps to run, added to the current global step.
+    pub steps: Option<u64>,
+    /// The global step to stop at (absolute).
+    pub max_steps: Option<u64>,
+    pub hooks: Vec<&'h mut dyn SessionRunHook>,
+    pub saving_listeners: Vec<&'h mut dyn CheckpointSaverListener>,
+    /// Polled after every step; `true` saves the last finished step and
+    /// returns [`Error::Interrupted`].
+    pub interrupt: Option<&'h mut dyn FnMut() -> bool>,
+    /// Called after every step with the global step and the step's loss.
+    pub on_step: Option<&'h mut dyn FnMut(i64, f64)>,
+}
+
+/// Arguments of [`KMeansClustering::evaluate`].
+#[derive(Default)]
+pub struct EvalArgs<'h> {
+    /// At most this many batches.
+    pub steps: Option<u64>,
+    pub hooks: Vec<&'h mut dyn SessionRunHook>,
+    pub checkpoint_path: Option<PathBuf>,
+    /// Keeps this evaluation's metrics apart: `model_dir/eval_<name>`.
+    pub name: Option<String>,
+}
+
+/// Arguments of [`KMeansClustering::predict`].
+#[derive(Default)]
+pub struct PredictArgs<'h> {
+    /// Keep only these keys (`cluster_index`, `all_distances`).
+    pub predict_keys: Option<Vec<String>>,
+    pub hooks: Vec<&'h mut dyn SessionRunHook>,
+    pub checkpoint_path: Option<PathBuf>,
+}
+
+/// What `evaluate` returns: the mean over batches of each batch's loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EvalResult {
+    pub score: f64,
+    pub loss: f64,
+    pub global_step: i64,
+}
+
+/// K-means as an Estimator: train in steps, checkpoint, resume, evaluate,
+/// predict, export.
+pub struct KMeansClustering {
+    params: KMeansParams,
+    model_dir: PathBuf,
+    config: RunConfig,
+    model_fn: ModelFn,
+    seed: u64,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl std::fmt::Debug for KMeansClustering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KMeansClustering")
+            .field("params", &self.params)
+            .field("model_dir", &self.model_dir)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<KMeansClustering>();
+};
+
+impl KMeansClustering {
+    /// Validates the arguments. `model_dir = None` uses `config.model_dir`,
+    /// or a fresh temporary directory when that is unset too.
+    pub fn new(
+        params: KMeansParams,
+        model_dir: Option<PathBuf>,
+        config: Option<RunConfig>,
+    ) -> Result<Self> {
+        let params = params.validate()?;
+        let mut config = config.unwrap_or_default();
+        config.validate()?;
+        let model_dir = match (model_dir, config.model_dir.clone()) {
+            (Some(a), Some(b)) if !same_dir(&a, &b) => {
+                return Err(Error::arg(format!(
+                    "model_dir {} and config.model_dir {} differ; give one of them",
+                    a.display(),
+                    b.display()
+                )))
+            }
+            (Some(a), _) => a,
+            (None, Some(b)) => b,
+            (None, None) => fresh_temp_dir()?,
+        };
+        config.model_dir = Some(model_dir.clone());
+        let seed = config.random_seed.unwrap_or(params.random_seed);
+        let mut builder = rayon::ThreadPoolBuilder::new();
+        if let Some(n) = config.num_threads {
+            builder = builder.num_threads(n);
+        }
+        let pool = builder.build().map_err(|e| {
+            Error::arg(format!(
+                "cannot start {:?} threads: {e}",
+                config.num_threads
+            ))
+        })?;
+        Ok(Self {
+            model_fn: ModelFn::new(params.clone()),
+            params,
+            model_dir,
+            config,
+            seed,
+            pool: Arc::new(pool),
+        })
+    }
+
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+    pub fn model_dir(&self) -> &Path {
+        &self.model_dir
+    }
+    pub fn params(&self) -> &KMeansParams {
+        &self.params
+    }
+    /// The model bound to its parameters, usable without the Estimator.
+    pub fn model_fn(&self) -> ModelFn {
+        self.model_fn.clone()
+    }
+    /// The seed in force: `config.random_seed` when set, else `random_seed`.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The newest checkpoint's path, if there is one.
+    pub fn latest_checkpoint(&self) -> Option<PathBuf> {
+        checkpoint::latest(&self.model_dir)
+    }
+
+    /// Trains for `steps` more steps, up to `max_steps`, until the input ends,
+    /// the relative tolerance is met, or a hook asks to stop. Initialises a
+    /// fresh model first; resumes from the latest checkpoint otherwise.
+    pub fn train<'a, F>(&mut self, mut input_fn: F, mut args: TrainArgs<'_>) -> Result<&mut Self>
+    where
+        F: FnMut() -> Result<Input<'a>>,
+    {
+        let (steps, max_steps) = (args.steps, args.max_steps);
+        match (steps, max_steps) {
+            (Some(_), Some(_)) => return Err(Error::arg("give steps or max_steps, not both")),
+            (Some(0), _) => return Err(Error::arg("steps must be positive, got 0")),
+            (_, Some(0)) => return Err(Error::arg("max_steps must be positive, got 0")),
+            _ => {}
+        }
+        let restored = self.restore_latest()?;
+        let start_step = restored.as_ref().map_or(0, |l| l.state.global_step());
+        let last_step: Option<i64> = match (steps, max_steps) {
+            (Some(s), _) => Some(start_step.saturating_add(s as i64)),
+            (_, Some(m)) => {
+                if start_step >= m as i64 {
+                    log::info!("skipping training: global step {start_step} already reached max_steps = {m}");
+                    return Ok(self);
+                }
+                Some(m as i64)
+            }
+            _ => None,
+        };
+
+        for h in args.hooks.iter_mut() {
+            h.begin()?;
+        }
+        for l in args.saving_listeners.iter_mut() {
+            l.begin()?;
+        }
+        let (mut state, mut last_saved) = match restored {
+            Some(l) => (l.state, Some(start_step)),
+            None => (self.initialize(input_fn()?)?, None),
+        };
+        let signature = self.signature(&state);
+        let mut source =
+            BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), false)?;
+        let d = state.d();
+        let mut ctx = RunContext::new(state.global_step());
+        let mut prev_loss: Option<f64> = None;
+        let mut losses: Vec<(i64, f64)> = Vec::new();
+        let mut last_save_time = Instant::now();
+        let mut last_log = (Instant::now(), state.global_step());
+
+        let outcome: Result<()> = (|| loop {
+            let step = state.global_step();
+            if last_step.is_some_and(|l| step >= l) {
+                return Ok(());
+            }
+            ctx.set_global_step(step);
+            for h in args.hooks.iter_mut() {
+                h.before_run(&mut ctx)?;
+            }
+            let Some(batch) = source.next(Some(d))? else {
+                return Ok(());
+            };
+            let model_fn = &self.model_fn;
+            let loss = self.pool.install(|| {
+                    with_state!(&mut state, s, T => {
+                        let data = batch.to_type::<T>();
+                        model_fn.train_step(s, MatRef::new(&data, batch.rows(), d).expect("validated batch"))
+                    })
+                });
+            drop(batch);
+            let step = state.global_step();
+            losses.push((step, loss));
+            if let Some(cb) = args.on_step.as_mut() {
+                cb(step, loss);
+            }
+            self.log_progress(&mut last_log, step, loss);
+            let values = RunValues {
+                global_step: step,
+                loss,
+            };
+            ctx.set_global_step(step);
+            for h in args.hooks.iter_mut() {
+                h.after_run(&mut ctx, &values)?;
+            }
+            let due = match (
+                self.config.save_checkpoints_steps,
+                self.config.save_checkpoints_secs,
+            ) {
+                (Some(n), _) => step % n as i64 == 0,
+                (None, Some(secs)) => last_save_time.elapsed().as_secs_f64() >= secs,
+                (None, None) => false,
+            };
+            if due {
+                self.save(&state, &signature, &mut losses, &mut args.saving_listeners)?;
+                last_saved = Some(step);
+                last_save_time = Instant::now();
+            }
+            if args.interrupt.as_mut().is_some_and(|f| f()) {
+                if last_saved != Some(step) {
+                    self.save(&state, &signature, &mut losses, &mut args.saving_listeners)?;
+                }
+                return Err(Error::Interrupted { global_step: step });
+            }
+            if ctx.stop_requested() {
+                return Ok(());
+            }
+            if let (Some(tol), Some(prev)) = (self.params.relative_tolerance, prev_loss) {
+                if (loss - prev).abs() / (1.0 + prev.abs()) < tol {
+                    log::info!("relative tolerance {tol} met at global step {step}");
+                    return Ok(());
+                }
+            }
+            prev_loss = Some(loss);
+        })();
+        outcome?;
+        if last_saved != Some(state.global_step()) {
+            self.save(&state, &signature, &mut losses, &mut args.saving_listeners)?;
+        }
+        let final_step = state.global_step();
+        for l in args.saving_listeners.iter_mut() {
+            l.end(final_step)?;
+        }
+        for h in args.hooks.iter_mut() {
+            h.end()?;
+        }
+        Ok(self)
+    }
+
+    fn log_progress(&self, last: &mut (Instant, i64), step: i64, loss: f64) {
+        if let Some(every) = self.config.log_step_count_steps {
+            if step % every as i64 == 0 {
+                let secs = last.0.elapsed().as_secs_f64();
+                let rate = if secs > 0.0 {
+                    (step - last.1) as f64 / secs
+                } else {
+                    f64::INFINITY
+                };
+                log::info!("global_step = {step}, loss = {loss} ({rate:.3} steps/sec)");
+                *last = (Instant::now(), step);
+            }
+        }
+    }
+
+    fn save(
+        &self,
+        state: &AnyState,
+        signature: &ModelSignature,
+        losses: &mut Vec<(i64, f64)>,
+        listeners: &mut [&mut dyn CheckpointSaverListener],
+    ) -> Result<()> {
+        let step = state.global_step();
+        for l in listeners.iter_mut() {
+            l.before_save(step)?;
+        }
+        let path = checkpoint::save(
+            &self.model_dir,
+            state,
+            signature,
+            self.config.keep_checkpoint_max,
+        )?;
+        log::info!("saved checkpoint for step {step} to {}", path.display());
+        self.append_losses(losses)?;
+        for l in listeners.iter_mut() {
+            l.after_save(step)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the per-step losses since the last save to
+    /// `model_dir/train_losses.csv` (for plots of the training curve).
+    fn append_losses(&self, losses: &mut Vec<(i64, f64)>) -> Result<()> {
+        if losses.is_empty() {
+            return Ok(());
+        }
+        let path = self.model_dir.join(TRAIN_LOSSES_FILE);
+        let fresh = !path.exists();
+        let mut text = String::new();
+        if fresh {
+            text.push_str("global_step,loss\n");
+        }
+        for (s, l) in losses.drain(..) {
+            text.push_str(&format!("{s},{l:e}\n"));
+        }
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| Error::io("cannot append to", &path, e))
+    }
+
+    fn signature(&self, state: &AnyState) -> ModelSignature {
+        ModelSignature {
+            num_clusters: state.k(),
+            num_features: state.d(),
+            dtype: state.dtype(),
+            distance_metric: self.params.distance_metric.name().to_string(),
+            use_mini_batch: self.params.use_mini_batch,
+            mini_batch_steps_per_iteration: self.params.mini_batch_steps_per_iteration,
+            initial_clusters: self.params.initial_clusters.describe(),
+            random_seed: self.seed,
+            kmeans_plus_plus_num_retries: self.params.kmeans_plus_plus_num_retries,
+            relative_tolerance: self.params.relative_tolerance,
+            feature_columns: self.params.feature_columns.clone(),
+        }
+    }
+
+    /// The latest good checkpoint, checked against these parameters.
+    fn restore_latest(&self) -> Result<Option<Loaded>> {
+        let loaded = checkpoint::load_latest_good(&self.model_dir)?;
+        if let Some(l) = &loaded {
+            self.check_compatible(&l.signature)?;
+        }
+        Ok(loaded)
+    }
+
+    fn check_compatible(&self, saved: &ModelSignature) -> Result<()> {
+        let p = &self.params;
+        let mut problems = Vec::new();
+        if saved.num_clusters != p.num_clusters {
+            problems.push(format!(
+                "num_clusters {} on disk vs {} here",
+                saved.num_clusters, p.num_clusters
+            ));
+        }
+        if saved.distance_metric != p.distance_metric.name() {
+            problems.push(format!(
+                "distance_metric {:?} on disk vs {:?} here",
+                saved.distance_metric,
+                p.distance_metric.name()
+            ));
+        }
+        let mode = |mini: bool, s: u64| match (mini, s > 1) {
+            (false, _) => "full batch".to_string(),
+            (true, false) => "mini-batch".to_string(),
+            (true, true) => {
+                format!("asynchronous full batch (mini_batch_steps_per_iteration = {s})")
+            }
+        };
+        let (a, b) = (
+            mode(saved.use_mini_batch, saved.mini_batch_steps_per_iteration),
+            mode(p.use_mini_batch, p.mini_batch_steps_per_iteration),
+        );
+        if a != b {
+            problems.push(format!("{a} on disk vs {b} here"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::IncompatibleModel {
+                model_dir: self.model_dir.clone(),
+                message: problems.join("; "),
+            })
+        }
+    }
+
+    /// The checkpoint to evaluate or predict with.
+    fn load_for_inference(&self, checkpoint_path: Option<&Path>) -> Result<Loaded> {
+        let loaded = match checkpoint_path {
+            Some(p) => {
+                let p = checkpoint::resolve(p);
+                if !p.is_file() {
+                    return Err(Error::io(
+                        "cannot read checkpoint",
+                        &p,
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint"),
+                    ));
+                }
+                checkpoint::load(&p)?
+            }
+            None => checkpoint::load_latest_good(&self.model_dir)?
+                .ok_or_else(|| Error::NoCheckpoint(self.model_dir.clone()))?,
+        };
+        self.check_compatible(&loaded.signature)?;
+        Ok(loaded)
+    }
+
+    /// Chooses the initial centres from the batches of one `input_fn()` call.
+    fn initialize(&self, input: Input<'_>) -> Result<AnyState> {
+        let mut source = BatchSource::new(input, self.params.feature_columns.as_deref(), false)?;
+        let (dtype, _) = source
+            .peek()?
+            .ok_or_else(|| ended_early(0, self.params.num_clusters))?;
+        let state = match dtype {
+            DType::F32 => AnyState::F32(self.initialize_typed::<f32>(&mut source)?),
+            DType::F64 => AnyState::F64(self.initialize_typed::<f64>(&mut source)?),
+        };
+        Ok(state)
+    }
+
+    fn initialize_typed<T: Float>(&self, source: &mut BatchSource<'_>) -> Result<ModelState<T>> {
+        let k = self.params.num_clusters;
+        let metric = self.params.distance_metric;
+        let mut rng = seeding::rng_from_seed(self.seed);
+        let mut width: Option<usize> = None;
+        let mut centres: Option<Matrix<T>> = None;
+        loop {
+            let have = centres.as_ref().map_or(0, Matrix::rows);
+            if have == k {
+                break;
+            }
+            let constant = source.is_constant();
+            let batch = source.next(width)?.ok_or_else(|| ended_early(have, k))?;
+            let d = batch.cols();
+            width = Some(d);
+            let out = centres.get_or_insert_with(|| Matrix::with_capacity(k, d));
+            let data = batch.to_type::<T>();
+            let x = MatRef::new(&data, batch.rows(), d).expect("validated batch");
+            match &self.params.initial_clusters {
+                InitialClusters::Array(a) => {
+                    if a.cols() != d {
+                        return Err(Error::data(format!(
+                            "initial_clusters has {} columns but the data has {d}",
+                            a.cols()
+                        )));
+                    }
+                    let values = a.to_type::<T>();
+                    *out = Matrix::new(values.into_owned(), a.rows(), d)?;
+                }
+                InitialClusters::KMeansPlusPlus => {
+                    let rows = self.pool.install(|| {
+                        seeding::kmeans_plus_plus_indices(
+                            x,
+                            None,
+                            k,
+                            self.params.kmeans_plus_plus_retries(),
+                            metric,
+                            &mut rng,
+                        )
+                    })?;
+                    for r in rows {
+                        out.push_row(x.row(r));
+                    }
+                }
+                InitialClusters::Random => {
+                    if constant && batch.rows() < k - have {
+                        return Err(Error::data(format!(
+                            "num_clusters = {k} is larger than the {} rows of the input batch",
+                            batch.rows()
+                        )));
+                    }
+                    for r in seeding::random_row_indices(x.rows(), k - have, &mut rng) {
+                        out.push_row(x.row(r));
+                    }
+                }
+                InitialClusters::Callable(f) => {
+                    let got = f.call(&batch, k - have)?;
+                    if got.rows() > k - have {
+                        return Err(Error::data(format!(
+                            "the initial_clusters function returned {} rows but only {} centres were still needed",
+                            got.rows(),
+                            k - have
+                        )));
+                    }
+                    if got.rows() > 0 {
+                        got.validate(Some(d), "the initial_clusters function's result")?;
+                        let values = got.to_type::<T>();
+                        for r in 0..got.rows() {
+                            out.push_row(&values[r * d..(r + 1) * d]);
+                        }
+                    } else if constant {
+                        return Err(Error::data(
+                            "the initial_clusters function returned no rows for the (constant) input batch, so it can never finish",
+                        ));
+                    }
+                }
+            }
+        }
+        let centres = centres.ok_or_else(|| ended_early(0, k))?;
+        Ok(self.model_fn.new_state(centres))
+    }
+
+    /// The mean over the evaluated batches of each batch's loss.
+    pub fn evaluate<'a, F>(&self, mut input_fn: F, mut args: EvalArgs<'_>) -> Result<EvalResult>
+    where
+        F: FnMut() -> Result<Input<'a>>,
+    {
+        if args.steps == Some(0) {
+            return Err(Error::arg("steps must be positive, got 0"));
+        }
+        let loaded = self.load_for_inference(args.checkpoint_path.as_deref())?;
+        let state = loaded.state;
+        let global_step = state.global_step();
+        let d = state.d();
+        let mut source =
+            BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), true)?;
+        for h in args.hooks.iter_mut() {
+            h.begin()?;
+        }
+        let mut ctx = RunContext::new(global_step);
+        let (mut total, mut batches) = (0.0f64, 0u64);
+        while args.steps.map_or(true, |s| batches < s) {
+            for h in args.hooks.iter_mut() {
+                h.before_run(&mut ctx)?;
+            }
+            let Some(batch) = source.next(Some(d))? else {
+                break;
+            };
+            let loss = self.pool.install(|| {
+                with_state!(&state, s, T => {
+                    let data = batch.to_type::<T>();
+                    self.model_fn.loss(s, MatRef::new(&data, batch.rows(), d).expect("validated batch"))
+                })
+            });
+            total += loss;
+            batches += 1;
+            let values = RunValues { global_step, loss };
+            for h in args.hooks.iter_mut() {
+                h.after_run(&mut ctx, &values)?;
+            }
+            if ctx.stop_requested() {
+                break;
+            }
+        }
+        if batches == 0 {
+            return Err(Error::data("evaluate: input_fn gave no batches"));
+        }
+        let mean = total / batches as f64;
+        for h in args.hooks.iter_mut() {
+            h.end()?;
+        }
+        let result = EvalResult {
+            score: mean,
+            loss: mean,
+            global_step,
+        };
+        self.record_eval(args.name.as_deref(), &result)?;
+        Ok(result)
+    }
+
+    fn record_eval(&self, name: Option<&str>, r: &EvalResult) -> Result<()> {
+        let dir = match name {
+            Some(n) => {
+                if n.is_empty() || n.contains(['/', '\\']) || n == "." || n == ".." {
+                    return Err(Error::arg(format!(
+                        "evaluation name {n:?} must be a plain folder name"
+                    )));
+                }
+                self.model_dir.join(format!("eval_{n}"))
+            }
+            None => self.model_dir.join("eval"),
+        };
+        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        let path = dir.join("metrics.jsonl");
+        let line =
+            serde_json::json!({"global_step": r.global_step, "loss": r.loss, "score": r.score})
+                .to_string()
+                + "\n";
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| Error::io("cannot append to", &path, e))
+    }
+
+    /// Predictions, one [`PredictionBatch`] per input batch, computed lazily.
+    pub fn predict<'a, F>(&self, mut input_fn: F, args: PredictArgs<'a>) -> Result<Predictions<'a>>
+    where
+        F: FnMut() -> Result<Input<'a>>,
+    {
+        let keys = parse_predict_keys(args.predict_keys.as_deref())?;
+        let loaded = self.load_for_inference(args.checkpoint_path.as_deref())?;
+        let source = BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), true)?;
+        Ok(Predictions {
+            model_fn: self.model_fn.clone(),
+            state: loaded.state,
+            source,
+            keys,
+            pool: Arc::clone(&self.pool),
+            hooks: args.hooks,
+            ctx: RunContext::default(),
+            started: false,
+            finished: false,
+        })
+    }
+
+    /// The nearest cluster of every input row, one vector per batch.
+    pub fn predict_cluster_index<'a, F>(
+        &self,
+        input_fn: F,
+    ) -> Result<impl Iterator<Item = Result<Vec<i64>>> + 'a>
+    where
+        F: FnMut() -> Result<Input<'a>>,
+    {
+        let args = PredictArgs {
+            predict_keys: Some(vec![CLUSTER_INDEX.into()]),
+            ..Default::default()
+        };
+        Ok(self
+            .predict(input_fn, args)?
+            .map(|b| b.map(|b| b.cluster_index.unwrap_or_default())))
+    }
+
+    /// The distance of every input row to every centre, one `n x k` batch per
+    /// input batch (squared Euclidean, or `1 - cos`).
+    pub fn transform<'a, F>(
+        &self,
+        input_fn: F,
+    ) -> Result<impl Iterator<Item = Result<Dense<'static>>> + 'a>
+    where
+        F: FnMut() -> Result<Input<'a>>,
+    {
+        let args = PredictArgs {
+            predict_keys: Some(vec![ALL_DISTANCES.into()]),
+            ..Default::default()
+        };
+        Ok(self.predict(input_fn, args)?.map(|b| {
+            b.and_then(|b| {
+                b.all_distances
+                    .ok_or_else(|| Error::arg("transform: no distances computed"))
+            })
+        }))
+    }
+
+    /// The sum of distances of the first batch's rows to their nearest
+    /// centres (positive, unlike scikit-learn's score).
+    pub fn score<'a, F>(&self, input_fn: F) -> Result<f64>
+    where
+        F: FnMut() -> Result<Input<'a>>,
+    {
+        Ok(self
+            .evaluate(
+                input_fn,
+                EvalArgs {
+                    steps: Some(1),
+                    ..Default::default()
+                },
+            )?
+            .score)
+    }
+
+    /// The centres of the latest checkpoint.
+    pub fn cluster_centers(&self) -> Result<Dense<'static>> {
+        Ok(self.load_for_inference(None)?.state.clusters())
+    }
+
+    /// The variables the latest checkpoint holds.
+    pub fn get_variable_names(&self) -> Result<Vec<String>> {
+        Ok(checkpoint::variable_names(
+            &self.load_for_inference(None)?.state,
+        ))
+    }
+
+    /// One variable of the latest checkpoint.
+    pub fn get_variable_value(&self, name: &str) -> Result<Tensor> {
+        let state = self.load_for_inference(None)?.state;
+        checkpoint::variable(&state, name).ok_or_else(|| {
+            Error::arg(format!(
+                "no variable {name:?} in this model; it has: {}",
+                checkpoint::variable_names(&state).join(", ")
+            ))
+        })
+    }
+}
+
+/// The file of per-step training losses in `model_dir`.
+pub const TRAIN_LOSSES_FILE: &str = "train_losses.csv";
+
+fn parse_predict_keys(keys: Option<&[String]>) -> Result<PredictKeys> {
+    let Some(keys) = keys else {
+        return Ok(PredictKeys {
+            cluster_index: true,
+            all_distances: true,
+        });
+    };
+    let mut out = PredictKeys {
+        cluster_index: false,
+        all_distances: false,
+    };
+    for k in keys {
+        match k.as_str() {
+            CLUSTER_INDEX => out.cluster_index = true,
+            ALL_DISTANCES => out.all_distances = true,
+            other => {
+                return Err(Error::arg(format!(
+                    "unknown predict key {other:?}; accepted: {CLUSTER_INDEX:?}, {ALL_DISTANCES:?}"
+                )))
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(Error::arg(format!(
+            "predict_keys is empty; accepted: {CLUSTER_INDEX:?}, {ALL_DISTANCES:?}"
+        )));
+    }
+    Ok(out)
+}
+
+/// The lazy result of [`KMeansClustering::predict`].
+pub struct Predictions<'a> {
+    model_fn: ModelFn,
+    state: AnyState,
+    source: BatchSource<'a>,
+    keys: PredictKeys,
+    pool: Arc<rayon::ThreadPool>,
+    hooks: Vec<&'a mut dyn SessionRunHook>,
+    ctx: RunContext,
+    started: bool,
+    finished: bool,
+}
+
+impl<'a> Predictions<'a> {
+    fn advance(&mut self) -> Result<Option<PredictionBatch>> {
+        if !self.started {
+            self.started = true;
+            self.ctx.set_global_step(self.state.global_step());
+            for h in self.hooks.iter_mut() {
+                h.begin()?;
+            }
+        }
+        for h in self.hooks.iter_mut() {
+            h.before_run(&mut self.ctx)?;
+        }
+        let d = self.state.d();
+        let Some(batch) = self.source.next(Some(d))? else {
+            return Ok(None);
+        };
+        let (model_fn, keys, state) = (&self.model_fn, self.keys, &self.state);
+        let out = self.pool.install(|| {
+            with_state!(state, s, T => {
+                let data = batch.to_type::<T>();
+                model_fn.predict(s, MatRef::new(&data, batch.rows(), d).expect("validated batch"), keys)
+            })
+        });
+        let values = RunValues {
+            global_step: self.state.global_step(),
+            loss: f64::NAN,
+        };
+        for h in self.hooks.iter_mut() {
+            h.after_run(&mut self.ctx, &values)?;
+        }
+        Ok(Some(out))
+    }
+}
+
+impl<'a> Iterator for Predictions<'a> {
+    type Item = Result<PredictionBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        if self.ctx.stop_requested() {
+            self.finished = true;
+            return self.end_hooks().err().map(Err);
+        }
+        match self.advance() {
+            Ok(Some(b)) => Some(Ok(b)),
+            Ok(None) => {
+                self.finished = true;
+                self.end_hooks().err().map(Err)
+            }
+            Err(e) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<'a> Predictions<'a> {
+    fn end_hooks(&mut self) -> Result<()> {
+        for h in self.hooks.iter_mut() {
+            h.end()?;
+        }
+        Ok(())
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// A new, empty folder under the system's temporary directory, kept after
+/// the process ends (as the reference does), so the model can be reused.
+fn fresh_temp_dir() -> Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    for _ in 0..100 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("centroid-{}-{nanos}-{n}", std::process::id()));
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                log::warn!("using temporary model_dir {}", dir.display());
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("cannot create temporary model_dir", &dir, e)),
+        }
+    }
+    Err(Error::arg("cannot find a free temporary model_dir name"))
+}

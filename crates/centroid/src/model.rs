@@ -1,0 +1,437 @@
+//! The model: its state (the variables) and what one step does to it.
+//!
+//! [`ModelFn`] is the model bound to its parameters, the object the
+//! Estimator's training, evaluation and prediction loops drive. It is usable
+//! on its own: give it centres and batches, and it applies the update rules
+//! of full-batch Lloyd, Sculley's mini-batch, or the asynchronous full batch.
+
+use crate::float::{DType, Float};
+use crate::input::Dense;
+use crate::kernels::{self, ClusterStats, Metric, PreparedCentres};
+use crate::matrix::{MatRef, Matrix};
+use crate::params::KMeansParams;
+
+/// The variables of one model, in one element type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelState<T> {
+    /// The master centres C, `k x d`.
+    pub clusters: Matrix<T>,
+    pub initialized: bool,
+    pub global_step: i64,
+    /// Points seen per cluster: mini-batch only.
+    pub cluster_counts: Option<Vec<i64>>,
+    /// The working copy C' of the asynchronous mode (S > 1).
+    pub clusters_updated: Option<Matrix<T>>,
+    /// Steps left before C' is published into C (S > 1).
+    pub update_in_steps: Option<i64>,
+}
+
+impl<T: Float> ModelState<T> {
+    pub fn k(&self) -> usize {
+        self.clusters.rows()
+    }
+    pub fn d(&self) -> usize {
+        self.clusters.cols()
+    }
+}
+
+/// A model state of either element type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnyState {
+    F32(ModelState<f32>),
+    F64(ModelState<f64>),
+}
+
+/// Runs `$body` with `$s` bound to the typed state and `$T` to its type.
+macro_rules! with_state {
+    ($state:expr, $s:ident, $T:ident => $body:expr) => {
+        match $state {
+            $crate::model::AnyState::F32($s) => {
+                #[allow(dead_code)]
+                type $T = f32;
+                $body
+            }
+            $crate::model::AnyState::F64($s) => {
+                #[allow(dead_code)]
+                type $T = f64;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_state;
+
+impl AnyState {
+    pub fn dtype(&self) -> DType {
+        match self {
+            AnyState::F32(_) => DType::F32,
+            AnyState::F64(_) => DType::F64,
+        }
+    }
+    pub fn global_step(&self) -> i64 {
+        with_state!(self, s, T => s.global_step)
+    }
+    pub fn k(&self) -> usize {
+        with_state!(self, s, T => s.k())
+    }
+    pub fn d(&self) -> usize {
+        with_state!(self, s, T => s.d())
+    }
+    /// The master centres as an owned batch.
+    pub fn clusters(&self) -> Dense<'static> {
+        with_state!(self, s, T => dense_from(&s.clusters))
+    }
+}
+
+pub(crate) fn dense_from<T: Float>(m: &Matrix<T>) -> Dense<'static>
+where
+    crate::input::Data<'static>: From<Vec<T>>,
+{
+    Dense::new(m.as_slice().to_vec(), m.rows(), m.cols()).expect("matrix shape is consistent")
+}
+
+/// What the caller wants from a prediction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PredictKeys {
+    pub cluster_index: bool,
+    pub all_distances: bool,
+}
+
+/// Predictions for one batch, in input row order.
+#[derive(Clone, Debug)]
+pub struct PredictionBatch {
+    /// The nearest centre of each row.
+    pub cluster_index: Option<Vec<i64>>,
+    /// The distance of each row to every centre, `n x k`.
+    pub all_distances: Option<Dense<'static>>,
+}
+
+impl PredictionBatch {
+    pub fn rows(&self) -> usize {
+        match (&self.cluster_index, &self.all_distances) {
+            (Some(i), _) => i.len(),
+            (None, Some(d)) => d.rows(),
+            (None, None) => 0,
+        }
+    }
+}
+
+/// The model bound to its parameters.
+#[derive(Clone, Debug)]
+pub struct ModelFn {
+    params: KMeansParams,
+}
+
+impl ModelFn {
+    /// `params` must already be validated.
+    pub fn new(params: KMeansParams) -> Self {
+        Self { params }
+    }
+
+    pub fn params(&self) -> &KMeansParams {
+        &self.params
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.params.distance_metric
+    }
+
+    /// The state of a freshly initialised model with these centres (which
+    /// are normalised under cosine).
+    pub fn new_state<T: Float>(&self, mut centres: Matrix<T>) -> ModelState<T> {
+        if self.metric() == Metric::Cosine {
+            for j in 0..centres.rows() {
+                kernels::normalize_in_place(centres.row_mut(j));
+            }
+        }
+        let k = centres.rows();
+        let s = self.params.mini_batch_steps_per_iteration as i64;
+        let (cluster_counts, clusters_updated, update_in_steps) =
+            match (self.params.use_mini_batch, s > 1) {
+                (false, _) => (None, None, None),
+                // Sculley: the initial centre weighs as one point.
+                (true, false) => (Some(vec![1; k]), None, None),
+                // Asynchronous: the working copy starts from C with no points.
+                (true, true) => (Some(vec![0; k]), Some(centres.clone()), Some(s)),
+            };
+        ModelState {
+            clusters: centres,
+            initialized: true,
+            global_step: 0,
+            cluster_counts,
+            clusters_updated,
+            update_in_steps,
+        }
+    }
+
+    /// One training step on one batch: returns the batch's loss, computed
+    /// with the centres as they were before the update, and advances
+    /// `global_step`. The batch must already be validated against the model.
+    pub fn train_step<T: Float>(&self, state: &mut ModelState<T>, x: MatRef<'_, T>) -> f64 {
+        let (k, d) = (state.k(), state.d());
+        let mut stats = ClusterStats::new(k, d);
+        if let (Some(remaining), Some(working)) = (state.update_in_steps, &state.clusters_updated) {
+            if remaining <= 0 {
+                // Publish the working copy at the start of steps S+1, 2S+1, ...
+                state.clusters = working.clone();
+                if self.metric() == Metric::Cosine {
+                    for j in 0..k {
+                        kernels::normalize_in_place(state.clusters.row_mut(j));
+                    }
+                }
+                if let Some(c) = state.cluster_counts.as_mut() {
+                    c.fill(0);
+                }
+                state.update_in_steps = Some(self.params.mini_batch_steps_per_iteration as i64);
+            }
+        }
+        let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
+        kernels::assign_accumulate(x, None, &prepared, None, &mut stats);
+
+        if !self.params.use_mini_batch {
+            lloyd_update(&mut state.clusters, &stats, self.metric());
+        } else {
+            let counts = state.cluster_counts.get_or_insert_with(|| vec![0; k]);
+            let target = match state.clusters_updated.as_mut() {
+                Some(working) => working,
+                None => &mut state.clusters,
+            };
+            sculley_update(target, counts, &stats);
+            if let Some(r) = state.update_in_steps.as_mut() {
+                *r -= 1;
+            }
+        }
+        state.global_step += 1;
+        stats.loss
+    }
+
+    /// The loss of a batch (sum of each row's distance to its nearest
+    /// centre) under the state's master centres.
+    pub fn loss<T: Float>(&self, state: &ModelState<T>, x: MatRef<'_, T>) -> f64 {
+        let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
+        let mut labels = vec![0u32; x.rows()];
+        let mut scores = vec![T::zero(); x.rows()];
+        kernels::assign(x, &prepared, &mut labels, &mut scores);
+        scores.iter().map(|s| s.to_f64_exact()).sum()
+    }
+
+    /// Cluster indices and/or all distances for a batch.
+    pub fn predict<T: Float>(
+        &self,
+        state: &ModelState<T>,
+        x: MatRef<'_, T>,
+        keys: PredictKeys,
+    ) -> PredictionBatch
+    where
+        crate::input::Data<'static>: From<Vec<T>>,
+    {
+        let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
+        let n = x.rows();
+        let cluster_index = keys.cluster_index.then(|| {
+            let mut labels = vec![0u32; n];
+            let mut scores = vec![T::zero(); n];
+            kernels::assign(x, &prepared, &mut labels, &mut scores);
+            labels.into_iter().map(i64::from).collect()
+        });
+        let all_distances = keys.all_distances.then(|| {
+            let k = prepared.k();
+            let mut out = vec![T::zero(); n * k];
+            kernels::distances(x, &prepared, &mut out);
+            Dense::new(out, n, k).expect("n x k distances")
+        });
+        PredictionBatch {
+            cluster_index,
+            all_distances,
+        }
+    }
+}
+
+/// Lloyd: each centre becomes the mean of its points; an empty cluster keeps
+/// its centre. Under cosine the mean is normalised.
+fn lloyd_update<T: Float>(clusters: &mut Matrix<T>, stats: &ClusterStats, metric: Metric) {
+    let d = stats.d;
+    for j in 0..stats.k {
+        let w = stats.weights[j];
+        if w <= 0.0 {
+            continue;
+        }
+        let row = clusters.row_mut(j);
+        for (c, s) in row.iter_mut().zip(&stats.sums[j * d..(j + 1) * d]) {
+            *c = T::from_f64_lossy(s / w);
+        }
+        if metric == Metric::Cosine {
+            kernels::normalize_in_place(row);
+        }
+    }
+}
+
+/// Sculley's rule: `C_j += (s_j - m_j C_j) / (n_j + m_j)`, `n_j += m_j`, for
+/// the clusters that received points. A cluster with no previous points
+/// (`n_j = 0`) takes the batch mean.
+fn sculley_update<T: Float>(centres: &mut Matrix<T>, counts: &mut [i64], stats: &ClusterStats) {
+    let d = stats.d;
+    for j in 0..stats.k {
+        let m = stats.counts[j] as i64;
+        if m == 0 {
+            continue;
+        }
+        let denom = (counts[j] + m) as f64;
+        let mf = m as f64;
+        let row = centres.row_mut(j);
+        for (c, s) in row.iter_mut().zip(&stats.sums[j * d..(j + 1) * d]) {
+            let cur = c.to_f64_exact();
+            *c = T::from_f64_lossy(cur + (s - mf * cur) / denom);
+        }
+        counts[j] += m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::KMeansParams;
+
+    // Four points on a line: 0, 2 near centre A = 1; 10, 14 near centre B = 11.
+    const X: [f64; 4] = [0.0, 2.0, 10.0, 14.0];
+
+    fn x() -> MatRef<'static, f64> {
+        MatRef::new(&X, 4, 1).unwrap()
+    }
+
+    fn centres(a: f64, b: f64) -> Matrix<f64> {
+        Matrix::new(vec![a, b], 2, 1).unwrap()
+    }
+
+    fn model(mini: bool, s: u64) -> ModelFn {
+        let mut p = KMeansParams::new(2);
+        p.use_mini_batch = mini;
+        p.mini_batch_steps_per_iteration = s;
+        ModelFn::new(p.validate().unwrap())
+    }
+
+    #[test]
+    fn lloyd_step_by_hand() {
+        // Centres 3 and 9: 0, 2 -> 3 (d = 9, 1); 10, 14 -> 9 (d = 1, 25).
+        let m = model(false, 1);
+        let mut st = m.new_state(centres(3.0, 9.0));
+        let loss = m.train_step(&mut st, x());
+        assert_eq!(loss, 9.0 + 1.0 + 1.0 + 25.0);
+        assert_eq!(st.clusters.as_slice(), &[1.0, 12.0]);
+        assert_eq!(st.global_step, 1);
+        assert_eq!(st.cluster_counts, None);
+    }
+
+    #[test]
+    fn lloyd_keeps_an_empty_cluster() {
+        let m = model(false, 1);
+        let mut st = m.new_state(centres(5.0, 100.0));
+        m.train_step(&mut st, x());
+        assert_eq!(st.clusters.as_slice(), &[6.5, 100.0]);
+    }
+
+    #[test]
+    fn sculley_step_by_hand() {
+        // Counts start at 1. Cluster 0 gets {0, 2}: C = 3 + (2 - 2*3)/(1+2) = 3 - 4/3.
+        // Cluster 1 gets {10, 14}: C = 9 + (24 - 2*9)/3 = 11.
+        let m = model(true, 1);
+        let mut st = m.new_state(centres(3.0, 9.0));
+        let loss = m.train_step(&mut st, x());
+        assert_eq!(loss, 36.0);
+        let c = st.clusters.as_slice();
+        assert!((c[0] - (3.0 - 4.0 / 3.0)).abs() < 1e-12);
+        assert!((c[1] - 11.0).abs() < 1e-12);
+        assert_eq!(st.cluster_counts, Some(vec![3, 3]));
+        // Second step: centres 5/3 and 11; 0, 2 -> 0; 10, 14 -> 1.
+        // C0 = 5/3 + (2 - 2*5/3)/5 = 5/3 - 4/15 = 1.4; C1 = 11 + (24 - 22)/5 = 11.4.
+        m.train_step(&mut st, x());
+        let c = st.clusters.as_slice();
+        assert!((c[0] - 1.4).abs() < 1e-12, "{c:?}");
+        assert!((c[1] - 11.4).abs() < 1e-12, "{c:?}");
+        assert_eq!(st.cluster_counts, Some(vec![5, 5]));
+    }
+
+    #[test]
+    fn async_publishes_after_s_steps() {
+        // S = 2: steps 1 and 2 update only the working copy; step 3 publishes
+        // first, then assigns with the published centres.
+        let m = model(true, 2);
+        let mut st = m.new_state(centres(3.0, 9.0));
+        let first = [0.0, 2.0, 10.0, 14.0];
+        let second = [4.0, 12.0];
+        let l1 = m.train_step(&mut st, MatRef::new(&first, 4, 1).unwrap());
+        assert_eq!(l1, 36.0);
+        // Counts start at 0: the working copy takes the batch means 1 and 12.
+        assert_eq!(st.clusters.as_slice(), &[3.0, 9.0]);
+        assert_eq!(
+            st.clusters_updated.as_ref().unwrap().as_slice(),
+            &[1.0, 12.0]
+        );
+        // Step 2 still assigns with C = (3, 9): 4 -> 0, 12 -> 1.
+        let l2 = m.train_step(&mut st, MatRef::new(&second, 2, 1).unwrap());
+        assert_eq!(l2, 1.0 + 9.0);
+        // Working copy: C'0 = 1 + (4 - 1)/3 = 2; C'1 = 12 + (12 - 12)/3 = 12.
+        assert_eq!(
+            st.clusters_updated.as_ref().unwrap().as_slice(),
+            &[2.0, 12.0]
+        );
+        assert_eq!(st.clusters.as_slice(), &[3.0, 9.0]);
+        // Step 3 publishes C = (2, 12) and assigns with it: loss on {0, 2, 10, 14}
+        // is 4 + 0 + 4 + 4.
+        let l3 = m.train_step(&mut st, MatRef::new(&first, 4, 1).unwrap());
+        assert_eq!(l3, 12.0);
+        assert_eq!(st.global_step, 3);
+        // After the publish the counts restarted at 0: C' = batch means 1 and 12.
+        assert_eq!(
+            st.clusters_updated.as_ref().unwrap().as_slice(),
+            &[1.0, 12.0]
+        );
+        assert_eq!(st.cluster_counts, Some(vec![2, 2]));
+    }
+
+    #[test]
+    fn cosine_lloyd_step_by_hand() {
+        // Unit directions at 0 and 90 degrees; points at 10 and 80 degrees
+        // (various lengths) go to the first and second centre.
+        let deg = |a: f64| (a.to_radians().cos(), a.to_radians().sin());
+        let (c1, s1) = deg(10.0);
+        let (c2, s2) = deg(80.0);
+        let data = vec![5.0 * c1, 5.0 * s1, 0.5 * c1, -0.5 * s1, 3.0 * c2, 3.0 * s2];
+        let x = MatRef::new(&data, 3, 2).unwrap();
+        let mut p = KMeansParams::new(2);
+        p.use_mini_batch = false;
+        p.distance_metric = Metric::Cosine;
+        let m = ModelFn::new(p.validate().unwrap());
+        let mut st = m.new_state(Matrix::new(vec![2.0, 0.0, 0.0, 1.0], 2, 2).unwrap());
+        assert_eq!(st.clusters.as_slice(), &[1.0, 0.0, 0.0, 1.0]);
+        let loss = m.train_step(&mut st, x);
+        let expected = 3.0 - (c1 + c1 + s2);
+        assert!((loss - expected).abs() < 1e-12, "{loss} vs {expected}");
+        // Centre 0: mean of unit vectors at +10 and -10 degrees -> (1, 0).
+        let c = st.clusters.as_slice();
+        assert!((c[0] - 1.0).abs() < 1e-12 && c[1].abs() < 1e-12, "{c:?}");
+        assert!(
+            (c[2] - c2).abs() < 1e-12 && (c[3] - s2).abs() < 1e-12,
+            "{c:?}"
+        );
+    }
+
+    #[test]
+    fn ties_go_to_the_lowest_index() {
+        // The point 5 is equally far from 3 and 7, and from the duplicate 3.
+        let m = model(false, 1);
+        let st = m.new_state(Matrix::new(vec![7.0, 3.0, 3.0], 3, 1).unwrap());
+        let p = m.predict(
+            &st,
+            MatRef::new(&[5.0, 3.0], 2, 1).unwrap(),
+            PredictKeys {
+                cluster_index: true,
+                all_distances: true,
+            },
+        );
+        assert_eq!(p.cluster_index.unwrap(), vec![0, 1]);
+        assert_eq!(
+            p.all_distances.unwrap().to_type::<f64>().as_ref(),
+            &[4.0, 4.0, 4.0, 16.0, 0.0, 0.0]
+        );
+    }
+}
