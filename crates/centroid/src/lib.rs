@@ -8,6 +8,7 @@ pub mod batch;
 pub mod error;
 pub mod float;
 pub mod input;
+pub mod inputs;
 pub mod kernels;
 pub mod matrix;
 

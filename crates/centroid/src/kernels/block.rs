@@ -1,0 +1,578 @@
+//! The blocked kernels: one chunk of rows against all centres.
+//!
+//! Centres are packed into panels of `LANES` centres stored dimension-major
+//! (`panel[p][lane]`), so one vector load fetches dimension `p` of `LANES`
+//! centres. A tile of `MR` rows by `NV` panels keeps its `MR x NV`
+//! accumulators in registers, starts them at the centre bias
+//! (`||c||^2 / 2` under squared Euclidean, 0 under cosine) and subtracts
+//! `x_p * c_p` for each dimension: the value left is `||c||^2/2 - x.c`, whose
+//! argmin is the nearest centre, or `-x.c`, whose argmin is the most similar
+//! normalised centre. Each row keeps a vector of per-lane minima and their
+//! centre indices; one horizontal argmin per row turns them into a label.
+//!
+//! Panels are visited in blocks small enough to stay in L2 (the block is
+//! re-read by every row group of the chunk). When every centre fits in one
+//! block, which is always so for small `d`, a row group's minima stay in
+//! registers across all centres and nothing but the final label and value is
+//! written: the register-resident path where the argmin costs as much as the
+//! multiply.
+//!
+//! Everything here is generic over [`Simd`] and `#[inline(always)]`; the
+//! `*_avx512`, `*_avx2` and `*_portable` entry points at the bottom compile
+//! it once per instruction set under the matching `#[target_feature]`.
+
+use super::simd::{self, Simd};
+use super::Metric;
+use crate::float::Float;
+#[allow(unused_imports)]
+use num_traits::{Float as _, One as _, Zero as _};
+
+/// The instruction sets the kernels are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// Plain arrays, any target.
+    Portable,
+    /// AVX2 + FMA (x86-64).
+    Avx2,
+    /// AVX-512F (x86-64).
+    Avx512,
+}
+
+impl Path {
+    /// The fastest path this CPU runs.
+    pub(crate) fn detect() -> Path {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Path::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Path::Avx2;
+            }
+        }
+        Path::Portable
+    }
+
+    /// Whether this CPU can run the path.
+    pub(crate) fn available(self) -> bool {
+        match self {
+            Path::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Centres per panel on this path for element type `F`.
+    pub(crate) fn lanes<F: KernelFloat>(self) -> usize {
+        match self {
+            Path::Portable => <F::Portable as Simd>::LANES,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => <F::Avx2 as Simd>::LANES,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512 => <F::Avx512 as Simd>::LANES,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => <F::Portable as Simd>::LANES,
+        }
+    }
+}
+
+/// The element types the kernels are compiled for, with their vector types.
+pub(crate) trait KernelFloat: Float {
+    type Portable: Simd<T = Self>;
+    #[cfg(target_arch = "x86_64")]
+    type Avx2: Simd<T = Self>;
+    #[cfg(target_arch = "x86_64")]
+    type Avx512: Simd<T = Self>;
+}
+
+impl KernelFloat for f32 {
+    type Portable = simd::PortableF32;
+    #[cfg(target_arch = "x86_64")]
+    type Avx2 = simd::Avx2F32;
+    #[cfg(target_arch = "x86_64")]
+    type Avx512 = simd::Avx512F32;
+}
+
+impl KernelFloat for f64 {
+    type Portable = simd::PortableF64;
+    #[cfg(target_arch = "x86_64")]
+    type Avx2 = simd::Avx2F64;
+    #[cfg(target_arch = "x86_64")]
+    type Avx512 = simd::Avx512F64;
+}
+
+/// Bytes of packed centres visited per block: half of the 2 MB L2 of the
+/// target machines, leaving the rest for the chunk's rows and partial sums.
+const CENTRE_BLOCK_BYTES: usize = 1 << 20;
+
+/// Widest vector any path uses, in elements (AVX-512 f32).
+const MAX_LANES: usize = 16;
+
+/// Centres packed for one path: panels of `lanes` centres, dimension-major,
+/// padded with zero centres whose bias is +inf so they never win.
+#[derive(Clone, Debug)]
+pub(crate) struct Packed<T> {
+    pub(crate) path: Path,
+    pub(crate) lanes: usize,
+    pub(crate) panels: usize,
+    /// Panels per L2 block.
+    pub(crate) block_panels: usize,
+    /// `len = panels * d * lanes` values starting at `offset` (64-byte
+    /// aligned, so no vector load splits a cache line).
+    buf: Vec<T>,
+    offset: usize,
+    len: usize,
+    /// `panels * lanes` biases.
+    pub(crate) bias: Vec<T>,
+}
+
+impl<T: Float> Packed<T> {
+    /// Packs the `k x d` row-major (already normalised under cosine) centres
+    /// `centres` with squared norms `sq_norms` for `path`, whose panels hold
+    /// `lanes` centres.
+    pub(crate) fn new(
+        path: Path,
+        lanes: usize,
+        centres: &[T],
+        sq_norms: &[T],
+        k: usize,
+        d: usize,
+        metric: Metric,
+    ) -> Self {
+        let panels = k.div_ceil(lanes);
+        let len = panels * d * lanes;
+        let align = 64 / std::mem::size_of::<T>();
+        let mut buf = vec![T::zero(); len + align];
+        let offset = buf.as_ptr().align_offset(64).min(align);
+        let data = &mut buf[offset..offset + len];
+        let half = T::from_f64_lossy(0.5);
+        let mut bias = vec![T::infinity(); panels * lanes];
+        for j in 0..k {
+            let (q, lane) = (j / lanes, j % lanes);
+            for p in 0..d {
+                data[(q * d + p) * lanes + lane] = centres[j * d + p];
+            }
+            bias[j] = match metric {
+                Metric::SquaredEuclidean => sq_norms[j] * half,
+                Metric::Cosine => T::zero(),
+            };
+        }
+        let panel_bytes = (d * lanes * std::mem::size_of::<T>()).max(1);
+        let block_panels = (CENTRE_BLOCK_BYTES / panel_bytes).max(2) & !1;
+        Self {
+            path,
+            lanes,
+            panels,
+            block_panels,
+            buf,
+            offset,
+            len,
+            bias,
+        }
+    }
+
+    /// The packed panels, `panels * d * lanes` values.
+    pub(crate) fn data(&self) -> &[T] {
+        &self.buf[self.offset..self.offset + self.len]
+    }
+}
+
+/// A chunk of rows and the centres it is matched against.
+pub(crate) struct Job<'a, T> {
+    /// `rows x d`, row-major.
+    pub(crate) x: &'a [T],
+    pub(crate) d: usize,
+    pub(crate) k: usize,
+    pub(crate) metric: Metric,
+    pub(crate) lanes: usize,
+    pub(crate) panels: usize,
+    pub(crate) block_panels: usize,
+    pub(crate) data: &'a [T],
+    pub(crate) bias: &'a [T],
+}
+
+/// `sum_p row_p^2` with independent partial sums, so it vectorises (the
+/// result can differ from a left-to-right sum in the last bits).
+#[inline(always)]
+pub(crate) fn sq_norm<T: Float>(row: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] += c[i] * c[i];
+        }
+    }
+    for (i, &v) in chunks.remainder().iter().enumerate() {
+        acc[i] += v * v;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// The `MR x NV` values `bias - x.c` of rows `xp[0..MR]` (stride `d`) against
+/// the `NV` panels starting at `panel`.
+#[inline(always)]
+unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
+    xp: *const S::T,
+    d: usize,
+    panel: *const S::T,
+    bias: *const S::T,
+) -> [[S::V; NV]; MR] {
+    let lanes = S::LANES;
+    let pstride = d * lanes;
+    let b: [S::V; NV] = std::array::from_fn(|v| S::load(bias.add(v * lanes)));
+    let mut acc: [[S::V; NV]; MR] = [b; MR];
+    for p in 0..d {
+        let c: [S::V; NV] = std::array::from_fn(|v| S::load(panel.add(v * pstride + p * lanes)));
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let xb = S::splat(*xp.add(r * d + p));
+            for v in 0..NV {
+                acc_r[v] = S::fnmadd(xb, c[v], acc_r[v]);
+            }
+        }
+    }
+    acc
+}
+
+/// Folds a tile into the rows' running per-lane minima; `idx` holds the
+/// centre indices of the tile's first panel and `step` is `LANES` as a
+/// vector. Panels arrive in increasing index order and only a strictly
+/// smaller value replaces a minimum, so each lane keeps its lowest index.
+#[inline(always)]
+unsafe fn fold_min<S: Simd, const MR: usize, const NV: usize>(
+    acc: [[S::V; NV]; MR],
+    idx: S::V,
+    step: S::V,
+    bestv: &mut [S::V; MR],
+    besti: &mut [S::V; MR],
+) {
+    let mut iv = idx;
+    for v in 0..NV {
+        for r in 0..MR {
+            let m = S::lt(acc[r][v], bestv[r]);
+            bestv[r] = S::select(m, acc[r][v], bestv[r]);
+            besti[r] = S::select(m, iv, besti[r]);
+        }
+        iv = S::add(iv, step);
+    }
+}
+
+/// Labels and raw values (`bias - x.c` of the chosen centre) of `MR` rows
+/// starting at `row` over panels `q0..q1`; `first` says whether this is the
+/// first centre block (else a row's earlier result is replaced only by a
+/// strictly smaller value, which keeps the lowest index on ties).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn argmin_rows<S: Simd, const MR: usize>(
+    job: &Job<'_, S::T>,
+    row: usize,
+    q0: usize,
+    q1: usize,
+    first: bool,
+    iota: S::V,
+    labels: &mut [u32],
+    raw: &mut [S::T],
+) {
+    let lanes = S::LANES;
+    let d = job.d;
+    let xp = job.x.as_ptr().add(row * d);
+    let data = job.data.as_ptr();
+    let bias = job.bias.as_ptr();
+    let step = S::splat(S::T::from_f64_lossy(lanes as f64));
+    let mut bestv = [S::splat(S::T::infinity()); MR];
+    let mut besti = [S::splat(S::T::zero()); MR];
+    let mut q = q0;
+    while q + 2 <= q1 {
+        let acc = tile::<S, MR, 2>(xp, d, data.add(q * d * lanes), bias.add(q * lanes));
+        let idx = S::add(iota, S::splat(S::T::from_f64_lossy((q * lanes) as f64)));
+        fold_min::<S, MR, 2>(acc, idx, step, &mut bestv, &mut besti);
+        q += 2;
+    }
+    if q < q1 {
+        let acc = tile::<S, MR, 1>(xp, d, data.add(q * d * lanes), bias.add(q * lanes));
+        let idx = S::add(iota, S::splat(S::T::from_f64_lossy((q * lanes) as f64)));
+        fold_min::<S, MR, 1>(acc, idx, step, &mut bestv, &mut besti);
+    }
+    let k = job.k as f64;
+    for r in 0..MR {
+        let (v, i) = simd::argmin::<S>(bestv[r], besti[r]);
+        let i = i.to_f64_exact();
+        // NaN rows compare equal to nothing: centre 0, like the reference.
+        let label = if i < k { i as u32 } else { 0 };
+        if first || v < raw[row + r] {
+            labels[row + r] = label;
+            raw[row + r] = v;
+        }
+    }
+}
+
+/// Labels and raw values of every row of the job.
+#[inline(always)]
+unsafe fn argmin_chunk<S: Simd, const MR: usize>(
+    job: &Job<'_, S::T>,
+    labels: &mut [u32],
+    raw: &mut [S::T],
+) {
+    let rows = labels.len();
+    debug_assert_eq!(job.lanes, S::LANES);
+    debug_assert!(job.x.len() >= rows * job.d && raw.len() == rows);
+    if job.panels == 0 {
+        labels.fill(0);
+        raw.fill(S::T::infinity());
+        return;
+    }
+    let mut iota_buf = [S::T::zero(); MAX_LANES];
+    for (i, v) in iota_buf.iter_mut().enumerate() {
+        *v = S::T::from_f64_lossy(i as f64);
+    }
+    let iota = S::load(iota_buf.as_ptr());
+    let mut q0 = 0;
+    while q0 < job.panels {
+        let q1 = (q0 + job.block_panels).min(job.panels);
+        let first = q0 == 0;
+        let mut r = 0;
+        while r + MR <= rows {
+            argmin_rows::<S, MR>(job, r, q0, q1, first, iota, labels, raw);
+            r += MR;
+        }
+        while r < rows {
+            argmin_rows::<S, 1>(job, r, q0, q1, first, iota, labels, raw);
+            r += 1;
+        }
+        q0 = q1;
+    }
+}
+
+/// Turns the raw values of the chosen centres into true distances:
+/// `max(||x||^2 + 2 (||c||^2/2 - x.c), 0)` or `1 + (-x.c) / max(||x||, eps)`.
+#[inline(always)]
+fn raw_to_scores<T: Float>(job: &Job<'_, T>, raw: &mut [T]) {
+    let d = job.d;
+    let two = T::one() + T::one();
+    for (i, s) in raw.iter_mut().enumerate() {
+        let row = &job.x[i * d..(i + 1) * d];
+        *s = match job.metric {
+            Metric::SquaredEuclidean => (sq_norm(row) + two * *s).max(T::zero()),
+            Metric::Cosine => T::one() + *s * T::from_f64_lossy(super::inv_norm(row)),
+        };
+    }
+}
+
+/// Labels and distances to the chosen centres of every row of the job.
+#[inline(always)]
+unsafe fn assign_body<S: Simd, const MR: usize>(
+    job: &Job<'_, S::T>,
+    labels: &mut [u32],
+    scores: &mut [S::T],
+) {
+    argmin_chunk::<S, MR>(job, labels, scores);
+    raw_to_scores(job, scores);
+}
+
+/// Adds the rows of the job, weighted and (under cosine) normalised, to the
+/// sums of their clusters in `part`.
+#[inline(always)]
+fn accumulate_body<T: Float>(
+    job: &Job<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    scores: &[T],
+    part: &mut super::ClusterStats,
+) {
+    let d = job.d;
+    for (i, (&j, &s)) in labels.iter().zip(scores).enumerate() {
+        let row = &job.x[i * d..(i + 1) * d];
+        let w = weights.map_or(1.0, |w| w[i].to_f64_exact());
+        let j = j as usize;
+        let scale = match job.metric {
+            Metric::SquaredEuclidean => w,
+            Metric::Cosine => w * super::inv_norm(row),
+        };
+        for (acc, &v) in part.sums[j * d..(j + 1) * d].iter_mut().zip(row) {
+            *acc += scale * v.to_f64_exact();
+        }
+        part.weights[j] += w;
+        part.counts[j] += 1;
+        part.loss += w * s.to_f64_exact();
+    }
+}
+
+/// Every distance of the job's rows, row-major `rows x k` into `out`.
+#[inline(always)]
+unsafe fn distances_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, out: &mut [S::T]) {
+    let (d, k, lanes) = (job.d, job.k, S::LANES);
+    if k == 0 {
+        return;
+    }
+    let rows = out.len() / k;
+    let two = S::splat(S::T::one() + S::T::one());
+    let zero = S::splat(S::T::zero());
+    let one = S::splat(S::T::one());
+    let mut norms = [S::T::zero(); 8];
+    let mut spill = [S::T::zero(); MAX_LANES];
+    let data = job.data.as_ptr();
+    let bias = job.bias.as_ptr();
+    let mut store_rows = |r0: usize, nr: usize, q: usize, vals: &[S::V], norms: &[S::T]| {
+        for r in 0..nr {
+            let v = match job.metric {
+                Metric::SquaredEuclidean => {
+                    S::max(S::fmadd(two, vals[r], S::splat(norms[r])), zero)
+                }
+                Metric::Cosine => S::fmadd(vals[r], S::splat(norms[r]), one),
+            };
+            let col = q * lanes;
+            let dst = &mut out[(r0 + r) * k + col..(r0 + r + 1) * k];
+            if dst.len() >= lanes {
+                S::store(dst.as_mut_ptr(), v);
+            } else {
+                S::store(spill.as_mut_ptr(), v);
+                dst.copy_from_slice(&spill[..dst.len()]);
+            }
+        }
+    };
+    let norm_of = |row: &[S::T]| match job.metric {
+        Metric::SquaredEuclidean => sq_norm(row),
+        Metric::Cosine => S::T::from_f64_lossy(super::inv_norm(row)),
+    };
+    let mut q0 = 0;
+    while q0 < job.panels {
+        let q1 = (q0 + job.block_panels).min(job.panels);
+        let mut r = 0;
+        while r < rows {
+            let nr = if r + MR <= rows { MR } else { 1 };
+            for i in 0..nr {
+                norms[i] = norm_of(&job.x[(r + i) * d..(r + i + 1) * d]);
+            }
+            let xp = job.x.as_ptr().add(r * d);
+            for q in q0..q1 {
+                let p = data.add(q * d * lanes);
+                let b = bias.add(q * lanes);
+                if nr == MR {
+                    let acc = tile::<S, MR, 1>(xp, d, p, b);
+                    let vals: [S::V; MR] = std::array::from_fn(|i| acc[i][0]);
+                    store_rows(r, MR, q, &vals, &norms);
+                } else {
+                    let acc = tile::<S, 1, 1>(xp, d, p, b);
+                    store_rows(r, 1, q, &[acc[0][0]], &norms);
+                }
+            }
+            r += nr;
+        }
+        q0 = q1;
+    }
+}
+
+/// One chunk's work, by operation.
+pub(crate) enum Op<'o, T> {
+    /// Labels and distances to the chosen centre.
+    Assign {
+        labels: &'o mut [u32],
+        scores: &'o mut [T],
+    },
+    /// The same, then the rows added to `part`.
+    Accumulate {
+        weights: Option<&'o [T]>,
+        labels: &'o mut [u32],
+        scores: &'o mut [T],
+        part: &'o mut super::ClusterStats,
+    },
+    /// All distances, `rows x k`.
+    Distances { out: &'o mut [T] },
+}
+
+#[inline(always)]
+unsafe fn run_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
+    match op {
+        Op::Assign { labels, scores } => assign_body::<S, MR>(job, labels, scores),
+        Op::Accumulate {
+            weights,
+            labels,
+            scores,
+            part,
+        } => {
+            assign_body::<S, MR>(job, labels, scores);
+            accumulate_body(job, weights, labels, scores, part);
+        }
+        Op::Distances { out } => distances_body::<S, MR>(job, out),
+    }
+}
+
+/// Rows per tile. Small `d` keeps fewer rows so that a row group's
+/// accumulators and its running minima all fit in the register file.
+const fn rows_per_tile(path: Path, small_d: bool) -> usize {
+    match (path, small_d) {
+        (Path::Avx512, false) => 8,
+        (Path::Avx512, true) => 4,
+        (Path::Avx2, false) => 4,
+        (Path::Avx2, true) => 2,
+        (Path::Portable, _) => 2,
+    }
+}
+
+/// The largest `d` served by the register-resident tile shape.
+const SMALL_D: usize = 16;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn run_avx512<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
+    if job.d <= SMALL_D {
+        run_body::<S, { rows_per_tile(Path::Avx512, true) }>(job, op)
+    } else {
+        run_body::<S, { rows_per_tile(Path::Avx512, false) }>(job, op)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
+    if job.d <= SMALL_D {
+        run_body::<S, { rows_per_tile(Path::Avx2, true) }>(job, op)
+    } else {
+        run_body::<S, { rows_per_tile(Path::Avx2, false) }>(job, op)
+    }
+}
+
+fn run_portable<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
+    // SAFETY: the portable vectors are plain arrays; `Job` keeps every
+    // pointer the tiles form inside `x`, `data` and `bias`.
+    unsafe { run_body::<S, { rows_per_tile(Path::Portable, false) }>(job, op) }
+}
+
+/// Runs one chunk's operation on `path`, which must be available (see
+/// [`Path::available`]) and the path the job's centres were packed for.
+pub(crate) fn run<F: KernelFloat>(path: Path, job: &Job<'_, F>, op: Op<'_, F>) {
+    assert_eq!(
+        job.lanes,
+        path.lanes::<F>(),
+        "centres packed for another path"
+    );
+    assert!(
+        job.data.len() >= job.panels * job.d * job.lanes
+            && job.bias.len() >= job.panels * job.lanes
+    );
+    assert!(job.d == 0 || job.x.len() % job.d == 0);
+    match path {
+        // SAFETY: the CPU has the features (checked by the caller through
+        // `Path::available`, asserted in debug builds) and the asserts above
+        // keep every load inside the packed centres.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => {
+            debug_assert!(path.available());
+            unsafe { run_avx512::<F::Avx512>(job, op) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => {
+            debug_assert!(path.available());
+            unsafe { run_avx2::<F::Avx2>(job, op) }
+        }
+        _ => run_portable::<F::Portable>(job, op),
+    }
+}

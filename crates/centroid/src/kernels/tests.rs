@@ -1,0 +1,547 @@
+//! The fast kernels, on every instruction-set path this CPU runs, against the
+//! one-pair-at-a-time reference and against sums worked out here row by row.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::block::Path;
+use super::*;
+use crate::float::Float;
+use crate::matrix::MatRef;
+
+fn paths() -> Vec<Path> {
+    [Path::Portable, Path::Avx2, Path::Avx512]
+        .into_iter()
+        .filter(|p| p.available())
+        .collect()
+}
+
+fn random_matrix<T: Float>(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Vec<T> {
+    (0..rows * cols)
+        .map(|_| T::from_f64_lossy(rng.gen_range(-3.0..3.0)))
+        .collect()
+}
+
+/// Relative precision a distance may differ by between two evaluation
+/// orders: a few hundred ulps of the element type.
+fn eps<T: Float>() -> f64 {
+    match T::DTYPE {
+        DType::F32 => 2e-5,
+        DType::F64 => 1e-12,
+    }
+}
+
+/// Checks `labels`/`scores` against the brute-force distances: each label
+/// is the reference's, or a centre whose distance is within a tiny relative
+/// epsilon of the minimum (a near tie the two evaluation orders may split),
+/// and each score is the distance of its label.
+fn check_assignment<T: Float>(
+    what: &str,
+    x: MatRef<'_, T>,
+    centres: &PreparedCentres<T>,
+    labels: &[u32],
+    scores: &[T],
+) {
+    let reference = Reference::new(x, centres);
+    check_against(what, x, centres, &reference, labels, scores)
+}
+
+/// The brute-force answers for one problem.
+struct Reference<T> {
+    labels: Vec<u32>,
+    scores: Vec<T>,
+    /// `n x k`.
+    all: Vec<T>,
+}
+
+impl<T: Float> Reference<T> {
+    fn new(x: MatRef<'_, T>, centres: &PreparedCentres<T>) -> Self {
+        let (n, k) = (x.rows(), centres.k());
+        let mut labels = vec![0u32; n];
+        let mut scores = vec![T::zero(); n];
+        assign_reference(x, centres, &mut labels, &mut scores);
+        let mut all = vec![T::zero(); n * k];
+        distances_reference(x, centres, &mut all);
+        Self {
+            labels,
+            scores,
+            all,
+        }
+    }
+}
+
+fn check_against<T: Float>(
+    what: &str,
+    x: MatRef<'_, T>,
+    centres: &PreparedCentres<T>,
+    reference: &Reference<T>,
+    labels: &[u32],
+    scores: &[T],
+) {
+    let (n, k) = (x.rows(), centres.k());
+    let (ref_labels, ref_scores, all) = (&reference.labels, &reference.scores, &reference.all);
+    for i in 0..n {
+        let row = x.row(i);
+        let scale = match centres.metric() {
+            Metric::SquaredEuclidean => {
+                let xs = dot(row, row).to_f64_exact();
+                let cs = centres.sq_norms()[labels[i] as usize].to_f64_exact();
+                xs + cs + 1.0
+            }
+            Metric::Cosine => 1.0,
+        };
+        let tol = eps::<T>() * scale * (x.cols() as f64).sqrt().max(1.0);
+        let j = labels[i] as usize;
+        assert!(j < k, "{what}: row {i} label {j} out of range (k = {k})");
+        let mine = all[i * k + j].to_f64_exact();
+        let best = ref_scores[i].to_f64_exact();
+        if labels[i] != ref_labels[i] {
+            assert!(
+                (mine - best).abs() <= tol,
+                "{what}: row {i} label {} (distance {mine}) but reference {} (distance {best}), tolerance {tol}",
+                labels[i],
+                ref_labels[i]
+            );
+        }
+        let s = scores[i].to_f64_exact();
+        assert!(
+            (s - mine).abs() <= tol,
+            "{what}: row {i} score {s}, distance of its centre {j} is {mine}, tolerance {tol}"
+        );
+        if centres.metric() == Metric::SquaredEuclidean {
+            assert!(s >= 0.0, "{what}: row {i} negative squared distance {s}");
+        }
+    }
+}
+
+/// The statistics of `labels` worked out one row at a time.
+fn expected_stats<T: Float>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    metric: Metric,
+    k: usize,
+    labels: &[u32],
+    scores: &[T],
+) -> ClusterStats {
+    let d = x.cols();
+    let mut st = ClusterStats::new(k, d);
+    for i in 0..x.rows() {
+        let j = labels[i] as usize;
+        let w = weights.map_or(1.0, |w| w[i].to_f64_exact());
+        let row = x.row(i);
+        let norm: f64 = row
+            .iter()
+            .map(|v| v.to_f64_exact().powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let scale = match metric {
+            Metric::SquaredEuclidean => w,
+            Metric::Cosine => w / norm.max(COSINE_NORM_FLOOR),
+        };
+        for p in 0..d {
+            st.sums[j * d + p] += scale * row[p].to_f64_exact();
+        }
+        st.weights[j] += w;
+        st.counts[j] += 1;
+        st.loss += w * scores[i].to_f64_exact();
+    }
+    st
+}
+
+fn assert_stats_close(what: &str, got: &ClusterStats, want: &ClusterStats) {
+    assert_eq!(got.counts, want.counts, "{what}: counts");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + a.abs().max(b.abs()));
+    for (i, (a, b)) in got.weights.iter().zip(&want.weights).enumerate() {
+        assert!(close(*a, *b), "{what}: weight {i}: {a} vs {b}");
+    }
+    for (i, (a, b)) in got.sums.iter().zip(&want.sums).enumerate() {
+        assert!(close(*a, *b), "{what}: sum {i}: {a} vs {b}");
+    }
+    assert!(
+        close(got.loss, want.loss),
+        "{what}: loss {} vs {}",
+        got.loss,
+        want.loss
+    );
+}
+
+/// Runs every kernel entry point on every path for one problem and checks
+/// them against the reference.
+fn check_all_paths<T: Float>(
+    what: &str,
+    x: MatRef<'_, T>,
+    c: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    metric: Metric,
+) {
+    let (n, k) = (x.rows(), c.rows());
+    let centres = PreparedCentres::new(c, metric);
+    let reference = Reference::new(x, &centres);
+    let ref_dist = &reference.all;
+    for path in paths() {
+        let what = format!("{what} {path:?} {metric:?} {}", T::DTYPE);
+        let mut labels = vec![0u32; n];
+        let mut scores = vec![T::zero(); n];
+        assign_on(Some(path), x, &centres, &mut labels, &mut scores);
+        check_against(
+            &format!("assign {what}"),
+            x,
+            &centres,
+            &reference,
+            &labels,
+            &scores,
+        );
+
+        let mut acc_labels = vec![u32::MAX; n];
+        let mut stats = ClusterStats::new(k, x.cols());
+        stats.loss = 123.0; // must be reset
+        assign_accumulate_on(
+            Some(path),
+            x,
+            weights,
+            &centres,
+            Some(&mut acc_labels),
+            &mut stats,
+        );
+        assert_eq!(
+            acc_labels, labels,
+            "assign_accumulate {what}: labels differ from assign's"
+        );
+        let want = expected_stats(x, weights, metric, k, &labels, &scores);
+        assert_stats_close(&format!("assign_accumulate {what}"), &stats, &want);
+
+        let mut dist = vec![T::zero(); n * k];
+        distances_on(Some(path), x, &centres, &mut dist);
+        for (i, (a, b)) in dist.iter().zip(ref_dist).enumerate() {
+            let (a, b) = (a.to_f64_exact(), b.to_f64_exact());
+            let row = x.row(i / k);
+            let scale = match metric {
+                Metric::SquaredEuclidean => {
+                    dot(row, row).to_f64_exact() + centres.sq_norms()[i % k].to_f64_exact() + 1.0
+                }
+                Metric::Cosine => 1.0,
+            };
+            let tol = eps::<T>() * scale * (x.cols() as f64).sqrt().max(1.0);
+            assert!(
+                (a - b).abs() <= tol,
+                "distances {what}: entry {i}: {a} vs reference {b}"
+            );
+            if metric == Metric::SquaredEuclidean {
+                assert!(a >= 0.0, "distances {what}: entry {i} negative");
+            }
+        }
+    }
+}
+
+fn random_problem<T: Float>(seed: u64, n: usize, d: usize, k: usize, weighted: bool) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = random_matrix::<T>(&mut rng, n, d);
+    let c = random_matrix::<T>(&mut rng, k, d);
+    let w: Option<Vec<T>> = weighted.then(|| {
+        (0..n)
+            .map(|_| T::from_f64_lossy(rng.gen_range(0.1..3.0)))
+            .collect()
+    });
+    let x = MatRef::new(&x, n, d).unwrap();
+    let c = MatRef::new(&c, k, d).unwrap();
+    for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
+        check_all_paths(&format!("n={n} d={d} k={k}"), x, c, w.as_deref(), metric);
+    }
+}
+
+#[test]
+fn every_path_matches_the_reference_on_random_shapes() {
+    // (n, d, k): small and odd sizes around the tile and panel widths, the
+    // small-d register path, several centre blocks, and more than one chunk.
+    let shapes = [
+        (1, 1, 1),
+        (7, 1, 3),
+        (33, 2, 17),
+        (65, 3, 16),
+        (100, 8, 16),
+        (9, 15, 33),
+        (50, 16, 31),
+        (41, 17, 64),
+        (30, 33, 129),
+        (19, 64, 257),
+        (12, 300, 40),
+        (5, 300, 2000),
+        (3, 128, 2000),
+        (CHUNK_ROWS + 37, 5, 9),
+    ];
+    for (s, &(n, d, k)) in shapes.iter().enumerate() {
+        random_problem::<f32>(s as u64, n, d, k, s % 2 == 0);
+        random_problem::<f64>(100 + s as u64, n, d, k, s % 2 == 1);
+    }
+}
+
+#[test]
+fn many_centre_blocks_match_the_reference() {
+    // d = 300 with k = 2000 f64 is 4.8 MB of centres: several L2 blocks, so
+    // results from later blocks must replace earlier ones only when smaller.
+    random_problem::<f64>(7, 6, 300, 2000, true);
+    random_problem::<f32>(8, 6, 256, 1500, false);
+}
+
+#[test]
+fn ties_go_to_the_lowest_index_on_every_path() {
+    // Small integers: every product and sum is exact, so the equal distances
+    // are equal on every path and the lowest index must win.
+    for path in paths() {
+        for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
+            // Centres (1,0) (-1,0) (0,1) (0,-1) (2,0) (-3,3) (1,1) (1,-1).
+            // Worked out by hand, squared Euclidean: (0,0) is at 1 from
+            // centres 0..=3 -> 0; (1.5,0) at 0.25 from 0 and 4 -> 0;
+            // (0.5,0.5) at 0.5 from 0, 2 and 6 -> 0; (-1,-1) at 1 from 1 and
+            // 3 -> 1. Cosine: (0,0) is at 1 from all -> 0; (1.5,0) matches
+            // centres 0 and 4 exactly -> 0; (0.5,0.5) matches 6; (-1,-1) is
+            // at 1 - 1/sqrt(2) from 1 and 3 -> 1.
+            let c: Vec<f32> = vec![
+                1.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -1.0, 2.0, 0.0, -3.0, 3.0, 1.0, 1.0, 1.0, -1.0,
+            ];
+            let x: Vec<f32> = vec![0.0, 0.0, 1.5, 0.0, 0.5, 0.5, -1.0, -1.0];
+            let c = MatRef::new(&c, 8, 2).unwrap();
+            let x = MatRef::new(&x, 4, 2).unwrap();
+            let centres = PreparedCentres::new(c, metric);
+            let mut labels = vec![9u32; 4];
+            let mut scores = vec![0f32; 4];
+            assign_on(Some(path), x, &centres, &mut labels, &mut scores);
+            match metric {
+                Metric::SquaredEuclidean => {
+                    assert_eq!(labels, vec![0, 0, 0, 1], "{path:?}");
+                    assert_eq!(scores, vec![1.0, 0.25, 0.5, 1.0], "{path:?}");
+                }
+                Metric::Cosine => {
+                    assert_eq!(labels, vec![0, 0, 6, 1], "{path:?}");
+                    assert_eq!(scores[0], 1.0, "{path:?}");
+                    assert_eq!(scores[1], 0.0, "{path:?}");
+                    assert!(
+                        (scores[3] - (1.0 - 0.5f32.sqrt())).abs() < 1e-6,
+                        "{path:?}: {}",
+                        scores[3]
+                    );
+                }
+            }
+            let mut stats = ClusterStats::new(8, 2);
+            let mut acc_labels = vec![9u32; 4];
+            assign_accumulate_on(
+                Some(path),
+                x,
+                None,
+                &centres,
+                Some(&mut acc_labels),
+                &mut stats,
+            );
+            assert_eq!(acc_labels, labels, "{path:?}");
+        }
+    }
+}
+
+#[test]
+fn duplicate_centres_go_to_the_first_copy() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (n, d) = (300, 20);
+    let base = random_matrix::<f32>(&mut rng, 40, d);
+    // 120 centres: the 40 random ones three times over, so copies sit in
+    // different lanes and different panels of every path.
+    let mut c = base.clone();
+    c.extend_from_slice(&base);
+    c.extend_from_slice(&base);
+    let x = random_matrix::<f32>(&mut rng, n, d);
+    let (x, c) = (
+        MatRef::new(&x, n, d).unwrap(),
+        MatRef::new(&c, 120, d).unwrap(),
+    );
+    for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
+        let centres = PreparedCentres::new(c, metric);
+        for path in paths() {
+            let mut labels = vec![0u32; n];
+            let mut scores = vec![0f32; n];
+            assign_on(Some(path), x, &centres, &mut labels, &mut scores);
+            assert!(
+                labels.iter().all(|&l| l < 40),
+                "{path:?} {metric:?}: a later copy won a tie"
+            );
+            check_assignment(
+                &format!("duplicates {path:?}"),
+                x,
+                &centres,
+                &labels,
+                &scores,
+            );
+        }
+    }
+}
+
+#[test]
+fn one_and_two_threads_give_bit_identical_results() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (n, d, k) = (3 * CHUNK_ROWS + 123, 12, 37);
+    let x = random_matrix::<f32>(&mut rng, n, d);
+    let c = random_matrix::<f32>(&mut rng, k, d);
+    let w: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5..2.0)).collect();
+    let (x, c) = (
+        MatRef::new(&x, n, d).unwrap(),
+        MatRef::new(&c, k, d).unwrap(),
+    );
+    for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
+        let centres = PreparedCentres::new(c, metric);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut labels = vec![0u32; n];
+                let mut stats = ClusterStats::new(k, d);
+                assign_accumulate(x, Some(&w), &centres, Some(&mut labels), &mut stats);
+                let mut pot_min = vec![f32::INFINITY; n];
+                update_min_distances(
+                    x,
+                    &PreparedCentres::new(x.slice_rows(0, 1), metric),
+                    &mut pot_min,
+                );
+                let pots = candidate_potentials(x, &pot_min, &centres);
+                (labels, stats, pots)
+            })
+        };
+        let (l1, s1, p1) = run(1);
+        let (l2, s2, p2) = run(2);
+        assert_eq!(l1, l2);
+        assert_eq!(
+            s1.sums.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            s2.sums.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(s1, s2);
+        assert_eq!(s1.loss.to_bits(), s2.loss.to_bits());
+        assert_eq!(
+            p1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            p2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn zero_rows_and_zero_centres() {
+    let c = vec![1.0f32, 2.0];
+    let centres = PreparedCentres::new(MatRef::new(&c, 1, 2).unwrap(), Metric::SquaredEuclidean);
+    let empty: Vec<f32> = Vec::new();
+    let x = MatRef::new(&empty, 0, 2).unwrap();
+    let mut stats = ClusterStats::new(1, 2);
+    assign_accumulate(x, None, &centres, None, &mut stats);
+    assert_eq!(stats, ClusterStats::new(1, 2));
+
+    let none = PreparedCentres::new(MatRef::new(&empty, 0, 2).unwrap(), Metric::SquaredEuclidean);
+    let xs = vec![1.0f32, 1.0, 2.0, 2.0];
+    let x = MatRef::new(&xs, 2, 2).unwrap();
+    let mut labels = vec![5u32; 2];
+    let mut scores = vec![0f32; 2];
+    assign(x, &none, &mut labels, &mut scores);
+    assert_eq!(labels, vec![0, 0]);
+    assert!(scores.iter().all(|s| s.is_infinite()));
+}
+
+#[test]
+fn zero_rows_under_cosine_stay_finite() {
+    // A zero row has x^ = 0: cosine distance 1 to every centre, centre 0.
+    let c = vec![1.0f64, 0.0, 0.0, 3.0];
+    let xs = vec![0.0f64, 0.0, 0.0, 2.0];
+    let centres = PreparedCentres::new(MatRef::new(&c, 2, 2).unwrap(), Metric::Cosine);
+    for path in paths() {
+        let mut labels = vec![9u32; 2];
+        let mut scores = vec![0f64; 2];
+        assign_on(
+            Some(path),
+            MatRef::new(&xs, 2, 2).unwrap(),
+            &centres,
+            &mut labels,
+            &mut scores,
+        );
+        assert_eq!(labels, vec![0, 1], "{path:?}");
+        assert_eq!(scores[0], 1.0, "{path:?}");
+        assert!(scores[1].abs() < 1e-15, "{path:?}: {}", scores[1]);
+    }
+}
+
+#[test]
+fn squared_distances_are_clamped_at_zero() {
+    // Rows equal to centres of large norm: ||x||^2 - 2x.c + ||c||^2 cancels
+    // to about 0 and rounds to either side of it; the kernels must clamp,
+    // and the error must stay at the rounding level of ||x||^2.
+    let (n, d) = (64, 37);
+    let v: Vec<f32> = (0..n * d)
+        .map(|i| 1000.0 + (i % 97) as f32 * 0.37 + (i / d) as f32)
+        .collect();
+    let x = MatRef::new(&v, n, d).unwrap();
+    let centres = PreparedCentres::new(x, Metric::SquaredEuclidean);
+    for path in paths() {
+        let mut labels = vec![0u32; n];
+        let mut scores = vec![-1f32; n];
+        assign_on(Some(path), x, &centres, &mut labels, &mut scores);
+        let mut dist = vec![-1f32; n * n];
+        distances_on(Some(path), x, &centres, &mut dist);
+        for i in 0..n {
+            let bound = 1e-5 * 2.0 * dot(x.row(i), x.row(i));
+            assert!(
+                scores[i] >= 0.0 && scores[i] <= bound,
+                "{path:?} row {i}: {}",
+                scores[i]
+            );
+            assert!(
+                dist[i * n + i] >= 0.0 && dist[i * n + i] <= bound,
+                "{path:?} row {i}: {}",
+                dist[i * n + i]
+            );
+        }
+        assert!(
+            dist.iter().all(|&v| v >= 0.0),
+            "{path:?}: a negative distance"
+        );
+    }
+}
+
+#[test]
+fn seeding_potentials_match_brute_force() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let (n, d) = (CHUNK_ROWS + 500, 6);
+    let x = random_matrix::<f64>(&mut rng, n, d);
+    let x = MatRef::new(&x, n, d).unwrap();
+    let first = PreparedCentres::new(x.slice_rows(10, 11), Metric::SquaredEuclidean);
+    let mut min_dist = vec![f64::INFINITY; n];
+    update_min_distances(x, &first, &mut min_dist);
+    for i in 0..n {
+        let want: f64 = x
+            .row(i)
+            .iter()
+            .zip(x.row(10))
+            .map(|(a, b)| (a - b) * (a - b))
+            .sum();
+        assert!(
+            (min_dist[i] - want).abs() <= 1e-9 * (1.0 + want),
+            "row {i}: {} vs {want}",
+            min_dist[i]
+        );
+    }
+    let cand_rows = [3usize, 700, 2100];
+    let cands: Vec<f64> = cand_rows.iter().flat_map(|&r| x.row(r).to_vec()).collect();
+    let cands = PreparedCentres::new(MatRef::new(&cands, 3, d).unwrap(), Metric::SquaredEuclidean);
+    let pots = candidate_potentials(x, &min_dist, &cands);
+    for (ci, &r) in cand_rows.iter().enumerate() {
+        let want: f64 = (0..n)
+            .map(|i| {
+                let dc: f64 = x
+                    .row(i)
+                    .iter()
+                    .zip(x.row(r))
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum();
+                dc.min(min_dist[i])
+            })
+            .sum();
+        assert!(
+            (pots[ci] - want).abs() <= 1e-9 * want,
+            "candidate {ci}: {} vs {want}",
+            pots[ci]
+        );
+    }
+}

@@ -1,0 +1,879 @@
+//! Training lifecycle: resume, checkpoints, hooks, stopping, errors.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use centroid::{
+    CheckpointSaverListener, Column, Dense, Error, EvalArgs, Features, InitialClusters, Input,
+    KMeansClustering, KMeansParams, PredictArgs, RunConfig, RunContext, RunValues, SessionRunHook,
+    Tensor, TrainArgs,
+};
+use common::*;
+
+fn config(steps: Option<u64>) -> RunConfig {
+    RunConfig {
+        save_checkpoints_secs: None,
+        save_checkpoints_steps: steps,
+        ..Default::default()
+    }
+}
+
+fn est(p: KMeansParams, dir: &Path, c: RunConfig) -> KMeansClustering {
+    KMeansClustering::new(p, Some(dir.to_path_buf()), Some(c)).unwrap()
+}
+
+fn steps(n: u64) -> TrainArgs<'static> {
+    TrainArgs {
+        steps: Some(n),
+        ..Default::default()
+    }
+}
+
+fn params(mini: bool, s: u64) -> KMeansParams {
+    let mut p = KMeansParams::new(4);
+    p.initial_clusters = InitialClusters::KMeansPlusPlus;
+    p.use_mini_batch = mini;
+    p.mini_batch_steps_per_iteration = s;
+    p.random_seed = 42;
+    p
+}
+
+fn raw_clusters(e: &KMeansClustering) -> Vec<u32> {
+    match e.get_variable_value("clusters").unwrap() {
+        Tensor::F32 { values, .. } => values.iter().map(|v| v.to_bits()).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn resume_equals_a_straight_run_bit_for_bit() {
+    let b = blobs(500, 4, 40.0, 1);
+    for (mini, s) in [(false, 1), (true, 1), (true, 3)] {
+        let d1 = tempfile::tempdir().unwrap();
+        let mut first = est(params(mini, s), d1.path(), config(None));
+        first.train(constant(&b.points, 2), steps(10)).unwrap();
+        drop(first);
+        let mut again = est(params(mini, s), d1.path(), config(None));
+        again.train(constant(&b.points, 2), steps(10)).unwrap();
+
+        let d2 = tempfile::tempdir().unwrap();
+        let mut straight = est(params(mini, s), d2.path(), config(None));
+        straight.train(constant(&b.points, 2), steps(20)).unwrap();
+        assert_eq!(
+            raw_clusters(&again),
+            raw_clusters(&straight),
+            "mini={mini} S={s}"
+        );
+        assert_eq!(
+            again.get_variable_value("global_step").unwrap(),
+            Tensor::I64 {
+                values: vec![20],
+                shape: vec![]
+            }
+        );
+        if mini {
+            assert_eq!(
+                again.get_variable_value("cluster_counts").unwrap(),
+                straight.get_variable_value("cluster_counts").unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn one_and_two_threads_give_identical_centres() {
+    let b = blobs(20_000, 8, 60.0, 2);
+    let mut results = Vec::new();
+    for threads in [1, 2] {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = params(false, 1);
+        p.num_clusters = 8;
+        let c = RunConfig {
+            num_threads: Some(threads),
+            ..config(None)
+        };
+        let mut e = est(p, d.path(), c);
+        e.train(constant(&b.points, 2), steps(5)).unwrap();
+        let ev = e
+            .evaluate(constant(&b.points, 2), EvalArgs::default())
+            .unwrap();
+        results.push((raw_clusters(&e), ev.loss.to_bits()));
+    }
+    assert_eq!(results[0], results[1]);
+}
+
+#[test]
+fn same_seed_same_centres_other_seed_other_centres() {
+    let b = blobs(400, 4, 80.0, 3);
+    let run = |seed: u64| {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = params(true, 1);
+        p.initial_clusters = InitialClusters::Random;
+        p.random_seed = seed;
+        let mut e = est(p, d.path(), config(None));
+        e.train(constant(&b.points, 2), steps(1)).unwrap();
+        raw_clusters(&e)
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+#[test]
+fn config_random_seed_overrides_the_constructor_seed() {
+    let b = blobs(400, 4, 80.0, 3);
+    let run = |seed: u64, config_seed: Option<u64>| {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = params(true, 1);
+        p.initial_clusters = InitialClusters::Random;
+        p.random_seed = seed;
+        let mut e = est(
+            p,
+            d.path(),
+            RunConfig {
+                random_seed: config_seed,
+                ..config(None)
+            },
+        );
+        e.train(constant(&b.points, 2), steps(1)).unwrap();
+        raw_clusters(&e)
+    };
+    assert_eq!(run(1, Some(9)), run(2, Some(9)));
+    assert_eq!(run(9, None), run(1, Some(9)));
+}
+
+#[test]
+fn checkpoints_every_n_steps_keep_the_newest() {
+    let b = blobs(200, 4, 40.0, 4);
+    let d = tempfile::tempdir().unwrap();
+    let c = RunConfig {
+        keep_checkpoint_max: 3,
+        ..config(Some(2))
+    };
+    let mut e = est(params(false, 1), d.path(), c);
+    e.train(constant(&b.points, 2), steps(11)).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("model.ckpt-"))
+        .collect();
+    names.sort();
+    // Saves at 2, 4, 6, 8, 10 and the end (11); the newest three stay.
+    assert_eq!(
+        names,
+        [
+            "model.ckpt-10.safetensors",
+            "model.ckpt-11.safetensors",
+            "model.ckpt-8.safetensors"
+        ]
+    );
+    let index = std::fs::read_to_string(d.path().join("checkpoint")).unwrap();
+    assert!(
+        index.starts_with("model_checkpoint_path: \"model.ckpt-11.safetensors\"\n"),
+        "{index}"
+    );
+    assert_eq!(index.matches("all_model_checkpoint_paths").count(), 3);
+    assert_eq!(
+        e.latest_checkpoint().unwrap(),
+        d.path().join("model.ckpt-11.safetensors")
+    );
+    // No temporary files left behind.
+    assert!(std::fs::read_dir(d.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".tmp")));
+    // The per-step losses were recorded, one line per step.
+    let losses = std::fs::read_to_string(d.path().join(centroid::TRAIN_LOSSES_FILE)).unwrap();
+    assert_eq!(losses.lines().count(), 12);
+    assert!(losses.starts_with("global_step,loss\n1,"));
+}
+
+#[test]
+fn a_damaged_checkpoint_is_detected_and_the_previous_one_used() {
+    let b = blobs(200, 4, 40.0, 5);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(false, 1), d.path(), config(Some(1)));
+    e.train(constant(&b.points, 2), steps(3)).unwrap();
+    let latest = e.latest_checkpoint().unwrap();
+    let mut bytes = std::fs::read(&latest).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x40; // flip a bit inside the tensor data
+    std::fs::write(&latest, &bytes).unwrap();
+    let err = centroid::checkpoint::load(&latest).unwrap_err();
+    assert!(
+        matches!(err, Error::CorruptCheckpoint { .. }) && err.to_string().contains("checksum"),
+        "{err}"
+    );
+    // Training resumes from step 2, the newest intact checkpoint.
+    assert_eq!(
+        e.get_variable_value("global_step").unwrap(),
+        Tensor::I64 {
+            values: vec![2],
+            shape: vec![]
+        }
+    );
+    // Truncated files are refused too.
+    std::fs::write(&latest, &bytes[..10]).unwrap();
+    assert!(matches!(
+        centroid::checkpoint::load(&latest),
+        Err(Error::CorruptCheckpoint { .. })
+    ));
+}
+
+#[test]
+fn a_model_dir_of_another_model_is_refused() {
+    let b = blobs(200, 4, 40.0, 6);
+    let d = tempfile::tempdir().unwrap();
+    est(params(false, 1), d.path(), config(None))
+        .train(constant(&b.points, 2), steps(1))
+        .unwrap();
+    let mut other = params(false, 1);
+    other.num_clusters = 3;
+    let err = est(other, d.path(), config(None))
+        .train(constant(&b.points, 2), steps(1))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("num_clusters 4 on disk vs 3 here"),
+        "{err}"
+    );
+    let mut cos = params(false, 1);
+    cos.distance_metric = centroid::Metric::Cosine;
+    let err = est(cos, d.path(), config(None))
+        .cluster_centers()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("\"squared_euclidean\" on disk vs \"cosine\" here"),
+        "{err}"
+    );
+    let err = est(params(true, 1), d.path(), config(None))
+        .train(constant(&b.points, 2), steps(1))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("full batch on disk vs mini-batch here"),
+        "{err}"
+    );
+    // Data of another width.
+    let wide: Vec<f32> = (0..30).map(|i| i as f32).collect();
+    let err = est(params(false, 1), d.path(), config(None))
+        .train(constant(&wide, 3), steps(1))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has 3 columns but the model has 2 features"),
+        "{err}"
+    );
+}
+
+#[test]
+fn steps_and_max_steps() {
+    let b = blobs(200, 4, 40.0, 7);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(false, 1), d.path(), config(None));
+    let gs = |e: &KMeansClustering| match e.get_variable_value("global_step").unwrap() {
+        Tensor::I64 { values, .. } => values[0],
+        _ => unreachable!(),
+    };
+    e.train(constant(&b.points, 2), steps(3)).unwrap();
+    assert_eq!(gs(&e), 3);
+    e.train(constant(&b.points, 2), steps(2)).unwrap();
+    assert_eq!(gs(&e), 5);
+    e.train(
+        constant(&b.points, 2),
+        TrainArgs {
+            max_steps: Some(7),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(gs(&e), 7);
+    let before = std::fs::read(e.latest_checkpoint().unwrap()).unwrap();
+    e.train(
+        constant(&b.points, 2),
+        TrainArgs {
+            max_steps: Some(4),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(gs(&e), 7);
+    assert_eq!(
+        std::fs::read(e.latest_checkpoint().unwrap()).unwrap(),
+        before
+    );
+    for bad in [
+        TrainArgs {
+            steps: Some(1),
+            max_steps: Some(9),
+            ..Default::default()
+        },
+        TrainArgs {
+            steps: Some(0),
+            ..Default::default()
+        },
+        TrainArgs {
+            max_steps: Some(0),
+            ..Default::default()
+        },
+    ] {
+        assert!(matches!(
+            e.train(constant(&b.points, 2), bad),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+}
+
+#[test]
+fn a_finite_input_ends_training() {
+    let b = blobs(200, 4, 40.0, 8);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(true, 1), d.path(), config(None));
+    let pts = b.points.clone();
+    let input = move || {
+        let pts = pts.clone();
+        Ok(Input::batches((0..4).map(move |i| {
+            Ok(Dense::new(pts[i * 100..(i + 1) * 100].to_vec(), 50, 2)?.into())
+        })))
+    };
+    e.train(input, TrainArgs::default()).unwrap();
+    // Four batches, four steps: initialisation does not eat them.
+    assert_eq!(
+        e.get_variable_value("global_step").unwrap(),
+        Tensor::I64 {
+            values: vec![4],
+            shape: vec![]
+        }
+    );
+}
+
+#[test]
+fn relative_tolerance_stops_even_at_zero_loss() {
+    // Four distinct points and k = 4: the loss is 0 from the first step on.
+    let pts = [0.0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 5.0, 5.0];
+    let d = tempfile::tempdir().unwrap();
+    let mut p = params(false, 1);
+    p.relative_tolerance = Some(1e-6);
+    let mut e = est(p, d.path(), config(None));
+    e.train(constant(&pts, 2), TrainArgs::default()).unwrap();
+    // Step 1 never stops (no previous loss in this call); step 2 does.
+    assert_eq!(
+        e.get_variable_value("global_step").unwrap(),
+        Tensor::I64 {
+            values: vec![2],
+            shape: vec![]
+        }
+    );
+    assert_eq!(e.score(constant(&pts, 2)).unwrap(), 0.0);
+}
+
+struct StopAfter {
+    n: i64,
+    calls: Vec<String>,
+}
+
+impl SessionRunHook for StopAfter {
+    fn begin(&mut self) -> centroid::Result<()> {
+        self.calls.push("begin".into());
+        Ok(())
+    }
+    fn before_run(&mut self, ctx: &mut RunContext) -> centroid::Result<()> {
+        self.calls.push(format!("before {}", ctx.global_step()));
+        Ok(())
+    }
+    fn after_run(&mut self, ctx: &mut RunContext, v: &RunValues) -> centroid::Result<()> {
+        assert!(v.loss.is_finite() && v.loss > 0.0);
+        self.calls.push(format!("after {}", v.global_step));
+        if v.global_step >= self.n {
+            ctx.request_stop();
+        }
+        Ok(())
+    }
+    fn end(&mut self) -> centroid::Result<()> {
+        self.calls.push("end".into());
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Vec<String>);
+
+impl CheckpointSaverListener for Recorder {
+    fn begin(&mut self) -> centroid::Result<()> {
+        self.0.push("begin".into());
+        Ok(())
+    }
+    fn before_save(&mut self, s: i64) -> centroid::Result<()> {
+        self.0.push(format!("before_save {s}"));
+        Ok(())
+    }
+    fn after_save(&mut self, s: i64) -> centroid::Result<()> {
+        self.0.push(format!("after_save {s}"));
+        Ok(())
+    }
+    fn end(&mut self, s: i64) -> centroid::Result<()> {
+        self.0.push(format!("end {s}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn hooks_stop_training_and_listeners_wrap_every_save() {
+    let b = blobs(200, 4, 40.0, 9);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(false, 1), d.path(), config(Some(2)));
+    let mut hook = StopAfter {
+        n: 3,
+        calls: vec![],
+    };
+    let mut listener = Recorder::default();
+    e.train(
+        constant(&b.points, 2),
+        TrainArgs {
+            steps: Some(100),
+            hooks: vec![&mut hook],
+            saving_listeners: vec![&mut listener],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        hook.calls,
+        ["begin", "before 0", "after 1", "before 1", "after 2", "before 2", "after 3", "end"]
+    );
+    assert_eq!(
+        listener.0,
+        [
+            "begin",
+            "before_save 2",
+            "after_save 2",
+            "before_save 3",
+            "after_save 3",
+            "end 3"
+        ]
+    );
+}
+
+#[test]
+fn interrupting_saves_the_last_finished_step() {
+    let b = blobs(200, 4, 40.0, 10);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(false, 1), d.path(), config(None));
+    let mut polls = 0;
+    let mut interrupt = || {
+        polls += 1;
+        polls == 4
+    };
+    let err = e
+        .train(
+            constant(&b.points, 2),
+            TrainArgs {
+                steps: Some(100),
+                interrupt: Some(&mut interrupt),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Interrupted { global_step: 4 }),
+        "{err}"
+    );
+    assert_eq!(
+        e.latest_checkpoint().unwrap(),
+        d.path().join("model.ckpt-4.safetensors")
+    );
+}
+
+#[test]
+fn bad_batches_give_errors_that_say_where_and_change_nothing() {
+    let b = blobs(200, 4, 40.0, 11);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(true, 1), d.path(), config(None));
+    e.train(constant(&b.points, 2), steps(2)).unwrap();
+    let before = std::fs::read(e.latest_checkpoint().unwrap()).unwrap();
+    let mut bad = b.points[..20].to_vec();
+    bad[7] = f32::NAN;
+    let good = b.points[..20].to_vec();
+    let bad2 = bad.clone();
+    let input = move || {
+        let (g, b) = (good.clone(), bad2.clone());
+        Ok(Input::batches(vec![
+            Ok(Dense::new(g, 10, 2)?.into()),
+            Ok(Dense::new(b, 10, 2)?.into()),
+        ]))
+    };
+    let err = e.train(input, steps(5)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid data: input batch 1: row 3, column 1 is NaN"
+    );
+    assert_eq!(
+        std::fs::read(e.latest_checkpoint().unwrap()).unwrap(),
+        before
+    );
+
+    let mut inf = b.points[..20].to_vec();
+    inf[0] = f32::INFINITY;
+    let err = e
+        .evaluate(constant(&inf, 2), EvalArgs::default())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("row 0, column 0 is infinite"),
+        "{err}"
+    );
+
+    let empty: Vec<f32> = vec![];
+    let err = e
+        .evaluate(
+            || Ok(Input::constant(Dense::new(empty.as_slice(), 0, 2)?)),
+            EvalArgs::default(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("is empty"), "{err}");
+
+    let err = Dense::from_rows(&[vec![1.0f32, 2.0], vec![3.0]]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ragged rows: row 1 has 1 values, row 0 has 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn k_larger_than_the_data_is_an_error() {
+    let pts = [0.0f32, 1.0, 2.0];
+    let d = tempfile::tempdir().unwrap();
+    let mut p = KMeansParams::new(5);
+    p.use_mini_batch = false;
+    let err = est(p, d.path(), config(None))
+        .train(constant(&pts, 1), steps(1))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("num_clusters = 5 is larger than the 3 rows"),
+        "{err}"
+    );
+    let mut p = KMeansParams::new(5);
+    p.initial_clusters = InitialClusters::Random;
+    let input = || {
+        Ok(Input::batches(vec![Ok(Dense::new(
+            vec![0.0f32, 1.0],
+            2,
+            1,
+        )?
+        .into())]))
+    };
+    let err = est(p, d.path(), config(None))
+        .train(input, steps(1))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the input ended after 2 of num_clusters = 5 initial centres"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused_at_construction() {
+    let d = tempfile::tempdir().unwrap();
+    let err = centroid::Metric::from_name("manhattan")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"manhattan\"") && err.contains("\"squared_euclidean\", \"cosine\""),
+        "{err}"
+    );
+    let err = InitialClusters::from_name("kmeans++")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"kmeans++\"") && err.contains("\"random\", \"kmeans_plus_plus\""),
+        "{err}"
+    );
+    let mk = |p: KMeansParams, c: RunConfig| {
+        KMeansClustering::new(p, Some(d.path().to_path_buf()), Some(c))
+    };
+    assert!(mk(KMeansParams::new(0), RunConfig::default()).is_err());
+    let mut p = KMeansParams::new(2);
+    p.mini_batch_steps_per_iteration = 0;
+    assert!(mk(p, RunConfig::default()).is_err());
+    let mut p = KMeansParams::new(2);
+    p.relative_tolerance = Some(f64::NAN);
+    assert!(mk(p, RunConfig::default()).is_err());
+    let c = RunConfig {
+        save_checkpoints_steps: Some(10),
+        ..Default::default()
+    };
+    assert!(mk(KMeansParams::new(2), c)
+        .unwrap_err()
+        .to_string()
+        .contains("cannot both be set"));
+    let c = RunConfig {
+        model_dir: Some("/somewhere/else".into()),
+        ..Default::default()
+    };
+    assert!(mk(KMeansParams::new(2), c)
+        .unwrap_err()
+        .to_string()
+        .contains("differ"));
+    // config.model_dir alone is used.
+    let c = RunConfig {
+        model_dir: Some(d.path().to_path_buf()),
+        ..Default::default()
+    };
+    let e = KMeansClustering::new(KMeansParams::new(2), None, Some(c)).unwrap();
+    assert_eq!(e.model_dir(), d.path());
+    // No model_dir at all: a fresh temporary one.
+    let e = KMeansClustering::new(KMeansParams::new(2), None, None).unwrap();
+    assert!(e.model_dir().is_dir() && std::fs::read_dir(e.model_dir()).unwrap().next().is_none());
+    std::fs::remove_dir(e.model_dir()).unwrap();
+}
+
+#[test]
+fn nothing_to_read_before_training() {
+    let d = tempfile::tempdir().unwrap();
+    let e = est(params(false, 1), d.path(), config(None));
+    assert!(e.latest_checkpoint().is_none());
+    assert!(matches!(e.cluster_centers(), Err(Error::NoCheckpoint(_))));
+    assert!(matches!(
+        e.get_variable_names(),
+        Err(Error::NoCheckpoint(_))
+    ));
+    let pts = [1.0f32, 2.0];
+    assert!(matches!(
+        e.evaluate(constant(&pts, 2), EvalArgs::default()),
+        Err(Error::NoCheckpoint(_))
+    ));
+    assert!(matches!(
+        e.predict(constant(&pts, 2), PredictArgs::default()),
+        Err(Error::NoCheckpoint(_))
+    ));
+}
+
+#[test]
+fn predict_keys_and_evaluation_names() {
+    let b = blobs(100, 4, 40.0, 12);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(false, 1), d.path(), config(None));
+    e.train(constant(&b.points, 2), steps(2)).unwrap();
+    let only = PredictArgs {
+        predict_keys: Some(vec!["all_distances".into()]),
+        ..Default::default()
+    };
+    let p = e
+        .predict(constant(&b.points, 2), only)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(p.cluster_index.is_none() && p.all_distances.as_ref().unwrap().cols() == 4);
+    let bad = PredictArgs {
+        predict_keys: Some(vec!["labels".into()]),
+        ..Default::default()
+    };
+    let err = e
+        .predict(constant(&b.points, 2), bad)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unknown predict key \"labels\""), "{err}");
+    let t: Vec<Dense> = e
+        .transform(constant(&b.points, 2))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!((t[0].rows(), t[0].cols()), (100, 4));
+    // Evaluations with names are kept apart on disk.
+    let r = e
+        .evaluate(
+            constant(&b.points, 2),
+            EvalArgs {
+                name: Some("test".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let line = std::fs::read_to_string(d.path().join("eval_test/metrics.jsonl")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["global_step"], 2);
+    assert_eq!(v["loss"].as_f64().unwrap(), r.loss);
+    // An evaluation of an older checkpoint by path.
+    let old = e.evaluate(
+        constant(&b.points, 2),
+        EvalArgs {
+            checkpoint_path: Some(d.path().join("model.ckpt-2")),
+            ..Default::default()
+        },
+    );
+    assert_eq!(old.unwrap().global_step, 2);
+    let missing = e.evaluate(
+        constant(&b.points, 2),
+        EvalArgs {
+            checkpoint_path: Some(d.path().join("model.ckpt-99")),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(missing, Err(Error::Io { .. })));
+}
+
+#[test]
+fn evaluate_averages_batch_losses_and_respects_steps() {
+    let b = blobs(300, 4, 40.0, 13);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(false, 1), d.path(), config(None));
+    e.train(constant(&b.points, 2), steps(3)).unwrap();
+    let centres = centres_f64(&e);
+    let batch_loss = |rows: &[f32]| {
+        rows.chunks(2)
+            .map(|r| nearest(r, &centres, 2).1)
+            .sum::<f64>()
+    };
+    let pts = b.points.clone();
+    let three = move || {
+        let pts = pts.clone();
+        Ok(Input::batches((0..3).map(move |i| {
+            Ok(Dense::new(pts[i * 200..(i + 1) * 200].to_vec(), 100, 2)?.into())
+        })))
+    };
+    let want = (0..3)
+        .map(|i| batch_loss(&b.points[i * 200..(i + 1) * 200]))
+        .sum::<f64>()
+        / 3.0;
+    let got = e.evaluate(three.clone(), EvalArgs::default()).unwrap().loss;
+    assert!((got - want).abs() <= 1e-5 * want, "{got} vs {want}");
+    let one = e
+        .evaluate(
+            three,
+            EvalArgs {
+                steps: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .loss;
+    let want1 = batch_loss(&b.points[..200]);
+    assert!((one - want1).abs() <= 1e-5 * want1);
+}
+
+#[test]
+fn feature_dicts_join_in_sorted_order_or_feature_columns_order() {
+    // Columns "b" (x) and "a" (y): sorted order puts "a" first.
+    let xs: Vec<f32> = vec![0.0, 0.1, 10.0, 10.1];
+    let ys: Vec<f32> = vec![5.0, 5.1, 5.0, 5.1];
+    let dict = |xs: Vec<f32>, ys: Vec<f32>| {
+        move || {
+            let mut m = BTreeMap::new();
+            m.insert("b".to_string(), Column::vector(xs.clone()));
+            m.insert("a".to_string(), Column::vector(ys.clone()));
+            Ok(Input::Constant(Features::Columns(m)))
+        }
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut p = KMeansParams::new(2);
+    p.use_mini_batch = false;
+    p.initial_clusters =
+        InitialClusters::Array(Dense::new(vec![5.0f32, 0.0, 5.0, 10.0], 2, 2).unwrap());
+    let mut e = est(p.clone(), d.path(), config(None));
+    e.train(dict(xs.clone(), ys.clone()), steps(1)).unwrap();
+    // Rows are (a, b) = (y, x): centres (5.05, 0.05) and (5.05, 10.05).
+    let c = centres_f64(&e);
+    assert!(
+        (c[0] - 5.05).abs() < 1e-5 && (c[1] - 0.05).abs() < 1e-5 && (c[3] - 10.05).abs() < 1e-5,
+        "{c:?}"
+    );
+
+    let d2 = tempfile::tempdir().unwrap();
+    p.feature_columns = Some(vec!["b".into()]);
+    p.initial_clusters = InitialClusters::Array(Dense::new(vec![0.0f32, 10.0], 2, 1).unwrap());
+    let mut e = est(p, d2.path(), config(None));
+    e.train(dict(xs, ys), steps(1)).unwrap();
+    let c = centres_f64(&e);
+    assert!(
+        (c[0] - 0.05).abs() < 1e-6 && (c[1] - 10.05).abs() < 1e-5,
+        "{c:?}"
+    );
+}
+
+#[test]
+fn f64_data_trains_f64_centres() {
+    let pts: Vec<f64> = vec![0.0, 0.5, 10.0, 10.5];
+    let d = tempfile::tempdir().unwrap();
+    let mut p = KMeansParams::new(2);
+    p.use_mini_batch = false;
+    p.initial_clusters = InitialClusters::Array(Dense::new(vec![1.0f32, 9.0], 2, 1).unwrap());
+    let mut e = est(p, d.path(), config(None));
+    e.train(
+        || Ok(Input::constant(Dense::new(pts.as_slice(), 4, 1)?)),
+        steps(1),
+    )
+    .unwrap();
+    assert_eq!(
+        e.get_variable_value("clusters").unwrap(),
+        Tensor::F64 {
+            values: vec![0.25, 10.25],
+            shape: vec![2, 1]
+        }
+    );
+}
+
+#[test]
+fn a_callable_initialiser_is_called_on_successive_batches() {
+    let pts: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    let d = tempfile::tempdir().unwrap();
+    let mut p = KMeansParams::new(3);
+    p.use_mini_batch = false;
+    // Takes the last row of each batch it is given.
+    p.initial_clusters =
+        InitialClusters::Callable(std::sync::Arc::new(|b: &Dense<'_>, remaining: usize| {
+            assert!(remaining >= 1);
+            let v = b.to_type::<f32>();
+            Dense::new(vec![v[v.len() - 1]], 1, 1)
+        }));
+    let mut e = est(p, d.path(), config(None));
+    let input = || {
+        let pts = pts.clone();
+        Ok(Input::batches((0..3).map(move |i| {
+            Ok(Dense::new(pts[i * 4..i * 4 + 4].to_vec(), 4, 1)?.into())
+        })))
+    };
+    e.train(input, steps(1)).unwrap();
+    // Centres 3, 7, 11; one Lloyd step on the first batch {0,1,2,3}: all go
+    // to centre 0 whose mean is 1.5; the others keep their place.
+    assert_eq!(centres_f64(&e), vec![1.5, 7.0, 11.0]);
+
+    let d2 = tempfile::tempdir().unwrap();
+    let mut p = KMeansParams::new(2);
+    p.initial_clusters =
+        InitialClusters::Callable(std::sync::Arc::new(|_: &Dense<'_>, _: usize| {
+            Dense::new(vec![1.0f32, 2.0, 3.0], 3, 1)
+        }));
+    let err = est(p, d2.path(), config(None))
+        .train(constant(&pts, 1), steps(1))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("returned 3 rows but only 2 centres were still needed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn initial_array_width_must_match_the_data() {
+    let pts: Vec<f32> = (0..12).map(|i| i as f32).collect();
+    let d = tempfile::tempdir().unwrap();
+    let mut p = KMeansParams::new(7);
+    p.initial_clusters =
+        InitialClusters::Array(Dense::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap());
+    let e = KMeansClustering::new(p.clone(), Some(d.path().to_path_buf()), None).unwrap();
+    assert_eq!(e.params().num_clusters, 2, "k comes from the array");
+    let err = est(p, d.path(), config(None))
+        .train(constant(&pts, 2), steps(1))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("initial_clusters has 3 columns but the data has 2"),
+        "{err}"
+    );
+}
