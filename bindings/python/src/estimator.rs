@@ -600,6 +600,8 @@ impl PyEstimator {
 pub struct PredictIter {
     // Declared first: dropped before the hooks and arrays it borrows.
     predictions: Option<AssertSend<Predictions<'static>>>,
+    // Boxed so their addresses stay put while `predictions` refers to them.
+    #[allow(clippy::vec_box)]
     _hooks: Vec<Box<PyHook>>,
     _keep: Box<KeepAlive>,
     interrupt: Interrupt,

@@ -166,7 +166,7 @@ pub fn lloyd<T: Float>(
     if max_iter == 0 {
         return Err(Error::InvalidArgument("max_iter must be at least 1".into()));
     }
-    if !(tol >= 0.0) {
+    if tol.is_nan() || tol < 0.0 {
         return Err(Error::InvalidArgument(format!(
             "tol must be a non-negative number, got {tol}"
         )));
@@ -248,18 +248,17 @@ pub fn minibatch_step<T: Float>(
     let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
     let mut stats = ClusterStats::new(k, d);
     kernels::assign_accumulate(x, sample_weight, &prepared, labels, &mut stats);
-    for j in 0..k {
+    for (j, weight_sum) in weight_sums.iter_mut().enumerate() {
         let m = stats.weights[j];
         if m <= 0.0 {
             continue;
         }
-        let total = weight_sums[j] + m;
+        let total = *weight_sum + m;
         for (c, v) in centres.row_mut(j).iter_mut().enumerate() {
-            *v = T::from_f64_lossy(
-                (v.to_f64_exact() * weight_sums[j] + stats.sums[j * d + c]) / total,
-            );
+            *v =
+                T::from_f64_lossy((v.to_f64_exact() * *weight_sum + stats.sums[j * d + c]) / total);
         }
-        weight_sums[j] = total;
+        *weight_sum = total;
     }
     Ok(stats.loss)
 }
