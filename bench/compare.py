@@ -25,6 +25,20 @@ import time
 # before the libraries load.
 os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
 
+
+def _threads_from_argv(default=2):
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return str(default)
+
+
+# centroid's scikit-learn classes run on rayon's global pool; size it before
+# the extension loads. The Estimator takes RunConfig(num_threads=...).
+os.environ["RAYON_NUM_THREADS"] = _threads_from_argv()
+
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +118,7 @@ def run_centroid_kernel(x, c0, iters, threads):
     import centroid.sklearn as csk
 
     def fit():
-        return csk.KMeans(n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0, n_threads=threads).fit(x)
+        return csk.KMeans(n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0).fit(x)
 
     return fit
 
@@ -130,7 +144,7 @@ def seeding(x, k, threads, repeat):
     from sklearn.cluster import kmeans_plusplus
     from threadpoolctl import threadpool_limits
 
-    import centroid.sklearn as csk
+    from centroid import _core
 
     trials = 2 + int(math.log(k))
 
@@ -139,7 +153,7 @@ def seeding(x, k, threads, repeat):
             return kmeans_plusplus(x, k, n_local_trials=trials, random_state=0)
 
     t_sk, _ = median_time(sk, repeat)
-    t_c, _ = median_time(lambda: csk.kmeans_plusplus(x, k, n_local_trials=trials, random_state=0, n_threads=threads), repeat)
+    t_c, _ = median_time(lambda: _core.kmeans_plus_plus(x, None, k, trials - 1, 0), repeat)
     return t_sk, t_c
 
 
@@ -153,7 +167,7 @@ def predict_throughput(x, centres, threads, repeat):
     faiss.omp_set_num_threads(threads)
     sk = KMeans(n_clusters=len(centres), init=centres, n_init=1, max_iter=1).fit(x[: len(centres) * 2])
     sk.cluster_centers_ = centres.copy()
-    ours = csk.KMeans(n_clusters=len(centres), init=centres, n_init=1, max_iter=1, n_threads=threads).fit(x[: len(centres) * 2])
+    ours = csk.KMeans(n_clusters=len(centres), init=centres, n_init=1, max_iter=1).fit(x[: len(centres) * 2])
     ours.cluster_centers_ = centres.copy()
     index = faiss.IndexFlatL2(centres.shape[1])
     index.add(centres)
