@@ -63,8 +63,14 @@ def load(spec):
 
 
 def initial_centres(x, k, seed=2):
-    rng = np.random.default_rng(seed)
-    return np.ascontiguousarray(x[rng.choice(len(x), size=k, replace=False)])
+    """Greedy k-means++ centres, computed once (by scikit-learn) and given to
+    every library, so that all start alike and no cluster starts empty (the
+    libraries treat empty clusters differently, which would make their
+    inertias differ for reasons other than speed)."""
+    from sklearn.cluster import kmeans_plusplus
+
+    centres, _ = kmeans_plusplus(x, k, random_state=seed)
+    return np.ascontiguousarray(centres, dtype=x.dtype)
 
 
 def median_time(fn, repeat):
@@ -184,14 +190,17 @@ def predict_throughput(x, centres, threads, repeat):
     return n / t_sk, n / t_f, n / t_c, agree
 
 
-def memory_child(name, iters, threads):
-    """Runs in a subprocess: peak RSS of training over the data's own size."""
-    spec = {**SHAPES, **QUICK_SHAPES}[name]
-    x = load(spec)
-    c0 = initial_centres(x, spec["k"])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def memory_child(path, iters, threads):
+    """Runs in a fresh process: the peak RSS that training adds on top of the
+    interpreter, the libraries and the data (read from `path`.x.npy and
+    `path`.c0.npy, so no generation temporaries count)."""
     import tempfile
 
+    import centroid  # noqa: F401  (loaded before the baseline)
+
+    # np.load of a plain .npy reads straight into the array: no second copy.
+    x, c0 = np.load(path + ".x.npy"), np.load(path + ".c0.npy")
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with tempfile.TemporaryDirectory() as tmp:
         run_centroid_estimator(x, c0, iters, threads, os.path.join(tmp, "m"))()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -239,7 +248,7 @@ def main():
             "centroid": inertia(x, ck.cluster_centers_),
             "centroid-estimator": inertia(x, est_centres),
         }
-        ok = {lib: abs(v - ref) <= 1e-5 * ref for lib, v in checks.items()}
+        ok = {lib: bool(abs(v - ref) <= 1e-5 * ref) for lib, v in checks.items()}
         per = {
             "sklearn": t_sk / it_sk,
             "faiss": t_f / it_f,
@@ -251,12 +260,12 @@ def main():
         row = dict(
             shape=name,
             per_iter=per,
-            iterations=dict(sklearn=it_sk, faiss=it_f, centroid=it_c, estimator=iters),
+            iterations=dict(sklearn=int(it_sk), faiss=int(it_f), centroid=int(it_c), estimator=iters),
             ratio_vs_best_peer=per["centroid"] / best_peer,
             estimator_over_kernel=per["centroid-estimator"] / per["centroid"],
             gflops=gflops,
             inertia_ok=ok,
-            inertia_rel={lib: abs(v - ref) / ref for lib, v in checks.items()},
+            inertia_rel={lib: float(abs(v - ref) / ref) for lib, v in checks.items()},
         )
         if name in ("blobs-200k-128-k1000", "fashion-mnist-k100") or args.quick:
             s_sk, s_c = seeding(x, k, args.threads, args.repeat)
@@ -264,11 +273,15 @@ def main():
         if name == "blobs-200k-128-k1000" or args.quick:
             r_sk, r_f, r_c, agree = predict_throughput(x, np.ascontiguousarray(ck.cluster_centers_, dtype=np.float32), args.threads, args.repeat)
             row["predict_rows_per_s"] = dict(sklearn=r_sk, faiss=r_f, centroid=r_c, vs_best=r_c / max(r_sk, r_f), agree=agree)
-        child = subprocess.run(
-            [sys.executable, __file__, "--memory-child", name, "--iters", str(iters), "--threads", str(args.threads)],
-            capture_output=True,
-            text=True,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = os.path.join(tmp, "data")
+            np.save(npz + ".x.npy", x)
+            np.save(npz + ".c0.npy", c0)
+            child = subprocess.run(
+                [sys.executable, __file__, "--memory-child", npz, "--iters", str(iters), "--threads", str(args.threads)],
+                capture_output=True,
+                text=True,
+            )
         if child.returncode == 0:
             mem = json.loads(child.stdout.strip().splitlines()[-1])
             row["extra_memory_mb"] = mem["extra_bytes"] / 2**20
