@@ -956,7 +956,14 @@ fn fails_usage(cmd: &mut assert_cmd::Command, needle: &str) {
 fn cosine_distance_clusters_by_direction() {
     // Three directions, each at magnitudes from 1 to 50: squared Euclidean
     // would split by magnitude, cosine must split by direction.
-    let dirs = [(1.0f64, 0.0f64), (0.0, 1.0), (-0.7071, -0.7071)];
+    let dirs = [
+        (1.0f64, 0.0f64),
+        (0.0, 1.0),
+        (
+            -std::f64::consts::FRAC_1_SQRT_2,
+            -std::f64::consts::FRAC_1_SQRT_2,
+        ),
+    ];
     let mut rng = Rng::new(9);
     let (mut rows, mut truth) = (Vec::new(), Vec::new());
     for i in 0..90 {
