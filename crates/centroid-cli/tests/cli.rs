@@ -693,6 +693,25 @@ fn bad_inputs_give_one_line_errors() {
             .arg(p(&dir, "empty")),
         "empty",
     );
+    // k-means++ in mini-batch mode needs k rows in the first batch.
+    fails_with(
+        centroid()
+            .args([
+                "train",
+                "-k",
+                "5",
+                "--mini-batch",
+                "--batch-size",
+                "3",
+                "--init",
+                "kmeans_plus_plus",
+                "--data",
+            ])
+            .arg(&good)
+            .arg("--model-dir")
+            .arg(p(&dir, "m11")),
+        "--batch-size 3 is smaller than k = 5",
+    );
     // Not an NPY file at all.
     let fake = p(&dir, "fake.npy");
     std::fs::write(&fake, "x,y\n1,2\n").unwrap();
