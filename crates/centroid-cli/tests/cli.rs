@@ -1093,3 +1093,83 @@ fn asynchronous_mini_batch_keeps_its_working_copy() {
     assert_eq!(info["parameters"]["mini_batch_steps_per_iteration"], 4);
     assert_eq!(info["global_step"], 6);
 }
+
+#[test]
+fn thread_count_does_not_change_the_model() {
+    let (rows, _) = blobs(
+        &[
+            vec![0.0, 0.0, 0.0],
+            vec![5.0, 5.0, 0.0],
+            vec![0.0, 5.0, 5.0],
+        ],
+        400,
+        21,
+    );
+    let dir = tmp();
+    let data = p(&dir, "b.npy");
+    write_npy_f32(&data, &rows);
+    let mut results = Vec::new();
+    for threads in ["1", "2"] {
+        let model = p(&dir, &format!("m{threads}"));
+        centroid()
+            .args([
+                "train",
+                "-k",
+                "5",
+                "--init",
+                "kmeans_plus_plus",
+                "--seed",
+                "3",
+                "--threads",
+                threads,
+            ])
+            .args(["--relative-tolerance", "0", "--steps", "20", "--data"])
+            .arg(&data)
+            .arg("--model-dir")
+            .arg(&model)
+            .assert()
+            .success();
+        results.push(saved_centres(&model));
+    }
+    // Bit-identical, not merely close.
+    assert_eq!(results[0], results[1]);
+}
+
+#[test]
+fn parquet_nulls_and_nan_are_located() {
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch};
+    let dir = tmp();
+    let write = |name: &str, y: Vec<Option<f64>>| {
+        let x: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.0), Some(2.0), Some(3.0)]));
+        let y: ArrayRef = Arc::new(Float64Array::from(y));
+        let batch = RecordBatch::try_from_iter([("x", x), ("y", y)]).unwrap();
+        let path = p(&dir, name);
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    };
+    let nulls = write("nulls.parquet", vec![Some(1.0), None, Some(3.0)]);
+    fails_with(
+        centroid()
+            .args(["train", "-k", "1", "--data"])
+            .arg(&nulls)
+            .arg("--model-dir")
+            .arg(p(&dir, "m1")),
+        "row 1, column \"y\" is null",
+    );
+    let nan = write("nan.parquet", vec![Some(1.0), Some(2.0), Some(f64::NAN)]);
+    fails_with(
+        centroid()
+            .args(["train", "-k", "1", "--data"])
+            .arg(&nan)
+            .arg("--model-dir")
+            .arg(p(&dir, "m2")),
+        "row 2, column \"y\" is NaN",
+    );
+}
