@@ -237,6 +237,7 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
     let mut acc: [[S::V; NV]; MR] = [b; MR];
     for p in 0..d {
         let c: [S::V; NV] = std::array::from_fn(|v| S::load(panel.add(v * pstride + p * lanes)));
+
         for (r, acc_r) in acc.iter_mut().enumerate() {
             let xb = S::splat(*xp.add(r * sr + p * sp));
             for v in 0..NV {
@@ -475,7 +476,7 @@ unsafe fn distances_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, out: &mu
     let two = S::splat(S::T::one() + S::T::one());
     let zero = S::splat(S::T::zero());
     let one = S::splat(S::T::one());
-    let mut norms = [S::T::zero(); 8];
+    let mut norms = [S::T::zero(); MR];
     let mut spill = [S::T::zero(); MAX_LANES];
     let data = job.data.as_ptr();
     let bias = job.bias.as_ptr();
@@ -571,7 +572,7 @@ unsafe fn run_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, op: Op<'_, S::
 /// accumulators and its running minima all fit in the register file.
 const fn rows_per_tile(path: Path, small_d: bool) -> usize {
     match (path, small_d) {
-        (Path::Avx512, false) => 8,
+        (Path::Avx512, false) => 12,
         (Path::Avx512, true) => 4,
         (Path::Avx2, false) => 4,
         (Path::Avx2, true) => 2,

@@ -174,8 +174,11 @@ impl ClusterStats {
 pub const CHUNK_ROWS: usize = 2048;
 
 /// Bytes of per-chunk partial statistics [`assign_accumulate`] keeps alive at
-/// once (at least one per thread): 16 chunks of a `k = 1000, d = 128` model.
-const PARTIAL_BYTES: usize = 16 << 20;
+/// once (at least one per thread): 32 chunks of a `k = 1000, d = 128` model.
+/// Each group of chunks ends in a barrier, so groups must hold many chunks
+/// per thread for the threads to finish together; the budget keeps the
+/// extra memory well under 64 MiB.
+const PARTIAL_BYTES: usize = 32 << 20;
 
 /// Elements of the result each task adds partials into when merging.
 const MERGE_BLOCK: usize = 1 << 14;
@@ -258,8 +261,8 @@ fn packing_for<F: KernelFloat>(
 /// `stats`, which it resets first. Writes the labels when `labels` is given.
 ///
 /// Extra memory: at most [`CHUNK_ROWS`]-row scratch per task and a bounded
-/// group of per-chunk partial statistics (about 16 MiB, or one per thread when
-/// one partial is larger than that).
+/// group of per-chunk partial statistics (at most 32 MiB, or one per thread
+/// when one partial is larger than that).
 pub fn assign_accumulate<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
