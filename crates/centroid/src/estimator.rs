@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::checkpoint::{self, Loaded, ModelSignature, Tensor};
 use crate::error::{Error, Result};
+use crate::export::{self, ServingInputReceiver};
 use crate::float::{DType, Float};
 use crate::hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
 use crate::input::{Dense, Input};
@@ -684,6 +685,32 @@ impl KMeansClustering {
                 },
             )?
             .score)
+    }
+
+    /// Writes a TensorFlow SavedModel of the chosen checkpoint (the latest by
+    /// default) into a new directory under `export_dir_base`, named by the
+    /// seconds since the epoch, and returns its path. Signatures
+    /// `serving_default` and `cluster_index` give the nearest cluster,
+    /// `all_distances` the distances, each under the output key `output`; the
+    /// centres travel along as the tensor `clusters:0`. `assets_extra` maps
+    /// names under `assets.extra/` to files to copy there.
+    pub fn export_saved_model(
+        &self,
+        export_dir_base: &Path,
+        serving_input: &ServingInputReceiver,
+        assets_extra: &[(String, PathBuf)],
+        as_text: bool,
+        checkpoint_path: Option<&Path>,
+    ) -> Result<PathBuf> {
+        let loaded = self.load_for_inference(checkpoint_path)?;
+        with_state!(&loaded.state, s, T => export::export_timestamped(
+            export_dir_base,
+            s.clusters.view(),
+            self.params.distance_metric,
+            serving_input,
+            assets_extra,
+            as_text,
+        ))
     }
 
     /// The centres of the latest checkpoint.

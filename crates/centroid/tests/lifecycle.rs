@@ -877,3 +877,58 @@ fn initial_array_width_must_match_the_data() {
         "{err}"
     );
 }
+
+#[test]
+fn export_writes_a_timestamped_saved_model_of_the_chosen_checkpoint() {
+    use centroid::export::ServingInputReceiver;
+    let b = blobs(100, 4, 40.0, 14);
+    let d = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = est(params(false, 1), d.path(), config(Some(1)));
+    let receiver = ServingInputReceiver::single("x", 2);
+    let err = e
+        .export_saved_model(out.path(), &receiver, &[], false, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::NoCheckpoint(_)), "{err}");
+    let mut e = e;
+    e.train(constant(&b.points, 2), steps(2)).unwrap();
+    let asset = d.path().join("note.txt");
+    std::fs::write(&asset, "hello").unwrap();
+    let dir = e
+        .export_saved_model(
+            out.path(),
+            &receiver,
+            &[("note.txt".into(), asset)],
+            false,
+            Some(&d.path().join("model.ckpt-1")),
+        )
+        .unwrap();
+    let secs: u64 = dir.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now - secs < 60);
+    assert!(dir.join("saved_model.pb").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("assets.extra/note.txt")).unwrap(),
+        "hello"
+    );
+    let text = e
+        .export_saved_model(out.path(), &receiver, &[], true, None)
+        .unwrap();
+    assert_ne!(text, dir);
+    let pbtxt = std::fs::read_to_string(text.join("saved_model.pbtxt")).unwrap();
+    assert!(pbtxt.contains("serving_default") && pbtxt.contains("all_distances"));
+    // A receiver of the wrong width is refused.
+    let err = e
+        .export_saved_model(
+            out.path(),
+            &ServingInputReceiver::single("x", 3),
+            &[],
+            false,
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains('3'), "{err}");
+}
