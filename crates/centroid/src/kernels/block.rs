@@ -10,12 +10,17 @@
 //! normalised centre. Each row keeps a vector of per-lane minima and their
 //! centre indices; one horizontal argmin per row turns them into a label.
 //!
-//! Panels are visited in blocks small enough to stay in L2 (the block is
-//! re-read by every row group of the chunk). When every centre fits in one
-//! block, which is always so for small `d`, a row group's minima stay in
-//! registers across all centres and nothing but the final label and value is
-//! written: the register-resident path where the argmin costs as much as the
-//! multiply.
+//! Panels are visited in blocks of at most 1 MiB, half the 2 MB L2, because
+//! each block is re-read by every row group of the chunk. A row group's
+//! minima stay in registers across a whole block and only its label and
+//! value are written. For `d <= 16` (where the argmin costs as much as the
+//! multiply) the tile is 4 rows (AVX-512) so that accumulators and minima
+//! all stay in registers, rows are read in place, and one block holds over
+//! 16,000 centres; for larger `d` the tile is 12 rows, whose values are first
+//! interleaved dimension-major so one pointer feeds all the broadcasts. When
+//! all centres fit in one panel (`k <= LANES`) the lane of the minimum is the
+//! label and the index vectors are skipped. After the argmin, one pass per
+//! chunk turns raw values into distances and adds rows to the partial sums.
 //!
 //! Everything here is generic over [`Simd`] and `#[inline(always)]`; the
 //! `*_avx512`, `*_avx2` and `*_portable` entry points at the bottom compile
