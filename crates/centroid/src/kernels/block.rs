@@ -10,12 +10,17 @@
 //! normalised centre. Each row keeps a vector of per-lane minima and their
 //! centre indices; one horizontal argmin per row turns them into a label.
 //!
-//! Panels are visited in blocks small enough to stay in L2 (the block is
-//! re-read by every row group of the chunk). When every centre fits in one
-//! block, which is always so for small `d`, a row group's minima stay in
-//! registers across all centres and nothing but the final label and value is
-//! written: the register-resident path where the argmin costs as much as the
-//! multiply.
+//! Panels are visited in blocks of at most 1 MiB, half the 2 MB L2, because
+//! each block is re-read by every row group of the chunk. A row group's
+//! minima stay in registers across a whole block and only its label and
+//! value are written. For `d <= 16` (where the argmin costs as much as the
+//! multiply) the tile is 4 rows (AVX-512) so that accumulators and minima
+//! all stay in registers, rows are read in place, and one block holds over
+//! 16,000 centres; for larger `d` the tile is 12 rows, whose values are first
+//! interleaved dimension-major so one pointer feeds all the broadcasts. When
+//! all centres fit in one panel (`k <= LANES`) the lane of the minimum is the
+//! label and the index vectors are skipped. After the argmin, one pass per
+//! chunk turns raw values into distances and adds rows to the partial sums.
 //!
 //! Everything here is generic over [`Simd`] and `#[inline(always)]`; the
 //! `*_avx512`, `*_avx2` and `*_portable` entry points at the bottom compile
@@ -237,6 +242,7 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
     let mut acc: [[S::V; NV]; MR] = [b; MR];
     for p in 0..d {
         let c: [S::V; NV] = std::array::from_fn(|v| S::load(panel.add(v * pstride + p * lanes)));
+
         for (r, acc_r) in acc.iter_mut().enumerate() {
             let xb = S::splat(*xp.add(r * sr + p * sp));
             for v in 0..NV {
@@ -407,7 +413,9 @@ unsafe fn finish<S: Simd, const D: usize>(
     let two = T::<S>::one() + T::<S>::one();
     // The statistics as plain slices and locals: the loop then keeps them in
     // registers instead of reloading them through `part` every row.
-    let mut loss = 0.0;
+    // Four running loss sums (row i goes to i % 4, combined in a fixed order
+    // at the end) keep the loop off the latency of one long add chain.
+    let mut loss = [0.0f64; 4];
     let (sums, cluster_weights, counts) = match part.as_deref_mut() {
         Some(p) => (&mut p.sums[..], &mut p.weights[..], &mut p.counts[..]),
         None => (&mut [][..], &mut [][..], &mut [][..]),
@@ -434,11 +442,11 @@ unsafe fn finish<S: Simd, const D: usize>(
             S::accumulate_row(acc.as_mut_ptr(), row.as_ptr(), d, scale);
             cluster_weights[j] += w;
             counts[j] += 1;
-            loss += w * s.to_f64_exact();
+            loss[i % 4] += w * s.to_f64_exact();
         }
     }
     if let Some(part) = part {
-        part.loss += loss;
+        part.loss += (loss[0] + loss[1]) + (loss[2] + loss[3]);
     }
 }
 
@@ -475,7 +483,7 @@ unsafe fn distances_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, out: &mu
     let two = S::splat(S::T::one() + S::T::one());
     let zero = S::splat(S::T::zero());
     let one = S::splat(S::T::one());
-    let mut norms = [S::T::zero(); 8];
+    let mut norms = [S::T::zero(); MR];
     let mut spill = [S::T::zero(); MAX_LANES];
     let data = job.data.as_ptr();
     let bias = job.bias.as_ptr();
@@ -571,7 +579,7 @@ unsafe fn run_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, op: Op<'_, S::
 /// accumulators and its running minima all fit in the register file.
 const fn rows_per_tile(path: Path, small_d: bool) -> usize {
     match (path, small_d) {
-        (Path::Avx512, false) => 8,
+        (Path::Avx512, false) => 12,
         (Path::Avx512, true) => 4,
         (Path::Avx2, false) => 4,
         (Path::Avx2, true) => 2,

@@ -174,8 +174,11 @@ impl ClusterStats {
 pub const CHUNK_ROWS: usize = 2048;
 
 /// Bytes of per-chunk partial statistics [`assign_accumulate`] keeps alive at
-/// once (at least one per thread): 16 chunks of a `k = 1000, d = 128` model.
-const PARTIAL_BYTES: usize = 16 << 20;
+/// once (at least one per thread): 32 chunks of a `k = 1000, d = 128` model.
+/// Each group of chunks ends in a barrier, so groups must hold many chunks
+/// per thread for the threads to finish together; the budget keeps the
+/// extra memory well under 64 MiB.
+const PARTIAL_BYTES: usize = 32 << 20;
 
 /// Elements of the result each task adds partials into when merging.
 const MERGE_BLOCK: usize = 1 << 14;
@@ -258,8 +261,8 @@ fn packing_for<F: KernelFloat>(
 /// `stats`, which it resets first. Writes the labels when `labels` is given.
 ///
 /// Extra memory: at most [`CHUNK_ROWS`]-row scratch per task and a bounded
-/// group of per-chunk partial statistics (about 16 MiB, or one per thread when
-/// one partial is larger than that).
+/// group of per-chunk partial statistics (at most 32 MiB, or one per thread
+/// when one partial is larger than that).
 pub fn assign_accumulate<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -267,12 +270,23 @@ pub fn assign_accumulate<T: Float>(
     labels: Option<&mut [u32]>,
     stats: &mut ClusterStats,
 ) {
-    assign_accumulate_on(None, x, sample_weight, centres, labels, stats)
+    assign_accumulate_on(
+        None,
+        PARTIAL_BYTES,
+        x,
+        sample_weight,
+        centres,
+        labels,
+        stats,
+    )
 }
 
-/// [`assign_accumulate`] on a chosen path (`None`: the centres' own).
+/// [`assign_accumulate`] on a chosen path (`None`: the centres' own), keeping
+/// about `partial_budget` bytes of per-chunk partials alive at once (at least
+/// one per thread).
 pub(crate) fn assign_accumulate_on<T: Float>(
     path: Option<Path>,
+    partial_budget: usize,
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
     centres: &PreparedCentres<T>,
@@ -298,6 +312,7 @@ pub(crate) fn assign_accumulate_on<T: Float>(
         let w = sample_weight.map(cast::<T, f32>);
         accumulate_typed(
             path,
+            partial_budget,
             MatRef::new(cast(x.as_slice()), n, d).expect("same shape"),
             w,
             c,
@@ -308,6 +323,7 @@ pub(crate) fn assign_accumulate_on<T: Float>(
         let w = sample_weight.map(cast::<T, f64>);
         accumulate_typed(
             path,
+            partial_budget,
             MatRef::new(cast(x.as_slice()), n, d).expect("same shape"),
             w,
             c,
@@ -321,6 +337,7 @@ pub(crate) fn assign_accumulate_on<T: Float>(
 
 fn accumulate_typed<F: KernelFloat>(
     path: Option<Path>,
+    partial_budget: usize,
     x: MatRef<'_, F>,
     sample_weight: Option<&[F]>,
     centres: &PreparedCentres<F>,
@@ -340,7 +357,7 @@ fn accumulate_typed<F: KernelFloat>(
     // How many chunks run between merges changes when partials are added,
     // never which or in what order, so it may follow the thread count.
     let part_bytes = (k * d + 2 * k) * 8 + 64;
-    let group = (PARTIAL_BYTES / part_bytes)
+    let group = (partial_budget / part_bytes)
         .max(rayon::current_num_threads())
         .clamp(1, n_chunks);
     let mut parts: Vec<ClusterStats> = (0..group).map(|_| ClusterStats::new(k, d)).collect();

@@ -198,6 +198,7 @@ fn check_all_paths<T: Float>(
         stats.loss = 123.0; // must be reset
         assign_accumulate_on(
             Some(path),
+            PARTIAL_BYTES,
             x,
             weights,
             &centres,
@@ -327,6 +328,7 @@ fn ties_go_to_the_lowest_index_on_every_path() {
             let mut acc_labels = vec![9u32; 4];
             assign_accumulate_on(
                 Some(path),
+                PARTIAL_BYTES,
                 x,
                 None,
                 &centres,
@@ -419,6 +421,49 @@ fn one_and_two_threads_give_bit_identical_results() {
             p1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             p2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+    }
+}
+
+#[test]
+fn merging_in_small_groups_changes_no_bit() {
+    // A tiny partial budget merges after every `threads` chunks instead of
+    // once: the same additions in the same order, so the same bits, at one
+    // and at two threads.
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let (n, d, k) = (5 * CHUNK_ROWS + 7, 24, 70);
+    let x = random_matrix::<f32>(&mut rng, n, d);
+    let c = random_matrix::<f32>(&mut rng, k, d);
+    let (x, c) = (
+        MatRef::new(&x, n, d).unwrap(),
+        MatRef::new(&c, k, d).unwrap(),
+    );
+    let centres = PreparedCentres::new(c, Metric::SquaredEuclidean);
+    let run = |threads: usize, budget: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut stats = ClusterStats::new(k, d);
+            assign_accumulate_on(None, budget, x, None, &centres, None, &mut stats);
+            stats
+        })
+    };
+    let bits = |s: &ClusterStats| {
+        let mut b: Vec<u64> = s.sums.iter().map(|v| v.to_bits()).collect();
+        b.extend(s.weights.iter().map(|v| v.to_bits()));
+        b.push(s.loss.to_bits());
+        b
+    };
+    let whole = run(2, PARTIAL_BYTES);
+    for (threads, budget) in [(1, 0), (2, 0), (1, PARTIAL_BYTES)] {
+        let other = run(threads, budget);
+        assert_eq!(
+            bits(&other),
+            bits(&whole),
+            "threads {threads}, budget {budget}"
+        );
+        assert_eq!(other.counts, whole.counts);
     }
 }
 
