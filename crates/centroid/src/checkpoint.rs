@@ -117,6 +117,9 @@ pub fn list(model_dir: &Path) -> Vec<PathBuf> {
         Ok(text) => parse_index(&text),
         Err(_) => Vec::new(),
     };
+    // An index that names only files which are gone says nothing: look at
+    // what is on disk rather than take the model for a fresh one.
+    steps.retain(|&s| checkpoint_path(model_dir, s).is_file());
     if steps.is_empty() {
         if let Ok(entries) = fs::read_dir(model_dir) {
             steps = entries
@@ -164,6 +167,20 @@ pub fn save(
     write_atomically(&path, &bytes)?;
 
     let mut kept = list(model_dir);
+    // Checkpoints of later steps than this one can only be ones training
+    // could not resume from (damaged, or of a newer format): leave their
+    // files alone but drop them from the index, so that the index's latest
+    // is the checkpoint just written.
+    kept.retain(|p| {
+        let later = step_of(p).is_some_and(|s| s > step);
+        if later {
+            log::warn!(
+                "dropping {} from the index: training went on from an earlier step",
+                p.display()
+            );
+        }
+        !later
+    });
     if !kept.contains(&path) {
         kept.push(path.clone());
     }
@@ -310,7 +327,13 @@ pub struct Loaded {
 /// Reads and verifies one checkpoint file.
 pub fn load(path: &Path) -> Result<Loaded> {
     let bytes = fs::read(path).map_err(|e| Error::io("cannot read checkpoint", path, e))?;
-    decode(&bytes)
+    load_bytes(path, &bytes)
+}
+
+/// Verifies and reads a checkpoint held in memory; `path` names it in
+/// messages.
+pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded> {
+    decode(bytes)
         .map(|(state, signature)| Loaded {
             path: path.to_path_buf(),
             state,
@@ -390,6 +413,7 @@ fn decode(bytes: &[u8]) -> std::result::Result<(AnyState, ModelSignature), Strin
         Dtype::F64 => AnyState::F64(decode_state::<f64>(&get)?),
         other => return Err(format!("`clusters` has unsupported dtype {other:?}")),
     };
+    check_consistent(&state, &signature)?;
     Ok((state, signature))
 }
 
@@ -429,13 +453,41 @@ fn decode_state<'v, T: Float>(
     };
     let clusters = matrix("clusters")?.ok_or("missing `clusters`")?;
     let k = clusters.rows();
-    let initialized = get("initialized")
-        .map(|v| v.data().first().copied().unwrap_or(0) != 0)
-        .unwrap_or(true);
+    if k == 0 || clusters.cols() == 0 {
+        return Err(format!(
+            "`clusters` has shape [{k}, {}]: a model needs at least one centre and one feature",
+            clusters.cols()
+        ));
+    }
+    let initialized = match get("initialized") {
+        None => true,
+        Some(v) if v.dtype() == Dtype::BOOL && v.data().len() == 1 => v.data()[0] != 0,
+        Some(v) => {
+            return Err(format!(
+                "`initialized` should be one bool, has dtype {:?} and shape {:?}",
+                v.dtype(),
+                v.shape()
+            ))
+        }
+    };
+    if !initialized {
+        return Err("`initialized` is false: the checkpoint holds no centres".into());
+    }
     let global_step = scalar("global_step")?.ok_or("missing `global_step`")?;
+    if global_step < 0 {
+        return Err(format!("`global_step` is negative ({global_step})"));
+    }
     let cluster_counts = ints("cluster_counts")?;
     if cluster_counts.as_ref().is_some_and(|c| c.len() != k) {
         return Err("`cluster_counts` does not have one entry per cluster".into());
+    }
+    if let Some((j, c)) = cluster_counts
+        .iter()
+        .flatten()
+        .enumerate()
+        .find(|(_, c)| **c < 0)
+    {
+        return Err(format!("`cluster_counts` of cluster {j} is negative ({c})"));
     }
     let clusters_updated = matrix("clusters_updated")?;
     if clusters_updated
@@ -445,14 +497,58 @@ fn decode_state<'v, T: Float>(
         return Err("`clusters_updated` does not have the shape of `clusters`".into());
     }
     let update_in_steps = scalar("update_in_steps")?;
-    Ok(ModelState {
+    if let Some(u) = update_in_steps.filter(|u| *u < 0) {
+        return Err(format!("`update_in_steps` is negative ({u})"));
+    }
+    let state = ModelState {
         clusters,
         initialized,
         global_step,
         cluster_counts,
         clusters_updated,
         update_in_steps,
-    })
+    };
+    if let Some((name, row, col)) = state.first_non_finite() {
+        return Err(format!("`{name}` row {row}, column {col} is not finite"));
+    }
+    Ok(state)
+}
+
+/// Checks that the variables and the parameters stored beside them describe
+/// the same model: its shape, element type, and the variables its update
+/// mode needs (no more, no fewer).
+fn check_consistent(state: &AnyState, sig: &ModelSignature) -> std::result::Result<(), String> {
+    if (sig.num_clusters, sig.num_features, sig.dtype) != (state.k(), state.d(), state.dtype()) {
+        return Err(format!(
+            "the parameters say {} x {} {} but `clusters` is {} x {} {}",
+            sig.num_clusters,
+            sig.num_features,
+            sig.dtype,
+            state.k(),
+            state.d(),
+            state.dtype()
+        ));
+    }
+    if sig.mini_batch_steps_per_iteration == 0 {
+        return Err("the parameters say mini_batch_steps_per_iteration = 0".into());
+    }
+    let is_async = sig.use_mini_batch && sig.mini_batch_steps_per_iteration > 1;
+    let expected = [
+        ("cluster_counts", sig.use_mini_batch),
+        ("clusters_updated", is_async),
+        ("update_in_steps", is_async),
+    ];
+    for (name, wanted) in expected {
+        let present = variable(state, name).is_some();
+        if present != wanted {
+            return Err(format!(
+                "variable `{name}` is {} but the model's update mode {} it",
+                if present { "present" } else { "missing" },
+                if wanted { "needs" } else { "does not have" }
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The value of one variable of a loaded state.

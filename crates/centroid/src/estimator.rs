@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::checkpoint::{self, Loaded, ModelSignature, Tensor};
 use crate::error::{Error, Result};
+use crate::export::{self, ServingInputReceiver};
 use crate::float::{DType, Float};
 use crate::hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
 use crate::input::{Dense, Input};
@@ -111,6 +112,7 @@ impl KMeansClustering {
             (None, Some(b)) => b,
             (None, None) => fresh_temp_dir()?,
         };
+        check_model_dir(&model_dir)?;
         config.model_dir = Some(model_dir.clone());
         let seed = config.random_seed.unwrap_or(params.random_seed);
         let mut builder = rayon::ThreadPoolBuilder::new();
@@ -170,16 +172,19 @@ impl KMeansClustering {
             (_, Some(0)) => return Err(Error::arg("max_steps must be positive, got 0")),
             _ => {}
         }
+        check_model_dir(&self.model_dir)?;
         let restored = self.restore_latest()?;
         let start_step = restored.as_ref().map_or(0, |l| l.state.global_step());
+        // global_step is an int64: larger step counts mean "no limit".
+        let as_step = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let last_step: Option<i64> = match (steps, max_steps) {
-            (Some(s), _) => Some(start_step.saturating_add(s as i64)),
+            (Some(s), _) => Some(start_step.saturating_add(as_step(s))),
             (_, Some(m)) => {
-                if start_step >= m as i64 {
+                if start_step >= as_step(m) {
                     log::info!("skipping training: global step {start_step} already reached max_steps = {m}");
                     return Ok(self);
                 }
-                Some(m as i64)
+                Some(as_step(m))
             }
             _ => None,
         };
@@ -197,6 +202,7 @@ impl KMeansClustering {
         let signature = self.signature(&state);
         let mut source =
             BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), false)?;
+        source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
         let d = state.d();
         let mut ctx = RunContext::new(state.global_step());
         let mut prev_loss: Option<f64> = None;
@@ -209,20 +215,29 @@ impl KMeansClustering {
             if last_step.is_some_and(|l| step >= l) {
                 return Ok(());
             }
+            if step == i64::MAX {
+                return Err(Error::arg(format!(
+                    "global_step has reached its largest value ({step}); the model cannot train further"
+                )));
+            }
             ctx.set_global_step(step);
             for h in args.hooks.iter_mut() {
                 h.before_run(&mut ctx)?;
             }
+            let what = source.next_label();
             let Some(batch) = source.next(Some(d))? else {
                 return Ok(());
             };
             let model_fn = &self.model_fn;
-            let loss = self.pool.install(|| {
-                    with_state!(&mut state, s, T => {
-                        let data = batch.to_type::<T>();
-                        model_fn.train_step(s, MatRef::new(&data, batch.rows(), d).expect("validated batch"))
-                    })
-                });
+            let loss = self.pool.install(|| -> Result<f64> {
+                with_state!(&mut state, s, T => {
+                    let data = batch.to_type_checked::<T>(&what)?;
+                    let x = MatRef::new(&data, batch.rows(), d)?;
+                    let loss = model_fn.train_step(s, x);
+                    check_step(s, loss, &what)?;
+                    Ok(loss)
+                })
+            })?;
             drop(batch);
             let step = state.global_step();
             losses.push((step, loss));
@@ -242,7 +257,7 @@ impl KMeansClustering {
                 self.config.save_checkpoints_steps,
                 self.config.save_checkpoints_secs,
             ) {
-                (Some(n), _) => step % n as i64 == 0,
+                (Some(n), _) => (step as u64) % n == 0,
                 (None, Some(secs)) => last_save_time.elapsed().as_secs_f64() >= secs,
                 (None, None) => false,
             };
@@ -284,7 +299,7 @@ impl KMeansClustering {
 
     fn log_progress(&self, last: &mut (Instant, i64), step: i64, loss: f64) {
         if let Some(every) = self.config.log_step_count_steps {
-            if step % every as i64 == 0 {
+            if step >= 0 && (step as u64) % every == 0 {
                 let secs = last.0.elapsed().as_secs_f64();
                 let rate = if secs > 0.0 {
                     (step - last.1) as f64 / secs
@@ -361,6 +376,19 @@ impl KMeansClustering {
         }
     }
 
+    /// The largest squared row norm whose squared Euclidean distances fit
+    /// `dtype`: a distance is at most (|x| + |c|)^2 <= 4 max(|x|^2, |c|^2),
+    /// and centres, as averages of rows, are no longer than the longest
+    /// row. Cosine normalises rows in float64 first and needs no limit.
+    fn sq_norm_limit(&self, dtype: DType) -> Option<f64> {
+        let max = match dtype {
+            DType::F32 => f32::MAX as f64,
+            DType::F64 => f64::MAX,
+        };
+        (self.params.distance_metric == crate::kernels::Metric::SquaredEuclidean)
+            .then_some(max / 4.0)
+    }
+
     /// The latest good checkpoint, checked against these parameters.
     fn restore_latest(&self) -> Result<Option<Loaded>> {
         let loaded = checkpoint::load_latest_good(&self.model_dir)?;
@@ -400,6 +428,13 @@ impl KMeansClustering {
         if a != b {
             problems.push(format!("{a} on disk vs {b} here"));
         }
+        // The same width from other columns, or the same columns in another
+        // order, would silently mix features.
+        if let (Some(disk), Some(here)) = (&saved.feature_columns, &p.feature_columns) {
+            if disk != here {
+                problems.push(format!("feature_columns {disk:?} on disk vs {here:?} here"));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -437,6 +472,7 @@ impl KMeansClustering {
         let (dtype, _) = source
             .peek()?
             .ok_or_else(|| ended_early(0, self.params.num_clusters))?;
+        source.set_sq_norm_limit(self.sq_norm_limit(dtype));
         let state = match dtype {
             DType::F32 => AnyState::F32(self.initialize_typed::<f32>(&mut source)?),
             DType::F64 => AnyState::F64(self.initialize_typed::<f64>(&mut source)?),
@@ -456,12 +492,15 @@ impl KMeansClustering {
                 break;
             }
             let constant = source.is_constant();
+            let what = source.next_label();
             let batch = source.next(width)?.ok_or_else(|| ended_early(have, k))?;
             let d = batch.cols();
             width = Some(d);
-            let out = centres.get_or_insert_with(|| Matrix::with_capacity(k, d));
-            let data = batch.to_type::<T>();
-            let x = MatRef::new(&data, batch.rows(), d).expect("validated batch");
+            // Reserve no more than the batch can give: k is the caller's
+            // number and may be absurd.
+            let out = centres.get_or_insert_with(|| Matrix::with_capacity(k.min(batch.rows()), d));
+            let data = batch.to_type_checked::<T>(&what)?;
+            let x = MatRef::new(&data, batch.rows(), d)?;
             match &self.params.initial_clusters {
                 InitialClusters::Array(a) => {
                     if a.cols() != d {
@@ -470,7 +509,10 @@ impl KMeansClustering {
                             a.cols()
                         )));
                     }
-                    let values = a.to_type::<T>();
+                    if let Some(limit) = self.sq_norm_limit(T::DTYPE) {
+                        a.check_row_norms(limit, "initial_clusters array")?;
+                    }
+                    let values = a.to_type_checked::<T>("initial_clusters array")?;
                     *out = Matrix::new(values.into_owned(), a.rows(), d)?;
                 }
                 InitialClusters::KMeansPlusPlus => {
@@ -509,8 +551,12 @@ impl KMeansClustering {
                         )));
                     }
                     if got.rows() > 0 {
-                        got.validate(Some(d), "the initial_clusters function's result")?;
-                        let values = got.to_type::<T>();
+                        let what = "the initial_clusters function's result";
+                        got.validate(Some(d), what)?;
+                        if let Some(limit) = self.sq_norm_limit(T::DTYPE) {
+                            got.check_row_norms(limit, what)?;
+                        }
+                        let values = got.to_type_checked::<T>(what)?;
                         for r in 0..got.rows() {
                             out.push_row(&values[r * d..(r + 1) * d]);
                         }
@@ -540,6 +586,7 @@ impl KMeansClustering {
         let d = state.d();
         let mut source =
             BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), true)?;
+        source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
         for h in args.hooks.iter_mut() {
             h.begin()?;
         }
@@ -549,15 +596,23 @@ impl KMeansClustering {
             for h in args.hooks.iter_mut() {
                 h.before_run(&mut ctx)?;
             }
+            let what = source.next_label();
             let Some(batch) = source.next(Some(d))? else {
                 break;
             };
-            let loss = self.pool.install(|| {
+            let loss = self.pool.install(|| -> Result<f64> {
                 with_state!(&state, s, T => {
-                    let data = batch.to_type::<T>();
-                    self.model_fn.loss(s, MatRef::new(&data, batch.rows(), d).expect("validated batch"))
+                    let data = batch.to_type_checked::<T>(&what)?;
+                    let loss = self.model_fn.loss(s, MatRef::new(&data, batch.rows(), d)?);
+                    if loss.is_nan() || loss == f64::INFINITY {
+                        return Err(Error::data(format!(
+                            "{what}: the loss is {loss}: squared distances overflow {}; use float64 data or scale it down",
+                            T::DTYPE
+                        )));
+                    }
+                    Ok(loss)
                 })
-            });
+            })?;
             total += loss;
             batches += 1;
             let values = RunValues { global_step, loss };
@@ -617,7 +672,9 @@ impl KMeansClustering {
     {
         let keys = parse_predict_keys(args.predict_keys.as_deref())?;
         let loaded = self.load_for_inference(args.checkpoint_path.as_deref())?;
-        let source = BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), true)?;
+        let mut source =
+            BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), true)?;
+        source.set_sq_norm_limit(self.sq_norm_limit(loaded.state.dtype()));
         Ok(Predictions {
             model_fn: self.model_fn.clone(),
             state: loaded.state,
@@ -684,6 +741,32 @@ impl KMeansClustering {
                 },
             )?
             .score)
+    }
+
+    /// Writes a TensorFlow SavedModel of the chosen checkpoint (the latest by
+    /// default) into a new directory under `export_dir_base`, named by the
+    /// seconds since the epoch, and returns its path. Signatures
+    /// `serving_default` and `cluster_index` give the nearest cluster,
+    /// `all_distances` the distances, each under the output key `output`; the
+    /// centres travel along as the tensor `clusters:0`. `assets_extra` maps
+    /// names under `assets.extra/` to files to copy there.
+    pub fn export_saved_model(
+        &self,
+        export_dir_base: &Path,
+        serving_input: &ServingInputReceiver,
+        assets_extra: &[(String, PathBuf)],
+        as_text: bool,
+        checkpoint_path: Option<&Path>,
+    ) -> Result<PathBuf> {
+        let loaded = self.load_for_inference(checkpoint_path)?;
+        with_state!(&loaded.state, s, T => export::export_timestamped(
+            export_dir_base,
+            s.clusters.view(),
+            self.params.distance_metric,
+            serving_input,
+            assets_extra,
+            as_text,
+        ))
     }
 
     /// The centres of the latest checkpoint.
@@ -769,16 +852,17 @@ impl<'a> Predictions<'a> {
             h.before_run(&mut self.ctx)?;
         }
         let d = self.state.d();
+        let what = self.source.next_label();
         let Some(batch) = self.source.next(Some(d))? else {
             return Ok(None);
         };
         let (model_fn, keys, state) = (&self.model_fn, self.keys, &self.state);
-        let out = self.pool.install(|| {
+        let out = self.pool.install(|| -> Result<PredictionBatch> {
             with_state!(state, s, T => {
-                let data = batch.to_type::<T>();
-                model_fn.predict(s, MatRef::new(&data, batch.rows(), d).expect("validated batch"), keys)
+                let data = batch.to_type_checked::<T>(&what)?;
+                Ok(model_fn.predict(s, MatRef::new(&data, batch.rows(), d)?, keys))
             })
-        });
+        })?;
         let values = RunValues {
             global_step: self.state.global_step(),
             loss: f64::NAN,
@@ -851,4 +935,33 @@ fn fresh_temp_dir() -> Result<PathBuf> {
         }
     }
     Err(Error::arg("cannot find a free temporary model_dir name"))
+}
+
+/// Refuses a `model_dir` that exists but is not a folder.
+fn check_model_dir(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Err(Error::arg(format!(
+            "model_dir {} exists and is not a folder",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// After a training step: a loss or centres that are not finite mean the
+/// data's squared distances overflowed the element type. The step is
+/// refused, so no checkpoint ever holds such centres.
+fn check_step<T: Float>(state: &ModelState<T>, loss: f64, what: &str) -> Result<()> {
+    if loss.is_nan() || loss == f64::INFINITY {
+        return Err(Error::data(format!(
+            "{what}: the step's loss is {loss}: squared distances overflow {}; use float64 data or scale it down",
+            T::DTYPE
+        )));
+    }
+    if let Some((name, row, col)) = state.first_non_finite() {
+        return Err(Error::data(format!(
+            "{what}: the step made `{name}` row {row}, column {col} non-finite; use float64 data or scale it down"
+        )));
+    }
+    Ok(())
 }

@@ -121,6 +121,28 @@ impl<'a> Dense<'a> {
         }
     }
 
+    /// The batch as `T`, like [`Dense::to_type`], but refusing values that a
+    /// narrowing conversion (float64 data, float32 model) turns infinite.
+    /// `what` names the batch in messages.
+    pub fn to_type_checked<T: Float>(&self, what: &str) -> Result<Cow<'_, [T]>> {
+        let values = self.to_type::<T>();
+        if self.dtype() != T::DTYPE {
+            if let Some(idx) = values.iter().position(|x| !x.is_finite()) {
+                let original = match &self.data {
+                    Data::F32(v) => v[idx] as f64,
+                    Data::F64(v) => v[idx],
+                };
+                return Err(Error::data(format!(
+                    "{what}: row {}, column {} is {original:e}, outside the range of {} (the model's element type)",
+                    idx / self.cols.max(1),
+                    idx % self.cols.max(1),
+                    T::DTYPE
+                )));
+            }
+        }
+        Ok(values)
+    }
+
     /// Checks that the batch can be trained on or scored: not empty, of the
     /// expected width, and finite everywhere. `what` names the batch in
     /// messages ("batch 3").
@@ -144,6 +166,33 @@ impl<'a> Dense<'a> {
             Data::F64(v) => check_finite(v, self.cols, what),
         }
     }
+}
+
+impl<'a> Dense<'a> {
+    /// Checks that no row's squared norm (summed in f64) exceeds `limit`:
+    /// squared Euclidean distances of rows beyond it overflow the model's
+    /// element type. Rows must already be finite.
+    pub fn check_row_norms(&self, limit: f64, what: &str) -> Result<()> {
+        match &self.data {
+            Data::F32(v) => row_norms_within(v, self.cols, limit, what),
+            Data::F64(v) => row_norms_within(v, self.cols, limit, what),
+        }
+    }
+}
+
+fn row_norms_within<T: Float>(v: &[T], cols: usize, limit: f64, what: &str) -> Result<()> {
+    for (r, row) in v.chunks_exact(cols.max(1)).enumerate() {
+        let sq: f64 = row
+            .iter()
+            .map(|x| x.to_f64_exact() * x.to_f64_exact())
+            .sum();
+        if sq > limit {
+            return Err(Error::data(format!(
+                "{what}: row {r} has squared norm {sq:e}, beyond {limit:e}, where squared distances would overflow the model's element type; use float64 data or scale it down"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn cast_slice_or_convert<'s, S: Float, T: Float>(v: &'s [S]) -> Cow<'s, [T]> {

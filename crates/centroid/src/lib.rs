@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod error;
+pub mod export;
 pub mod float;
 pub mod input;
 pub mod inputs;
@@ -29,6 +30,7 @@ pub use checkpoint::Tensor;
 pub use estimator::{
     EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, TrainArgs, TRAIN_LOSSES_FILE,
 };
+pub use export::ServingInputReceiver;
 pub use hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
 pub use model::{AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};
 pub use params::{

@@ -33,6 +33,18 @@ impl<T: Float> ModelState<T> {
     pub fn d(&self) -> usize {
         self.clusters.cols()
     }
+
+    /// The first non-finite value among the centres (master, then working
+    /// copy), as (variable, row, column).
+    pub fn first_non_finite(&self) -> Option<(&'static str, usize, usize)> {
+        let d = self.d().max(1);
+        let find = |m: &Matrix<T>| m.as_slice().iter().position(|v| !v.is_finite());
+        if let Some(i) = find(&self.clusters) {
+            return Some(("clusters", i / d, i % d));
+        }
+        let i = self.clusters_updated.as_ref().and_then(find)?;
+        Some(("clusters_updated", i / d, i % d))
+    }
 }
 
 /// A model state of either element type.
@@ -136,6 +148,11 @@ impl ModelFn {
         self.params.distance_metric
     }
 
+    /// S, as the int64 `update_in_steps` counts it (validated to fit).
+    fn steps_per_iteration(&self) -> i64 {
+        i64::try_from(self.params.mini_batch_steps_per_iteration).unwrap_or(i64::MAX)
+    }
+
     /// The state of a freshly initialised model with these centres (which
     /// are normalised under cosine).
     pub fn new_state<T: Float>(&self, mut centres: Matrix<T>) -> ModelState<T> {
@@ -145,7 +162,7 @@ impl ModelFn {
             }
         }
         let k = centres.rows();
-        let s = self.params.mini_batch_steps_per_iteration as i64;
+        let s = self.steps_per_iteration();
         let (cluster_counts, clusters_updated, update_in_steps) =
             match (self.params.use_mini_batch, s > 1) {
                 (false, _) => (None, None, None),
@@ -182,7 +199,7 @@ impl ModelFn {
                 if let Some(c) = state.cluster_counts.as_mut() {
                     c.fill(0);
                 }
-                state.update_in_steps = Some(self.params.mini_batch_steps_per_iteration as i64);
+                state.update_in_steps = Some(self.steps_per_iteration());
             }
         }
         let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
@@ -198,10 +215,12 @@ impl ModelFn {
             };
             sculley_update(target, counts, &stats);
             if let Some(r) = state.update_in_steps.as_mut() {
-                *r -= 1;
+                *r = r.saturating_sub(1);
             }
         }
-        state.global_step += 1;
+        // The Estimator refuses to step past i64::MAX; on its own the model
+        // stays there rather than wrapping.
+        state.global_step = state.global_step.saturating_add(1);
         stats.loss
     }
 
@@ -275,14 +294,17 @@ fn sculley_update<T: Float>(centres: &mut Matrix<T>, counts: &mut [i64], stats: 
         if m == 0 {
             continue;
         }
-        let denom = (counts[j] + m) as f64;
+        // Counts are >= 0 (checked when a checkpoint is read), so the
+        // denominator is at least m >= 1.
+        let n_j = counts[j].max(0).saturating_add(m);
+        let denom = n_j as f64;
         let mf = m as f64;
         let row = centres.row_mut(j);
         for (c, s) in row.iter_mut().zip(&stats.sums[j * d..(j + 1) * d]) {
             let cur = c.to_f64_exact();
             *c = T::from_f64_lossy(cur + (s - mf * cur) / denom);
         }
-        counts[j] += m;
+        counts[j] = n_j;
     }
 }
 

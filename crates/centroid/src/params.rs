@@ -141,6 +141,22 @@ impl KMeansParams {
                 "mini_batch_steps_per_iteration must be at least 1, got 0",
             ));
         }
+        // update_in_steps counts down from S in an int64 variable.
+        if i64::try_from(self.mini_batch_steps_per_iteration).is_err() {
+            return Err(Error::arg(format!(
+                "mini_batch_steps_per_iteration must be at most {}, got {}",
+                i64::MAX,
+                self.mini_batch_steps_per_iteration
+            )));
+        }
+        // Every retry is one more candidate scored against every row, for
+        // every centre: beyond this bound seeding would run for hours.
+        if self.kmeans_plus_plus_num_retries > MAX_KMEANS_PLUS_PLUS_RETRIES {
+            return Err(Error::arg(format!(
+                "kmeans_plus_plus_num_retries must be at most {MAX_KMEANS_PLUS_PLUS_RETRIES}, got {}",
+                self.kmeans_plus_plus_num_retries
+            )));
+        }
         if let Some(t) = self.relative_tolerance {
             if !(t.is_finite() && t >= 0.0) {
                 return Err(Error::arg(format!(
@@ -151,6 +167,14 @@ impl KMeansParams {
         if let Some(cols) = &self.feature_columns {
             if cols.is_empty() {
                 return Err(Error::arg("feature_columns is empty"));
+            }
+            for (i, c) in cols.iter().enumerate() {
+                if cols[..i].contains(c) {
+                    return Err(Error::arg(format!(
+                        "feature_columns names {c:?} twice (positions {} and {i})",
+                        cols[..i].iter().position(|x| x == c).unwrap_or(0)
+                    )));
+                }
             }
         }
         Ok(self)
@@ -167,6 +191,9 @@ impl KMeansParams {
         self.use_mini_batch && self.mini_batch_steps_per_iteration > 1
     }
 }
+
+/// The largest `kmeans_plus_plus_num_retries` accepted.
+pub const MAX_KMEANS_PLUS_PLUS_RETRIES: i64 = 10_000;
 
 /// `num_retries`, or `2 + floor(ln k)` when negative.
 pub fn resolve_retries(num_retries: i64, k: usize) -> usize {

@@ -8,7 +8,10 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::{self, Metric, PreparedCentres};
 use crate::matrix::{MatRef, Matrix};
-use crate::params::resolve_retries;
+use crate::params::{resolve_retries, MAX_KMEANS_PLUS_PLUS_RETRIES};
+
+/// The most distances (rows x candidates) k-means++ holds at once.
+const CANDIDATE_DISTANCE_BUDGET: usize = 1 << 22;
 
 /// The random generator behind every seeded choice. ChaCha's output stream is
 /// fixed by its seed on every platform and version, unlike `StdRng`'s.
@@ -93,6 +96,11 @@ pub fn kmeans_plus_plus_indices<T: Float>(
             )));
         }
     }
+    if retries > MAX_KMEANS_PLUS_PLUS_RETRIES as usize {
+        return Err(Error::arg(format!(
+            "kmeans_plus_plus_num_retries must be at most {MAX_KMEANS_PLUS_PLUS_RETRIES}, got {retries}"
+        )));
+    }
     let weight = |i: usize| sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
     let candidates_per_step = 1 + retries;
 
@@ -119,43 +127,62 @@ pub fn kmeans_plus_plus_indices<T: Float>(
             // Every remaining point sits on a chosen centre (or all weights
             // are zero): any row not yet chosen is as good as another.
             let free: Vec<usize> = (0..n).filter(|&i| !is_chosen[i]).collect();
+            if free.is_empty() {
+                // n >= k rows and fewer than k chosen: cannot happen.
+                return Err(Error::data(format!(
+                    "k-means++ ran out of rows after {step} of {k} centres"
+                )));
+            }
             let pick = free[rng.gen_range(0..free.len())];
             take(pick, x, metric, &mut min_dist, &mut cand_dist);
             is_chosen[pick] = true;
             chosen.push(pick);
             continue;
         }
-        let candidates: Vec<usize> = (0..candidates_per_step)
-            .map(|_| {
-                let u = rng.gen::<f64>() * total;
-                cumulative.partition_point(|&c| c <= u).min(n - 1)
-            })
-            .collect();
-
-        // Distances from every row to every candidate, in one blocked pass.
-        let mut cand_rows = Matrix::with_capacity(candidates.len(), x.cols());
-        for &c in &candidates {
-            cand_rows.push_row(x.row(c));
+        // Candidates are drawn with replacement; a repeated row scores the
+        // same as its first draw, which wins ties, so scoring each distinct
+        // row once, in order of first draw, picks the same winner.
+        let mut candidates: Vec<usize> = Vec::with_capacity(candidates_per_step.min(n));
+        let mut drawn = std::collections::HashSet::with_capacity(candidates_per_step.min(n));
+        for _ in 0..candidates_per_step {
+            let u = rng.gen::<f64>() * total;
+            let c = cumulative.partition_point(|&c| c <= u).min(n - 1);
+            if drawn.insert(c) {
+                candidates.push(c);
+            }
         }
-        let prepared = PreparedCentres::new(cand_rows.view(), metric);
-        cand_dist.resize(n * candidates.len(), T::zero());
-        kernels::distances(x, &prepared, &mut cand_dist);
 
-        let m = candidates.len();
+        // Distances from every row to a group of candidates at a time, in
+        // one blocked pass per group; the group is small enough that its
+        // n x group distance matrix stays within a fixed budget.
+        let group = (CANDIDATE_DISTANCE_BUDGET / n).clamp(1, candidates.len());
         let mut best = 0usize;
         let mut best_potential = f64::INFINITY;
-        for c in 0..m {
-            let mut potential = 0.0f64;
-            for i in 0..n {
-                potential += weight(i) * min_dist[i].min(cand_dist[i * m + c].to_f64_exact());
+        let mut best_dist: Vec<f64> = Vec::new();
+        for (g, chunk) in candidates.chunks(group).enumerate() {
+            let mut cand_rows = Matrix::with_capacity(chunk.len(), x.cols());
+            for &c in chunk {
+                cand_rows.push_row(x.row(c));
             }
-            if potential < best_potential {
-                best_potential = potential;
-                best = c;
+            let prepared = PreparedCentres::new(cand_rows.view(), metric);
+            let m = chunk.len();
+            cand_dist.resize(n * m, T::zero());
+            kernels::distances(x, &prepared, &mut cand_dist[..n * m]);
+            for c in 0..m {
+                let mut potential = 0.0f64;
+                for i in 0..n {
+                    potential += weight(i) * min_dist[i].min(cand_dist[i * m + c].to_f64_exact());
+                }
+                if potential < best_potential || best_dist.is_empty() {
+                    best_potential = potential;
+                    best = g * group + c;
+                    best_dist.clear();
+                    best_dist.extend((0..n).map(|i| cand_dist[i * m + c].to_f64_exact()));
+                }
             }
         }
-        for i in 0..n {
-            min_dist[i] = min_dist[i].min(cand_dist[i * m + best].to_f64_exact());
+        for (m, d) in min_dist.iter_mut().zip(&best_dist) {
+            *m = m.min(*d);
         }
         let pick = candidates[best];
         is_chosen[pick] = true;

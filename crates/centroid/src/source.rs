@@ -12,13 +12,16 @@ pub(crate) struct BatchSource<'a> {
     feature_columns: Option<Vec<String>>,
     /// Batches handed out so far (names batches in messages).
     served: usize,
+    /// The largest squared row norm accepted (squared Euclidean models).
+    sq_norm_limit: Option<f64>,
 }
 
 enum Kind<'a> {
     /// One batch for every step; validated on first use.
     Constant {
         batch: Dense<'a>,
-        validated_width: Option<usize>,
+        /// The checks it passed: width and norm limit.
+        validated: Option<(usize, Option<f64>)>,
         one_pass: bool,
     },
     Iter {
@@ -38,7 +41,7 @@ impl<'a> BatchSource<'a> {
         let kind = match input {
             Input::Constant(f) => Kind::Constant {
                 batch: f.into_dense(feature_columns)?,
-                validated_width: None,
+                validated: None,
                 one_pass,
             },
             Input::Batches(it) => Kind::Iter { it, pending: None },
@@ -47,12 +50,26 @@ impl<'a> BatchSource<'a> {
             kind,
             feature_columns: feature_columns.map(<[String]>::to_vec),
             served: 0,
+            sq_norm_limit: None,
         })
+    }
+
+    /// Refuse rows whose squared norm exceeds `limit` from now on.
+    pub(crate) fn set_sq_norm_limit(&mut self, limit: Option<f64>) {
+        self.sq_norm_limit = limit;
     }
 
     /// Whether every step sees the same batch.
     pub(crate) fn is_constant(&self) -> bool {
         matches!(self.kind, Kind::Constant { .. })
+    }
+
+    /// How messages name the batch that `next` hands out next.
+    pub(crate) fn next_label(&self) -> String {
+        match self.kind {
+            Kind::Constant { .. } => "the input batch".to_string(),
+            Kind::Iter { .. } => format!("input batch {}", self.served),
+        }
     }
 
     /// The element type and width of the next batch, without consuming it.
@@ -81,19 +98,25 @@ impl<'a> BatchSource<'a> {
     /// The next batch, validated (non-empty, finite, `width` columns when
     /// given); `None` when the input is exhausted.
     pub(crate) fn next(&mut self, width: Option<usize>) -> Result<Option<Cow<'_, Dense<'a>>>> {
-        let label = format!("input batch {}", self.served);
+        let label = self.next_label();
         match &mut self.kind {
             Kind::Constant {
                 batch,
-                validated_width,
+                validated,
                 one_pass,
             } => {
                 if *one_pass && self.served > 0 {
                     return Ok(None);
                 }
-                if validated_width.is_none() || (width.is_some() && *validated_width != width) {
-                    batch.validate(width, "the input batch")?;
-                    *validated_width = Some(batch.cols());
+                let passed = validated.is_some_and(|(w, l)| {
+                    width.map_or(true, |want| want == w) && l == self.sq_norm_limit
+                });
+                if !passed {
+                    batch.validate(width, &label)?;
+                    if let Some(limit) = self.sq_norm_limit {
+                        batch.check_row_norms(limit, &label)?;
+                    }
+                    *validated = Some((batch.cols(), self.sq_norm_limit));
                 }
                 self.served += 1;
                 Ok(Some(Cow::Borrowed(batch)))
@@ -107,6 +130,9 @@ impl<'a> BatchSource<'a> {
                     },
                 };
                 batch.validate(width, &label)?;
+                if let Some(limit) = self.sq_norm_limit {
+                    batch.check_row_norms(limit, &label)?;
+                }
                 self.served += 1;
                 Ok(Some(Cow::Owned(batch)))
             }

@@ -877,3 +877,725 @@ fn initial_array_width_must_match_the_data() {
         "{err}"
     );
 }
+
+#[test]
+fn export_writes_a_timestamped_saved_model_of_the_chosen_checkpoint() {
+    use centroid::export::ServingInputReceiver;
+    let b = blobs(100, 4, 40.0, 14);
+    let d = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = est(params(false, 1), d.path(), config(Some(1)));
+    let receiver = ServingInputReceiver::single("x", 2);
+    let err = e
+        .export_saved_model(out.path(), &receiver, &[], false, None)
+        .unwrap_err();
+    assert!(matches!(err, Error::NoCheckpoint(_)), "{err}");
+    let mut e = e;
+    e.train(constant(&b.points, 2), steps(2)).unwrap();
+    let asset = d.path().join("note.txt");
+    std::fs::write(&asset, "hello").unwrap();
+    let dir = e
+        .export_saved_model(
+            out.path(),
+            &receiver,
+            &[("note.txt".into(), asset)],
+            false,
+            Some(&d.path().join("model.ckpt-1")),
+        )
+        .unwrap();
+    let secs: u64 = dir.file_name().unwrap().to_str().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now - secs < 60);
+    assert!(dir.join("saved_model.pb").is_file());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("assets.extra/note.txt")).unwrap(),
+        "hello"
+    );
+    let text = e
+        .export_saved_model(out.path(), &receiver, &[], true, None)
+        .unwrap();
+    assert_ne!(text, dir);
+    let pbtxt = std::fs::read_to_string(text.join("saved_model.pbtxt")).unwrap();
+    assert!(pbtxt.contains("serving_default") && pbtxt.contains("all_distances"));
+    // A receiver of the wrong width is refused.
+    let err = e
+        .export_saved_model(
+            out.path(),
+            &ServingInputReceiver::single("x", 3),
+            &[],
+            false,
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains('3'), "{err}");
+}
+
+// ------------------------------------------------------------------------
+// Spec conformance, behaviour by behaviour, on a four-point line whose
+// every step is worked out by hand: x = 0, 2, 10, 14 with centres 3 and 9
+// assigns {0, 2} and {10, 14}; the means are 1 and 12.
+
+const LINE: [f32; 4] = [0.0, 2.0, 10.0, 14.0];
+
+fn line_params(mini: bool, s: u64) -> KMeansParams {
+    let mut p = KMeansParams::new(2);
+    p.use_mini_batch = mini;
+    p.mini_batch_steps_per_iteration = s;
+    p.initial_clusters =
+        InitialClusters::Array(Dense::from_rows(&[vec![3.0f32], vec![9.0]]).unwrap());
+    p
+}
+
+fn f32s(t: Tensor) -> Vec<f32> {
+    match t {
+        Tensor::F32 { values, .. } => values,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn i64s(t: Tensor) -> Vec<i64> {
+    match t {
+        Tensor::I64 { values, .. } => values,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn variable_names_and_values_per_mode_after_one_step() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(line_params(false, 1), &d.path().join("full"), config(None));
+    e.train(constant(&LINE, 1), steps(1)).unwrap();
+    assert_eq!(
+        e.get_variable_names().unwrap(),
+        ["clusters", "initialized", "global_step"]
+    );
+    assert_eq!(f32s(e.get_variable_value("clusters").unwrap()), [1.0, 12.0]);
+    assert_eq!(
+        e.get_variable_value("initialized").unwrap(),
+        Tensor::Bool {
+            values: vec![true],
+            shape: vec![]
+        }
+    );
+    let err = e
+        .get_variable_value("cluster_counts")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no variable \"cluster_counts\"")
+            && err.contains("clusters, initialized, global_step"),
+        "{err}"
+    );
+
+    // Sculley: counts start at 1; C0 = 3 + (2 - 2*3)/3 = 5/3, C1 = 9 + (24 - 18)/3 = 11.
+    let mut e = est(line_params(true, 1), &d.path().join("s1"), config(None));
+    e.train(constant(&LINE, 1), steps(1)).unwrap();
+    assert_eq!(
+        e.get_variable_names().unwrap(),
+        ["clusters", "initialized", "global_step", "cluster_counts"]
+    );
+    assert_eq!(
+        i64s(e.get_variable_value("cluster_counts").unwrap()),
+        [3, 3]
+    );
+    assert_eq!(
+        f32s(e.get_variable_value("clusters").unwrap()),
+        [5.0 / 3.0, 11.0]
+    );
+
+    // S = 3: the master centres stay; the working copy takes the batch
+    // means (counts start at 0); two steps remain before the publish.
+    let mut e = est(line_params(true, 3), &d.path().join("s3"), config(None));
+    e.train(constant(&LINE, 1), steps(1)).unwrap();
+    assert_eq!(
+        e.get_variable_names().unwrap(),
+        [
+            "clusters",
+            "initialized",
+            "global_step",
+            "cluster_counts",
+            "clusters_updated",
+            "update_in_steps"
+        ]
+    );
+    assert_eq!(f32s(e.get_variable_value("clusters").unwrap()), [3.0, 9.0]);
+    assert_eq!(
+        f32s(e.get_variable_value("clusters_updated").unwrap()),
+        [1.0, 12.0]
+    );
+    assert_eq!(
+        i64s(e.get_variable_value("cluster_counts").unwrap()),
+        [2, 2]
+    );
+    assert_eq!(i64s(e.get_variable_value("update_in_steps").unwrap()), [2]);
+    assert_eq!(i64s(e.get_variable_value("global_step").unwrap()), [1]);
+}
+
+#[test]
+fn train_one_step_initialises_from_its_own_call_and_then_updates_once() {
+    // Each input_fn call yields batch A, then batch B. Initialisation takes
+    // A's first two rows (0 and 2); the single training step must run on A
+    // again, from a fresh call: {0} -> 0 and {2, 10, 14} -> 26/3.
+    let a = LINE.to_vec();
+    let b = vec![100.0f32, 200.0, 300.0, 400.0];
+    let calls = std::cell::Cell::new(0);
+    let input = || {
+        calls.set(calls.get() + 1);
+        let (a, b) = (a.clone(), b.clone());
+        Ok(Input::batches(vec![
+            Ok(Dense::new(a, 4, 1)?.into()),
+            Ok(Dense::new(b, 4, 1)?.into()),
+        ]))
+    };
+    let init_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = init_calls.clone();
+    let mut p = line_params(false, 1);
+    p.initial_clusters = InitialClusters::Callable(std::sync::Arc::new(
+        move |batch: &Dense<'_>, k: usize| -> centroid::Result<Dense<'static>> {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Dense::new(batch.to_type::<f32>()[..k].to_vec(), k, 1)
+        },
+    ));
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(p, d.path(), config(None));
+    e.train(input, steps(1)).unwrap();
+    assert_eq!(calls.get(), 2);
+    assert_eq!(init_calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Initialisation did not count as a step.
+    assert_eq!(i64s(e.get_variable_value("global_step").unwrap()), [1]);
+    assert_eq!(
+        f32s(e.get_variable_value("clusters").unwrap()),
+        [0.0, 26.0 / 3.0]
+    );
+
+    // A restored model never initialises again, even when its input could
+    // not initialise it (one row for two centres).
+    let one_row = [5.0f32];
+    e.train(constant(&one_row, 1), steps(1)).unwrap();
+    assert_eq!(init_calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(i64s(e.get_variable_value("global_step").unwrap()), [2]);
+    // 5 is nearer 26/3 than 0: that centre becomes 5, the other stays.
+    assert_eq!(f32s(e.get_variable_value("clusters").unwrap()), [0.0, 5.0]);
+}
+
+#[test]
+fn a_one_epoch_input_trains_one_step_on_a_fresh_model() {
+    // The reference spends its only batch on initialisation; we do not.
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(line_params(false, 1), d.path(), config(None));
+    let input = || {
+        Ok(Input::batches(vec![
+            Ok(Dense::new(&LINE[..], 4, 1)?.into()),
+        ]))
+    };
+    e.train(input, TrainArgs::default()).unwrap();
+    assert_eq!(i64s(e.get_variable_value("global_step").unwrap()), [1]);
+    assert_eq!(f32s(e.get_variable_value("clusters").unwrap()), [1.0, 12.0]);
+}
+
+#[test]
+fn relative_tolerance_compares_losses_within_one_call_only() {
+    // Losses: 36 (centres 3, 9), then 10, 10, ... (centres 1, 12).
+    let d = tempfile::tempdir().unwrap();
+    let mut p = line_params(false, 1);
+    p.relative_tolerance = Some(1e-6);
+    let mut e = est(p, d.path(), config(None));
+    let mut losses = Vec::new();
+    let mut record = |s: i64, l: f64| losses.push((s, l));
+    e.train(
+        constant(&LINE, 1),
+        TrainArgs {
+            on_step: Some(&mut record),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(losses, [(1, 36.0), (2, 10.0), (3, 10.0)]);
+    // A new call never stops on its first step, though its loss equals the
+    // last loss of the previous call: it stops on its second.
+    let mut losses = Vec::new();
+    let mut record = |s: i64, l: f64| losses.push((s, l));
+    e.train(
+        constant(&LINE, 1),
+        TrainArgs {
+            on_step: Some(&mut record),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(losses, [(4, 10.0), (5, 10.0)]);
+}
+
+#[test]
+fn evaluate_predict_and_score_read_a_constant_batch_once() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(line_params(false, 1), d.path(), config(None));
+    e.train(constant(&LINE, 1), steps(2)).unwrap();
+    // Centres 1 and 12: distances 1, 1, 4, 4.
+    for s in [None, Some(1), Some(5)] {
+        let r = e
+            .evaluate(
+                constant(&LINE, 1),
+                EvalArgs {
+                    steps: s,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            (r.loss, r.score, r.global_step),
+            (10.0, 10.0, 2),
+            "steps {s:?}"
+        );
+    }
+    assert_eq!(e.score(constant(&LINE, 1)).unwrap(), 10.0);
+    let batches: Vec<_> = e
+        .predict(constant(&LINE, 1), PredictArgs::default())
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(
+        batches[0].cluster_index.as_deref(),
+        Some(&[0i64, 0, 1, 1][..])
+    );
+    assert_eq!(
+        batches[0]
+            .all_distances
+            .as_ref()
+            .unwrap()
+            .to_type::<f32>()
+            .as_ref(),
+        &[1.0, 144.0, 1.0, 100.0, 81.0, 4.0, 169.0, 4.0]
+    );
+    let idx: Vec<Vec<i64>> = e
+        .predict_cluster_index(constant(&LINE, 1))
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    assert_eq!(idx, [vec![0, 0, 1, 1]]);
+    // predict_keys: empty and unknown keys are refused, naming the accepted.
+    for keys in [
+        vec![],
+        vec!["cluster_index".to_string(), "score".to_string()],
+    ] {
+        let err = e
+            .predict(
+                constant(&LINE, 1),
+                PredictArgs {
+                    predict_keys: Some(keys),
+                    ..Default::default()
+                },
+            )
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("accepted: \"cluster_index\", \"all_distances\""),
+            "{err}"
+        );
+    }
+    let only = e
+        .predict(
+            constant(&LINE, 1),
+            PredictArgs {
+                predict_keys: Some(vec!["cluster_index".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(only.all_distances.is_none() && only.cluster_index.is_some());
+    assert!(e
+        .evaluate(
+            constant(&LINE, 1),
+            EvalArgs {
+                steps: Some(0),
+                ..Default::default()
+            }
+        )
+        .is_err());
+}
+
+/// A hook and listener that write into one shared log.
+struct Logged {
+    name: &'static str,
+    log: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+}
+
+impl Logged {
+    fn push(&self, what: String) {
+        self.log.borrow_mut().push(format!("{} {what}", self.name));
+    }
+}
+
+impl SessionRunHook for Logged {
+    fn begin(&mut self) -> centroid::Result<()> {
+        self.push("begin".into());
+        Ok(())
+    }
+    fn before_run(&mut self, ctx: &mut RunContext) -> centroid::Result<()> {
+        self.push(format!("before {}", ctx.global_step()));
+        Ok(())
+    }
+    fn after_run(&mut self, _: &mut RunContext, v: &RunValues) -> centroid::Result<()> {
+        self.push(format!("after {}", v.global_step));
+        Ok(())
+    }
+    fn end(&mut self) -> centroid::Result<()> {
+        self.push("end".into());
+        Ok(())
+    }
+}
+
+impl CheckpointSaverListener for Logged {
+    fn begin(&mut self) -> centroid::Result<()> {
+        self.push("begin".into());
+        Ok(())
+    }
+    fn before_save(&mut self, s: i64) -> centroid::Result<()> {
+        self.push(format!("before_save {s}"));
+        Ok(())
+    }
+    fn after_save(&mut self, s: i64) -> centroid::Result<()> {
+        self.push(format!("after_save {s}"));
+        Ok(())
+    }
+    fn end(&mut self, s: i64) -> centroid::Result<()> {
+        self.push(format!("end {s}"));
+        Ok(())
+    }
+}
+
+#[test]
+fn hooks_and_listeners_run_in_the_order_given_around_every_call() {
+    let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mk = |name| Logged {
+        name,
+        log: log.clone(),
+    };
+    let (mut h1, mut h2, mut l1, mut l2) = (mk("h1"), mk("h2"), mk("l1"), mk("l2"));
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(line_params(false, 1), d.path(), config(Some(2)));
+    e.train(
+        constant(&LINE, 1),
+        TrainArgs {
+            steps: Some(3),
+            hooks: vec![&mut h1, &mut h2],
+            saving_listeners: vec![&mut l1, &mut l2],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let want = [
+        "h1 begin",
+        "h2 begin",
+        "l1 begin",
+        "l2 begin",
+        "h1 before 0",
+        "h2 before 0",
+        "h1 after 1",
+        "h2 after 1",
+        "h1 before 1",
+        "h2 before 1",
+        "h1 after 2",
+        "h2 after 2",
+        "l1 before_save 2",
+        "l2 before_save 2",
+        "l1 after_save 2",
+        "l2 after_save 2",
+        "h1 before 2",
+        "h2 before 2",
+        "h1 after 3",
+        "h2 after 3",
+        "l1 before_save 3",
+        "l2 before_save 3",
+        "l1 after_save 3",
+        "l2 after_save 3",
+        "l1 end 3",
+        "l2 end 3",
+        "h1 end",
+        "h2 end",
+    ];
+    assert_eq!(*log.borrow(), want);
+
+    // evaluate and predict: begin and end around the call; the last
+    // before_run meets the end of the input (as the reference's
+    // end-of-input does) and has no after_run.
+    log.borrow_mut().clear();
+    let (mut h1, mut h2) = (mk("h1"), mk("h2"));
+    e.evaluate(
+        constant(&LINE, 1),
+        EvalArgs {
+            hooks: vec![&mut h1, &mut h2],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        *log.borrow(),
+        [
+            "h1 begin",
+            "h2 begin",
+            "h1 before 3",
+            "h2 before 3",
+            "h1 after 3",
+            "h2 after 3",
+            "h1 before 3",
+            "h2 before 3",
+            "h1 end",
+            "h2 end"
+        ]
+    );
+    log.borrow_mut().clear();
+    let mut h1 = mk("h1");
+    let two = || {
+        Ok(Input::batches(vec![
+            Ok(Dense::new(&LINE[..2], 2, 1)?.into()),
+            Ok(Dense::new(&LINE[2..], 2, 1)?.into()),
+        ]))
+    };
+    let n: usize = e
+        .predict(
+            two,
+            PredictArgs {
+                hooks: vec![&mut h1],
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .map(|b| b.unwrap().rows())
+        .sum();
+    assert_eq!(n, 4);
+    assert_eq!(
+        *log.borrow(),
+        [
+            "h1 begin",
+            "h1 before 3",
+            "h1 after 3",
+            "h1 before 3",
+            "h1 after 3",
+            "h1 before 3",
+            "h1 end"
+        ]
+    );
+}
+
+#[test]
+fn an_interrupt_right_after_a_save_does_not_save_twice() {
+    let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let mut l = Logged {
+        name: "l",
+        log: log.clone(),
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(line_params(false, 1), d.path(), config(Some(1)));
+    let mut polls = 0;
+    let mut interrupt = || {
+        polls += 1;
+        polls == 2
+    };
+    let err = e
+        .train(
+            constant(&LINE, 1),
+            TrainArgs {
+                interrupt: Some(&mut interrupt),
+                saving_listeners: vec![&mut l],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Interrupted { global_step: 2 }),
+        "{err}"
+    );
+    assert_eq!(
+        *log.borrow(),
+        [
+            "l begin",
+            "l before_save 1",
+            "l after_save 1",
+            "l before_save 2",
+            "l after_save 2"
+        ]
+    );
+    assert_eq!(
+        e.latest_checkpoint().unwrap(),
+        d.path().join("model.ckpt-2.safetensors")
+    );
+    assert_eq!(f32s(e.get_variable_value("clusters").unwrap()), [1.0, 12.0]);
+}
+
+#[test]
+fn no_checkpoint_is_written_before_valid_centres_exist() {
+    struct FailFirst;
+    impl SessionRunHook for FailFirst {
+        fn before_run(&mut self, _: &mut RunContext) -> centroid::Result<()> {
+            Err(Error::callback("hook", "refused"))
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    // Initialisation fails: k-means++ needs 5 rows.
+    let mut p = KMeansParams::new(5);
+    p.initial_clusters = InitialClusters::KMeansPlusPlus;
+    assert!(est(p, d.path(), config(Some(1)))
+        .train(constant(&LINE, 1), steps(3))
+        .is_err());
+    // Initialisation succeeds but the first step is refused by a hook.
+    let mut hook = FailFirst;
+    let err = est(line_params(false, 1), d.path(), config(Some(1)))
+        .train(
+            constant(&LINE, 1),
+            TrainArgs {
+                steps: Some(3),
+                hooks: vec![&mut hook],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_incompatible_model_dir_names_both_sides() {
+    let d = tempfile::tempdir().unwrap();
+    let mut p = line_params(true, 2);
+    p.feature_columns = Some(vec!["a".into(), "b".into()]);
+    let cols = || {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "a".to_string(),
+            Column::vector(vec![0.0f32, 2.0, 10.0, 14.0]),
+        );
+        m.insert("b".to_string(), Column::vector(vec![0.0f32, 0.0, 0.0, 0.0]));
+        Ok(Input::constant(Features::Columns(m)))
+    };
+    p.initial_clusters =
+        InitialClusters::Array(Dense::from_rows(&[vec![3.0f32, 0.0], vec![9.0, 0.0]]).unwrap());
+    est(p.clone(), d.path(), config(None))
+        .train(cols, steps(1))
+        .unwrap();
+    let mut q = p.clone();
+    q.feature_columns = Some(vec!["b".into(), "a".into()]);
+    let err = est(q, d.path(), config(None))
+        .train(cols, steps(1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("feature_columns [\"a\", \"b\"] on disk vs [\"b\", \"a\"] here"),
+        "{err}"
+    );
+    let mut q = p.clone();
+    q.mini_batch_steps_per_iteration = 3;
+    let err = est(q, d.path(), config(None))
+        .cluster_centers()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("asynchronous full batch (mini_batch_steps_per_iteration = 2) on disk vs asynchronous full batch (mini_batch_steps_per_iteration = 3) here"),
+        "{err}"
+    );
+}
+
+// ------------------------------------------------------------------------
+// Determinism: every init mode x every update mode x both element types
+// gives bit-identical variables at 1 and 2 threads. 5000 rows make three
+// kernel chunks (2048 rows each), so two threads really split the work.
+
+fn variables_bits(e: &KMeansClustering) -> Vec<(String, Vec<u64>)> {
+    e.get_variable_names()
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let bits = match e.get_variable_value(&n).unwrap() {
+                Tensor::F32 { values, .. } => values.iter().map(|v| v.to_bits() as u64).collect(),
+                Tensor::F64 { values, .. } => values.iter().map(|v| v.to_bits()).collect(),
+                Tensor::I64 { values, .. } => values.iter().map(|&v| v as u64).collect(),
+                Tensor::Bool { values, .. } => values.iter().map(|&v| v as u64).collect(),
+            };
+            (n, bits)
+        })
+        .collect()
+}
+
+#[test]
+fn every_mode_is_bit_identical_at_one_and_two_threads() {
+    let b = blobs(5000, 5, 70.0, 21);
+    let pts32: Vec<f32> = b.points.clone();
+    let pts64: Vec<f64> = b.points.iter().map(|&v| v as f64 * 1.000_000_1).collect();
+    let inits = || {
+        vec![
+            InitialClusters::Random,
+            InitialClusters::KMeansPlusPlus,
+            InitialClusters::Array(Dense::new(b.points[..10].to_vec(), 5, 2).unwrap()),
+            InitialClusters::Callable(std::sync::Arc::new(
+                |batch: &Dense<'_>, k: usize| -> centroid::Result<Dense<'static>> {
+                    // Every 997th row, up to two per batch.
+                    let v = batch.to_type::<f64>();
+                    let take = k.min(2);
+                    let rows: Vec<f64> = (0..take)
+                        .flat_map(|i| v[i * 997 * 2..i * 997 * 2 + 2].to_vec())
+                        .collect();
+                    Dense::new(rows, take, 2)
+                },
+            )),
+        ]
+    };
+    for f64_data in [false, true] {
+        for init in inits() {
+            for (mini, s) in [(false, 1), (true, 1), (true, 3)] {
+                let mut runs = Vec::new();
+                for threads in [1, 2] {
+                    let d = tempfile::tempdir().unwrap();
+                    let mut p = KMeansParams::new(5);
+                    p.initial_clusters = init.clone();
+                    p.use_mini_batch = mini;
+                    p.mini_batch_steps_per_iteration = s;
+                    p.random_seed = 5;
+                    let c = RunConfig {
+                        num_threads: Some(threads),
+                        ..config(None)
+                    };
+                    let mut e = est(p, d.path(), c);
+                    // Batches of 2500 rows, alternating halves, without end.
+                    let (p32, p64) = (&pts32, &pts64);
+                    let input = move || {
+                        let batches = (0..).map(move |i: usize| {
+                            let h = i % 2;
+                            let dense = if f64_data {
+                                Dense::new(&p64[h * 5000..(h + 1) * 5000], 2500, 2)
+                            } else {
+                                Dense::new(&p32[h * 5000..(h + 1) * 5000], 2500, 2)
+                            };
+                            dense.map(Into::into)
+                        });
+                        Ok(Input::batches(batches))
+                    };
+                    e.train(input, steps(7)).unwrap();
+                    let loss = e
+                        .evaluate(
+                            input,
+                            EvalArgs {
+                                steps: Some(2),
+                                ..Default::default()
+                            },
+                        )
+                        .unwrap()
+                        .loss;
+                    runs.push((variables_bits(&e), loss.to_bits()));
+                }
+                assert_eq!(
+                    runs[0], runs[1],
+                    "f64={f64_data} init={init:?} mini={mini} S={s}"
+                );
+                assert_eq!(runs[0].0[0].1.len(), 10);
+            }
+        }
+    }
+}

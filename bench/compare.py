@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""centroid vs scikit-learn vs faiss, side by side, in one run.
+
+For every shape: the same data, the same explicit initial centres, the same
+number of Lloyd iterations (tolerance 0), f32, the same thread count. The
+final inertia of each library is checked against scikit-learn's (relative
+1e-5) before its time counts. Prints one table of medians and ratios; see
+bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+# faiss's wheel bundles an OpenBLAS that does not recognise this processor
+# and falls back to SSE3 kernels; name the core so that it, and NumPy's
+# OpenBLAS used by scikit-learn, run their AVX-512 kernels. Must be set
+# before the libraries load.
+os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import datasets  # noqa: E402
+
+SHAPES = {
+    "blobs-1M-8-k16": dict(n=1_000_000, d=8, k=16),
+    "blobs-300k-32-k256": dict(n=300_000, d=32, k=256),
+    "blobs-200k-128-k1000": dict(n=200_000, d=128, k=1000),
+    "fashion-mnist-k100": dict(n=70_000, d=784, k=100, real=True),
+}
+QUICK_SHAPES = {
+    "blobs-20k-8-k16": dict(n=20_000, d=8, k=16),
+    "blobs-10k-64-k100": dict(n=10_000, d=64, k=100),
+}
+
+
+def load(spec):
+    if spec.get("real"):
+        return datasets.fashion_mnist()
+    return datasets.blobs(spec["n"], spec["d"], spec["k"], seed=1)
+
+
+def initial_centres(x, k, seed=2):
+    rng = np.random.default_rng(seed)
+    return np.ascontiguousarray(x[rng.choice(len(x), size=k, replace=False)])
+
+
+def median_time(fn, repeat):
+    times, result = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), result
+
+
+def inertia(x, centres):
+    """Exact inertia in f64, block by block (independent of every library)."""
+    c = centres.astype(np.float64)
+    cc = (c * c).sum(1)
+    total = 0.0
+    for s in range(0, len(x), 8192):
+        b = x[s : s + 8192].astype(np.float64)
+        d = (b * b).sum(1)[:, None] - 2 * b @ c.T + cc[None, :]
+        total += np.maximum(d.min(1), 0).sum()
+    return total
+
+
+def run_sklearn(x, c0, iters, threads):
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    def fit():
+        with threadpool_limits(limits=threads):
+            return KMeans(n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd").fit(x)
+
+    return fit
+
+
+def run_faiss(x, c0, iters, threads):
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+
+    def fit():
+        km = faiss.Kmeans(
+            x.shape[1], len(c0), niter=iters, max_points_per_centroid=len(x), min_points_per_centroid=1, seed=1
+        )
+        km.train(x, init_centroids=c0)
+        return km
+
+    return fit
+
+
+def run_centroid_kernel(x, c0, iters, threads):
+    import centroid.sklearn as csk
+
+    def fit():
+        return csk.KMeans(n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0, n_threads=threads).fit(x)
+
+    return fit
+
+
+def run_centroid_estimator(x, c0, iters, threads, model_dir):
+    import shutil
+
+    import centroid
+
+    def fit():
+        shutil.rmtree(model_dir, ignore_errors=True)
+        cfg = centroid.RunConfig(num_threads=threads, save_checkpoints_secs=None, save_checkpoints_steps=None)
+        est = centroid.KMeansClustering(
+            num_clusters=len(c0), model_dir=model_dir, initial_clusters=c0, use_mini_batch=False, config=cfg
+        )
+        est.train(input_fn=lambda: x, steps=iters)
+        return est
+
+    return fit
+
+
+def seeding(x, k, threads, repeat):
+    from sklearn.cluster import kmeans_plusplus
+    from threadpoolctl import threadpool_limits
+
+    import centroid.sklearn as csk
+
+    trials = 2 + int(math.log(k))
+
+    def sk():
+        with threadpool_limits(limits=threads):
+            return kmeans_plusplus(x, k, n_local_trials=trials, random_state=0)
+
+    t_sk, _ = median_time(sk, repeat)
+    t_c, _ = median_time(lambda: csk.kmeans_plusplus(x, k, n_local_trials=trials, random_state=0, n_threads=threads), repeat)
+    return t_sk, t_c
+
+
+def predict_throughput(x, centres, threads, repeat):
+    import faiss
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    import centroid.sklearn as csk
+
+    faiss.omp_set_num_threads(threads)
+    sk = KMeans(n_clusters=len(centres), init=centres, n_init=1, max_iter=1).fit(x[: len(centres) * 2])
+    sk.cluster_centers_ = centres.copy()
+    ours = csk.KMeans(n_clusters=len(centres), init=centres, n_init=1, max_iter=1, n_threads=threads).fit(x[: len(centres) * 2])
+    ours.cluster_centers_ = centres.copy()
+    index = faiss.IndexFlatL2(centres.shape[1])
+    index.add(centres)
+
+    def sk_predict():
+        with threadpool_limits(limits=threads):
+            return sk.predict(x)
+
+    t_sk, l_sk = median_time(sk_predict, repeat)
+    t_f, (_, l_f) = median_time(lambda: index.search(x, 1), repeat)
+    t_c, l_c = median_time(lambda: ours.predict(x), repeat)
+    agree = float(np.mean(l_c == l_sk)), float(np.mean(l_c == l_f[:, 0]))
+    n = len(x)
+    return n / t_sk, n / t_f, n / t_c, agree
+
+
+def memory_child(name, iters, threads):
+    """Runs in a subprocess: peak RSS of training over the data's own size."""
+    spec = {**SHAPES, **QUICK_SHAPES}[name]
+    x = load(spec)
+    c0 = initial_centres(x, spec["k"])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_centroid_estimator(x, c0, iters, threads, os.path.join(tmp, "m"))()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"extra_bytes": peak - base, "data_bytes": x.nbytes}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", nargs="*", help="subset of shape names (default: all)")
+    ap.add_argument("--quick", action="store_true", help="small shapes only, for a smoke run")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child, args.iters, args.threads)
+
+    import tempfile
+
+    table = QUICK_SHAPES if args.quick else SHAPES
+    names = args.shapes or list(table)
+    rows = []
+    for name in names:
+        spec = {**SHAPES, **QUICK_SHAPES}[name]
+        try:
+            x = load(spec)
+        except FileNotFoundError as e:
+            print(f"skipping {name}: {e}", file=sys.stderr)
+            continue
+        k, iters = spec["k"], args.iters
+        c0 = initial_centres(x, k)
+        print(f"== {name}: {x.shape[0]} x {x.shape[1]}, k={k}, {iters} iterations, {args.threads} threads", flush=True)
+
+        t_sk, sk = median_time(run_sklearn(x, c0, iters, args.threads), args.repeat)
+        t_f, fk = median_time(run_faiss(x, c0, iters, args.threads), args.repeat)
+        t_c, ck = median_time(run_centroid_kernel(x, c0, iters, args.threads), args.repeat)
+        with tempfile.TemporaryDirectory() as tmp:
+            t_e, est = median_time(run_centroid_estimator(x, c0, iters, args.threads, os.path.join(tmp, "m")), args.repeat)
+            est_centres = np.asarray(est.cluster_centers())
+        it_sk, it_f, it_c = sk.n_iter_, iters, ck.n_iter_
+        ref = inertia(x, sk.cluster_centers_)
+        checks = {
+            "faiss": inertia(x, fk.centroids),
+            "centroid": inertia(x, ck.cluster_centers_),
+            "centroid-estimator": inertia(x, est_centres),
+        }
+        ok = {lib: abs(v - ref) <= 1e-5 * ref for lib, v in checks.items()}
+        per = {
+            "sklearn": t_sk / it_sk,
+            "faiss": t_f / it_f,
+            "centroid": t_c / it_c,
+            "centroid-estimator": t_e / iters,
+        }
+        best_peer = min(per["sklearn"], per["faiss"])
+        gflops = 2 * x.shape[0] * k * x.shape[1] / per["centroid"] / 1e9
+        row = dict(
+            shape=name,
+            per_iter=per,
+            iterations=dict(sklearn=it_sk, faiss=it_f, centroid=it_c, estimator=iters),
+            ratio_vs_best_peer=per["centroid"] / best_peer,
+            estimator_over_kernel=per["centroid-estimator"] / per["centroid"],
+            gflops=gflops,
+            inertia_ok=ok,
+            inertia_rel={lib: abs(v - ref) / ref for lib, v in checks.items()},
+        )
+        if name in ("blobs-200k-128-k1000", "fashion-mnist-k100") or args.quick:
+            s_sk, s_c = seeding(x, k, args.threads, args.repeat)
+            row["seeding"] = dict(sklearn=s_sk, centroid=s_c, speedup=s_sk / s_c)
+        if name == "blobs-200k-128-k1000" or args.quick:
+            r_sk, r_f, r_c, agree = predict_throughput(x, np.ascontiguousarray(ck.cluster_centers_, dtype=np.float32), args.threads, args.repeat)
+            row["predict_rows_per_s"] = dict(sklearn=r_sk, faiss=r_f, centroid=r_c, vs_best=r_c / max(r_sk, r_f), agree=agree)
+        child = subprocess.run(
+            [sys.executable, __file__, "--memory-child", name, "--iters", str(iters), "--threads", str(args.threads)],
+            capture_output=True,
+            text=True,
+        )
+        if child.returncode == 0:
+            mem = json.loads(child.stdout.strip().splitlines()[-1])
+            row["extra_memory_mb"] = mem["extra_bytes"] / 2**20
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    print()
+    print(f"{'shape':24} {'sklearn s/it':>12} {'faiss s/it':>11} {'centroid s/it':>13} {'ratio':>6} {'GFLOP/s':>8} {'est/kern':>8} {'inertia':>8} {'extra MB':>8}")
+    for r in rows:
+        p = r["per_iter"]
+        print(
+            f"{r['shape']:24} {p['sklearn']:12.4f} {p['faiss']:11.4f} {p['centroid']:13.4f} "
+            f"{r['ratio_vs_best_peer']:6.2f} {r['gflops']:8.1f} {r['estimator_over_kernel']:8.2f} "
+            f"{'ok' if all(r['inertia_ok'].values()) else 'DIFFERS':>8} {r.get('extra_memory_mb', float('nan')):8.1f}"
+        )
+    for r in rows:
+        if "seeding" in r:
+            s = r["seeding"]
+            print(f"k-means++ seeding {r['shape']}: sklearn {s['sklearn']:.3f} s, centroid {s['centroid']:.3f} s, speed-up {s['speedup']:.2f}x")
+        if "predict_rows_per_s" in r:
+            q = r["predict_rows_per_s"]
+            print(
+                f"predict {r['shape']}: sklearn {q['sklearn']:.3g} rows/s, faiss {q['faiss']:.3g} rows/s, "
+                f"centroid {q['centroid']:.3g} rows/s ({q['vs_best']:.2f}x the faster peer; label agreement {q['agree']})"
+            )
+    print("ratio = centroid's time per iteration / the faster of scikit-learn and faiss (lower is better)")
+
+
+if __name__ == "__main__":
+    main()
