@@ -25,6 +25,20 @@ import time
 # before the libraries load.
 os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
 
+
+def _threads_from_argv(default=2):
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return str(default)
+
+
+# centroid's scikit-learn classes run on rayon's global pool; size it before
+# the extension loads. The Estimator takes RunConfig(num_threads=...).
+os.environ["RAYON_NUM_THREADS"] = _threads_from_argv()
+
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -49,8 +63,14 @@ def load(spec):
 
 
 def initial_centres(x, k, seed=2):
-    rng = np.random.default_rng(seed)
-    return np.ascontiguousarray(x[rng.choice(len(x), size=k, replace=False)])
+    """Greedy k-means++ centres, computed once (by scikit-learn) and given to
+    every library, so that all start alike and no cluster starts empty (the
+    libraries treat empty clusters differently, which would make their
+    inertias differ for reasons other than speed)."""
+    from sklearn.cluster import kmeans_plusplus
+
+    centres, _ = kmeans_plusplus(x, k, random_state=seed)
+    return np.ascontiguousarray(centres, dtype=x.dtype)
 
 
 def median_time(fn, repeat):
@@ -104,7 +124,7 @@ def run_centroid_kernel(x, c0, iters, threads):
     import centroid.sklearn as csk
 
     def fit():
-        return csk.KMeans(n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0, n_threads=threads).fit(x)
+        return csk.KMeans(n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0).fit(x)
 
     return fit
 
@@ -130,7 +150,7 @@ def seeding(x, k, threads, repeat):
     from sklearn.cluster import kmeans_plusplus
     from threadpoolctl import threadpool_limits
 
-    import centroid.sklearn as csk
+    from centroid import _core
 
     trials = 2 + int(math.log(k))
 
@@ -139,7 +159,7 @@ def seeding(x, k, threads, repeat):
             return kmeans_plusplus(x, k, n_local_trials=trials, random_state=0)
 
     t_sk, _ = median_time(sk, repeat)
-    t_c, _ = median_time(lambda: csk.kmeans_plusplus(x, k, n_local_trials=trials, random_state=0, n_threads=threads), repeat)
+    t_c, _ = median_time(lambda: _core.kmeans_plus_plus(x, None, k, trials - 1, 0), repeat)
     return t_sk, t_c
 
 
@@ -153,7 +173,7 @@ def predict_throughput(x, centres, threads, repeat):
     faiss.omp_set_num_threads(threads)
     sk = KMeans(n_clusters=len(centres), init=centres, n_init=1, max_iter=1).fit(x[: len(centres) * 2])
     sk.cluster_centers_ = centres.copy()
-    ours = csk.KMeans(n_clusters=len(centres), init=centres, n_init=1, max_iter=1, n_threads=threads).fit(x[: len(centres) * 2])
+    ours = csk.KMeans(n_clusters=len(centres), init=centres, n_init=1, max_iter=1).fit(x[: len(centres) * 2])
     ours.cluster_centers_ = centres.copy()
     index = faiss.IndexFlatL2(centres.shape[1])
     index.add(centres)
@@ -170,14 +190,17 @@ def predict_throughput(x, centres, threads, repeat):
     return n / t_sk, n / t_f, n / t_c, agree
 
 
-def memory_child(name, iters, threads):
-    """Runs in a subprocess: peak RSS of training over the data's own size."""
-    spec = {**SHAPES, **QUICK_SHAPES}[name]
-    x = load(spec)
-    c0 = initial_centres(x, spec["k"])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def memory_child(path, iters, threads):
+    """Runs in a fresh process: the peak RSS that training adds on top of the
+    interpreter, the libraries and the data (read from `path`.x.npy and
+    `path`.c0.npy, so no generation temporaries count)."""
     import tempfile
 
+    import centroid  # noqa: F401  (loaded before the baseline)
+
+    # np.load of a plain .npy reads straight into the array: no second copy.
+    x, c0 = np.load(path + ".x.npy"), np.load(path + ".c0.npy")
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with tempfile.TemporaryDirectory() as tmp:
         run_centroid_estimator(x, c0, iters, threads, os.path.join(tmp, "m"))()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -225,7 +248,7 @@ def main():
             "centroid": inertia(x, ck.cluster_centers_),
             "centroid-estimator": inertia(x, est_centres),
         }
-        ok = {lib: abs(v - ref) <= 1e-5 * ref for lib, v in checks.items()}
+        ok = {lib: bool(abs(v - ref) <= 1e-5 * ref) for lib, v in checks.items()}
         per = {
             "sklearn": t_sk / it_sk,
             "faiss": t_f / it_f,
@@ -237,12 +260,12 @@ def main():
         row = dict(
             shape=name,
             per_iter=per,
-            iterations=dict(sklearn=it_sk, faiss=it_f, centroid=it_c, estimator=iters),
+            iterations=dict(sklearn=int(it_sk), faiss=int(it_f), centroid=int(it_c), estimator=iters),
             ratio_vs_best_peer=per["centroid"] / best_peer,
             estimator_over_kernel=per["centroid-estimator"] / per["centroid"],
             gflops=gflops,
             inertia_ok=ok,
-            inertia_rel={lib: abs(v - ref) / ref for lib, v in checks.items()},
+            inertia_rel={lib: float(abs(v - ref) / ref) for lib, v in checks.items()},
         )
         if name in ("blobs-200k-128-k1000", "fashion-mnist-k100") or args.quick:
             s_sk, s_c = seeding(x, k, args.threads, args.repeat)
@@ -250,11 +273,15 @@ def main():
         if name == "blobs-200k-128-k1000" or args.quick:
             r_sk, r_f, r_c, agree = predict_throughput(x, np.ascontiguousarray(ck.cluster_centers_, dtype=np.float32), args.threads, args.repeat)
             row["predict_rows_per_s"] = dict(sklearn=r_sk, faiss=r_f, centroid=r_c, vs_best=r_c / max(r_sk, r_f), agree=agree)
-        child = subprocess.run(
-            [sys.executable, __file__, "--memory-child", name, "--iters", str(iters), "--threads", str(args.threads)],
-            capture_output=True,
-            text=True,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            npz = os.path.join(tmp, "data")
+            np.save(npz + ".x.npy", x)
+            np.save(npz + ".c0.npy", c0)
+            child = subprocess.run(
+                [sys.executable, __file__, "--memory-child", npz, "--iters", str(iters), "--threads", str(args.threads)],
+                capture_output=True,
+                text=True,
+            )
         if child.returncode == 0:
             mem = json.loads(child.stdout.strip().splitlines()[-1])
             row["extra_memory_mb"] = mem["extra_bytes"] / 2**20

@@ -205,6 +205,16 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
             "--batch-size must be at least 1".into(),
         ));
     }
+    let kpp = matches!(
+        est.params().initial_clusters,
+        InitialClusters::KMeansPlusPlus
+    );
+    if sig.is_none() && mini && kpp && batch_size < est.params().num_clusters {
+        return Err(Error::InvalidArgument(format!(
+            "--init kmeans_plus_plus picks the {k} centres from the first batch: --batch-size {batch_size} is smaller than k = {k}",
+            k = est.params().num_clusters
+        )));
+    }
     let epochs = match (a.epochs, steps, max_steps) {
         (Some(0), _, _) => {
             return Err(Error::InvalidArgument("--epochs must be at least 1".into()))
@@ -303,15 +313,26 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         };
         let loss = final_loss.map_or("no steps run".to_string(), |l| format!("last loss {l:.6e}"));
         println!(
-            "trained {} clusters on {} features: {steps_run} steps to global step {global_step}{from}, {loss}",
+            "trained {} cluster{} on {} feature{}: {steps_run} step{} to global step {global_step}{from}, {loss}",
             p.num_clusters,
-            source.width()
+            plural(p.num_clusters as u64),
+            source.width(),
+            plural(source.width() as u64),
+            plural(steps_run)
         );
         if let Some(c) = latest {
             println!("checkpoint: {}", c.display());
         }
     }
     Ok(())
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// Reads a file of initial centres (any data format) as an owned batch.

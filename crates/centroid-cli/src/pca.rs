@@ -110,8 +110,8 @@ impl Pca {
     /// The 2-D coordinates of one row.
     pub fn project(&self, row: &[f64]) -> (f64, f64) {
         let mut p = (0.0, 0.0);
-        for j in 0..row.len() {
-            let c = row[j] - self.mean[j];
+        for (j, (v, m)) in row.iter().zip(&self.mean).enumerate() {
+            let c = v - m;
             p.0 += c * self.axes[0][j];
             p.1 += c * self.axes[1][j];
         }

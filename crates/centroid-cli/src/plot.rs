@@ -214,6 +214,21 @@ fn tick(v: f64, span: f64) -> String {
     format!("{v:.decimals$}")
 }
 
+/// The centred mean over `window` (odd) steps, shrinking at the ends.
+fn moving_average(losses: &[(i64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let half = window / 2;
+    let mut prefix = vec![0.0; losses.len() + 1];
+    for (i, l) in losses.iter().enumerate() {
+        prefix[i + 1] = prefix[i] + l.1;
+    }
+    (0..losses.len())
+        .map(|i| {
+            let (a, b) = (i.saturating_sub(half), (i + half + 1).min(losses.len()));
+            (losses[i].0 as f64, (prefix[b] - prefix[a]) / (b - a) as f64)
+        })
+        .collect()
+}
+
 fn padded_range(vals: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for v in vals {
@@ -323,9 +338,48 @@ fn draw_losses(
     };
     let lo = losses.iter().map(|l| l.1).fold(f64::INFINITY, f64::min);
     let hi = losses.iter().map(|l| l.1).fold(f64::NEG_INFINITY, f64::max);
-    let series = losses.iter().map(|&(s, l)| (s as f64, l));
     let line = RGBColor(31, 119, 180);
-    let caption = format!("training loss per step ({} steps)", losses.len());
+    // Mini-batch losses are noisy: past 200 steps draw them thin and pale,
+    // with a centred moving average on top. (Thin lines also avoid the
+    // spikes that wide polylines draw at sharp turns.)
+    let window = if losses.len() > 200 {
+        (losses.len() / 50) | 1
+    } else {
+        1
+    };
+    let smoothed = moving_average(losses, window);
+    let caption = if window > 1 {
+        format!(
+            "training loss per step ({} steps; dark: mean of {window})",
+            losses.len()
+        )
+    } else {
+        format!("training loss per step ({} steps)", losses.len())
+    };
+    macro_rules! draw_curve {
+        ($chart:expr) => {
+            if window > 1 {
+                $chart.draw_series(LineSeries::new(
+                    losses.iter().map(|&(s, l)| (s as f64, l)),
+                    line.mix(0.35).stroke_width(1),
+                ))?;
+                $chart.draw_series(LineSeries::new(
+                    smoothed.iter().copied(),
+                    RGBColor(8, 48, 107).stroke_width(2),
+                ))?;
+            } else {
+                $chart.draw_series(LineSeries::new(
+                    losses.iter().map(|&(s, l)| (s as f64, l)),
+                    line.stroke_width(2),
+                ))?;
+                $chart.draw_series(
+                    losses
+                        .iter()
+                        .map(|&(s, l)| Circle::new((s as f64, l), 3, line.filled())),
+                )?;
+            }
+        };
+    }
     if lo > 0.0 && hi / lo > 30.0 {
         let mut chart = ChartBuilder::on(area)
             .caption(caption, ("sans-serif", 20))
@@ -344,14 +398,7 @@ fn draw_losses(
             .light_line_style(RGBColor(240, 240, 240))
             .bold_line_style(RGBColor(215, 215, 215))
             .draw()?;
-        chart.draw_series(LineSeries::new(series, line.stroke_width(2)))?;
-        if losses.len() <= 200 {
-            chart.draw_series(
-                losses
-                    .iter()
-                    .map(|&(s, l)| Circle::new((s as f64, l), 3, line.filled())),
-            )?;
-        }
+        draw_curve!(chart);
     } else {
         let pad = ((hi - lo) * 0.08).max(hi.abs() * 1e-6).max(1e-12);
         let mut chart = ChartBuilder::on(area)
@@ -371,14 +418,7 @@ fn draw_losses(
             .light_line_style(RGBColor(240, 240, 240))
             .bold_line_style(RGBColor(215, 215, 215))
             .draw()?;
-        chart.draw_series(LineSeries::new(series, line.stroke_width(2)))?;
-        if losses.len() <= 200 {
-            chart.draw_series(
-                losses
-                    .iter()
-                    .map(|&(s, l)| Circle::new((s as f64, l), 3, line.filled())),
-            )?;
-        }
+        draw_curve!(chart);
     }
     Ok(())
 }

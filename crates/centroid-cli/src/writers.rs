@@ -34,7 +34,7 @@ impl NpyElem {
 /// A table of numbers being written.
 pub enum TableWriter {
     Csv {
-        out: csv::Writer<Box<dyn Write>>,
+        out: Box<csv::Writer<Box<dyn Write>>>,
         path: Option<PathBuf>,
         /// Write values as the shortest text that reads back as the same
         /// f32 (values computed in f32 have no more digits to show).
@@ -116,9 +116,11 @@ impl TableWriter {
                         source: e,
                     })?),
                 };
-                let mut out = csv::WriterBuilder::new()
-                    .buffer_capacity(256 * 1024)
-                    .from_writer(sink);
+                let mut out = Box::new(
+                    csv::WriterBuilder::new()
+                        .buffer_capacity(256 * 1024)
+                        .from_writer(sink),
+                );
                 out.write_record(header)
                     .map_err(|e| csv_write_error(path, e))?;
                 Ok(TableWriter::Csv {

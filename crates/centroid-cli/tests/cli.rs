@@ -693,6 +693,25 @@ fn bad_inputs_give_one_line_errors() {
             .arg(p(&dir, "empty")),
         "empty",
     );
+    // k-means++ in mini-batch mode needs k rows in the first batch.
+    fails_with(
+        centroid()
+            .args([
+                "train",
+                "-k",
+                "5",
+                "--mini-batch",
+                "--batch-size",
+                "3",
+                "--init",
+                "kmeans_plus_plus",
+                "--data",
+            ])
+            .arg(&good)
+            .arg("--model-dir")
+            .arg(p(&dir, "m11")),
+        "--batch-size 3 is smaller than k = 5",
+    );
     // Not an NPY file at all.
     let fake = p(&dir, "fake.npy");
     std::fs::write(&fake, "x,y\n1,2\n").unwrap();
@@ -737,6 +756,18 @@ fn bundled_iris_trains_as_the_readme_shows() {
         .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
         .collect();
     assert_eq!(rows.len(), 150);
+    // scikit-learn 1.x: KMeans(3, n_init=10, random_state=0).fit(iris).inertia_
+    // = 78.851441426146 (float64); this model computes in float32.
+    let out = centroid()
+        .args(["evaluate", "--data", iris, "--model-dir"])
+        .arg(&model)
+        .assert()
+        .success();
+    let score = json(&out.get_output().stdout)["score"].as_f64().unwrap();
+    assert!(
+        (score - 78.851441426146).abs() < 1e-4 * 78.85,
+        "iris inertia {score}"
+    );
     let centres = saved_centres(&model);
     let labels: Vec<usize> = rows.iter().map(|r| nearest(r, &centres).0).collect();
     let means = blob_means(&rows, &labels, 3);
@@ -937,5 +968,208 @@ fn fails_usage(cmd: &mut assert_cmd::Command, needle: &str) {
         stderr.trim_end().lines().count(),
         1,
         "not one line: {stderr:?}"
+    );
+}
+
+#[test]
+fn cosine_distance_clusters_by_direction() {
+    // Three directions, each at magnitudes from 1 to 50: squared Euclidean
+    // would split by magnitude, cosine must split by direction.
+    let dirs = [
+        (1.0f64, 0.0f64),
+        (0.0, 1.0),
+        (
+            -std::f64::consts::FRAC_1_SQRT_2,
+            -std::f64::consts::FRAC_1_SQRT_2,
+        ),
+    ];
+    let mut rng = Rng::new(9);
+    let (mut rows, mut truth) = (Vec::new(), Vec::new());
+    for i in 0..90 {
+        let j = i % 3;
+        let m = 1.0 + 49.0 * (rng.uniform() + 1.0) / 2.0;
+        let a = 0.05 * rng.uniform();
+        let (c, s) = (a.cos(), a.sin());
+        let (x, y) = dirs[j];
+        rows.push(vec![m * (c * x - s * y), m * (s * x + c * y)]);
+        truth.push(j);
+    }
+    let dir = tmp();
+    let data = p(&dir, "dirs.csv");
+    write_csv(&data, Some(&["x", "y"]), &rows, ',');
+    let model = p(&dir, "m");
+    centroid()
+        .args([
+            "train",
+            "-k",
+            "3",
+            "--distance",
+            "cosine",
+            "--init",
+            "kmeans_plus_plus",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--model-dir")
+        .arg(&model)
+        .assert()
+        .success();
+    let out = centroid()
+        .args(["predict", "--keys", "cluster_index,all_distances", "--data"])
+        .arg(&data)
+        .arg("--model-dir")
+        .arg(&model)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let centres = saved_centres(&model);
+    let mut pred = Vec::new();
+    for (row, line) in rows.iter().zip(text.lines().skip(1)) {
+        let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        pred.push(f[0] as usize);
+        // Distances are 1 - cos(angle) to each centre.
+        for (j, c) in centres.iter().enumerate() {
+            let cos = (row[0] * c[0] + row[1] * c[1]) / (sq_norm(row).sqrt() * sq_norm(c).sqrt());
+            assert!(
+                (f[1 + j] - (1.0 - cos)).abs() < 1e-5,
+                "{} vs {}",
+                f[1 + j],
+                1.0 - cos
+            );
+        }
+    }
+    assert_same_partition(&pred, &truth, 3);
+}
+
+#[test]
+fn asynchronous_mini_batch_keeps_its_working_copy() {
+    let (rows, _) = three_blobs();
+    let dir = tmp();
+    let data = p(&dir, "b.csv");
+    write_csv(&data, Some(&["x", "y"]), &rows, ',');
+    let model = p(&dir, "m");
+    centroid()
+        .args([
+            "train",
+            "-k",
+            "3",
+            "--mini-batch",
+            "--steps-per-iteration",
+            "4",
+            "--batch-size",
+            "20",
+        ])
+        .args(["--steps", "6", "--data"])
+        .arg(&data)
+        .arg("--model-dir")
+        .arg(&model)
+        .assert()
+        .success();
+    let out = centroid()
+        .args(["inspect", "--json", "--model-dir"])
+        .arg(&model)
+        .assert()
+        .success();
+    let info = json(&out.get_output().stdout);
+    let names: Vec<&str> = info["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for v in [
+        "clusters",
+        "initialized",
+        "global_step",
+        "cluster_counts",
+        "clusters_updated",
+        "update_in_steps",
+    ] {
+        assert!(names.contains(&v), "{v} missing from {names:?}");
+    }
+    assert_eq!(info["parameters"]["mini_batch_steps_per_iteration"], 4);
+    assert_eq!(info["global_step"], 6);
+}
+
+#[test]
+fn thread_count_does_not_change_the_model() {
+    let (rows, _) = blobs(
+        &[
+            vec![0.0, 0.0, 0.0],
+            vec![5.0, 5.0, 0.0],
+            vec![0.0, 5.0, 5.0],
+        ],
+        400,
+        21,
+    );
+    let dir = tmp();
+    let data = p(&dir, "b.npy");
+    write_npy_f32(&data, &rows);
+    let mut results = Vec::new();
+    for threads in ["1", "2"] {
+        let model = p(&dir, &format!("m{threads}"));
+        centroid()
+            .args([
+                "train",
+                "-k",
+                "5",
+                "--init",
+                "kmeans_plus_plus",
+                "--seed",
+                "3",
+                "--threads",
+                threads,
+            ])
+            .args(["--relative-tolerance", "0", "--steps", "20", "--data"])
+            .arg(&data)
+            .arg("--model-dir")
+            .arg(&model)
+            .assert()
+            .success();
+        results.push(saved_centres(&model));
+    }
+    // Bit-identical, not merely close.
+    assert_eq!(results[0], results[1]);
+}
+
+#[test]
+fn parquet_nulls_and_nan_are_located() {
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch};
+    let dir = tmp();
+    let write = |name: &str, y: Vec<Option<f64>>| {
+        let x: ArrayRef = Arc::new(Float64Array::from(vec![Some(1.0), Some(2.0), Some(3.0)]));
+        let y: ArrayRef = Arc::new(Float64Array::from(y));
+        let batch = RecordBatch::try_from_iter([("x", x), ("y", y)]).unwrap();
+        let path = p(&dir, name);
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    };
+    let nulls = write("nulls.parquet", vec![Some(1.0), None, Some(3.0)]);
+    fails_with(
+        centroid()
+            .args(["train", "-k", "1", "--data"])
+            .arg(&nulls)
+            .arg("--model-dir")
+            .arg(p(&dir, "m1")),
+        "row 1, column \"y\" is null",
+    );
+    let nan = write("nan.parquet", vec![Some(1.0), Some(2.0), Some(f64::NAN)]);
+    fails_with(
+        centroid()
+            .args(["train", "-k", "1", "--data"])
+            .arg(&nan)
+            .arg("--model-dir")
+            .arg(p(&dir, "m2")),
+        "row 2, column \"y\" is NaN",
     );
 }

@@ -10,9 +10,6 @@ use crate::kernels::{self, Metric, PreparedCentres};
 use crate::matrix::{MatRef, Matrix};
 use crate::params::{resolve_retries, MAX_KMEANS_PLUS_PLUS_RETRIES};
 
-/// The most distances (rows x candidates) k-means++ holds at once.
-const CANDIDATE_DISTANCE_BUDGET: usize = 1 << 22;
-
 /// The random generator behind every seeded choice. ChaCha's output stream is
 /// fixed by its seed on every platform and version, unlike `StdRng`'s.
 pub fn rng_from_seed(seed: u64) -> ChaCha8Rng {
@@ -108,7 +105,6 @@ pub fn kmeans_plus_plus_indices<T: Float>(
     let mut min_dist: Vec<f64> = vec![f64::INFINITY; n];
     let mut chosen: Vec<usize> = Vec::with_capacity(k);
     let mut is_chosen = vec![false; n];
-    let mut cand_dist: Vec<T> = Vec::new();
     let mut cumulative: Vec<f64> = vec![0.0; n];
 
     for step in 0..k {
@@ -134,7 +130,7 @@ pub fn kmeans_plus_plus_indices<T: Float>(
                 )));
             }
             let pick = free[rng.gen_range(0..free.len())];
-            take(pick, x, metric, &mut min_dist, &mut cand_dist);
+            take(pick, x, metric, &mut min_dist);
             is_chosen[pick] = true;
             chosen.push(pick);
             continue;
@@ -152,38 +148,21 @@ pub fn kmeans_plus_plus_indices<T: Float>(
             }
         }
 
-        // Distances from every row to a group of candidates at a time, in
-        // one blocked pass per group; the group is small enough that its
-        // n x group distance matrix stays within a fixed budget.
-        let group = (CANDIDATE_DISTANCE_BUDGET / n).clamp(1, candidates.len());
+        // All candidates are scored in one blocked pass that keeps only the
+        // per-candidate potentials, never the n x candidates distances.
+        let mut cand_rows = Matrix::with_capacity(candidates.len(), x.cols());
+        for &c in &candidates {
+            cand_rows.push_row(x.row(c));
+        }
+        let prepared = PreparedCentres::new(cand_rows.view(), metric);
+        let potentials = kernels::candidate_potentials(x, sample_weight, &min_dist, &prepared);
         let mut best = 0usize;
-        let mut best_potential = f64::INFINITY;
-        let mut best_dist: Vec<f64> = Vec::new();
-        for (g, chunk) in candidates.chunks(group).enumerate() {
-            let mut cand_rows = Matrix::with_capacity(chunk.len(), x.cols());
-            for &c in chunk {
-                cand_rows.push_row(x.row(c));
-            }
-            let prepared = PreparedCentres::new(cand_rows.view(), metric);
-            let m = chunk.len();
-            cand_dist.resize(n * m, T::zero());
-            kernels::distances(x, &prepared, &mut cand_dist[..n * m]);
-            for c in 0..m {
-                let mut potential = 0.0f64;
-                for i in 0..n {
-                    potential += weight(i) * min_dist[i].min(cand_dist[i * m + c].to_f64_exact());
-                }
-                if potential < best_potential || best_dist.is_empty() {
-                    best_potential = potential;
-                    best = g * group + c;
-                    best_dist.clear();
-                    best_dist.extend((0..n).map(|i| cand_dist[i * m + c].to_f64_exact()));
-                }
+        for (c, p) in potentials.iter().enumerate() {
+            if *p < potentials[best] {
+                best = c;
             }
         }
-        for (m, d) in min_dist.iter_mut().zip(&best_dist) {
-            *m = m.min(*d);
-        }
+        take(candidates[best], x, metric, &mut min_dist);
         let pick = candidates[best];
         is_chosen[pick] = true;
         chosen.push(pick);
@@ -192,21 +171,10 @@ pub fn kmeans_plus_plus_indices<T: Float>(
 }
 
 /// Folds row `pick` into `min_dist` as a new centre.
-fn take<T: Float>(
-    pick: usize,
-    x: MatRef<'_, T>,
-    metric: Metric,
-    min_dist: &mut [f64],
-    scratch: &mut Vec<T>,
-) {
+fn take<T: Float>(pick: usize, x: MatRef<'_, T>, metric: Metric, min_dist: &mut [f64]) {
     let mut one = Matrix::with_capacity(1, x.cols());
     one.push_row(x.row(pick));
-    let prepared = PreparedCentres::new(one.view(), metric);
-    scratch.resize(x.rows(), T::zero());
-    kernels::distances(x, &prepared, scratch);
-    for (m, d) in min_dist.iter_mut().zip(scratch.iter()) {
-        *m = m.min(d.to_f64_exact());
-    }
+    kernels::update_min_distances(x, &PreparedCentres::new(one.view(), metric), min_dist);
 }
 
 #[cfg(test)]

@@ -443,9 +443,9 @@ mod tests {
 
     fn header_bytes(dict: &str) -> Vec<u8> {
         let mut h = dict.as_bytes().to_vec();
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(b' ');
-        }
+        // Pad so that magic + length + dict + newline is a multiple of 64.
+        let pad = (64 - (10 + h.len() + 1) % 64) % 64;
+        h.resize(h.len() + pad, b' ');
         h.push(b'\n');
         let mut out = b"\x93NUMPY\x01\x00".to_vec();
         out.extend_from_slice(&(h.len() as u16).to_le_bytes());
@@ -513,9 +513,8 @@ mod map_tests {
             if fortran { "True" } else { "False" }
         );
         let mut h = dict.into_bytes();
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(b' ');
-        }
+        let pad = (64 - (10 + h.len() + 1) % 64) % 64;
+        h.resize(h.len() + pad, b' ');
         h.push(b'\n');
         let mut out = b"\x93NUMPY\x01\x00".to_vec();
         out.extend_from_slice(&(h.len() as u16).to_le_bytes());

@@ -237,12 +237,13 @@ impl Source for ParquetSource {
                 return None;
             }
             let out = match reader.next()? {
-                Ok(batch) => self
-                    .convert(&batch, first_row)
-                    .inspect(|d| first_row += d.rows()),
+                Ok(batch) => self.convert(&batch, first_row),
                 Err(e) => Err(parquet_error(&self.path, e)),
             };
-            done = out.is_err();
+            match &out {
+                Ok(d) => first_row += d.rows(),
+                Err(_) => done = true,
+            }
             Some(out)
         })))
     }

@@ -100,9 +100,8 @@ pub fn write_npy_bytes(path: &Path, descr: &str, fortran: bool, shape: &[usize],
         if fortran { "True" } else { "False" }
     );
     let mut h = dict.into_bytes();
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(b' ');
-    }
+    let pad = (64 - (10 + h.len() + 1) % 64) % 64;
+    h.resize(h.len() + pad, b' ');
     h.push(b'\n');
     let mut out = b"\x93NUMPY\x01\x00".to_vec();
     out.extend_from_slice(&(h.len() as u16).to_le_bytes());
