@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use centroid::{
     CheckpointSaverListener, Column, Dense, EvalArgs, Features, InitFn, InitialClusters, Input,
     KMeansClustering, KMeansParams, Metric, PredictArgs, PredictionBatch, Predictions, RunConfig,
-    RunContext, RunValues, SessionRunHook, Tensor, TrainArgs,
+    RunContext, RunValues, ServingInputReceiver, SessionRunHook, Tensor, TrainArgs,
 };
 use pyo3::exceptions::{PyKeyboardInterrupt, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -592,6 +592,32 @@ impl PyEstimator {
 
     fn latest_checkpoint(&self) -> Option<PathBuf> {
         self.inner.latest_checkpoint()
+    }
+
+    /// Writes a SavedModel under `export_dir_base/<timestamp>`; `features`
+    /// are the serving inputs as (name, width), in join order.
+    #[pyo3(signature = (export_dir_base, features, assets_extra, as_text, checkpoint_path))]
+    fn export_saved_model(
+        &self,
+        py: Python<'_>,
+        export_dir_base: PathBuf,
+        features: Vec<(String, usize)>,
+        assets_extra: Vec<(String, PathBuf)>,
+        as_text: bool,
+        checkpoint_path: Option<PathBuf>,
+    ) -> PyResult<PathBuf> {
+        let inner = &self.inner;
+        let receiver = ServingInputReceiver { features };
+        py.allow_threads(|| {
+            inner.export_saved_model(
+                &export_dir_base,
+                &receiver,
+                &assets_extra,
+                as_text,
+                checkpoint_path.as_deref(),
+            )
+        })
+        .py()
     }
 }
 

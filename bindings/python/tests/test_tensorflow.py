@@ -61,3 +61,28 @@ def test_tensorflow_tensors_and_datasets_are_accepted_as_input(tmp_path, blobs):
     est2 = KMeansClustering(None, model_dir=str(tmp_path / "b"), initial_clusters=init, use_mini_batch=False)
     est2.train(lambda: tf.data.Dataset.from_tensors(tf.constant(x)).repeat(2))
     np.testing.assert_array_equal(est.cluster_centers(), est2.cluster_centers())
+
+
+@pytest.mark.parametrize("metric", ["squared_euclidean", "cosine"])
+def test_exported_saved_model_serves_what_predict_gives(tmp_path, blobs, metric):
+    x = blobs.points
+    est = KMeansClustering(5, model_dir=str(tmp_path / "m"), distance_metric=metric, random_seed=1)
+    est.train(lambda: x, steps=3)
+    # Dict serving input: joined in sorted key order, as in training.
+    path = est.export_savedmodel(str(tmp_path / "export"), serving_input_receiver_fn={"b": 1, "a": 1})
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures.keys()) == {"serving_default", "cluster_index", "all_distances"}
+    feeds = {"a": tf.constant(x[:, :1]), "b": tf.constant(x[:, 1:])}
+    served_index = loaded.signatures["serving_default"](**feeds)["output"].numpy()
+    served_distances = loaded.signatures["all_distances"](**feeds)["output"].numpy()
+    preds = list(est.predict(lambda: {"a": x[:, 0], "b": x[:, 1]}))
+    np.testing.assert_array_equal(served_index, [p["cluster_index"] for p in preds])
+    ours = np.stack([p["all_distances"] for p in preds])
+    # Both compute ||x||^2 - 2 x.c + ||c||^2 in float32, summing in different
+    # orders: they agree to a few float32 roundings of the terms' size.
+    centres = est.cluster_centers().astype(np.float64)
+    if metric == "cosine":
+        scale = np.full(ours.shape, 2.0)
+    else:
+        scale = (x.astype(np.float64) ** 2).sum(1)[:, None] + (centres**2).sum(1)[None, :]
+    assert np.all(np.abs(served_distances - ours) <= 8 * np.finfo(np.float32).eps * scale)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
@@ -345,18 +346,36 @@ class KMeansClustering:
         checkpoint_path: Optional[_PathLike] = None,
     ) -> str:
         """Writes a TensorFlow SavedModel of the latest (or the given)
-        checkpoint under `export_dir_base/<timestamp>` and returns its path.
+        checkpoint under `export_dir_base/<seconds since the epoch>` and
+        returns its path. TensorFlow loads and serves it: signatures
+        `serving_default` and `cluster_index` (the nearest centre) and
+        `all_distances`, each with the output key `output`.
+
+        Args:
+          export_dir_base: the folder to create the export in.
+          serving_input_receiver_fn: the serving inputs: None (one input "x"
+            holding whole rows), a dict of feature name -> width (or shape),
+            a list of (name, width) pairs, a receiver object with a
+            `features` dict, or a function returning one of those. Features
+            are joined as in training (sorted names, or `feature_columns`
+            order).
+          assets_extra: destination name under `assets.extra/` -> source file.
+          as_text: write `saved_model.pbtxt` instead of `saved_model.pb`.
+          checkpoint_path: the checkpoint to export (default: the latest).
 
         Raises:
           RuntimeError: no checkpoint yet, or the export failed.
+          ValueError: the serving inputs do not add up to the model's width.
+          FileNotFoundError: an `assets_extra` source or `checkpoint_path` is missing.
         """
         export = getattr(self._core, "export_saved_model", None)
         if export is None:
             raise RuntimeError("this build of centroid cannot export SavedModels")
-        receiver = _serving_receiver(serving_input_receiver_fn)
+        d = int(self.cluster_centers().shape[1])
+        features = _serving_features(serving_input_receiver_fn, d, self._params["feature_columns"])
         assets = [(str(k), os.fspath(v)) for k, v in (assets_extra or {}).items()]
         path = None if checkpoint_path is None else os.fspath(checkpoint_path)
-        return os.fspath(export(os.fspath(export_dir_base), receiver, assets, bool(as_text), path))
+        return os.fspath(export(os.fspath(export_dir_base), features, assets, bool(as_text), path))
 
     export_saved_model = export_savedmodel
 
@@ -386,12 +405,54 @@ class KMeansClustering:
         return f"KMeansClustering(num_clusters={self._core.num_clusters}, model_dir={self.model_dir!r})"
 
 
-def _serving_receiver(fn: Any) -> Any:
-    """The serving input description for the export: None (a dense float
-    input), or whatever `serving_input_receiver_fn()` returns."""
-    if fn is None:
-        return None
-    return fn() if callable(fn) else fn
+def _width(spec: Any, name: str) -> int:
+    """The width of a serving feature given as an int, a shape, or anything
+    with a `shape` (a placeholder, an array, a tf.TensorSpec)."""
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        return int(spec)
+    shape = getattr(spec, "shape", spec)
+    try:
+        dims = list(shape)
+    except TypeError:
+        raise ValueError(f"serving feature {name!r}: cannot tell its width from {spec!r}") from None
+    if len(dims) <= 1:
+        return 1
+    last = dims[-1]
+    last = getattr(last, "value", last)  # TF1 Dimension
+    if last is None:
+        raise ValueError(f"serving feature {name!r} has an unknown width")
+    return int(last)
+
+
+def _serving_features(spec: Any, d: int, feature_columns: Optional[List[str]]) -> List[Any]:
+    """The serving input as (name, width) pairs, joined left to right as
+    training joined the features. `spec` may be None (one feature "x" holding
+    whole rows), a dict of name -> width or shape, a list of (name, width)
+    pairs, an object with a `features` dict (a ServingInputReceiver), or a
+    function returning one of those."""
+    if callable(spec) and not isinstance(spec, Mapping):
+        spec = spec()
+    if spec is None:
+        return [("x", d)]
+    features = getattr(spec, "features", spec)
+    if isinstance(features, Mapping):
+        if feature_columns is not None:
+            missing = [k for k in feature_columns if k not in features]
+            if missing:
+                raise ValueError(f"the serving input lacks the feature columns {missing}")
+            names = list(feature_columns)
+        else:
+            names = sorted(features)
+        return [(str(k), _width(features[k], str(k))) for k in names]
+    if hasattr(features, "shape"):  # one tensor: whole rows
+        return [("x", _width(features, "x"))]
+    try:
+        return [(str(name), _width(w, str(name))) for name, w in features]
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            "serving_input_receiver_fn must give None, a dict of name -> width, a list of (name, width) "
+            f"pairs, or a receiver with a features dict ({e})"
+        ) from None
 
 
 class ModelFn:
