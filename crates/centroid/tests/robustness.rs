@@ -944,3 +944,56 @@ fn fuzzed_checkpoints_load_or_fail_but_never_panic() {
     // still load.
     assert!(failed > 2000, "ok {ok}, failed {failed}");
 }
+
+#[test]
+fn global_step_and_counts_at_the_int64_limit_do_not_wrap() {
+    let x = [0.0f32, 0.0, 1.0, 1.0, 4.0, 4.0, 5.0, 5.0];
+    // A full-batch model one step short of i64::MAX: one more step is
+    // possible, the next is refused rather than wrapped to i64::MIN.
+    let t = tempfile::tempdir().unwrap();
+    write_state(
+        t.path(),
+        state(3, 2, i64::MAX - 1),
+        &signature(3, 2, DType::F32, false, 1),
+    );
+    let mut e = est(full_batch(3), t.path());
+    let msg = err_text(e.train(common::constant(&x, 2), TrainArgs::default()));
+    assert!(
+        msg.contains("global_step has reached its largest value (9223372036854775807)"),
+        "{msg}"
+    );
+    // The refused call saved nothing; a bounded call saves step i64::MAX.
+    assert_eq!(global_step(&e), i64::MAX - 1);
+    e.train(common::constant(&x, 2), steps(5)).unwrap();
+    assert_eq!(global_step(&e), i64::MAX);
+    assert_eq!(
+        e.latest_checkpoint(),
+        Some(checkpoint::checkpoint_path(t.path(), i64::MAX))
+    );
+
+    // Mini-batch counts at i64::MAX saturate instead of wrapping negative
+    // (which would flip the sign of the learning rate).
+    let t = tempfile::tempdir().unwrap();
+    let mut s = state(3, 2, 5);
+    s.cluster_counts = Some(vec![i64::MAX, i64::MAX - 1, 7]);
+    write_state(t.path(), s, &signature(3, 2, DType::F32, true, 1));
+    let mut p = KMeansParams::new(3);
+    p.use_mini_batch = true;
+    let mut e = est(p, t.path());
+    e.train(common::constant(&x, 2), steps(1)).unwrap();
+    // Centres (0,1), (2,3), (4,5): rows (0,0), (1,1) -> 0; (4,4), (5,5) -> 2.
+    match e.get_variable_value("cluster_counts").unwrap() {
+        Tensor::I64 { values, .. } => assert_eq!(values, vec![i64::MAX, i64::MAX - 1, 9]),
+        other => panic!("{other:?}"),
+    }
+    let c = clusters_f64(&e);
+    // Cluster 2: (4,5) + ((9,9) - 2*(4,5)) / 9 = (4 + 1/9, 5 - 1/9).
+    assert!(
+        (c[4] - (4.0 + 1.0 / 9.0)).abs() < 1e-6 && (c[5] - (5.0 - 1.0 / 9.0)).abs() < 1e-6,
+        "{c:?}"
+    );
+    // Cluster 0 moves towards (0.5, 0.5) at the rate 1 / i64::MAX: a
+    // wrapped, negative count would move it away (below 0).
+    assert!(c[0] > 0.0 && c[0] < 1e-18, "{c:?}");
+    assert_eq!(&c[1..4], &[1.0, 2.0, 3.0]);
+}
