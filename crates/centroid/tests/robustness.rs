@@ -997,3 +997,42 @@ fn global_step_and_counts_at_the_int64_limit_do_not_wrap() {
     assert!(c[0] > 0.0 && c[0] < 1e-18, "{c:?}");
     assert_eq!(&c[1..4], &[1.0, 2.0, 3.0]);
 }
+
+#[test]
+fn bad_evaluation_names_and_an_empty_input_for_an_array_are_named() {
+    let x = [0.0f32, 2.0, 10.0, 14.0];
+    let d = tempfile::tempdir().unwrap();
+    let mut p = full_batch(2);
+    p.initial_clusters = array(&[vec![3.0], vec![9.0]]);
+    let mut e = est(p, d.path());
+    // No batch at all: the array's width cannot be checked.
+    let empty = || Ok(Input::batches(Vec::new()));
+    let msg = err_text(e.train(empty, steps(1)));
+    assert!(
+        msg.contains("initial_clusters' width cannot be checked"),
+        "{msg}"
+    );
+    assert!(checkpoint::latest(d.path()).is_none());
+    // A bad name is refused before any work, even before a checkpoint exists.
+    for name in ["", "..", "a/b", "nul\0"] {
+        let args = EvalArgs {
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        let msg = err_text(e.evaluate(common::constant(&x, 1), args));
+        assert!(
+            msg.contains("must be a plain folder name"),
+            "{name:?}: {msg}"
+        );
+    }
+    e.train(common::constant(&x, 1), steps(1)).unwrap();
+    let args = EvalArgs {
+        name: Some("ok".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        e.evaluate(common::constant(&x, 1), args).unwrap().loss,
+        10.0
+    );
+    assert!(d.path().join("eval_ok/metrics.jsonl").is_file());
+}
