@@ -91,6 +91,19 @@ fn gaussian_blobs<T: Float>(n: usize, d: usize, blobs: usize, seed: u64) -> Vec<
     out
 }
 
+/// CPU seconds this process has used (user + system), from /proc; `None`
+/// where that is not available. On a shared machine wall time includes
+/// waiting for a core; CPU time does not (but includes rayon's idle spinning).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -119,15 +132,21 @@ fn run<T: Float>(args: &Args, pool: &rayon::ThreadPool) {
             assign_accumulate(x, None, &prepared, Some(&mut labels), &mut stats);
             t.elapsed().as_secs_f64()
         };
+        let mut cpu = 0.0;
         let mut times: Vec<f64> = pool.install(|| {
             step();
-            (0..args.reps).map(|_| step()).collect()
+            let cpu0 = process_cpu_seconds();
+            let t: Vec<f64> = (0..args.reps).map(|_| step()).collect();
+            if let (Some(a), Some(b)) = (cpu0, process_cpu_seconds()) {
+                cpu = (b - a) / args.reps as f64;
+            }
+            t
         });
         let best = times.iter().cloned().fold(f64::INFINITY, f64::min);
         let med = median(&mut times);
         let flops = 2.0 * n as f64 * k as f64 * d as f64;
         println!(
-            "{n:>9} x {d:<4} k={k:<5} {dtype} {metric:?} threads={threads}: median {med:.4} s/iter ({:.1} GFLOP/s), best {best:.4} s ({:.1} GFLOP/s), loss {:.6e}",
+            "{n:>9} x {d:<4} k={k:<5} {dtype} {metric:?} threads={threads}: median {med:.4} s/iter ({:.1} GFLOP/s), best {best:.4} s ({:.1} GFLOP/s), CPU {cpu:.4} s/iter, loss {:.6e}",
             flops / med / 1e9,
             flops / best / 1e9,
             stats.loss,

@@ -4,6 +4,7 @@
 //! behaviour (see `ARCHITECTURE.md` for the map of the code). Data flows one
 //! way: [`input`] -> validation -> [`kernels`] -> model state -> checkpoints.
 
+pub mod batch;
 pub mod error;
 pub mod export;
 pub mod float;

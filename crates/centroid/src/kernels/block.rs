@@ -217,11 +217,16 @@ pub(crate) fn sq_norm<T: Float>(row: &[T]) -> T {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-/// The `MR x NV` values `bias - x.c` of rows `xp[0..MR]` (stride `d`) against
-/// the `NV` panels starting at `panel`.
+/// The `MR x NV` values `bias - x.c` of `MR` rows against the `NV` panels
+/// starting at `panel`. Value `p` of row `r` is at `xp[r * sr + p * sp]`:
+/// `(d, 1)` for rows in place, `(1, MR)` for rows interleaved into a
+/// scratch buffer, where one pointer serves every row (fewer address
+/// computations in the loop).
 #[inline(always)]
 unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
     xp: *const S::T,
+    sr: usize,
+    sp: usize,
     d: usize,
     panel: *const S::T,
     bias: *const S::T,
@@ -233,7 +238,7 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
     for p in 0..d {
         let c: [S::V; NV] = std::array::from_fn(|v| S::load(panel.add(v * pstride + p * lanes)));
         for (r, acc_r) in acc.iter_mut().enumerate() {
-            let xb = S::splat(*xp.add(r * d + p));
+            let xb = S::splat(*xp.add(r * sr + p * sp));
             for v in 0..NV {
                 acc_r[v] = S::fnmadd(xb, c[v], acc_r[v]);
             }
@@ -247,6 +252,7 @@ unsafe fn tile<S: Simd, const MR: usize, const NV: usize>(
 /// vector. Panels arrive in increasing index order and only a strictly
 /// smaller value replaces a minimum, so each lane keeps its lowest index.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // indices into the register tile read best
 unsafe fn fold_min<S: Simd, const MR: usize, const NV: usize>(
     acc: [[S::V; NV]; MR],
     idx: S::V,
@@ -268,7 +274,9 @@ unsafe fn fold_min<S: Simd, const MR: usize, const NV: usize>(
 /// Labels and raw values (`bias - x.c` of the chosen centre) of `MR` rows
 /// starting at `row` over panels `q0..q1`; `first` says whether this is the
 /// first centre block (else a row's earlier result is replaced only by a
-/// strictly smaller value, which keeps the lowest index on ties).
+/// strictly smaller value, which keeps the lowest index on ties). When
+/// `interleave` is set the rows are first copied into `xbuf` (`MR * d`)
+/// dimension-major.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn argmin_rows<S: Simd, const MR: usize>(
@@ -278,35 +286,60 @@ unsafe fn argmin_rows<S: Simd, const MR: usize>(
     q1: usize,
     first: bool,
     iota: S::V,
+    interleave: bool,
+    xbuf: &mut [S::T],
     labels: &mut [u32],
     raw: &mut [S::T],
 ) {
     let lanes = S::LANES;
     let d = job.d;
-    let xp = job.x.as_ptr().add(row * d);
     let data = job.data.as_ptr();
     let bias = job.bias.as_ptr();
+    let k = job.k;
+    let src = &job.x[row * d..(row + MR) * d];
+    let (xp, sr, sp) = if interleave && MR > 1 {
+        for (r, src_row) in src.chunks_exact(d).enumerate() {
+            for (p, &v) in src_row.iter().enumerate() {
+                xbuf[p * MR + r] = v;
+            }
+        }
+        (xbuf.as_ptr(), 1, MR)
+    } else {
+        (src.as_ptr(), d, 1)
+    };
+    if q1 - q0 == 1 && first && job.panels == 1 {
+        // All centres in one panel (k <= LANES): the lane is the index.
+        let acc = tile::<S, MR, 1>(xp, sr, sp, d, data, bias);
+        for r in 0..MR {
+            let v = S::reduce_min(acc[r][0]);
+            let lane = S::first_lane(S::eq(acc[r][0], S::splat(v))) as usize;
+            // NaN rows compare equal to nothing: centre 0, like the reference.
+            labels[row + r] = if lane < k { lane as u32 } else { 0 };
+            raw[row + r] = v;
+        }
+        return;
+    }
     let step = S::splat(S::T::from_f64_lossy(lanes as f64));
     let mut bestv = [S::splat(S::T::infinity()); MR];
     let mut besti = [S::splat(S::T::zero()); MR];
     let mut q = q0;
     while q + 2 <= q1 {
-        let acc = tile::<S, MR, 2>(xp, d, data.add(q * d * lanes), bias.add(q * lanes));
+        let acc = tile::<S, MR, 2>(xp, sr, sp, d, data.add(q * d * lanes), bias.add(q * lanes));
         let idx = S::add(iota, S::splat(S::T::from_f64_lossy((q * lanes) as f64)));
         fold_min::<S, MR, 2>(acc, idx, step, &mut bestv, &mut besti);
         q += 2;
     }
     if q < q1 {
-        let acc = tile::<S, MR, 1>(xp, d, data.add(q * d * lanes), bias.add(q * lanes));
+        let acc = tile::<S, MR, 1>(xp, sr, sp, d, data.add(q * d * lanes), bias.add(q * lanes));
         let idx = S::add(iota, S::splat(S::T::from_f64_lossy((q * lanes) as f64)));
         fold_min::<S, MR, 1>(acc, idx, step, &mut bestv, &mut besti);
     }
-    let k = job.k as f64;
+    let kf = k as f64;
     for r in 0..MR {
         let (v, i) = simd::argmin::<S>(bestv[r], besti[r]);
         let i = i.to_f64_exact();
         // NaN rows compare equal to nothing: centre 0, like the reference.
-        let label = if i < k { i as u32 } else { 0 };
+        let label = if i < kf { i as u32 } else { 0 };
         if first || v < raw[row + r] {
             labels[row + r] = label;
             raw[row + r] = v;
@@ -334,79 +367,105 @@ unsafe fn argmin_chunk<S: Simd, const MR: usize>(
         *v = S::T::from_f64_lossy(i as f64);
     }
     let iota = S::load(iota_buf.as_ptr());
+    let interleave = job.d > SMALL_D;
+    let mut xbuf = vec![S::T::zero(); if interleave { MR * job.d } else { 0 }];
     let mut q0 = 0;
     while q0 < job.panels {
         let q1 = (q0 + job.block_panels).min(job.panels);
         let first = q0 == 0;
         let mut r = 0;
         while r + MR <= rows {
-            argmin_rows::<S, MR>(job, r, q0, q1, first, iota, labels, raw);
+            argmin_rows::<S, MR>(
+                job, r, q0, q1, first, iota, interleave, &mut xbuf, labels, raw,
+            );
             r += MR;
         }
         while r < rows {
-            argmin_rows::<S, 1>(job, r, q0, q1, first, iota, labels, raw);
+            argmin_rows::<S, 1>(job, r, q0, q1, first, iota, false, &mut xbuf, labels, raw);
             r += 1;
         }
         q0 = q1;
     }
 }
 
-/// Turns the raw values of the chosen centres into true distances:
-/// `max(||x||^2 + 2 (||c||^2/2 - x.c), 0)` or `1 + (-x.c) / max(||x||, eps)`.
+/// Turns each row's raw value (of its chosen centre) into the true distance,
+/// `max(||x||^2 + 2 (||c||^2/2 - x.c), 0)` or `1 + (-x.c) / max(||x||, eps)`,
+/// and with `part` adds the row, weighted and (under cosine) normalised, to
+/// its cluster's sums: one pass over the rows after the argmin. `D` is the
+/// row width when known at compile time (small `d`), else 0.
 #[inline(always)]
-fn raw_to_scores<T: Float>(job: &Job<'_, T>, raw: &mut [T]) {
-    let d = job.d;
-    let two = T::one() + T::one();
-    for (i, s) in raw.iter_mut().enumerate() {
-        let row = &job.x[i * d..(i + 1) * d];
-        *s = match job.metric {
-            Metric::SquaredEuclidean => (sq_norm(row) + two * *s).max(T::zero()),
-            Metric::Cosine => T::one() + *s * T::from_f64_lossy(super::inv_norm(row)),
-        };
-    }
-}
-
-/// Labels and distances to the chosen centres of every row of the job.
-#[inline(always)]
-unsafe fn assign_body<S: Simd, const MR: usize>(
+unsafe fn finish<S: Simd, const D: usize>(
     job: &Job<'_, S::T>,
-    labels: &mut [u32],
+    weights: Option<&[S::T]>,
+    labels: &[u32],
     scores: &mut [S::T],
+    mut part: Option<&mut super::ClusterStats>,
 ) {
-    argmin_chunk::<S, MR>(job, labels, scores);
-    raw_to_scores(job, scores);
+    type T<S> = <S as Simd>::T;
+    let d = if D > 0 { D } else { job.d };
+    debug_assert_eq!(d, job.d);
+    let two = T::<S>::one() + T::<S>::one();
+    // The statistics as plain slices and locals: the loop then keeps them in
+    // registers instead of reloading them through `part` every row.
+    let mut loss = 0.0;
+    let (sums, cluster_weights, counts) = match part.as_deref_mut() {
+        Some(p) => (&mut p.sums[..], &mut p.weights[..], &mut p.counts[..]),
+        None => (&mut [][..], &mut [][..], &mut [][..]),
+    };
+    let accumulate = !counts.is_empty();
+    for (i, (&j, s)) in labels.iter().zip(scores.iter_mut()).enumerate() {
+        let row = &job.x[i * d..i * d + d];
+        let inv = match job.metric {
+            Metric::SquaredEuclidean => {
+                *s = (S::sq_norm(row.as_ptr(), d) + two * *s).max(T::<S>::zero());
+                1.0
+            }
+            Metric::Cosine => {
+                let inv = super::inv_norm(row);
+                *s = T::<S>::one() + *s * T::<S>::from_f64_lossy(inv);
+                inv
+            }
+        };
+        if accumulate {
+            let w = weights.map_or(1.0, |w| w[i].to_f64_exact());
+            let j = j as usize;
+            let scale = w * inv;
+            let acc = &mut sums[j * d..j * d + d];
+            S::accumulate_row(acc.as_mut_ptr(), row.as_ptr(), d, scale);
+            cluster_weights[j] += w;
+            counts[j] += 1;
+            loss += w * s.to_f64_exact();
+        }
+    }
+    if let Some(part) = part {
+        part.loss += loss;
+    }
 }
 
-/// Adds the rows of the job, weighted and (under cosine) normalised, to the
-/// sums of their clusters in `part`.
+/// [`finish`] with the row width as a constant for `d <= 16`, so the
+/// per-row loops unroll into a few vector instructions.
 #[inline(always)]
-fn accumulate_body<T: Float>(
-    job: &Job<'_, T>,
-    weights: Option<&[T]>,
+unsafe fn finish_rows<S: Simd>(
+    job: &Job<'_, S::T>,
+    weights: Option<&[S::T]>,
     labels: &[u32],
-    scores: &[T],
-    part: &mut super::ClusterStats,
+    scores: &mut [S::T],
+    part: Option<&mut super::ClusterStats>,
 ) {
-    let d = job.d;
-    for (i, (&j, &s)) in labels.iter().zip(scores).enumerate() {
-        let row = &job.x[i * d..(i + 1) * d];
-        let w = weights.map_or(1.0, |w| w[i].to_f64_exact());
-        let j = j as usize;
-        let scale = match job.metric {
-            Metric::SquaredEuclidean => w,
-            Metric::Cosine => w * super::inv_norm(row),
+    macro_rules! by_width {
+        ($($w:literal)*) => {
+            match job.d {
+                $($w => finish::<S, $w>(job, weights, labels, scores, part),)*
+                _ => finish::<S, 0>(job, weights, labels, scores, part),
+            }
         };
-        for (acc, &v) in part.sums[j * d..(j + 1) * d].iter_mut().zip(row) {
-            *acc += scale * v.to_f64_exact();
-        }
-        part.weights[j] += w;
-        part.counts[j] += 1;
-        part.loss += w * s.to_f64_exact();
     }
+    by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
 /// Every distance of the job's rows, row-major `rows x k` into `out`.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn distances_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, out: &mut [S::T]) {
     let (d, k, lanes) = (job.d, job.k, S::LANES);
     if k == 0 {
@@ -456,11 +515,11 @@ unsafe fn distances_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, out: &mu
                 let p = data.add(q * d * lanes);
                 let b = bias.add(q * lanes);
                 if nr == MR {
-                    let acc = tile::<S, MR, 1>(xp, d, p, b);
+                    let acc = tile::<S, MR, 1>(xp, d, 1, d, p, b);
                     let vals: [S::V; MR] = std::array::from_fn(|i| acc[i][0]);
                     store_rows(r, MR, q, &vals, &norms);
                 } else {
-                    let acc = tile::<S, 1, 1>(xp, d, p, b);
+                    let acc = tile::<S, 1, 1>(xp, d, 1, d, p, b);
                     store_rows(r, 1, q, &[acc[0][0]], &norms);
                 }
             }
@@ -491,15 +550,18 @@ pub(crate) enum Op<'o, T> {
 #[inline(always)]
 unsafe fn run_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
     match op {
-        Op::Assign { labels, scores } => assign_body::<S, MR>(job, labels, scores),
+        Op::Assign { labels, scores } => {
+            argmin_chunk::<S, MR>(job, labels, scores);
+            finish_rows::<S>(job, None, labels, scores, None);
+        }
         Op::Accumulate {
             weights,
             labels,
             scores,
             part,
         } => {
-            assign_body::<S, MR>(job, labels, scores);
-            accumulate_body(job, weights, labels, scores, part);
+            argmin_chunk::<S, MR>(job, labels, scores);
+            finish_rows::<S>(job, weights, labels, scores, Some(part));
         }
         Op::Distances { out } => distances_body::<S, MR>(job, out),
     }
@@ -558,7 +620,7 @@ pub(crate) fn run<F: KernelFloat>(path: Path, job: &Job<'_, F>, op: Op<'_, F>) {
         job.data.len() >= job.panels * job.d * job.lanes
             && job.bias.len() >= job.panels * job.lanes
     );
-    assert!(job.d == 0 || job.x.len() % job.d == 0);
+    assert!(job.d == 0 || job.x.len().is_multiple_of(job.d));
     match path {
         // SAFETY: the CPU has the features (checked by the caller through
         // `Path::available`, asserted in debug builds) and the asserts above

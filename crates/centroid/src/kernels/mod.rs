@@ -282,7 +282,7 @@ pub(crate) fn assign_accumulate_on<T: Float>(
     let (n, d, k) = (x.rows(), x.cols(), centres.k());
     assert_eq!(d, centres.d(), "data width must match the centres");
     assert!(
-        sample_weight.map_or(true, |w| w.len() == n),
+        sample_weight.is_none_or(|w| w.len() == n),
         "one sample weight per row"
     );
     assert_eq!(
@@ -586,14 +586,16 @@ fn distances_typed<F: KernelFloat>(
 }
 
 /// Greedy k-means++'s scoring pass: for each candidate centre `c` (the rows
-/// of `candidates`), the potential `sum_x min(min_dist[x], d(x, c))` in f64,
-/// where `min_dist` holds each row's distance to the centres chosen so far
-/// (+inf before the first). Distances are computed a chunk at a time and
-/// never stored; partial sums are added in chunk order (deterministic at any
-/// thread count).
+/// of `candidates`), the potential `sum_x w(x) min(min_dist[x], d(x, c))` in
+/// f64, where `min_dist` holds each row's distance to the centres chosen so
+/// far (+inf before the first) and `w` the sample weights (1 without). The
+/// `n x candidates` distances are computed a chunk at a time and never
+/// stored; partial sums are added in chunk order, so the result is the same
+/// at any thread count.
 pub fn candidate_potentials<T: Float>(
     x: MatRef<'_, T>,
-    min_dist: &[T],
+    sample_weight: Option<&[T]>,
+    min_dist: &[f64],
     candidates: &PreparedCentres<T>,
 ) -> Vec<f64> {
     let (n, m) = (x.rows(), candidates.k());
@@ -603,6 +605,10 @@ pub fn candidate_potentials<T: Float>(
         "data width must match the candidates"
     );
     assert_eq!(min_dist.len(), n, "one distance per row");
+    assert!(
+        sample_weight.is_none_or(|w| w.len() == n),
+        "one sample weight per row"
+    );
     if m == 0 {
         return Vec::new();
     }
@@ -615,9 +621,10 @@ pub fn candidate_potentials<T: Float>(
             let mut dist = vec![T::zero(); rows * m];
             distances(x.slice_rows(start, start + rows), candidates, &mut dist);
             let mut pot = vec![0.0f64; m];
-            for (cur, drow) in current.iter().zip(dist.chunks_exact(m)) {
+            for (i, (&cur, drow)) in current.iter().zip(dist.chunks_exact(m)).enumerate() {
+                let w = sample_weight.map_or(1.0, |w| w[start + i].to_f64_exact());
                 for (p, &dc) in pot.iter_mut().zip(drow) {
-                    *p += if dc < *cur { dc } else { *cur }.to_f64_exact();
+                    *p += w * cur.min(dc.to_f64_exact());
                 }
             }
             pot
@@ -633,11 +640,12 @@ pub fn candidate_potentials<T: Float>(
 }
 
 /// Greedy k-means++'s update pass: `min_dist[x] = min(min_dist[x], d(x, c))`
-/// over the centres `c` of `centres` (usually the one just chosen).
+/// over the centres `c` of `centres` (usually the one just chosen), without
+/// an `n x k` matrix.
 pub fn update_min_distances<T: Float>(
     x: MatRef<'_, T>,
     centres: &PreparedCentres<T>,
-    min_dist: &mut [T],
+    min_dist: &mut [f64],
 ) {
     let n = x.rows();
     assert_eq!(x.cols(), centres.d(), "data width must match the centres");
@@ -660,9 +668,7 @@ pub fn update_min_distances<T: Float>(
                 &mut best,
             );
             for (c, &b) in current.iter_mut().zip(&best) {
-                if b < *c {
-                    *c = b;
-                }
+                *c = c.min(b.to_f64_exact());
             }
         });
 }

@@ -42,6 +42,23 @@ pub(crate) trait Simd: Copy {
     unsafe fn select(m: Self::M, t: Self::V, f: Self::V) -> Self::V;
     /// The smallest lane.
     unsafe fn reduce_min(v: Self::V) -> Self::T;
+    /// The lowest lane set in `m` (`LANES` or more when none is).
+    unsafe fn first_lane(m: Self::M) -> u32;
+
+    /// `acc[p] += scale * row[p]` for `p < d`, in f64 (multiply, then add:
+    /// the same rounding on every path).
+    #[inline(always)]
+    unsafe fn accumulate_row(acc: *mut f64, row: *const Self::T, d: usize, scale: f64) {
+        for p in 0..d {
+            *acc.add(p) += scale * (*row.add(p)).to_f64_exact();
+        }
+    }
+
+    /// `sum_p row[p]^2` (summation order is the path's own).
+    #[inline(always)]
+    unsafe fn sq_norm(row: *const Self::T, d: usize) -> Self::T {
+        super::block::sq_norm(std::slice::from_raw_parts(row, d))
+    }
 }
 
 /// `(smallest value, lowest index holding it)` of a vector of values and one
@@ -116,6 +133,10 @@ macro_rules! portable_impl {
                 // NaN lanes lose, like the x86 paths' `min`.
                 v.iter()
                     .fold(<$t>::INFINITY, |m, &x| if x < m { x } else { m })
+            }
+            #[inline(always)]
+            unsafe fn first_lane(m: Self::M) -> u32 {
+                m.iter().position(|&b| b).unwrap_or(PORTABLE_LANES) as u32
             }
         }
     };
@@ -199,6 +220,43 @@ mod x86 {
             let q = _mm_min_ss(q, _mm_shuffle_ps::<0b01>(q, q));
             _mm_cvtss_f32(q)
         }
+        #[inline(always)]
+        unsafe fn first_lane(m: __mmask16) -> u32 {
+            (m as u32 | 1 << 16).trailing_zeros()
+        }
+        #[inline(always)]
+        unsafe fn accumulate_row(acc: *mut f64, row: *const f32, d: usize, scale: f64) {
+            let s = _mm512_set1_pd(scale);
+            let mut p = 0;
+            while p < d {
+                let m = if d - p >= 8 {
+                    0xff
+                } else {
+                    (1u8 << (d - p)) - 1
+                };
+                let x = _mm512_maskz_loadu_ps(m as __mmask16, row.add(p));
+                let x = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+                let a = _mm512_maskz_loadu_pd(m, acc.add(p));
+                _mm512_mask_storeu_pd(acc.add(p), m, _mm512_add_pd(a, _mm512_mul_pd(s, x)));
+                p += 8;
+            }
+        }
+        #[inline(always)]
+        unsafe fn sq_norm(row: *const f32, d: usize) -> f32 {
+            let mut acc = _mm512_setzero_ps();
+            let mut p = 0;
+            while p < d {
+                let m = if d - p >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << (d - p)) - 1
+                };
+                let x = _mm512_maskz_loadu_ps(m, row.add(p));
+                acc = _mm512_fmadd_ps(x, x, acc);
+                p += 16;
+            }
+            _mm512_reduce_add_ps(acc)
+        }
     }
 
     /// The upper 256 bits of a 512-bit f32 vector with AVX-512F alone
@@ -261,6 +319,42 @@ mod x86 {
             let q = _mm_min_sd(q, _mm_unpackhi_pd(q, q));
             _mm_cvtsd_f64(q)
         }
+        #[inline(always)]
+        unsafe fn first_lane(m: __mmask8) -> u32 {
+            (m as u32 | 1 << 8).trailing_zeros()
+        }
+        #[inline(always)]
+        unsafe fn accumulate_row(acc: *mut f64, row: *const f64, d: usize, scale: f64) {
+            let s = _mm512_set1_pd(scale);
+            let mut p = 0;
+            while p < d {
+                let m = if d - p >= 8 {
+                    0xff
+                } else {
+                    (1u8 << (d - p)) - 1
+                };
+                let x = _mm512_maskz_loadu_pd(m, row.add(p));
+                let a = _mm512_maskz_loadu_pd(m, acc.add(p));
+                _mm512_mask_storeu_pd(acc.add(p), m, _mm512_add_pd(a, _mm512_mul_pd(s, x)));
+                p += 8;
+            }
+        }
+        #[inline(always)]
+        unsafe fn sq_norm(row: *const f64, d: usize) -> f64 {
+            let mut acc = _mm512_setzero_pd();
+            let mut p = 0;
+            while p < d {
+                let m = if d - p >= 8 {
+                    0xff
+                } else {
+                    (1u8 << (d - p)) - 1
+                };
+                let x = _mm512_maskz_loadu_pd(m, row.add(p));
+                acc = _mm512_fmadd_pd(x, x, acc);
+                p += 8;
+            }
+            _mm512_reduce_add_pd(acc)
+        }
     }
 
     impl Simd for Avx2F32 {
@@ -316,6 +410,10 @@ mod x86 {
             let q = _mm_min_ss(q, _mm_shuffle_ps::<0b01>(q, q));
             _mm_cvtss_f32(q)
         }
+        #[inline(always)]
+        unsafe fn first_lane(m: __m256) -> u32 {
+            (_mm256_movemask_ps(m) as u32 | 1 << 8).trailing_zeros()
+        }
     }
 
     impl Simd for Avx2F64 {
@@ -369,6 +467,10 @@ mod x86 {
             let q = _mm_min_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
             let q = _mm_min_sd(q, _mm_unpackhi_pd(q, q));
             _mm_cvtsd_f64(q)
+        }
+        #[inline(always)]
+        unsafe fn first_lane(m: __m256d) -> u32 {
+            (_mm256_movemask_pd(m) as u32 | 1 << 4).trailing_zeros()
         }
     }
 }

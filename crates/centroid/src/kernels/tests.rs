@@ -1,5 +1,6 @@
 //! The fast kernels, on every instruction-set path this CPU runs, against the
 //! one-pair-at-a-time reference and against sums worked out here row by row.
+#![allow(clippy::needless_range_loop)]
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -395,13 +396,13 @@ fn one_and_two_threads_give_bit_identical_results() {
                 let mut labels = vec![0u32; n];
                 let mut stats = ClusterStats::new(k, d);
                 assign_accumulate(x, Some(&w), &centres, Some(&mut labels), &mut stats);
-                let mut pot_min = vec![f32::INFINITY; n];
+                let mut pot_min = vec![f64::INFINITY; n];
                 update_min_distances(
                     x,
                     &PreparedCentres::new(x.slice_rows(0, 1), metric),
                     &mut pot_min,
                 );
-                let pots = candidate_potentials(x, &pot_min, &centres);
+                let pots = candidate_potentials(x, Some(&w), &pot_min, &centres);
                 (labels, stats, pots)
             })
         };
@@ -525,7 +526,8 @@ fn seeding_potentials_match_brute_force() {
     let cand_rows = [3usize, 700, 2100];
     let cands: Vec<f64> = cand_rows.iter().flat_map(|&r| x.row(r).to_vec()).collect();
     let cands = PreparedCentres::new(MatRef::new(&cands, 3, d).unwrap(), Metric::SquaredEuclidean);
-    let pots = candidate_potentials(x, &min_dist, &cands);
+    let weights: Vec<f64> = (0..n).map(|i| 0.5 + (i % 7) as f64).collect();
+    let pots = candidate_potentials(x, Some(&weights), &min_dist, &cands);
     for (ci, &r) in cand_rows.iter().enumerate() {
         let want: f64 = (0..n)
             .map(|i| {
@@ -535,7 +537,7 @@ fn seeding_potentials_match_brute_force() {
                     .zip(x.row(r))
                     .map(|(a, b)| (a - b) * (a - b))
                     .sum();
-                dc.min(min_dist[i])
+                weights[i] * dc.min(min_dist[i])
             })
             .sum();
         assert!(

@@ -1,0 +1,101 @@
+"""Type stubs of the compiled `centroid._core` module (Rust, PyO3)."""
+
+import os
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+SQUARED_EUCLIDEAN_DISTANCE: str
+COSINE_DISTANCE: str
+RANDOM_INIT: str
+KMEANS_PLUS_PLUS_INIT: str
+SCORE: str
+CLUSTER_INDEX: str
+ALL_DISTANCES: str
+TRAIN_LOSSES_FILE: str
+
+_Float = Union[np.float32, np.float64]
+_FloatArray = npt.NDArray[Any]
+
+def lloyd(
+    x: _FloatArray, sample_weight: Optional[_FloatArray], centers: _FloatArray, max_iter: int, tol: float
+) -> Tuple[_FloatArray, npt.NDArray[np.int32], float, int]:
+    """Lloyd's algorithm from `centers` (scikit-learn's rules); returns
+    (centers, labels, inertia, n_iter). `tol` is absolute."""
+
+def minibatch_step(
+    x: _FloatArray, sample_weight: Optional[_FloatArray], centers: _FloatArray, weight_sums: npt.NDArray[np.float64]
+) -> float:
+    """One mini-batch step, updating `centers` and `weight_sums` in place;
+    returns the batch's inertia before the update."""
+
+def labels_inertia(
+    x: _FloatArray, sample_weight: Optional[_FloatArray], centers: _FloatArray
+) -> Tuple[npt.NDArray[np.int32], float]:
+    """Nearest centre of every row and the weighted inertia."""
+
+def sq_distances(x: _FloatArray, centers: _FloatArray) -> _FloatArray:
+    """Squared Euclidean distances, n x k."""
+
+def kmeans_plus_plus(
+    x: _FloatArray, sample_weight: Optional[_FloatArray], k: int, num_retries: int, seed: int
+) -> _FloatArray:
+    """Greedy k-means++: k rows of x."""
+
+class PredictIter(Iterator[Tuple[Optional[npt.NDArray[np.int64]], Optional[_FloatArray]]]):
+    """Lazy predictions: (cluster_index, all_distances) per input batch."""
+
+    def __iter__(self) -> "PredictIter": ...
+    def __next__(self) -> Tuple[Optional[npt.NDArray[np.int64]], Optional[_FloatArray]]: ...
+
+class _Estimator:
+    """The Rust KMeansClustering; use `centroid.KMeansClustering`."""
+
+    def __init__(
+        self,
+        num_clusters: int,
+        model_dir: Optional[str],
+        initial_clusters: Union[str, _FloatArray, Callable[[_FloatArray, int], _FloatArray]],
+        distance_metric: str,
+        random_seed: int,
+        use_mini_batch: bool,
+        mini_batch_steps_per_iteration: int,
+        kmeans_plus_plus_num_retries: int,
+        relative_tolerance: Optional[float],
+        feature_columns: Optional[List[str]],
+        config: Optional[Any],
+    ) -> None: ...
+    @property
+    def model_dir(self) -> os.PathLike[str]: ...
+    @property
+    def num_clusters(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    def train(
+        self,
+        input_fn: Callable[[], Tuple[bool, Any]],
+        hooks: Sequence[Any],
+        steps: Optional[int],
+        max_steps: Optional[int],
+        saving_listeners: Sequence[Any],
+    ) -> None: ...
+    def evaluate(
+        self,
+        input_fn: Callable[[], Tuple[bool, Any]],
+        steps: Optional[int],
+        hooks: Sequence[Any],
+        checkpoint_path: Optional[str],
+        name: Optional[str],
+    ) -> Tuple[float, float, int]: ...
+    def predict(
+        self,
+        input_fn: Callable[[], Tuple[bool, Any]],
+        predict_keys: Optional[List[str]],
+        hooks: Sequence[Any],
+        checkpoint_path: Optional[str],
+    ) -> PredictIter: ...
+    def cluster_centers(self) -> _FloatArray: ...
+    def get_variable_names(self) -> List[str]: ...
+    def get_variable_value(self, name: str) -> npt.NDArray[Any]: ...
+    def latest_checkpoint(self) -> Optional[os.PathLike[str]]: ...

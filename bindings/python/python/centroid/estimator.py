@@ -1,0 +1,419 @@
+"""`KMeansClustering`: TensorFlow's K-means Estimator, on the Rust core."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from ._input import as_float_array, wrap_input_fn
+from .hooks import _HookAdapter, _ListenerAdapter
+from .run_config import RunConfig
+
+__all__ = ["KMeansClustering"]
+
+InputFn = Callable[[], Any]
+_PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _positive(name: str, value: Optional[int]) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    value = int(value.__index__())
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _feature_names(feature_columns: Any) -> Optional[List[str]]:
+    """Names of feature columns: strings, or objects with a `key` or `name`
+    (such as `tf.feature_column.numeric_column`)."""
+    if feature_columns is None:
+        return None
+    if isinstance(feature_columns, (str, bytes)) or not hasattr(feature_columns, "__iter__"):
+        feature_columns = [feature_columns]
+    names = []
+    for c in feature_columns:
+        if isinstance(c, str):
+            names.append(c)
+        elif isinstance(getattr(c, "key", None), str):
+            names.append(c.key)
+        elif isinstance(getattr(c, "name", None), str):
+            names.append(c.name)
+        else:
+            raise ValueError(f"feature_columns entries must be names or feature columns, got {c!r}")
+    return names
+
+
+def _wrap_init_fn(fn: Callable[..., Any]) -> Callable[[np.ndarray, int], np.ndarray]:
+    def call(batch: np.ndarray, k_remaining: int) -> np.ndarray:
+        out = fn(batch, k_remaining)
+        if out is None:
+            return np.zeros((0, batch.shape[1]), dtype=batch.dtype)
+        arr = as_float_array(out, "the initial_clusters function's result")
+        if arr.size == 0:
+            return np.zeros((0, batch.shape[1]), dtype=batch.dtype)
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        return arr
+
+    return call
+
+
+def _hooks(hooks: Optional[Sequence[Any]]) -> List[Any]:
+    return [_HookAdapter(h) for h in (hooks or [])]
+
+
+class KMeansClustering:
+    """K-means clustering as a trainable, checkpointed Estimator.
+
+    The constructor, methods and properties are those of TensorFlow's
+    `tf.compat.v1.estimator.experimental.KMeans`. `input_fn` functions take no
+    arguments and return a NumPy array [N, d], a dict of name -> [N] or
+    [N, d] arrays, a `(features, None)` pair, or an iterator of any of those
+    (one batch per step). One batch is used for every step.
+
+    Args:
+      num_clusters: k. Ignored when `initial_clusters` is an array.
+      model_dir: the checkpoint directory; None uses `config.model_dir`, else
+        a fresh temporary directory.
+      initial_clusters: `RANDOM_INIT`, `KMEANS_PLUS_PLUS_INIT`, an array of
+        centres [k, d], or a function `f(batch, k_remaining)` returning up to
+        `k_remaining` rows.
+      distance_metric: `SQUARED_EUCLIDEAN_DISTANCE` or `COSINE_DISTANCE`.
+      random_seed: makes initialisation reproducible (`config.random_seed`
+        overrides it).
+      use_mini_batch: mini-batch updates (True) or one Lloyd iteration per
+        step over the whole batch (False).
+      mini_batch_steps_per_iteration: S > 1 publishes the accumulated centres
+        every S steps ("asynchronous full batch").
+      kmeans_plus_plus_num_retries: extra candidates per k-means++ centre;
+        negative means 2 + floor(ln k).
+      relative_tolerance: stop training when the loss changes by less than
+        this (relatively) between steps.
+      config: a `centroid.RunConfig`.
+      feature_columns: with dict input, the feature names to use, in order.
+
+    Raises:
+      ValueError: an argument is out of range or names an unknown metric or
+        initialisation.
+    """
+
+    SQUARED_EUCLIDEAN_DISTANCE: str = _core.SQUARED_EUCLIDEAN_DISTANCE
+    COSINE_DISTANCE: str = _core.COSINE_DISTANCE
+    RANDOM_INIT: str = _core.RANDOM_INIT
+    KMEANS_PLUS_PLUS_INIT: str = _core.KMEANS_PLUS_PLUS_INIT
+    SCORE: str = _core.SCORE
+    CLUSTER_INDEX: str = _core.CLUSTER_INDEX
+    ALL_DISTANCES: str = _core.ALL_DISTANCES
+
+    def __init__(
+        self,
+        num_clusters: Optional[int],
+        model_dir: Optional[_PathLike] = None,
+        initial_clusters: Any = RANDOM_INIT,
+        distance_metric: str = SQUARED_EUCLIDEAN_DISTANCE,
+        random_seed: int = 0,
+        use_mini_batch: bool = True,
+        mini_batch_steps_per_iteration: int = 1,
+        kmeans_plus_plus_num_retries: int = 2,
+        relative_tolerance: Optional[float] = None,
+        config: Optional[RunConfig] = None,
+        feature_columns: Optional[Sequence[Any]] = None,
+    ) -> None:
+        if config is not None and not isinstance(config, RunConfig):
+            raise ValueError(f"config must be a centroid.RunConfig, got {type(config).__name__}")
+        if isinstance(initial_clusters, str):
+            init: Any = initial_clusters
+        elif callable(initial_clusters) and not hasattr(initial_clusters, "__array__"):
+            init = _wrap_init_fn(initial_clusters)
+        else:
+            init = as_float_array(initial_clusters, "initial_clusters")
+            if init.ndim != 2:
+                raise ValueError(f"initial_clusters must be a 2-D array [k, d], got shape {init.shape}")
+        if isinstance(init, np.ndarray):
+            k = init.shape[0] if num_clusters is None else num_clusters
+        else:
+            k = num_clusters
+        if isinstance(k, bool) or not hasattr(k, "__index__"):
+            raise ValueError(f"num_clusters must be a positive integer, got {num_clusters!r}")
+        k = int(k.__index__())
+        if k < 1 and not isinstance(init, np.ndarray):
+            raise ValueError(f"num_clusters must be at least 1, got {k}")
+        if isinstance(random_seed, bool) or not hasattr(random_seed, "__index__") or not 0 <= int(random_seed) < 2**64:
+            raise ValueError(f"random_seed must be an integer in [0, 2**64), got {random_seed!r}")
+        s = _positive("mini_batch_steps_per_iteration", mini_batch_steps_per_iteration)
+        if s is None:
+            raise ValueError("mini_batch_steps_per_iteration must be a positive integer, got None")
+        if isinstance(kmeans_plus_plus_num_retries, bool) or not hasattr(kmeans_plus_plus_num_retries, "__index__"):
+            raise ValueError(f"kmeans_plus_plus_num_retries must be an integer, got {kmeans_plus_plus_num_retries!r}")
+        if relative_tolerance is not None:
+            relative_tolerance = float(relative_tolerance)
+        if not isinstance(distance_metric, str):
+            raise ValueError(f"distance_metric must be a string, got {distance_metric!r}")
+        names = _feature_names(feature_columns)
+        self._params: Dict[str, Any] = dict(
+            num_clusters=num_clusters,
+            initial_clusters=initial_clusters,
+            distance_metric=distance_metric,
+            random_seed=random_seed,
+            use_mini_batch=bool(use_mini_batch),
+            mini_batch_steps_per_iteration=s,
+            kmeans_plus_plus_num_retries=int(kmeans_plus_plus_num_retries),
+            relative_tolerance=relative_tolerance,
+            feature_columns=names,
+        )
+        self._core = _core._Estimator(
+            max(k, 1),
+            None if model_dir is None else os.fspath(model_dir),
+            init,
+            distance_metric,
+            int(random_seed),
+            bool(use_mini_batch),
+            s,
+            int(kmeans_plus_plus_num_retries),
+            relative_tolerance,
+            names,
+            config,
+        )
+        base = config if config is not None else RunConfig()
+        self._config = base.replace(model_dir=os.fspath(self._core.model_dir))
+
+    # ----------------------------------------------------------------- train
+
+    def train(
+        self,
+        input_fn: InputFn,
+        hooks: Optional[Sequence[Any]] = None,
+        steps: Optional[int] = None,
+        max_steps: Optional[int] = None,
+        saving_listeners: Optional[Sequence[Any]] = None,
+    ) -> "KMeansClustering":
+        """Trains the model; returns the estimator.
+
+        A fresh model is first initialised from one `input_fn()` call, then
+        training calls `input_fn()` again. `steps` adds to the current global
+        step; `max_steps` is absolute (give at most one). Training ends when
+        the steps are done, the input is exhausted, `relative_tolerance` is
+        met, or a hook calls `run_context.request_stop()`. A checkpoint is
+        written at the end (and as `config` asks). Ctrl-C stops after the
+        current step, saves it, and raises `KeyboardInterrupt`.
+
+        Raises:
+          ValueError: bad arguments or data, labels, an incompatible model.
+          RuntimeError: a damaged checkpoint or an I/O failure.
+        """
+        steps = _positive("steps", steps)
+        max_steps = _positive("max_steps", max_steps)
+        if steps is not None and max_steps is not None:
+            raise ValueError("give steps or max_steps, not both")
+        listeners = [_ListenerAdapter(l) for l in (saving_listeners or [])]
+        self._core.train(wrap_input_fn(input_fn), _hooks(hooks), steps, max_steps, listeners)
+        return self
+
+    # -------------------------------------------------------------- evaluate
+
+    def evaluate(
+        self,
+        input_fn: InputFn,
+        steps: Optional[int] = None,
+        hooks: Optional[Sequence[Any]] = None,
+        checkpoint_path: Optional[_PathLike] = None,
+        name: Optional[str] = None,
+    ) -> Dict[str, Union[float, int]]:
+        """Evaluates the latest (or the given) checkpoint.
+
+        Returns `{"score": s, "loss": s, "global_step": g}`, where s is the
+        mean over the evaluated batches of each batch's sum of distances to
+        the nearest centre. `steps` caps the number of batches.
+
+        Raises:
+          RuntimeError: no checkpoint yet (train first).
+          FileNotFoundError: `checkpoint_path` does not exist.
+          ValueError: bad data.
+        """
+        steps = _positive("steps", steps)
+        path = None if checkpoint_path is None else os.fspath(checkpoint_path)
+        score, loss, step = self._core.evaluate(wrap_input_fn(input_fn), steps, _hooks(hooks), path, name)
+        return {"score": float(score), "loss": float(loss), "global_step": int(step)}
+
+    # --------------------------------------------------------------- predict
+
+    def predict(
+        self,
+        input_fn: InputFn,
+        predict_keys: Optional[Union[str, Sequence[str]]] = None,
+        hooks: Optional[Sequence[Any]] = None,
+        checkpoint_path: Optional[_PathLike] = None,
+        yield_single_examples: bool = True,
+    ) -> Iterator[Dict[str, Any]]:
+        """Yields one dict per input row: `"cluster_index"` (an int64) and
+        `"all_distances"` (the distances to every centre), or only the
+        `predict_keys` asked for. With `yield_single_examples=False`, one dict
+        of arrays per input batch. A single batch is predicted once.
+
+        Raises (on the first `next()`):
+          RuntimeError: no checkpoint yet.
+          ValueError: an unknown predict key, or bad data.
+        """
+        if isinstance(predict_keys, str):
+            predict_keys = [predict_keys]
+        keys = None if predict_keys is None else [str(k) for k in predict_keys]
+        path = None if checkpoint_path is None else os.fspath(checkpoint_path)
+        wrapped = wrap_input_fn(input_fn)
+        hook_list = _hooks(hooks)
+
+        def generate() -> Iterator[Dict[str, Any]]:
+            for index, distances in self._core.predict(wrapped, keys, hook_list, path):
+                if not yield_single_examples:
+                    out: Dict[str, Any] = {}
+                    if index is not None:
+                        out[self.CLUSTER_INDEX] = index
+                    if distances is not None:
+                        out[self.ALL_DISTANCES] = distances
+                    yield out
+                    continue
+                n = len(index) if index is not None else len(distances)
+                for i in range(n):
+                    row: Dict[str, Any] = {}
+                    if index is not None:
+                        row[self.CLUSTER_INDEX] = index[i]
+                    if distances is not None:
+                        row[self.ALL_DISTANCES] = distances[i]
+                    yield row
+
+        return generate()
+
+    def predict_cluster_index(self, input_fn: InputFn) -> Iterator[np.int64]:
+        """Yields the index of the nearest centre of every input row."""
+        for row in self.predict(input_fn, predict_keys=[self.CLUSTER_INDEX]):
+            yield row[self.CLUSTER_INDEX]
+
+    def transform(self, input_fn: InputFn) -> Iterator[np.ndarray]:
+        """Yields, for every input row, its distance to every centre (squared
+        Euclidean, or 1 - cosine similarity)."""
+        for row in self.predict(input_fn, predict_keys=[self.ALL_DISTANCES]):
+            yield row[self.ALL_DISTANCES]
+
+    def score(self, input_fn: InputFn) -> float:
+        """The sum of the first batch's distances to their nearest centres
+        (positive; scikit-learn's `score` is its negative)."""
+        return float(self.evaluate(input_fn, steps=1)["score"])
+
+    # ---------------------------------------------------------------- state
+
+    def cluster_centers(self) -> np.ndarray:
+        """The centres [k, d] of the latest checkpoint.
+
+        Raises:
+          RuntimeError: no checkpoint yet.
+        """
+        return self._core.cluster_centers()
+
+    def get_variable_names(self) -> List[str]:
+        """The names of the model's variables (`clusters`, `initialized`,
+        `global_step`, and per mode `cluster_counts`, `clusters_updated`,
+        `update_in_steps`)."""
+        return list(self._core.get_variable_names())
+
+    def get_variable_value(self, name: str) -> Any:
+        """The value of one variable in the latest checkpoint: an array, or a
+        NumPy scalar for scalar variables.
+
+        Raises:
+          ValueError: no such variable.
+          RuntimeError: no checkpoint yet.
+        """
+        value = self._core.get_variable_value(name)
+        return value[()] if value.ndim == 0 else value
+
+    def latest_checkpoint(self) -> Optional[str]:
+        """The newest checkpoint's path, or None."""
+        path = self._core.latest_checkpoint()
+        return None if path is None else os.fspath(path)
+
+    def export_savedmodel(
+        self,
+        export_dir_base: _PathLike,
+        serving_input_receiver_fn: Any = None,
+        assets_extra: Optional[Dict[str, _PathLike]] = None,
+        as_text: bool = False,
+        checkpoint_path: Optional[_PathLike] = None,
+    ) -> str:
+        """Writes a TensorFlow SavedModel of the latest (or the given)
+        checkpoint under `export_dir_base/<timestamp>` and returns its path.
+
+        Raises:
+          RuntimeError: no checkpoint yet, or the export failed.
+        """
+        export = getattr(self._core, "export_saved_model", None)
+        if export is None:
+            raise RuntimeError("this build of centroid cannot export SavedModels")
+        receiver = _serving_receiver(serving_input_receiver_fn)
+        assets = [(str(k), os.fspath(v)) for k, v in (assets_extra or {}).items()]
+        path = None if checkpoint_path is None else os.fspath(checkpoint_path)
+        return os.fspath(export(os.fspath(export_dir_base), receiver, assets, bool(as_text), path))
+
+    export_saved_model = export_savedmodel
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def config(self) -> RunConfig:
+        """The run configuration (with `model_dir` filled in)."""
+        return self._config
+
+    @property
+    def model_dir(self) -> str:
+        """The checkpoint directory."""
+        return self._config.model_dir or os.fspath(self._core.model_dir)
+
+    @property
+    def params(self) -> Dict[str, Any]:
+        """The constructor's arguments (a copy)."""
+        return dict(self._params)
+
+    @property
+    def model_fn(self) -> "ModelFn":
+        """The model bound to its parameters."""
+        return ModelFn(self)
+
+    def __repr__(self) -> str:
+        return f"KMeansClustering(num_clusters={self._core.num_clusters}, model_dir={self.model_dir!r})"
+
+
+def _serving_receiver(fn: Any) -> Any:
+    """The serving input description for the export: None (a dense float
+    input), or whatever `serving_input_receiver_fn()` returns."""
+    if fn is None:
+        return None
+    return fn() if callable(fn) else fn
+
+
+class ModelFn:
+    """The K-means model of an estimator, usable on its own: the
+    computations the training, evaluation and prediction loops run, applied
+    to arrays. Each method reads the estimator's latest checkpoint."""
+
+    def __init__(self, estimator: KMeansClustering) -> None:
+        self._estimator = estimator
+
+    @property
+    def params(self) -> Dict[str, Any]:
+        """The model's parameters."""
+        return self._estimator.params
+
+    def __call__(self, features: Any, mode: str = "infer") -> Dict[str, Any]:
+        """Runs the model on one batch. `mode` "infer"/"predict" gives
+        `{"cluster_index", "all_distances"}`; "eval" gives `{"loss"}`."""
+        batch = features
+        if mode in ("infer", "predict"):
+            rows = list(self._estimator.predict(lambda: batch, yield_single_examples=False))
+            return rows[0]
+        if mode == "eval":
+            return {"loss": self._estimator.evaluate(lambda: batch, steps=1)["loss"]}
+        raise ValueError(f"unknown mode {mode!r}; accepted: 'infer', 'predict', 'eval'")

@@ -1,0 +1,271 @@
+//! The functional K-means core (`centroid::batch`, `centroid::seeding`) for
+//! the scikit-learn classes. The caller (centroid/sklearn.py) passes
+//! C-contiguous arrays of one float dtype; they are read in place with the
+//! GIL released.
+
+use centroid::batch;
+use centroid::{Float, MatRef, Matrix, Metric};
+use numpy::{Element, PyArray1, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::arrays::{matrix_to_numpy, to_numpy};
+use crate::errors::IntoPy;
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(lloyd, m)?)?;
+    m.add_function(wrap_pyfunction!(minibatch_step, m)?)?;
+    m.add_function(wrap_pyfunction!(labels_inertia, m)?)?;
+    m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
+    m.add_function(wrap_pyfunction!(kmeans_plus_plus, m)?)?;
+    Ok(())
+}
+
+fn not_contiguous(what: &str) -> PyErr {
+    PyValueError::new_err(format!("{what} must be a C-contiguous array"))
+}
+
+/// Borrowed views of the data, the optional weights and the centres.
+struct Views<'a, T> {
+    x: MatRef<'a, T>,
+    w: Option<&'a [T]>,
+    c: MatRef<'a, T>,
+}
+
+/// Runs `f` on typed views of `x`, `sample_weight` and `centers`, which must
+/// share one dtype (float32 or float64), with the GIL released.
+macro_rules! dispatch {
+    ($py:expr, $x:expr, $w:expr, $c:expr, |$v:ident, $T:ident| $body:expr) => {{
+        if $x.downcast::<PyArray2<f32>>().is_ok() {
+            type $T = f32;
+            run_typed::<f32, _, _>($py, $x, $w, $c, |$v| $body)
+        } else if $x.downcast::<PyArray2<f64>>().is_ok() {
+            type $T = f64;
+            run_typed::<f64, _, _>($py, $x, $w, $c, |$v| $body)
+        } else {
+            Err(PyTypeError::new_err(
+                "X must be a 2-D float32 or float64 array",
+            ))
+        }
+    }};
+}
+
+fn run_typed<'py, T, R, F>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    w: Option<&Bound<'py, PyAny>>,
+    c: &Bound<'py, PyAny>,
+    f: F,
+) -> PyResult<R>
+where
+    T: Float + Element,
+    R: Send,
+    F: for<'a> FnOnce(Views<'a, T>) -> centroid::Result<R> + Send,
+{
+    let x = x
+        .downcast::<PyArray2<T>>()?
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let c = c
+        .downcast::<PyArray2<T>>()
+        .map_err(|_| PyTypeError::new_err("the centres must be a 2-D array of the data's dtype"))?
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let w = match w {
+        Some(w) => Some(
+            w.downcast::<PyArray1<T>>()
+                .map_err(|_| {
+                    PyTypeError::new_err("sample_weight must be a 1-D array of the data's dtype")
+                })?
+                .try_readonly()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let (xs, (n, d)) = (
+        x.as_slice().map_err(|_| not_contiguous("X"))?,
+        (x.shape()[0], x.shape()[1]),
+    );
+    let (cs, k) = (
+        c.as_slice().map_err(|_| not_contiguous("the centres"))?,
+        c.shape()[0],
+    );
+    let ws = match &w {
+        Some(w) => Some(w.as_slice().map_err(|_| not_contiguous("sample_weight"))?),
+        None => None,
+    };
+    let views = Views {
+        x: MatRef::new(xs, n, d).py()?,
+        w: ws,
+        c: MatRef::new(cs, k, c.shape()[1]).py()?,
+    };
+    py.allow_threads(move || f(views)).py()
+}
+
+fn labels_to_numpy(py: Python<'_>, labels: Vec<u32>) -> PyResult<Bound<'_, PyAny>> {
+    let n = labels.len();
+    to_numpy(
+        py,
+        labels.into_iter().map(|l| l as i32).collect::<Vec<i32>>(),
+        &[n],
+    )
+}
+
+/// Lloyd's algorithm from `centers`: returns `(centers, labels, inertia,
+/// n_iter)`. `tol` is absolute (scikit-learn's scaled tolerance).
+#[pyfunction]
+#[pyo3(signature = (x, sample_weight, centers, max_iter, tol))]
+fn lloyd<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    centers: &Bound<'py, PyAny>,
+    max_iter: usize,
+    tol: f64,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, f64, usize)> {
+    dispatch!(py, x, sample_weight, centers, |v, T| {
+        batch::lloyd::<T>(v.x, v.w, v.c, max_iter, tol).map(|f| {
+            (
+                Either::from(f.centres.into_vec()),
+                f.labels,
+                f.inertia,
+                f.n_iter,
+                v.c.rows(),
+                v.c.cols(),
+            )
+        })
+    })
+    .and_then(|(c, labels, inertia, n_iter, k, d)| {
+        let centres = match c {
+            Either::F32(c) => matrix_to_numpy(py, Matrix::new(c, k, d).py()?)?,
+            Either::F64(c) => matrix_to_numpy(py, Matrix::new(c, k, d).py()?)?,
+        };
+        Ok((centres, labels_to_numpy(py, labels)?, inertia, n_iter))
+    })
+}
+
+/// A vector of either float type (the result of a dtype dispatch).
+enum Either {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl From<Vec<f32>> for Either {
+    fn from(v: Vec<f32>) -> Self {
+        Either::F32(v)
+    }
+}
+impl From<Vec<f64>> for Either {
+    fn from(v: Vec<f64>) -> Self {
+        Either::F64(v)
+    }
+}
+
+/// One mini-batch step: updates `centers` and `weight_sums` (float64) in
+/// place and returns the batch's inertia before the update.
+#[pyfunction]
+#[pyo3(signature = (x, sample_weight, centers, weight_sums))]
+fn minibatch_step<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    centers: &Bound<'py, PyAny>,
+    weight_sums: &Bound<'py, PyArray1<f64>>,
+) -> PyResult<f64> {
+    let mut sums = weight_sums
+        .to_vec()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let (new_centres, inertia, new_sums) = dispatch!(py, x, sample_weight, centers, |v, T| {
+        let mut c: Matrix<T> = Matrix::new(v.c.as_slice().to_vec(), v.c.rows(), v.c.cols())?;
+        let inertia = batch::minibatch_step::<T>(v.x, v.w, &mut c, &mut sums, None)?;
+        Ok((Either::from(c.into_vec()), inertia, sums))
+    })?;
+    // Write back only after the step succeeded: nothing is half-applied.
+    match new_centres {
+        Either::F32(c) => write_into(centers, &c)?,
+        Either::F64(c) => write_into(centers, &c)?,
+    }
+    let mut rw = weight_sums
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    rw.as_slice_mut()
+        .map_err(|_| not_contiguous("weight_sums"))?
+        .copy_from_slice(&new_sums);
+    Ok(inertia)
+}
+
+fn write_into<T: Element + Copy>(target: &Bound<'_, PyAny>, values: &[T]) -> PyResult<()> {
+    let arr = target.downcast::<PyArray2<T>>()?;
+    let mut rw = arr
+        .try_readwrite()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    rw.as_slice_mut()
+        .map_err(|_| not_contiguous("the centres"))?
+        .copy_from_slice(values);
+    Ok(())
+}
+
+/// The nearest centre of every row (int32) and the weighted inertia.
+#[pyfunction]
+#[pyo3(signature = (x, sample_weight, centers))]
+fn labels_inertia<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    centers: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, PyAny>, f64)> {
+    let (labels, inertia) = dispatch!(
+        py,
+        x,
+        sample_weight,
+        centers,
+        |v, T| batch::labels_inertia::<T>(v.x, v.w, v.c)
+    )?;
+    Ok((labels_to_numpy(py, labels)?, inertia))
+}
+
+/// Squared Euclidean distances of every row to every centre, `n x k`.
+#[pyfunction]
+fn sq_distances<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    centers: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (values, n, k) = dispatch!(py, x, None, centers, |v, T| {
+        batch::sq_distances::<T>(v.x, v.c)
+            .map(|m| (Either::from(m.as_slice().to_vec()), m.rows(), m.cols()))
+    })?;
+    match values {
+        Either::F32(v) => to_numpy(py, v, &[n, k]),
+        Either::F64(v) => to_numpy(py, v, &[n, k]),
+    }
+}
+
+/// Greedy k-means++ seeding (squared Euclidean): `k` rows of `x`.
+#[pyfunction]
+#[pyo3(signature = (x, sample_weight, k, num_retries, seed))]
+fn kmeans_plus_plus<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    k: usize,
+    num_retries: i64,
+    seed: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    // The centres argument is unused here; pass x so the dispatch has one.
+    let (values, d) = dispatch!(py, x, sample_weight, x, |v, T| {
+        centroid::seeding::kmeans_plus_plus::<T>(
+            v.x,
+            v.w,
+            k,
+            num_retries,
+            Metric::SquaredEuclidean,
+            seed,
+        )
+        .map(|m| (Either::from(m.as_slice().to_vec()), v.x.cols()))
+    })?;
+    match values {
+        Either::F32(v) => to_numpy(py, v, &[k, d]),
+        Either::F64(v) => to_numpy(py, v, &[k, d]),
+    }
+}

@@ -1,0 +1,656 @@
+//! `_Estimator`: the core `KMeansClustering` driven from Python.
+//!
+//! centroid/estimator.py normalises what the user's `input_fn` returns into
+//! `(True, batch)` (one batch for every step) or `(False, iterator)` (one
+//! batch per step), where a batch is a float32/float64 C-contiguous 2-D array
+//! or a dict of 1-D/2-D such arrays. The core calls back into Python (taking
+//! the GIL) for every batch, hook and listener call; it runs with the GIL
+//! released otherwise.
+//!
+//! Ctrl-C: Python only notices a signal while Python code runs or when asked.
+//! The training loop asks after every step (`TrainArgs::interrupt`), and a
+//! `KeyboardInterrupt` raised inside a callback is held back and turned into
+//! the same clean stop (the input "ends", a hook asks to stop), so the last
+//! finished step is always checkpointed before `KeyboardInterrupt` reaches
+//! the caller.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use centroid::{
+    CheckpointSaverListener, Column, Dense, EvalArgs, Features, InitFn, InitialClusters, Input,
+    KMeansClustering, KMeansParams, Metric, PredictArgs, PredictionBatch, Predictions, RunConfig,
+    RunContext, RunValues, SessionRunHook, Tensor, TrainArgs,
+};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyStopIteration, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use crate::arrays::{array_data, dense_from_array, dense_to_numpy, to_numpy, KeepAlive};
+use crate::errors::{callback_error, to_pyerr, IntoPy};
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyEstimator>()?;
+    m.add_class::<PredictIter>()?;
+    Ok(())
+}
+
+/// A `KeyboardInterrupt` seen inside a callback, held until the loop has
+/// stopped cleanly.
+#[derive(Clone, Default)]
+struct Interrupt(Arc<Mutex<Option<PyErr>>>);
+
+impl Interrupt {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<PyErr>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+    fn set(&self, e: PyErr) {
+        let mut slot = self.slot();
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+    fn is_set(&self) -> bool {
+        self.slot().is_some()
+    }
+    fn take(&self) -> Option<PyErr> {
+        self.slot().take()
+    }
+    /// Whether Ctrl-C was pressed: a held interrupt, or a pending signal
+    /// whose Python handler raises.
+    fn poll(&self) -> bool {
+        if self.is_set() {
+            return true;
+        }
+        Python::with_gil(|py| match py.check_signals() {
+            Ok(()) => false,
+            Err(e) => {
+                self.set(e);
+                true
+            }
+        })
+    }
+}
+
+/// Moves a value into `allow_threads`. Everything wrapped here only touches
+/// Python through `Python::with_gil`, so running it without the GIL held is
+/// sound; the wrapper exists because the core's iterator types are boxed
+/// trait objects that do not carry `Send` in their type.
+struct AssertSend<T>(T);
+// SAFETY: see above; the wrapped values are used on the calling thread only
+// (allow_threads runs its closure on the current thread).
+unsafe impl<T> Send for AssertSend<T> {}
+impl<T> AssertSend<T> {
+    fn get(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+/// A normalised Python batch as core features. With `keep`, C-contiguous
+/// arrays are borrowed; otherwise copied.
+fn features<'k>(obj: &Bound<'_, PyAny>, keep: Option<&'k KeepAlive>) -> PyResult<Features<'k>> {
+    if let Ok(d) = obj.downcast::<PyDict>() {
+        let mut map = BTreeMap::new();
+        for (k, v) in d.iter() {
+            let name: String = k
+                .downcast::<PyString>()
+                .map_err(|_| PyTypeError::new_err("feature names must be strings"))?
+                .to_string();
+            let (data, shape) = array_data(&v, keep)?;
+            let column = match shape.as_slice() {
+                [_] => Column::vector(data),
+                [n, d] => Column::matrix(data, *n, *d).py()?,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "feature {name:?} must be [N] or [N, d], got shape {other:?}"
+                    )))
+                }
+            };
+            map.insert(name, column);
+        }
+        return Ok(Features::Columns(map));
+    }
+    Ok(Features::Dense(dense_from_array(
+        obj,
+        keep,
+        "the input batch",
+    )?))
+}
+
+/// The batches of a Python iterator, one per step, copied (each batch is
+/// released once its step is done, so memory stays bounded however long
+/// the iterator runs).
+struct PyBatches<'k> {
+    it: Py<PyAny>,
+    interrupt: Interrupt,
+    _batches: PhantomData<&'k ()>,
+}
+
+impl<'k> Iterator for PyBatches<'k> {
+    type Item = centroid::Result<Features<'k>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.interrupt.is_set() {
+            return None;
+        }
+        Python::with_gil(|py| match self.it.bind(py).call_method0("__next__") {
+            Ok(obj) => Some(features(&obj, None).map_err(|e| callback_error("input_fn", e))),
+            Err(e) if e.is_instance_of::<PyStopIteration>(py) => None,
+            Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => {
+                self.interrupt.set(e);
+                None
+            }
+            Err(e) => Some(Err(callback_error("input_fn", e))),
+        })
+    }
+}
+
+/// Calls the normalised Python input function once.
+fn call_input_fn<'k>(
+    input_fn: &Py<PyAny>,
+    keep: &'k KeepAlive,
+    interrupt: &Interrupt,
+) -> centroid::Result<Input<'k>> {
+    Python::with_gil(|py| {
+        let wrap = |e: PyErr| callback_error("input_fn", e);
+        let out = input_fn.bind(py).call0().map_err(wrap)?;
+        let (constant, payload): (bool, Bound<'_, PyAny>) = out.extract().map_err(wrap)?;
+        if constant {
+            Ok(Input::Constant(
+                features(&payload, Some(keep)).map_err(wrap)?,
+            ))
+        } else {
+            Ok(Input::Batches(Box::new(PyBatches {
+                it: payload.unbind(),
+                interrupt: interrupt.clone(),
+                _batches: PhantomData,
+            })))
+        }
+    })
+}
+
+/// A Python hook (`centroid.hooks.SessionRunHook` or any object with some
+/// of its methods).
+struct PyHook {
+    obj: Py<PyAny>,
+    context_class: Py<PyAny>,
+    values_class: Py<PyAny>,
+    interrupt: Interrupt,
+}
+
+/// Calls `obj.name(*args)` if `obj` has such a method; a `KeyboardInterrupt`
+/// is held in `interrupt` rather than aborting the loop.
+fn call_optional<'py>(
+    py: Python<'py>,
+    obj: &Py<PyAny>,
+    name: &str,
+    args: impl pyo3::call::PyCallArgs<'py>,
+    interrupt: &Interrupt,
+    what: &str,
+) -> centroid::Result<()> {
+    let obj = obj.bind(py);
+    let method = match obj.getattr(name) {
+        Ok(m) => m,
+        Err(_) => return Ok(()),
+    };
+    match method.call1(args) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => {
+            interrupt.set(e);
+            Ok(())
+        }
+        Err(e) => Err(callback_error(&format!("{what}.{name}"), e)),
+    }
+}
+
+impl PyHook {
+    fn new(py: Python<'_>, obj: Py<PyAny>, interrupt: &Interrupt) -> PyResult<Self> {
+        let hooks = py.import("centroid.hooks")?;
+        Ok(Self {
+            obj,
+            context_class: hooks.getattr("SessionRunContext")?.unbind(),
+            values_class: hooks.getattr("SessionRunValues")?.unbind(),
+            interrupt: interrupt.clone(),
+        })
+    }
+
+    fn run_with_context(
+        &self,
+        ctx: &mut RunContext,
+        name: &str,
+        values: Option<&RunValues>,
+    ) -> centroid::Result<()> {
+        Python::with_gil(|py| {
+            let wrap = |e: PyErr| callback_error(&format!("hook.{name}"), e);
+            let pctx = self
+                .context_class
+                .bind(py)
+                .call1((ctx.global_step(), ctx.stop_requested()))
+                .map_err(wrap)?;
+            match values {
+                None => call_optional(
+                    py,
+                    &self.obj,
+                    name,
+                    (pctx.clone(),),
+                    &self.interrupt,
+                    "hook",
+                )?,
+                Some(v) => {
+                    let pvalues = self
+                        .values_class
+                        .bind(py)
+                        .call1((v.global_step, v.loss))
+                        .map_err(wrap)?;
+                    call_optional(
+                        py,
+                        &self.obj,
+                        name,
+                        (pctx.clone(), pvalues),
+                        &self.interrupt,
+                        "hook",
+                    )?
+                }
+            }
+            let stop: bool = pctx
+                .getattr("stop_requested")
+                .and_then(|s| s.is_truthy())
+                .map_err(wrap)?;
+            if stop || self.interrupt.is_set() {
+                ctx.request_stop();
+            }
+            Ok(())
+        })
+    }
+}
+
+impl SessionRunHook for PyHook {
+    fn begin(&mut self) -> centroid::Result<()> {
+        Python::with_gil(|py| call_optional(py, &self.obj, "begin", (), &self.interrupt, "hook"))
+    }
+    fn before_run(&mut self, ctx: &mut RunContext) -> centroid::Result<()> {
+        self.run_with_context(ctx, "before_run", None)
+    }
+    fn after_run(&mut self, ctx: &mut RunContext, values: &RunValues) -> centroid::Result<()> {
+        self.run_with_context(ctx, "after_run", Some(values))
+    }
+    fn end(&mut self) -> centroid::Result<()> {
+        Python::with_gil(|py| call_optional(py, &self.obj, "end", (), &self.interrupt, "hook"))
+    }
+}
+
+/// A Python checkpoint-saver listener.
+struct PyListener {
+    obj: Py<PyAny>,
+    interrupt: Interrupt,
+}
+
+impl CheckpointSaverListener for PyListener {
+    fn begin(&mut self) -> centroid::Result<()> {
+        Python::with_gil(|py| {
+            call_optional(py, &self.obj, "begin", (), &self.interrupt, "listener")
+        })
+    }
+    fn before_save(&mut self, global_step: i64) -> centroid::Result<()> {
+        Python::with_gil(|py| {
+            call_optional(
+                py,
+                &self.obj,
+                "before_save",
+                (global_step,),
+                &self.interrupt,
+                "listener",
+            )
+        })
+    }
+    fn after_save(&mut self, global_step: i64) -> centroid::Result<()> {
+        Python::with_gil(|py| {
+            call_optional(
+                py,
+                &self.obj,
+                "after_save",
+                (global_step,),
+                &self.interrupt,
+                "listener",
+            )
+        })
+    }
+    fn end(&mut self, global_step: i64) -> centroid::Result<()> {
+        Python::with_gil(|py| {
+            call_optional(
+                py,
+                &self.obj,
+                "end",
+                (global_step,),
+                &self.interrupt,
+                "listener",
+            )
+        })
+    }
+}
+
+/// A Python `initial_clusters(batch, k_remaining)` function. The Python side
+/// wraps the user's function so that it returns a 2-D float array.
+struct PyInitFn(Py<PyAny>);
+
+impl InitFn for PyInitFn {
+    fn call(&self, batch: &Dense<'_>, k_remaining: usize) -> centroid::Result<Dense<'static>> {
+        Python::with_gil(|py| {
+            let wrap = |e: PyErr| callback_error("initial_clusters", e);
+            let arr = dense_to_numpy(py, batch).map_err(wrap)?;
+            let out = self.0.bind(py).call1((arr, k_remaining)).map_err(wrap)?;
+            dense_from_array(&out, None, "the initial_clusters function's result").map_err(wrap)
+        })
+    }
+}
+
+fn config_from_py(obj: &Bound<'_, PyAny>) -> PyResult<RunConfig> {
+    let get = |name: &str| obj.getattr(name);
+    Ok(RunConfig {
+        model_dir: get("model_dir")?.extract()?,
+        random_seed: get("random_seed")?.extract()?,
+        save_checkpoints_steps: get("save_checkpoints_steps")?.extract()?,
+        save_checkpoints_secs: get("save_checkpoints_secs")?.extract()?,
+        keep_checkpoint_max: get("keep_checkpoint_max")?.extract()?,
+        log_step_count_steps: get("log_step_count_steps")?.extract()?,
+        num_threads: get("num_threads")?.extract()?,
+    })
+}
+
+fn tensor_to_numpy(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyAny>> {
+    match t {
+        Tensor::F32 { values, shape } => to_numpy(py, values, &shape),
+        Tensor::F64 { values, shape } => to_numpy(py, values, &shape),
+        Tensor::I64 { values, shape } => to_numpy(py, values, &shape),
+        Tensor::Bool { values, shape } => to_numpy(py, values, &shape),
+    }
+}
+
+/// The core estimator. Python's `centroid.KMeansClustering` wraps it.
+#[pyclass(module = "centroid._core", name = "_Estimator")]
+pub struct PyEstimator {
+    inner: KMeansClustering,
+}
+
+#[pymethods]
+impl PyEstimator {
+    #[new]
+    #[pyo3(signature = (num_clusters, model_dir, initial_clusters, distance_metric, random_seed,
+        use_mini_batch, mini_batch_steps_per_iteration, kmeans_plus_plus_num_retries,
+        relative_tolerance, feature_columns, config))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        num_clusters: usize,
+        model_dir: Option<PathBuf>,
+        initial_clusters: &Bound<'_, PyAny>,
+        distance_metric: &str,
+        random_seed: u64,
+        use_mini_batch: bool,
+        mini_batch_steps_per_iteration: u64,
+        kmeans_plus_plus_num_retries: i64,
+        relative_tolerance: Option<f64>,
+        feature_columns: Option<Vec<String>>,
+        config: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let initial_clusters = if let Ok(name) = initial_clusters.downcast::<PyString>() {
+            InitialClusters::from_name(&name.to_string()).py()?
+        } else if initial_clusters.hasattr("__array_interface__")? {
+            InitialClusters::Array(dense_from_array(
+                initial_clusters,
+                None,
+                "initial_clusters",
+            )?)
+        } else if initial_clusters.is_callable() {
+            InitialClusters::Callable(Arc::new(PyInitFn(initial_clusters.clone().unbind())))
+        } else {
+            return Err(PyValueError::new_err(
+                "initial_clusters must be \"random\", \"kmeans_plus_plus\", an array of centres or a callable",
+            ));
+        };
+        let params = KMeansParams {
+            num_clusters,
+            initial_clusters,
+            distance_metric: Metric::from_name(distance_metric).py()?,
+            random_seed,
+            use_mini_batch,
+            mini_batch_steps_per_iteration,
+            kmeans_plus_plus_num_retries,
+            relative_tolerance,
+            feature_columns,
+        };
+        let config = config.map(config_from_py).transpose()?;
+        let inner = KMeansClustering::new(params, model_dir, config).py()?;
+        Ok(Self { inner })
+    }
+
+    #[getter]
+    fn model_dir(&self) -> PathBuf {
+        self.inner.model_dir().to_path_buf()
+    }
+
+    #[getter]
+    fn num_clusters(&self) -> usize {
+        self.inner.params().num_clusters
+    }
+
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.inner.seed()
+    }
+
+    #[pyo3(signature = (input_fn, hooks, steps, max_steps, saving_listeners))]
+    fn train(
+        &mut self,
+        py: Python<'_>,
+        input_fn: Py<PyAny>,
+        hooks: Vec<Py<PyAny>>,
+        steps: Option<u64>,
+        max_steps: Option<u64>,
+        saving_listeners: Vec<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let keep = KeepAlive::default();
+        let interrupt = Interrupt::default();
+        let mut hooks: Vec<PyHook> = hooks
+            .into_iter()
+            .map(|h| PyHook::new(py, h, &interrupt))
+            .collect::<PyResult<_>>()?;
+        let mut listeners: Vec<PyListener> = saving_listeners
+            .into_iter()
+            .map(|obj| PyListener {
+                obj,
+                interrupt: interrupt.clone(),
+            })
+            .collect();
+        let inner = &mut self.inner;
+        let result = py.allow_threads(|| {
+            let mut make_input = || call_input_fn(&input_fn, &keep, &interrupt);
+            let mut poll = || interrupt.poll();
+            let args = TrainArgs {
+                steps,
+                max_steps,
+                hooks: hooks
+                    .iter_mut()
+                    .map(|h| h as &mut dyn SessionRunHook)
+                    .collect(),
+                saving_listeners: listeners
+                    .iter_mut()
+                    .map(|l| l as &mut dyn CheckpointSaverListener)
+                    .collect(),
+                interrupt: Some(&mut poll),
+                on_step: None,
+            };
+            inner.train(&mut make_input, args).map(|_| ())
+        });
+        match (result, interrupt.take()) {
+            (Err(e @ centroid::Error::Interrupted { .. }), _) => Err(to_pyerr(e)),
+            (_, Some(held)) => Err(held),
+            (r, None) => r.py(),
+        }
+    }
+
+    #[pyo3(signature = (input_fn, steps, hooks, checkpoint_path, name))]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        input_fn: Py<PyAny>,
+        steps: Option<u64>,
+        hooks: Vec<Py<PyAny>>,
+        checkpoint_path: Option<PathBuf>,
+        name: Option<String>,
+    ) -> PyResult<(f64, f64, i64)> {
+        let keep = KeepAlive::default();
+        let interrupt = Interrupt::default();
+        let mut hooks: Vec<PyHook> = hooks
+            .into_iter()
+            .map(|h| PyHook::new(py, h, &interrupt))
+            .collect::<PyResult<_>>()?;
+        let inner = &self.inner;
+        let result = py.allow_threads(|| {
+            let make_input = || call_input_fn(&input_fn, &keep, &interrupt);
+            let args = EvalArgs {
+                steps,
+                hooks: hooks
+                    .iter_mut()
+                    .map(|h| h as &mut dyn SessionRunHook)
+                    .collect(),
+                checkpoint_path,
+                name,
+            };
+            inner.evaluate(make_input, args)
+        });
+        if let Some(held) = interrupt.take() {
+            return Err(held);
+        }
+        let r = result.py()?;
+        Ok((r.score, r.loss, r.global_step))
+    }
+
+    /// A lazy iterator of `(cluster_index, all_distances)` per input batch
+    /// (either may be None when not asked for).
+    #[pyo3(signature = (input_fn, predict_keys, hooks, checkpoint_path))]
+    fn predict(
+        &self,
+        py: Python<'_>,
+        input_fn: Py<PyAny>,
+        predict_keys: Option<Vec<String>>,
+        hooks: Vec<Py<PyAny>>,
+        checkpoint_path: Option<PathBuf>,
+    ) -> PyResult<PredictIter> {
+        let keep = Box::new(KeepAlive::default());
+        let interrupt = Interrupt::default();
+        let mut hooks: Vec<Box<PyHook>> = hooks
+            .into_iter()
+            .map(|h| PyHook::new(py, h, &interrupt).map(Box::new))
+            .collect::<PyResult<_>>()?;
+        // SAFETY: the boxed hooks and the keep-alive live in the returned
+        // PredictIter next to the predictions that borrow them, never move
+        // (they are boxed), and are dropped after them (field order).
+        let interrupt_for_input = interrupt.clone();
+        let keep_ref: &'static KeepAlive = unsafe { &*(keep.as_ref() as *const KeepAlive) };
+        let hook_refs: Vec<&'static mut dyn SessionRunHook> =
+            hooks
+                .iter_mut()
+                .map(|h| unsafe { &mut *(h.as_mut() as *mut PyHook) }
+                    as &'static mut dyn SessionRunHook)
+                .collect();
+        // Loading the checkpoint and the first input_fn() call run with the
+        // GIL held; the per-batch work in __next__ releases it.
+        let make_input = move || call_input_fn(&input_fn, keep_ref, &interrupt_for_input);
+        let args = PredictArgs {
+            predict_keys,
+            hooks: hook_refs,
+            checkpoint_path,
+        };
+        let predictions = self.inner.predict(make_input, args).py()?;
+        Ok(PredictIter {
+            predictions: Some(AssertSend(predictions)),
+            _hooks: hooks,
+            _keep: keep,
+            interrupt,
+        })
+    }
+
+    fn cluster_centers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = &self.inner;
+        let c = py.allow_threads(|| inner.cluster_centers()).py()?;
+        dense_to_numpy(py, &c)
+    }
+
+    fn get_variable_names(&self) -> PyResult<Vec<String>> {
+        self.inner.get_variable_names().py()
+    }
+
+    fn get_variable_value<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let t = self.inner.get_variable_value(name).py()?;
+        tensor_to_numpy(py, t)
+    }
+
+    fn latest_checkpoint(&self) -> Option<PathBuf> {
+        self.inner.latest_checkpoint()
+    }
+}
+
+/// The lazy result of `_Estimator.predict`.
+#[pyclass(module = "centroid._core", unsendable)]
+pub struct PredictIter {
+    // Declared first: dropped before the hooks and arrays it borrows.
+    predictions: Option<AssertSend<Predictions<'static>>>,
+    // Boxed so their addresses stay put while `predictions` refers to them.
+    #[allow(clippy::vec_box)]
+    _hooks: Vec<Box<PyHook>>,
+    _keep: Box<KeepAlive>,
+    interrupt: Interrupt,
+}
+
+type BatchOut<'py> = (Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>);
+
+#[pymethods]
+impl PredictIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<BatchOut<'py>>> {
+        let Some(predictions) = self.predictions.as_mut() else {
+            return Ok(None);
+        };
+        let mut target = AssertSend(predictions.get());
+        let next = py.allow_threads(move || target.get().next());
+        if let Some(held) = self.interrupt.take() {
+            self.predictions = None;
+            return Err(held);
+        }
+        match next {
+            None => {
+                self.predictions = None;
+                Ok(None)
+            }
+            Some(Err(e)) => {
+                self.predictions = None;
+                Err(to_pyerr(e))
+            }
+            Some(Ok(PredictionBatch {
+                cluster_index,
+                all_distances,
+            })) => {
+                let index = match cluster_index {
+                    Some(v) => {
+                        let n = v.len();
+                        Some(to_numpy(py, v, &[n])?)
+                    }
+                    None => None,
+                };
+                let distances = match all_distances {
+                    Some(d) => Some(dense_to_numpy(py, &d)?),
+                    None => None,
+                };
+                Ok(Some((index, distances)))
+            }
+        }
+    }
+}

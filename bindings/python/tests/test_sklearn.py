@@ -1,0 +1,140 @@
+"""centroid.sklearn against scikit-learn itself."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.cluster import KMeans as SkKMeans  # noqa: E402
+from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans  # noqa: E402
+from sklearn.datasets import make_blobs  # noqa: E402
+from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
+
+from centroid.sklearn import KMeans, MiniBatchKMeans  # noqa: E402
+
+# scikit-learn marks exactly these checks as expected failures for its own
+# KMeans and MiniBatchKMeans (sklearn/utils/_test_common/instance_generator.py):
+# weights are not equivalent to repeated samples once seeding is random.
+SKLEARN_OWN_XFAILS = {
+    "check_sample_weight_equivalence_on_dense_data": "sample_weight is not equivalent to removing/repeating samples.",
+    "check_sample_weight_equivalence_on_sparse_data": "sample_weight is not equivalent to removing/repeating samples.",
+}
+
+
+@pytest.mark.parametrize("estimator", [KMeans(), MiniBatchKMeans()], ids=["KMeans", "MiniBatchKMeans"])
+def test_check_estimator(estimator):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(estimator, expected_failed_checks=SKLEARN_OWN_XFAILS, on_fail=None)
+    failed = [(r["check_name"], repr(r["exception"])) for r in results if r["status"] == "failed"]
+    assert failed == []
+    assert sum(r["status"] == "passed" for r in results) > 40
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = make_blobs(3000, n_features=6, centers=7, cluster_std=2.0, random_state=4)
+    return X
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kmeans_equals_scikit_learn_given_the_same_initial_centres(data, dtype, weighted):
+    X = data.astype(dtype)
+    init = X[[0, 10, 20, 30, 40, 50, 60]].copy()
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, len(X)) if weighted else None
+    ours = KMeans(7, init=init, n_init=1, max_iter=300).fit(X, sample_weight=sw)
+    ref = SkKMeans(7, init=init, n_init=1, max_iter=300).fit(X, sample_weight=sw)
+    assert abs(ours.inertia_ - ref.inertia_) <= 1e-5 * ref.inertia_
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+    assert (ours.labels_ == ref.labels_).mean() > 0.999
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.cluster_centers_.dtype == dtype
+    assert ours.score(X) == pytest.approx(ref.score(X), rel=1e-5)
+    np.testing.assert_allclose(ours.transform(X[:50]), ref.transform(X[:50]), rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(ours.predict(X[:500]), ref.predict(X[:500]))
+
+
+def test_kmeans_empty_cluster_relocation_matches_scikit_learn(data):
+    X = data
+    init = X[:7].copy()
+    init[6] = [1e4] * X.shape[1]  # far from everything: empty after the first assignment
+    ours = KMeans(7, init=init, n_init=1).fit(X)
+    ref = SkKMeans(7, init=init, n_init=1).fit(X)
+    assert abs(ours.inertia_ - ref.inertia_) <= 1e-5 * ref.inertia_
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-6)
+
+
+def test_kmeans_stops_on_tolerance_like_scikit_learn(data):
+    init = data[:7].copy()
+    for tol in (1e-1, 1e-2, 1e-4):
+        ours = KMeans(7, init=init, n_init=1, tol=tol).fit(data)
+        ref = SkKMeans(7, init=init, n_init=1, tol=tol).fit(data)
+        assert ours.n_iter_ == ref.n_iter_
+        assert abs(ours.inertia_ - ref.inertia_) <= 1e-5 * ref.inertia_
+    ours = KMeans(7, init=init, n_init=1, max_iter=2).fit(data)
+    assert ours.n_iter_ == 2
+
+
+@pytest.mark.parametrize("batch_size", [64, 1024])
+def test_minibatch_equals_scikit_learn_given_the_same_initial_centres(data, batch_size):
+    init = data[:7].copy()
+    ours = MiniBatchKMeans(7, init=init, n_init=1, batch_size=batch_size, random_state=0).fit(data)
+    ref = SkMiniBatchKMeans(7, init=init, n_init=1, batch_size=batch_size, random_state=0).fit(data)
+    assert ours.n_steps_ == ref.n_steps_
+    assert ours.n_iter_ == ref.n_iter_
+    assert abs(ours.inertia_ - ref.inertia_) <= 1e-5 * ref.inertia_
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-6, atol=1e-8)
+
+
+def test_partial_fit_equals_scikit_learn(data):
+    init = data[:7].copy()
+    ours = MiniBatchKMeans(7, init=init, n_init=1, random_state=0)
+    ref = SkMiniBatchKMeans(7, init=init, n_init=1, random_state=0)
+    for start in range(0, 1500, 100):
+        ours.partial_fit(data[start : start + 100])
+        ref.partial_fit(data[start : start + 100])
+    assert ours.n_steps_ == ref.n_steps_ == 15
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-6, atol=1e-8)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
+def test_kmeans_plus_plus_is_as_good_as_scikit_learns(data):
+    ours = [KMeans(7, random_state=s).fit(data).inertia_ for s in range(5)]
+    ref = [SkKMeans(7, random_state=s).fit(data).inertia_ for s in range(5)]
+    assert np.median(ours) <= 1.05 * np.median(ref)
+    again = KMeans(7, random_state=3).fit(data)
+    np.testing.assert_array_equal(again.cluster_centers_, KMeans(7, random_state=3).fit(data).cluster_centers_)
+
+
+def test_attributes_and_methods(data):
+    X = data[:200]
+    km = KMeans(3, random_state=0, n_init=2)
+    labels = km.fit_predict(X)
+    np.testing.assert_array_equal(labels, km.labels_)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    assert km.n_features_in_ == 6 and km.cluster_centers_.shape == (3, 6)
+    assert isinstance(km.inertia_, float) and isinstance(km.n_iter_, int)
+    d = km.fit_transform(X)
+    brute = np.sqrt(((X[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(d, brute, rtol=1e-6, atol=1e-6)
+    assert km.score(X) == pytest.approx(-(brute.min(1) ** 2).sum(), rel=1e-6)
+    assert list(km.get_feature_names_out()) == ["kmeans0", "kmeans1", "kmeans2"]
+    mb = MiniBatchKMeans(3, random_state=0, batch_size=50).fit(X)
+    assert mb.labels_.shape == (200,) and mb.n_steps_ >= 1
+    with pytest.raises(ValueError, match="n_samples=2 should be >= n_clusters=3"):
+        KMeans(3).fit(X[:2])
+    with pytest.raises(ValueError):
+        KMeans(3).fit(np.full((10, 2), np.nan))
+    with pytest.raises(ValueError):
+        KMeans(3, init="bogus").fit(X)
+
+
+def test_scikit_learn_is_only_imported_by_centroid_sklearn():
+    import subprocess
+    import sys
+
+    code = "import sys, centroid; centroid.KMeansClustering(2); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

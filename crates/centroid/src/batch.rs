@@ -1,0 +1,449 @@
+//! A plain functional K-means API over whole in-memory data sets: Lloyd's
+//! algorithm to convergence and single mini-batch steps.
+//!
+//! This is what the scikit-learn-compatible Python classes and the
+//! benchmarks drive. It follows scikit-learn's `KMeans` (algorithm="lloyd")
+//! and `MiniBatchKMeans` step by step, so that the same initial centres give
+//! the same result: the same stopping rule, the same relocation of empty
+//! clusters, and labels and inertia recomputed with the final centres. All
+//! distance work goes through [`crate::kernels`]; per-cluster sums are in
+//! `f64`.
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::kernels::{self, ClusterStats, Metric, PreparedCentres};
+use crate::matrix::{MatRef, Matrix};
+
+/// The outcome of [`lloyd`].
+#[derive(Clone, Debug)]
+pub struct LloydFit<T> {
+    /// The final `k x d` centres.
+    pub centres: Matrix<T>,
+    /// The nearest final centre of every row.
+    pub labels: Vec<u32>,
+    /// The weighted sum of squared distances of the rows to their centres.
+    pub inertia: f64,
+    /// The number of Lloyd iterations run (at least 1).
+    pub n_iter: usize,
+}
+
+/// Checks the shapes and values shared by every entry point.
+fn check_inputs<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: MatRef<'_, T>,
+) -> Result<()> {
+    if x.rows() == 0 || x.cols() == 0 {
+        return Err(Error::InvalidData(format!(
+            "the data is empty ({} rows x {} columns)",
+            x.rows(),
+            x.cols()
+        )));
+    }
+    if centres.rows() == 0 {
+        return Err(Error::InvalidArgument(
+            "at least one centre is needed".into(),
+        ));
+    }
+    if centres.cols() != x.cols() {
+        return Err(Error::InvalidShape(format!(
+            "the centres have {} features but the data has {}",
+            centres.cols(),
+            x.cols()
+        )));
+    }
+    if let Some(idx) = x.as_slice().iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidData(format!(
+            "row {}, column {} of the data is not finite",
+            idx / x.cols(),
+            idx % x.cols()
+        )));
+    }
+    if let Some(idx) = centres.as_slice().iter().position(|v| !v.is_finite()) {
+        return Err(Error::InvalidData(format!(
+            "centre {} is not finite",
+            idx / x.cols()
+        )));
+    }
+    if let Some(w) = sample_weight {
+        if w.len() != x.rows() {
+            return Err(Error::InvalidShape(format!(
+                "sample_weight has {} values but the data has {} rows",
+                w.len(),
+                x.rows()
+            )));
+        }
+        if let Some(i) = w.iter().position(|v| !v.is_finite() || *v < T::zero()) {
+            return Err(Error::InvalidData(format!(
+                "sample_weight[{i}] = {} is not a finite non-negative number",
+                w[i]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `||a - b||^2`, accumulated in `f64`.
+fn sq_dist<T: Float>(a: &[T], b: &[T]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&p, &q)| {
+            let t = p.to_f64_exact() - q.to_f64_exact();
+            t * t
+        })
+        .sum()
+}
+
+/// Weighted sum of squared distances of every row to the centre its label
+/// names, computed directly as `||x - c||^2` (as scikit-learn's inertia is).
+pub fn inertia<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: MatRef<'_, T>,
+    labels: &[u32],
+) -> f64 {
+    (0..x.rows())
+        .map(|i| {
+            let w = sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
+            w * sq_dist(x.row(i), centres.row(labels[i] as usize))
+        })
+        .sum()
+}
+
+/// Moves empty clusters to the rows farthest from their centres, as
+/// scikit-learn does: the farthest row (by squared distance to its assigned
+/// old centre) goes to the first empty cluster, the next farthest to the
+/// second, and so on; each moved row leaves its old cluster's sums.
+fn relocate_empty_clusters<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    old_centres: MatRef<'_, T>,
+    labels: &mut [u32],
+    stats: &mut ClusterStats,
+) {
+    let empty: Vec<usize> = (0..stats.k).filter(|&j| stats.weights[j] == 0.0).collect();
+    if empty.is_empty() {
+        return;
+    }
+    let d = stats.d;
+    let dist: Vec<f64> = (0..x.rows())
+        .map(|i| sq_dist(x.row(i), old_centres.row(labels[i] as usize)))
+        .collect();
+    let mut order: Vec<usize> = (0..x.rows()).collect();
+    // Farthest first; equal distances keep the lower row first so the result
+    // does not depend on the sort's internals.
+    order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
+    for (&new_j, &row) in empty.iter().zip(&order) {
+        let w = sample_weight.map_or(1.0, |w| w[row].to_f64_exact());
+        let old_j = labels[row] as usize;
+        for (c, &v) in x.row(row).iter().enumerate() {
+            let v = v.to_f64_exact() * w;
+            stats.sums[old_j * d + c] -= v;
+            stats.sums[new_j * d + c] = v;
+        }
+        stats.weights[new_j] = w;
+        stats.weights[old_j] -= w;
+        stats.counts[new_j] = 1;
+        stats.counts[old_j] = stats.counts[old_j].saturating_sub(1);
+        labels[row] = new_j as u32;
+    }
+}
+
+/// Lloyd's algorithm from `initial_centres` (squared Euclidean), as
+/// scikit-learn's `KMeans(algorithm="lloyd")` runs it: at most `max_iter`
+/// iterations, stopping early when no label changes, or when the sum over
+/// centres of the squared centre shift is at most `tol` (an absolute value:
+/// scikit-learn passes `tol * mean(var(x, axis=0))`). Labels and inertia are
+/// those of the final centres.
+pub fn lloyd<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    initial_centres: MatRef<'_, T>,
+    max_iter: usize,
+    tol: f64,
+) -> Result<LloydFit<T>> {
+    check_inputs(x, sample_weight, initial_centres)?;
+    if max_iter == 0 {
+        return Err(Error::InvalidArgument("max_iter must be at least 1".into()));
+    }
+    if tol.is_nan() || tol < 0.0 {
+        return Err(Error::InvalidArgument(format!(
+            "tol must be a non-negative number, got {tol}"
+        )));
+    }
+    let (n, d, k) = (x.rows(), x.cols(), initial_centres.rows());
+    let mut centres = Matrix::new(initial_centres.as_slice().to_vec(), k, d)?;
+    let mut labels = vec![0u32; n];
+    let mut labels_old: Option<Vec<u32>> = None;
+    let mut stats = ClusterStats::new(k, d);
+    let mut strict_convergence = false;
+    let mut n_iter = 0;
+    for _ in 0..max_iter {
+        n_iter += 1;
+        let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
+        kernels::assign_accumulate(x, sample_weight, &prepared, Some(&mut labels), &mut stats);
+        relocate_empty_clusters(x, sample_weight, centres.view(), &mut labels, &mut stats);
+        let mut shift = 0.0;
+        for j in 0..k {
+            let w = stats.weights[j];
+            if w <= 0.0 {
+                continue; // Nothing to move it (only with zero weights).
+            }
+            let row = centres.row_mut(j);
+            for (c, v) in row.iter_mut().enumerate() {
+                let new = T::from_f64_lossy(stats.sums[j * d + c] / w);
+                let delta = new.to_f64_exact() - v.to_f64_exact();
+                shift += delta * delta;
+                *v = new;
+            }
+        }
+        if labels_old.as_deref() == Some(labels.as_slice()) {
+            strict_convergence = true;
+            break;
+        }
+        if shift <= tol {
+            break;
+        }
+        match &mut labels_old {
+            Some(old) => old.copy_from_slice(&labels),
+            None => labels_old = Some(labels.clone()),
+        }
+    }
+    if !strict_convergence {
+        // Recompute labels so they match the final centres.
+        let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
+        let mut scores = vec![T::zero(); n];
+        kernels::assign(x, &prepared, &mut labels, &mut scores);
+    }
+    let inertia = inertia(x, sample_weight, centres.view(), &labels);
+    Ok(LloydFit {
+        centres,
+        labels,
+        inertia,
+        n_iter,
+    })
+}
+
+/// One mini-batch K-means step (scikit-learn's `MiniBatchKMeans` update):
+/// assigns the batch to `centres`, then moves every centre j that received
+/// weight m_j > 0 with sum s_j to `(c_j * W_j + s_j) / (W_j + m_j)` and adds
+/// m_j to `weight_sums[j]` = W_j. Returns the batch's weighted inertia with
+/// the centres as they were before the update, and writes the labels when
+/// asked.
+pub fn minibatch_step<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: &mut Matrix<T>,
+    weight_sums: &mut [f64],
+    labels: Option<&mut [u32]>,
+) -> Result<f64> {
+    check_inputs(x, sample_weight, centres.view())?;
+    let (d, k) = (centres.cols(), centres.rows());
+    if weight_sums.len() != k {
+        return Err(Error::InvalidShape(format!(
+            "weight_sums has {} values but there are {k} centres",
+            weight_sums.len()
+        )));
+    }
+    let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
+    let mut stats = ClusterStats::new(k, d);
+    kernels::assign_accumulate(x, sample_weight, &prepared, labels, &mut stats);
+    for (j, weight_sum) in weight_sums.iter_mut().enumerate() {
+        let m = stats.weights[j];
+        if m <= 0.0 {
+            continue;
+        }
+        let total = *weight_sum + m;
+        for (c, v) in centres.row_mut(j).iter_mut().enumerate() {
+            *v =
+                T::from_f64_lossy((v.to_f64_exact() * *weight_sum + stats.sums[j * d + c]) / total);
+        }
+        *weight_sum = total;
+    }
+    Ok(stats.loss)
+}
+
+/// The nearest centre of every row and the weighted sum of the squared
+/// distances to it (scikit-learn's `predict` and `-score`).
+pub fn labels_inertia<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: MatRef<'_, T>,
+) -> Result<(Vec<u32>, f64)> {
+    check_inputs(x, sample_weight, centres)?;
+    let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
+    let mut labels = vec![0u32; x.rows()];
+    let mut scores = vec![T::zero(); x.rows()];
+    kernels::assign(x, &prepared, &mut labels, &mut scores);
+    Ok((labels.clone(), inertia(x, sample_weight, centres, &labels)))
+}
+
+/// The squared Euclidean distance of every row to every centre, `n x k`.
+pub fn sq_distances<T: Float>(x: MatRef<'_, T>, centres: MatRef<'_, T>) -> Result<Matrix<T>> {
+    check_inputs(x, None, centres)?;
+    let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
+    let mut out = Matrix::zeros(x.rows(), centres.rows());
+    kernels::distances(x, &prepared, out.as_mut_slice());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A brute-force Lloyd iteration: nearest centre by direct distance,
+    /// then weighted means.
+    fn brute_lloyd_step(x: &[[f64; 2]], centres: &[[f64; 2]]) -> (Vec<usize>, Vec<[f64; 2]>) {
+        let labels: Vec<usize> = x
+            .iter()
+            .map(|p| {
+                let mut best = (f64::INFINITY, 0);
+                for (j, c) in centres.iter().enumerate() {
+                    let dd = (p[0] - c[0]).powi(2) + (p[1] - c[1]).powi(2);
+                    if dd < best.0 {
+                        best = (dd, j);
+                    }
+                }
+                best.1
+            })
+            .collect();
+        let mut new = centres.to_vec();
+        for (j, c) in new.iter_mut().enumerate() {
+            let members: Vec<&[f64; 2]> = x
+                .iter()
+                .zip(&labels)
+                .filter(|(_, &l)| l == j)
+                .map(|(p, _)| p)
+                .collect();
+            if !members.is_empty() {
+                let m = members.len() as f64;
+                *c = [
+                    members.iter().map(|p| p[0]).sum::<f64>() / m,
+                    members.iter().map(|p| p[1]).sum::<f64>() / m,
+                ];
+            }
+        }
+        (labels, new)
+    }
+
+    #[test]
+    fn one_iteration_matches_brute_force() {
+        let pts = [
+            [0.0, 0.0],
+            [1.0, 0.0],
+            [0.0, 1.0],
+            [10.0, 10.0],
+            [11.0, 10.0],
+            [10.0, 12.0],
+            [5.0, 4.0],
+        ];
+        let init = [[0.0, 0.0], [5.0, 5.0]];
+        let flat: Vec<f64> = pts.iter().flatten().copied().collect();
+        let cflat: Vec<f64> = init.iter().flatten().copied().collect();
+        let x = MatRef::new(&flat, 7, 2).unwrap();
+        let c = MatRef::new(&cflat, 2, 2).unwrap();
+        let fit = lloyd(x, None, c, 1, 0.0).unwrap();
+        let (_, expect) = brute_lloyd_step(&pts, &init);
+        for j in 0..2 {
+            assert!((fit.centres.row(j)[0] - expect[j][0]).abs() < 1e-12);
+            assert!((fit.centres.row(j)[1] - expect[j][1]).abs() < 1e-12);
+        }
+        assert_eq!(fit.n_iter, 1);
+        // Labels and inertia belong to the final centres.
+        let (labels, _) = brute_lloyd_step(&pts, &expect);
+        assert_eq!(
+            fit.labels.iter().map(|&l| l as usize).collect::<Vec<_>>(),
+            labels
+        );
+        let expect_inertia: f64 = pts
+            .iter()
+            .zip(&labels)
+            .map(|(p, &l)| (p[0] - expect[l][0]).powi(2) + (p[1] - expect[l][1]).powi(2))
+            .sum();
+        assert!((fit.inertia - expect_inertia).abs() < 1e-9);
+    }
+
+    #[test]
+    fn converges_to_the_two_groups() {
+        // Two groups; init puts both centres in the first group.
+        let flat = [0.0f32, 0.0, 0.0, 2.0, 10.0, 0.0, 10.0, 2.0];
+        let init = [0.0f32, 0.0, 0.0, 2.0];
+        let x = MatRef::new(&flat, 4, 2).unwrap();
+        let fit = lloyd(x, None, MatRef::new(&init, 2, 2).unwrap(), 100, 0.0).unwrap();
+        let mut cs: Vec<(f32, f32)> = (0..2)
+            .map(|j| (fit.centres.row(j)[0], fit.centres.row(j)[1]))
+            .collect();
+        cs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        // Iteration 1: {(0,0),(10,0)} -> (5,0), {(0,2),(10,2)} -> (5,2): the
+        // split is horizontal and stays there (a local optimum), inertia 4*25.
+        assert_eq!(cs, vec![(5.0, 0.0), (5.0, 2.0)]);
+        assert!((fit.inertia - 100.0).abs() < 1e-9);
+        assert_eq!(fit.n_iter, 2); // second iteration sees the same labels
+    }
+
+    #[test]
+    fn empty_cluster_takes_the_farthest_point() {
+        // Centre 1 is far from every point, so it is empty after assignment;
+        // the farthest point from its centre (10, 0) moves to cluster 1.
+        let flat = [0.0f64, 0.0, 1.0, 0.0, 10.0, 0.0];
+        let init = [0.5f64, 0.0, 100.0, 100.0];
+        let x = MatRef::new(&flat, 3, 2).unwrap();
+        let fit = lloyd(x, None, MatRef::new(&init, 2, 2).unwrap(), 1, 0.0).unwrap();
+        assert_eq!(fit.centres.row(0), &[0.5, 0.0]);
+        assert_eq!(fit.centres.row(1), &[10.0, 0.0]);
+        assert_eq!(fit.labels, vec![0, 0, 1]);
+        assert!((fit.inertia - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn weights_act_as_repetition_in_the_means() {
+        let flat = [0.0f64, 0.0, 3.0, 0.0];
+        let w = [1.0f64, 2.0];
+        let init = [1.0f64, 0.0];
+        let x = MatRef::new(&flat, 2, 2).unwrap();
+        let fit = lloyd(x, Some(&w), MatRef::new(&init, 1, 2).unwrap(), 1, 0.0).unwrap();
+        assert_eq!(fit.centres.row(0), &[2.0, 0.0]);
+        assert!((fit.inertia - (4.0 + 2.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn minibatch_step_is_a_weighted_running_mean() {
+        let mut centres = Matrix::new(vec![0.0f64, 0.0, 10.0, 10.0], 2, 2).unwrap();
+        let mut ws = vec![1.0, 3.0];
+        let flat = [2.0f64, 0.0, 4.0, 0.0];
+        let x = MatRef::new(&flat, 2, 2).unwrap();
+        let loss = minibatch_step(x, None, &mut centres, &mut ws, None).unwrap();
+        // Both points go to centre 0: (0*1 + 6) / 3 = 2; centre 1 untouched.
+        assert_eq!(centres.row(0), &[2.0, 0.0]);
+        assert_eq!(centres.row(1), &[10.0, 10.0]);
+        assert_eq!(ws, vec![3.0, 3.0]);
+        assert!((loss - 20.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let flat = [0.0f64, f64::NAN];
+        let x = MatRef::new(&flat, 1, 2).unwrap();
+        let init = [0.0f64, 0.0];
+        let c = MatRef::new(&init, 1, 2).unwrap();
+        assert!(matches!(
+            lloyd(x, None, c, 10, 0.0),
+            Err(Error::InvalidData(_))
+        ));
+        let ok = [0.0f64, 1.0];
+        let x = MatRef::new(&ok, 1, 2).unwrap();
+        let narrow = [0.0f64];
+        assert!(matches!(
+            lloyd(x, None, MatRef::new(&narrow, 1, 1).unwrap(), 10, 0.0),
+            Err(Error::InvalidShape(_))
+        ));
+        assert!(matches!(
+            lloyd(x, Some(&[-1.0]), c, 10, 0.0),
+            Err(Error::InvalidData(_))
+        ));
+        assert!(matches!(
+            lloyd(x, None, c, 0, 0.0),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+}
