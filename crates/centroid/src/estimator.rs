@@ -469,9 +469,12 @@ impl KMeansClustering {
     /// Chooses the initial centres from the batches of one `input_fn()` call.
     fn initialize(&self, input: Input<'_>) -> Result<AnyState> {
         let mut source = BatchSource::new(input, self.params.feature_columns.as_deref(), false)?;
-        let (dtype, _) = source
-            .peek()?
-            .ok_or_else(|| ended_early(0, self.params.num_clusters))?;
+        let (dtype, _) = source.peek()?.ok_or_else(|| match &self.params.initial_clusters {
+            InitialClusters::Array(_) => Error::data(
+                "the input gave no batch: initial_clusters' width cannot be checked against the data",
+            ),
+            _ => ended_early(0, self.params.num_clusters),
+        })?;
         source.set_sq_norm_limit(self.sq_norm_limit(dtype));
         let state = match dtype {
             DType::F32 => AnyState::F32(self.initialize_typed::<f32>(&mut source)?),
@@ -580,6 +583,8 @@ impl KMeansClustering {
         if args.steps == Some(0) {
             return Err(Error::arg("steps must be positive, got 0"));
         }
+        // A bad name is found before the work, not after it.
+        self.eval_dir(args.name.as_deref())?;
         let loaded = self.load_for_inference(args.checkpoint_path.as_deref())?;
         let state = loaded.state;
         let global_step = state.global_step();
@@ -639,18 +644,23 @@ impl KMeansClustering {
         Ok(result)
     }
 
-    fn record_eval(&self, name: Option<&str>, r: &EvalResult) -> Result<()> {
-        let dir = match name {
+    /// Where an evaluation's metrics go: `model_dir/eval` or `eval_<name>`.
+    fn eval_dir(&self, name: Option<&str>) -> Result<PathBuf> {
+        match name {
             Some(n) => {
-                if n.is_empty() || n.contains(['/', '\\']) || n == "." || n == ".." {
+                if n.is_empty() || n.contains(['/', '\\', '\0']) || n == "." || n == ".." {
                     return Err(Error::arg(format!(
                         "evaluation name {n:?} must be a plain folder name"
                     )));
                 }
-                self.model_dir.join(format!("eval_{n}"))
+                Ok(self.model_dir.join(format!("eval_{n}")))
             }
-            None => self.model_dir.join("eval"),
-        };
+            None => Ok(self.model_dir.join("eval")),
+        }
+    }
+
+    fn record_eval(&self, name: Option<&str>, r: &EvalResult) -> Result<()> {
+        let dir = self.eval_dir(name)?;
         fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
         let path = dir.join("metrics.jsonl");
         let line =

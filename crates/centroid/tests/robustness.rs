@@ -944,3 +944,126 @@ fn fuzzed_checkpoints_load_or_fail_but_never_panic() {
     // still load.
     assert!(failed > 2000, "ok {ok}, failed {failed}");
 }
+
+#[test]
+fn global_step_and_counts_at_the_int64_limit_do_not_wrap() {
+    let x = [0.0f32, 0.0, 1.0, 1.0, 4.0, 4.0, 5.0, 5.0];
+    // A full-batch model one step short of i64::MAX: one more step is
+    // possible, the next is refused rather than wrapped to i64::MIN.
+    let t = tempfile::tempdir().unwrap();
+    write_state(
+        t.path(),
+        state(3, 2, i64::MAX - 1),
+        &signature(3, 2, DType::F32, false, 1),
+    );
+    let mut e = est(full_batch(3), t.path());
+    let msg = err_text(e.train(common::constant(&x, 2), TrainArgs::default()));
+    assert!(
+        msg.contains("global_step has reached its largest value (9223372036854775807)"),
+        "{msg}"
+    );
+    // The refused call saved nothing; a bounded call saves step i64::MAX.
+    assert_eq!(global_step(&e), i64::MAX - 1);
+    e.train(common::constant(&x, 2), steps(5)).unwrap();
+    assert_eq!(global_step(&e), i64::MAX);
+    assert_eq!(
+        e.latest_checkpoint(),
+        Some(checkpoint::checkpoint_path(t.path(), i64::MAX))
+    );
+
+    // Mini-batch counts at i64::MAX saturate instead of wrapping negative
+    // (which would flip the sign of the learning rate).
+    let t = tempfile::tempdir().unwrap();
+    let mut s = state(3, 2, 5);
+    s.cluster_counts = Some(vec![i64::MAX, i64::MAX - 1, 7]);
+    write_state(t.path(), s, &signature(3, 2, DType::F32, true, 1));
+    let mut p = KMeansParams::new(3);
+    p.use_mini_batch = true;
+    let mut e = est(p, t.path());
+    e.train(common::constant(&x, 2), steps(1)).unwrap();
+    // Centres (0,1), (2,3), (4,5): rows (0,0), (1,1) -> 0; (4,4), (5,5) -> 2.
+    match e.get_variable_value("cluster_counts").unwrap() {
+        Tensor::I64 { values, .. } => assert_eq!(values, vec![i64::MAX, i64::MAX - 1, 9]),
+        other => panic!("{other:?}"),
+    }
+    let c = clusters_f64(&e);
+    // Cluster 2: (4,5) + ((9,9) - 2*(4,5)) / 9 = (4 + 1/9, 5 - 1/9).
+    assert!(
+        (c[4] - (4.0 + 1.0 / 9.0)).abs() < 1e-6 && (c[5] - (5.0 - 1.0 / 9.0)).abs() < 1e-6,
+        "{c:?}"
+    );
+    // Cluster 0 moves towards (0.5, 0.5) at the rate 1 / i64::MAX: a
+    // wrapped, negative count would move it away (below 0).
+    assert!(c[0] > 0.0 && c[0] < 1e-18, "{c:?}");
+    assert_eq!(&c[1..4], &[1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn bad_evaluation_names_and_an_empty_input_for_an_array_are_named() {
+    let x = [0.0f32, 2.0, 10.0, 14.0];
+    let d = tempfile::tempdir().unwrap();
+    let mut p = full_batch(2);
+    p.initial_clusters = array(&[vec![3.0], vec![9.0]]);
+    let mut e = est(p, d.path());
+    // No batch at all: the array's width cannot be checked.
+    let empty = || Ok(Input::batches(Vec::new()));
+    let msg = err_text(e.train(empty, steps(1)));
+    assert!(
+        msg.contains("initial_clusters' width cannot be checked"),
+        "{msg}"
+    );
+    assert!(checkpoint::latest(d.path()).is_none());
+    // A bad name is refused before any work, even before a checkpoint exists.
+    for name in ["", "..", "a/b", "nul\0"] {
+        let args = EvalArgs {
+            name: Some(name.into()),
+            ..Default::default()
+        };
+        let msg = err_text(e.evaluate(common::constant(&x, 1), args));
+        assert!(
+            msg.contains("must be a plain folder name"),
+            "{name:?}: {msg}"
+        );
+    }
+    e.train(common::constant(&x, 1), steps(1)).unwrap();
+    let args = EvalArgs {
+        name: Some("ok".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        e.evaluate(common::constant(&x, 1), args).unwrap().loss,
+        10.0
+    );
+    assert!(d.path().join("eval_ok/metrics.jsonl").is_file());
+}
+
+// ---------------------------------------------------------------- kernels
+// Bugs found in code this audit does not own, kept as failing tests.
+
+/// kernels (owner: kernels): a float32 squared distance that overflows
+/// (here 4e38 > f32::MAX) comes out of `assign` as 0.0 and adds nothing to
+/// `assign_accumulate`'s loss: ||x||^2 = inf, minus an infinite 2 x.c, is
+/// NaN, and the clamp at 0 turns NaN into 0. A point far away then scores
+/// as a perfect fit. The Estimator no longer lets such rows through (its
+/// squared-norm limit refuses them with an error), but the public kernels
+/// still answer wrongly. Expected: +inf (or NaN), never 0.
+#[test]
+#[ignore = "kernels bug: overflowing float32 squared distances come out as 0"]
+fn kernels_report_overflowing_squared_distances_as_infinite() {
+    use centroid::kernels::{self, ClusterStats, PreparedCentres};
+    let x = [0.0f32, 1e19, 3e19, -3e19];
+    let c = [-1e19f32, 1e19];
+    let prepared = PreparedCentres::new(
+        centroid::MatRef::new(&c, 2, 1).unwrap(),
+        centroid::Metric::SquaredEuclidean,
+    );
+    let xm = centroid::MatRef::new(&x, 4, 1).unwrap();
+    let mut labels = [0u32; 4];
+    let mut scores = [0f32; 4];
+    kernels::assign(xm, &prepared, &mut labels, &mut scores);
+    let mut stats = ClusterStats::new(2, 1);
+    kernels::assign_accumulate(xm, None, &prepared, None, &mut stats);
+    // (3e19 - 1e19)^2 = 4e38 and (-3e19 + 1e19)^2 = 4e38 exceed f32::MAX.
+    assert_eq!(scores[2], f32::INFINITY, "{scores:?}");
+    assert_eq!(stats.loss, f64::INFINITY);
+}
