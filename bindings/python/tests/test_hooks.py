@@ -204,8 +204,10 @@ def test_sigint_inside_a_python_generator_also_stops_cleanly(tmp_path):
 
 
 def test_the_gil_is_released_while_rust_trains(tmp_path):
-    big = np.random.default_rng(2).normal(size=(200_000, 16)).astype(np.float32)
-    est = KMeansClustering(16, model_dir=str(tmp_path), use_mini_batch=False, config=RunConfig(num_threads=1))
+    # Big enough that each step takes tens of milliseconds even on a fast,
+    # idle machine (100,000 x 64 against 256 centres: 3.3 GFLOP a step).
+    big = np.random.default_rng(2).normal(size=(100_000, 64)).astype(np.float32)
+    est = KMeansClustering(256, model_dir=str(tmp_path), use_mini_batch=False, config=RunConfig(num_threads=1))
     ticks = []
     done = threading.Event()
 
