@@ -29,11 +29,20 @@
 //! same order at any thread count, so results are bit-identical. Work runs on
 //! the current rayon pool; nothing here builds a pool.
 //!
+//! On processors with AMX-BF16 (x86-64 Linux), f32 problems with `k >= 32`
+//! and `d >= 16` run `amx.rs` instead when no path is asked for: bf16
+//! split products on the tile unit propose candidates within a rigorous
+//! error margin, and f64 distances decide between them, so its labels are
+//! the exact nearest centres (see that module). `CENTROID_AMX=0` turns it
+//! off.
+//!
 //! The kernel's values carry FMA rounding, so two centres whose distances
 //! differ only in the last bits may be ordered differently than by the
 //! one-pair-at-a-time [`reference`](assign_reference) (and between paths);
 //! exact ties, such as duplicate centres, always go to the lowest index.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod block;
 mod reference;
 mod simd;
@@ -73,6 +82,10 @@ pub struct PreparedCentres<T> {
     d: usize,
     metric: Metric,
     packed: Packed<T>,
+    /// The centres packed for the AMX kernel, when this CPU has one and the
+    /// shape is worth it (f32 only).
+    #[cfg(target_arch = "x86_64")]
+    amx: Option<std::sync::Arc<amx::AmxCentres>>,
 }
 
 impl<T: Float> PreparedCentres<T> {
@@ -90,6 +103,12 @@ impl<T: Float> PreparedCentres<T> {
             data.chunks_exact(d).map(|c| dot(c, c)).collect()
         };
         let packed = pack(Path::detect(), &data, &sq_norms, k, d, metric);
+        #[cfg(target_arch = "x86_64")]
+        let amx = match T::DTYPE {
+            DType::F32 => amx::AmxCentres::new(cast(&data), cast(&sq_norms), k, d, metric)
+                .map(std::sync::Arc::new),
+            DType::F64 => None,
+        };
         Self {
             centres: data,
             sq_norms,
@@ -97,6 +116,8 @@ impl<T: Float> PreparedCentres<T> {
             d,
             metric,
             packed,
+            #[cfg(target_arch = "x86_64")]
+            amx,
         }
     }
     pub fn k(&self) -> usize {
@@ -256,6 +277,19 @@ fn packing_for<F: KernelFloat>(
     }
 }
 
+/// The AMX kernel's centres, when the caller did not ask for a particular
+/// path and the centres were packed for it (f32 only).
+#[cfg(target_arch = "x86_64")]
+fn amx_for<F: KernelFloat>(
+    centres: &PreparedCentres<F>,
+    path: Option<Path>,
+) -> Option<&amx::AmxCentres> {
+    match path {
+        None => centres.amx.as_deref(),
+        Some(_) => None,
+    }
+}
+
 /// Assigns every row of `x` to its nearest centre and adds each row (weighted
 /// by `sample_weight`, and normalised under cosine) to its cluster's sums in
 /// `stats`, which it resets first. Writes the labels when `labels` is given.
@@ -362,6 +396,8 @@ fn accumulate_typed<F: KernelFloat>(
         .clamp(1, n_chunks);
     let mut parts: Vec<ClusterStats> = (0..group).map(|_| ClusterStats::new(k, d)).collect();
     let blocked = k > 0 && k < MAX_BLOCKED_K;
+    #[cfg(target_arch = "x86_64")]
+    let amx = amx_for(centres, path);
     for g0 in (0..n_chunks).step_by(group) {
         let g1 = (g0 + group).min(n_chunks);
         parts[..g1 - g0]
@@ -383,6 +419,21 @@ fn accumulate_typed<F: KernelFloat>(
                 let mut scores = vec![F::zero(); rows];
                 part.clear();
                 let weights = sample_weight.map(|w| &w[start..end]);
+                #[cfg(target_arch = "x86_64")]
+                if let Some(a) = amx {
+                    amx::run(
+                        a,
+                        amx::Chunk {
+                            x: cast(x.slice_rows(start, end).as_slice()),
+                            centres: cast(&centres.centres),
+                            labels,
+                            scores: cast_mut(&mut scores),
+                            weights: weights.map(cast),
+                            part: Some(part),
+                        },
+                    );
+                    return;
+                }
                 if blocked {
                     let job = job(x, start, end, centres, &packed);
                     block::run(
@@ -516,6 +567,8 @@ fn assign_typed<F: KernelFloat>(
 ) {
     let packed = packing_for(centres, path.unwrap_or(centres.packed.path));
     let blocked = centres.k > 0 && centres.k < MAX_BLOCKED_K;
+    #[cfg(target_arch = "x86_64")]
+    let amx = amx_for(centres, path);
     labels
         .par_chunks_mut(CHUNK_ROWS)
         .zip(scores.par_chunks_mut(CHUNK_ROWS))
@@ -523,6 +576,21 @@ fn assign_typed<F: KernelFloat>(
         .for_each(|(ci, (labels, scores))| {
             let start = ci * CHUNK_ROWS;
             let end = start + labels.len();
+            #[cfg(target_arch = "x86_64")]
+            if let Some(a) = amx {
+                amx::run(
+                    a,
+                    amx::Chunk {
+                        x: cast(x.slice_rows(start, end).as_slice()),
+                        centres: cast(&centres.centres),
+                        labels,
+                        scores: cast_mut(scores),
+                        weights: None,
+                        part: None,
+                    },
+                );
+                return;
+            }
             if blocked {
                 block::run(
                     packed.path,
