@@ -170,12 +170,33 @@ impl<T> std::fmt::Debug for Aligned<T> {
     }
 }
 
+/// A thread's buffers for one chunk: the block's rows as `[x_lo | x_hi |
+/// x_hi]` bf16 (`BLOCK_ROWS x 3 dpad`, zero padding kept: a buffer is
+/// reused only for the same depth), the same in the tile layout, and the
+/// dot products (`kpad x BLOCK_ROWS`).
+#[derive(Default)]
+struct Scratch {
+    rows: Aligned<u16>,
+    xt: Aligned<u16>,
+    dots: Aligned<f32>,
+}
+
+impl Scratch {
+    fn fit(&mut self, depth: usize, kpad: usize) {
+        if self.rows.len != BLOCK_ROWS * depth {
+            self.rows = Aligned::zeroed(BLOCK_ROWS * depth);
+            self.xt = Aligned::zeroed(BLOCK_ROWS * depth);
+        }
+        if self.dots.len < BLOCK_ROWS * kpad {
+            self.dots = Aligned::zeroed(BLOCK_ROWS * kpad);
+        }
+    }
+}
+
 thread_local! {
-    /// The row tiles (`BLOCK_ROWS x 3 dpad` bf16, zero padding kept: a
-    /// buffer is reused only for the same `dpad`) and the dot products of
-    /// the last chunk this thread ran.
-    static SCRATCH: std::cell::Cell<(Aligned<u16>, Aligned<f32>)> =
-        const { std::cell::Cell::new((Aligned::empty(), Aligned::empty())) };
+    /// Reused across chunks: fresh buffers of this size would come from
+    /// mmap, page-faulted and zeroed on every chunk.
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
 }
 
 /// Centres packed for the tile unit, with the per-centre terms of the margin.
@@ -188,9 +209,9 @@ pub(crate) struct AmxCentres {
     /// `k` rounded up to [`BLOCK_CENTRES`].
     kpad: usize,
     metric: Metric,
-    /// B tiles: for each group of 16 centres, `3 dpad / 32` tiles of 16
-    /// rows x 16 centres x 2 bf16 (pairs along the depth, the layout
-    /// `tdpbf16ps` reads), of `[c_hi | c_lo | c_hi]`.
+    /// The centres as the tile products' left operand: for each group of 16
+    /// centres, `3 dpad / 32` tiles of 16 centres x 32 bf16 of
+    /// `[c_hi | c_lo | c_hi]`, each tile contiguous.
     tiles: Aligned<u16>,
     /// `b_j + eps |b_j|` and `b_j - eps |b_j|`.
     bias_up: Vec<f32>,
@@ -243,8 +264,8 @@ impl AmxCentres {
                 sq += v as f64 * v as f64;
                 let (hi, lo) = split(v);
                 for (pos, bits) in [(p, hi), (dpad + p, lo), (2 * dpad + p, hi)] {
-                    let (step, kk, half) = (pos / TILE_DEPTH, (pos % TILE_DEPTH) / 2, pos % 2);
-                    t[((g * steps + step) * 16 + kk) * 32 + n * 2 + half] = bits;
+                    let (step, col) = (pos / TILE_DEPTH, pos % TILE_DEPTH);
+                    t[((g * steps + step) * 16 + n) * TILE_DEPTH + col] = bits;
                 }
             }
             let norm = sq.sqrt() * (1.0 + 1e-6);
@@ -323,20 +344,21 @@ unsafe fn release_tiles() {
     asm!("tilerelease", options(nostack, nomem));
 }
 
-/// `dots[r * kpad + j] ~ x_r . c_j` for the 32 rows of `a` (`3 dpad` bf16
-/// each) and every centre.
+/// `dots[j * 32 + r] ~ c_j . x_r` for every centre and the 32 rows whose
+/// `[x_lo | x_hi | x_hi]` are in `xt`: two 16-row groups of `3 dpad / 32`
+/// tiles in the pair-interleaved layout of the products' right operand.
+/// Centres on the left make each stored tile row hold sixteen rows' values
+/// for one centre, so the scans that follow run down vector lanes of rows.
 #[inline(always)]
-unsafe fn block_dots(c: &AmxCentres, a: *const u16, dots: *mut f32) {
-    let depth = 3 * c.dpad;
-    let steps = depth / TILE_DEPTH;
-    let a_stride = depth * 2;
-    let b_stride = 64usize;
-    let d_stride = c.kpad * 4;
-    let a1 = a.add(16 * depth);
+unsafe fn block_dots(c: &AmxCentres, xt: *const u16, dots: *mut f32) {
+    let steps = 3 * c.dpad / TILE_DEPTH;
+    let stride = 64usize;
+    let d_stride = BLOCK_ROWS * 4;
+    let x1 = xt.add(steps * TILE_VALUES);
     let tiles = c.tiles.as_slice().as_ptr();
     for pair in 0..c.kpad / BLOCK_CENTRES {
-        let b0 = tiles.add(2 * pair * steps * TILE_VALUES);
-        let b1 = b0.add(steps * TILE_VALUES);
+        let c0 = tiles.add(2 * pair * steps * TILE_VALUES);
+        let c1 = c0.add(steps * TILE_VALUES);
         asm!(
             "tilezero tmm0",
             "tilezero tmm1",
@@ -346,24 +368,23 @@ unsafe fn block_dots(c: &AmxCentres, a: *const u16, dots: *mut f32) {
         );
         for s in 0..steps {
             asm!(
-                "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm5, [{a1} + {sa}*1]",
-                "tileloadd tmm6, [{b0} + {sb}*1]",
-                "tileloadd tmm7, [{b1} + {sb}*1]",
+                "tileloadd tmm4, [{c0} + {st}*1]",
+                "tileloadd tmm6, [{x0} + {st}*1]",
                 "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{x1} + {st}*1]",
                 "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{c1} + {st}*1]",
                 "tdpbf16ps tmm2, tmm5, tmm6",
                 "tdpbf16ps tmm3, tmm5, tmm7",
-                a0 = in(reg) a.add(s * TILE_DEPTH),
-                a1 = in(reg) a1.add(s * TILE_DEPTH),
-                b0 = in(reg) b0.add(s * TILE_VALUES),
-                b1 = in(reg) b1.add(s * TILE_VALUES),
-                sa = in(reg) a_stride,
-                sb = in(reg) b_stride,
+                c0 = in(reg) c0.add(s * TILE_VALUES),
+                c1 = in(reg) c1.add(s * TILE_VALUES),
+                x0 = in(reg) xt.add(s * TILE_VALUES),
+                x1 = in(reg) x1.add(s * TILE_VALUES),
+                st = in(reg) stride,
                 options(nostack, readonly)
             );
         }
-        let out = dots.add(pair * BLOCK_CENTRES);
+        let out = dots.add(pair * BLOCK_CENTRES * BLOCK_ROWS);
         asm!(
             "tilestored [{o0} + {sd}*1], tmm0",
             "tilestored [{o1} + {sd}*1], tmm1",
@@ -371,11 +392,48 @@ unsafe fn block_dots(c: &AmxCentres, a: *const u16, dots: *mut f32) {
             "tilestored [{o3} + {sd}*1], tmm3",
             o0 = in(reg) out,
             o1 = in(reg) out.add(16),
-            o2 = in(reg) out.add(16 * c.kpad),
-            o3 = in(reg) out.add(16 * c.kpad + 16),
+            o2 = in(reg) out.add(16 * BLOCK_ROWS),
+            o3 = in(reg) out.add(16 * BLOCK_ROWS + 16),
             sd = in(reg) d_stride,
             options(nostack)
         );
+    }
+}
+
+/// Transposes 16 x 16 u32: `src` row `i` at `src + i * stride` (u32s),
+/// written as `dst` row `j` = column `j` of the source, contiguous.
+#[inline(always)]
+unsafe fn transpose16(src: *const u32, stride: usize, dst: *mut u32) {
+    let r: [__m512i; 16] =
+        std::array::from_fn(|i| _mm512_loadu_si512(src.add(i * stride) as *const _));
+    let mut a = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        a[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // b[4i + q], 128-bit lane L: column 4L + q of rows 4i..4i+3.
+    let mut b = [_mm512_setzero_si512(); 16];
+    for i in 0..4 {
+        b[4 * i] = _mm512_unpacklo_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 1] = _mm512_unpackhi_epi64(a[4 * i], a[4 * i + 2]);
+        b[4 * i + 2] = _mm512_unpacklo_epi64(a[4 * i + 1], a[4 * i + 3]);
+        b[4 * i + 3] = _mm512_unpackhi_epi64(a[4 * i + 1], a[4 * i + 3]);
+    }
+    for q in 0..4 {
+        let (b0, b1, b2, b3) = (b[q], b[4 + q], b[8 + q], b[12 + q]);
+        let lo01 = _mm512_shuffle_i32x4::<0x44>(b0, b1);
+        let lo23 = _mm512_shuffle_i32x4::<0x44>(b2, b3);
+        let hi01 = _mm512_shuffle_i32x4::<0xee>(b0, b1);
+        let hi23 = _mm512_shuffle_i32x4::<0xee>(b2, b3);
+        let cols = [
+            _mm512_shuffle_i32x4::<0x88>(lo01, lo23),
+            _mm512_shuffle_i32x4::<0xdd>(lo01, lo23),
+            _mm512_shuffle_i32x4::<0x88>(hi01, hi23),
+            _mm512_shuffle_i32x4::<0xdd>(hi01, hi23),
+        ];
+        for (l, v) in cols.into_iter().enumerate() {
+            _mm512_storeu_si512(dst.add((4 * l + q) * 16) as *mut _, v);
+        }
     }
 }
 
@@ -494,18 +552,12 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
         weights,
         mut part,
     } = chunk;
-    let (d, k, kpad, dpad) = (c.d, c.k, c.kpad, c.dpad);
+    let (d, k, dpad) = (c.d, c.k, c.dpad);
     let rows = labels.len();
     let depth = 3 * dpad;
-    // Scratch reused across chunks on this thread: fresh buffers of this
-    // size would come from mmap, page-faulted and zeroed on every chunk.
-    let (mut a, mut dots) = SCRATCH.with(|s| s.take());
-    if a.len != BLOCK_ROWS * depth {
-        a = Aligned::zeroed(BLOCK_ROWS * depth);
-    }
-    if dots.len < BLOCK_ROWS * kpad {
-        dots = Aligned::zeroed(BLOCK_ROWS * kpad);
-    }
+    let steps = depth / TILE_DEPTH;
+    let mut scratch = SCRATCH.with(|s| s.take());
+    scratch.fit(depth, c.kpad);
     let mut norms = [0.0f64; BLOCK_ROWS];
     let mut candidates: Vec<u32> = Vec::new();
     let all: Vec<u32> = (0..k as u32).collect();
@@ -515,29 +567,41 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
     configure_tiles();
     for r0 in (0..rows).step_by(BLOCK_ROWS) {
         let nr = BLOCK_ROWS.min(rows - r0);
-        // Rows past `nr` keep the previous block's values: their products
-        // are computed and never read.
+        // Rows past `nr` keep earlier values: their products are computed
+        // and never read.
+        let xrows = scratch.rows.as_mut_slice();
         for r in 0..nr {
             let row = &x[(r0 + r) * d..(r0 + r + 1) * d];
-            norms[r] = convert_row(row, dpad, &mut a.as_mut_slice()[r * depth..(r + 1) * depth]);
+            norms[r] = convert_row(row, dpad, &mut xrows[r * depth..(r + 1) * depth]);
         }
-        block_dots(c, a.as_slice().as_ptr(), dots.as_mut_slice().as_mut_ptr());
-        for r in 0..nr {
-            let row = &x[(r0 + r) * d..(r0 + r + 1) * d];
-            let nx = norms[r];
-            let label = if nx.is_finite() && nx * c.max_norm <= MAX_NORM_PRODUCT {
-                let dot = &dots.as_slice()[r * kpad..(r + 1) * kpad];
-                candidates.clear();
-                collect_candidates(c, dot, nx, &mut candidates);
-                match candidates.len() {
-                    1 => candidates[0],
-                    0 => nearest_exactly(c, centres, row, &all),
-                    _ => nearest_exactly(c, centres, row, &candidates),
-                }
-            } else {
-                nearest_exactly(c, centres, row, &all)
-            };
-            labels[r0 + r] = label;
+        // Pairs of bf16 along the depth are one u32: transposing 16 rows x
+        // 16 pairs gives the right operand's pair-interleaved layout.
+        let (src, xt) = (xrows.as_ptr(), scratch.xt.as_mut_slice().as_mut_ptr());
+        for g in 0..2 {
+            for st in 0..steps {
+                transpose16(
+                    src.add(g * 16 * depth + st * TILE_DEPTH) as *const u32,
+                    depth / 2,
+                    xt.add((g * steps + st) * TILE_VALUES) as *mut u32,
+                );
+            }
+        }
+        let dots = scratch.dots.as_mut_slice().as_mut_ptr();
+        block_dots(c, xt, dots);
+        for g in 0..2 {
+            let lanes = nr.saturating_sub(g * 16).min(16);
+            if lanes > 0 {
+                decide_lanes(
+                    c,
+                    centres,
+                    &x[(r0 + g * 16) * d..(r0 + g * 16 + lanes) * d],
+                    &norms[g * 16..g * 16 + lanes],
+                    dots.add(g * 16),
+                    &mut labels[r0 + g * 16..r0 + g * 16 + lanes],
+                    &mut candidates,
+                    &all,
+                );
+            }
         }
         // Finished while the block's rows are still in cache.
         finish(
@@ -553,62 +617,93 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
         );
     }
     release_tiles();
-    SCRATCH.with(|s| s.set((a, dots)));
+    SCRATCH.with(|s| s.set(scratch));
     if let Some(p) = part {
         p.loss += (loss[0] + loss[1]) + (loss[2] + loss[3]);
     }
 }
 
-/// The centres `j` with `A_j - E_j <= min_i (A_i + E_i)` for one row, in
-/// ascending order (see the module documentation).
+/// Labels of up to 16 rows (`x`, their norm bounds `norms`) from their
+/// approximate dot products (`dots[j * 32 + lane]`): one vector lane per
+/// row, so the bound `U` of each row is a lane-wise minimum and the
+/// candidate test one comparison per centre for all rows. A row with one
+/// candidate takes it; others are decided exactly (see the module docs).
 #[inline(always)]
-unsafe fn collect_candidates(c: &AmxCentres, dot: &[f32], nx: f64, out: &mut Vec<u32>) {
-    let k = c.k;
+#[allow(clippy::too_many_arguments)]
+unsafe fn decide_lanes(
+    c: &AmxCentres,
+    centres: &[f32],
+    x: &[f32],
+    norms: &[f64],
+    dots: *const f32,
+    labels: &mut [u32],
+    candidates: &mut Vec<u32>,
+    all: &[u32],
+) {
+    let (d, k) = (c.d, c.k);
+    let lanes = labels.len();
+    let mut er = [0.0f32; 16];
+    let mut eta2 = [0.0f32; 16];
+    let mut bounded = 0u32;
     // eta: flushed subnormal inputs and results of the tile unit, each below
     // 2^-126 times a norm (or alone); negligible unless the data are tiny.
     let tiny = (2.0f64).powi(-126);
-    let eta = tiny * ((2 * c.dpad) as f64 * (nx + c.max_norm) + (4 * c.dpad + c.d + 8) as f64);
-    let er = _mm512_set1_ps((c.eps * nx * (1.0 + 1e-6)) as f32);
-    let dp = dot.as_ptr();
+    for l in 0..lanes {
+        let nx = norms[l];
+        if nx.is_finite() && nx * c.max_norm <= MAX_NORM_PRODUCT {
+            bounded |= 1 << l;
+            er[l] = (c.eps * nx * (1.0 + 1e-6)) as f32;
+            let eta =
+                tiny * ((2 * c.dpad) as f64 * (nx + c.max_norm) + (4 * c.dpad + d + 8) as f64);
+            eta2[l] = (2.0 * eta) as f32;
+        }
+    }
+    let erv = _mm512_loadu_ps(er.as_ptr());
     let (up, down, nrm) = (c.bias_up.as_ptr(), c.bias_down.as_ptr(), c.norms.as_ptr());
     let mut u = _mm512_set1_ps(f32::INFINITY);
-    let mut j = 0;
-    while j < k {
-        let m: __mmask16 = if k - j >= 16 {
-            0xffff
-        } else {
-            (1u16 << (k - j)) - 1
-        };
-        let a = _mm512_sub_ps(
-            _mm512_maskz_loadu_ps(m, up.add(j)),
-            _mm512_maskz_loadu_ps(m, dp.add(j)),
-        );
-        let t = _mm512_fmadd_ps(er, _mm512_maskz_loadu_ps(m, nrm.add(j)), a);
-        u = _mm512_mask_min_ps(u, m, u, t);
-        j += 16;
+    for j in 0..k {
+        let dv = _mm512_loadu_ps(dots.add(j * BLOCK_ROWS));
+        let a = _mm512_sub_ps(_mm512_set1_ps(*up.add(j)), dv);
+        u = _mm512_min_ps(u, _mm512_fmadd_ps(erv, _mm512_set1_ps(*nrm.add(j)), a));
     }
-    let u = _mm512_reduce_min_ps(u) as f64;
-    // The threshold in f64, nudged up by its own rounding.
-    let thr = u + 2.0 * eta + u.abs() * 4.0 * U32;
-    let thr = _mm512_set1_ps(thr as f32);
-    let mut j = 0;
-    while j < k {
-        let m: __mmask16 = if k - j >= 16 {
-            0xffff
+    // The threshold, nudged up by its own f32 rounding.
+    let abs_u = _mm512_abs_ps(u);
+    let thr = _mm512_add_ps(
+        _mm512_fmadd_ps(abs_u, _mm512_set1_ps((8.0 * U32) as f32), u),
+        _mm512_loadu_ps(eta2.as_ptr()),
+    );
+    let mut count = _mm512_setzero_si512();
+    let mut last = _mm512_setzero_si512();
+    let one = _mm512_set1_epi32(1);
+    for j in 0..k {
+        let dv = _mm512_loadu_ps(dots.add(j * BLOCK_ROWS));
+        let a = _mm512_sub_ps(_mm512_set1_ps(*down.add(j)), dv);
+        let lower = _mm512_fnmadd_ps(erv, _mm512_set1_ps(*nrm.add(j)), a);
+        let m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(lower, thr);
+        count = _mm512_mask_add_epi32(count, m, count, one);
+        last = _mm512_mask_mov_epi32(last, m, _mm512_set1_epi32(j as i32));
+    }
+    let (mut counts, mut lasts, mut thrs) = ([0i32; 16], [0i32; 16], [0f32; 16]);
+    _mm512_storeu_si512(counts.as_mut_ptr() as *mut _, count);
+    _mm512_storeu_si512(lasts.as_mut_ptr() as *mut _, last);
+    _mm512_storeu_ps(thrs.as_mut_ptr(), thr);
+    for l in 0..lanes {
+        let row = &x[l * d..(l + 1) * d];
+        labels[l] = if bounded & (1 << l) == 0 || counts[l] == 0 {
+            nearest_exactly(c, centres, row, all)
+        } else if counts[l] == 1 {
+            lasts[l] as u32
         } else {
-            (1u16 << (k - j)) - 1
+            // The same test as the vector loop, for this lane.
+            candidates.clear();
+            for j in 0..k {
+                let a = *down.add(j) - *dots.add(j * BLOCK_ROWS + l);
+                if (-er[l]).mul_add(*nrm.add(j), a) <= thrs[l] {
+                    candidates.push(j as u32);
+                }
+            }
+            nearest_exactly(c, centres, row, candidates)
         };
-        let a = _mm512_sub_ps(
-            _mm512_maskz_loadu_ps(m, down.add(j)),
-            _mm512_maskz_loadu_ps(m, dp.add(j)),
-        );
-        let lower = _mm512_fnmadd_ps(er, _mm512_maskz_loadu_ps(m, nrm.add(j)), a);
-        let mut hit = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(m, lower, thr) as u32;
-        while hit != 0 {
-            out.push(j as u32 + hit.trailing_zeros());
-            hit &= hit - 1;
-        }
-        j += 16;
     }
 }
 
@@ -705,10 +800,12 @@ unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    //! The AMX kernel against the AVX-512 kernel (labels bit for bit, sums bit
-    //! for bit) and against brute-force f64 distances (the reported
-    //! distances), on shapes that exercise padding, many centre blocks, near
-    //! ties, exact ties and non-finite rows.
+    //! The AMX kernel against f64 brute force (labels exact, distances to
+    //! f32 precision, sums those of the labels added in the kernels' order)
+    //! and against the AVX-512 kernel (the same labels but on near ties), on
+    //! shapes that exercise padding, many centre blocks, near ties, exact
+    //! ties, non-finite rows and thread counts.
+    #![allow(clippy::needless_range_loop)]
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -850,7 +947,7 @@ mod tests {
     }
 
     #[test]
-    fn labels_and_sums_equal_the_avx512_kernel_on_random_shapes() {
+    fn labels_are_exact_on_random_shapes() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for &(n, d, k) in &[
             (100, 16, 32),
@@ -976,6 +1073,55 @@ mod tests {
             &mut scores,
         );
         assert_eq!(labels[3], 0, "a NaN row goes to centre 0, as on every path");
+    }
+
+    #[test]
+    fn one_and_two_threads_give_bit_identical_results() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (n, d, k) = (3 * CHUNK_ROWS + 123, 40, 70);
+        let x = uniform(&mut rng, n * d, -2.0, 2.0);
+        let c = uniform(&mut rng, k * d, -2.0, 2.0);
+        let w: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5f32..2.0)).collect();
+        for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
+            let Some(centres) = prepared(&c, k, d, metric) else {
+                return;
+            };
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let xm = MatRef::new(&x, n, d).unwrap();
+                    let mut labels = vec![0u32; n];
+                    let mut stats = ClusterStats::new(k, d);
+                    assign_accumulate(xm, Some(&w), &centres, Some(&mut labels), &mut stats);
+                    let mut scores = vec![0f32; n];
+                    assign(xm, &centres, &mut labels, &mut scores);
+                    (labels, stats, scores)
+                })
+            };
+            let (one, two) = (run(1), run(2));
+            assert_eq!(one.0, two.0, "{metric:?} labels");
+            assert_eq!(one.1, two.1, "{metric:?} statistics");
+            assert_eq!(one.2, two.2, "{metric:?} distances");
+        }
+    }
+
+    #[test]
+    fn transpose_of_sixteen_by_sixteen() {
+        if !super::available() {
+            return;
+        }
+        let stride = 21;
+        let src: Vec<u32> = (0..16 * stride as u32).collect();
+        let mut dst = vec![0u32; 256];
+        unsafe { super::transpose16(src.as_ptr(), stride, dst.as_mut_ptr()) };
+        for i in 0..16 {
+            for j in 0..16 {
+                assert_eq!(dst[j * 16 + i], src[i * stride + j], "({i}, {j})");
+            }
+        }
     }
 
     #[test]
