@@ -30,7 +30,7 @@
 //! the current rayon pool; nothing here builds a pool.
 //!
 //! On processors with AMX-BF16 (x86-64 Linux), f32 problems with `k >= 32`
-//! and `d >= 16` run `amx.rs` instead when no path is asked for: bf16
+//! and `d >= 64` run `amx.rs` instead when no path is asked for: bf16
 //! split products on the tile unit propose candidates within a rigorous
 //! error margin, and f64 distances decide between them, so its labels are
 //! the exact nearest centres (see that module). `CENTROID_AMX=0` turns it
