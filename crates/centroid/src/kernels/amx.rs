@@ -358,9 +358,17 @@ unsafe fn release_tiles() {
 /// tiles in the pair-interleaved layout of the products' right operand.
 /// Centres on the left make each stored tile row hold sixteen rows' values
 /// for one centre, so the scans that follow run down vector lanes of rows.
+///
+/// Meanwhile the `ahead` bytes at `next` (the next block's rows) are
+/// prefetched into L2, spread over the products: wide rows are read from
+/// memory at about the rate the tile unit consumes them.
 #[inline(always)]
-unsafe fn block_dots(c: &AmxCentres, xt: *const u16, dots: *mut f32) {
+unsafe fn block_dots(c: &AmxCentres, xt: *const u16, dots: *mut f32, next: *const u8, ahead: usize) {
     let steps = 3 * c.dpad / TILE_DEPTH;
+    let iterations = c.kpad / BLOCK_CENTRES * steps;
+    let lines = ahead.div_ceil(64);
+    let per_iteration = lines.div_ceil(iterations.max(1));
+    let mut line = 0;
     let stride = 64usize;
     let d_stride = BLOCK_ROWS * 4;
     let x1 = xt.add(steps * TILE_VALUES);
@@ -376,6 +384,12 @@ unsafe fn block_dots(c: &AmxCentres, xt: *const u16, dots: *mut f32) {
             options(nostack, nomem)
         );
         for s in 0..steps {
+            for _ in 0..per_iteration {
+                if line < lines {
+                    _mm_prefetch::<_MM_HINT_T1>(next.add(line * 64) as *const i8);
+                    line += 1;
+                }
+            }
             asm!(
                 "tileloadd tmm4, [{c0} + {st}*1]",
                 "tileloadd tmm6, [{x0} + {st}*1]",
@@ -596,7 +610,9 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
             }
         }
         let dots = scratch.dots.as_mut_slice().as_mut_ptr();
-        block_dots(c, xt, dots);
+        let next = (r0 + BLOCK_ROWS).min(rows);
+        let ahead = (BLOCK_ROWS.min(rows - next)) * d * 4;
+        block_dots(c, xt, dots, x.as_ptr().add(next * d) as *const u8, ahead);
         for g in 0..2 {
             let lanes = nr.saturating_sub(g * 16).min(16);
             if lanes > 0 {
