@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
 
@@ -180,12 +182,25 @@ impl<'a> Dense<'a> {
     }
 }
 
+/// Rows checked per parallel task by the whole-batch scans.
+const SCAN_BLOCK_VALUES: usize = 1 << 16;
+
 fn row_norms_within<T: Float>(v: &[T], cols: usize, limit: f64, what: &str) -> Result<()> {
-    for (r, row) in v.chunks_exact(cols.max(1)).enumerate() {
-        let sq: f64 = row
-            .iter()
+    let cols = cols.max(1);
+    let sq_norm = |row: &[T]| -> f64 {
+        row.iter()
             .map(|x| x.to_f64_exact() * x.to_f64_exact())
-            .sum();
+            .sum()
+    };
+    // The common case is a clean batch: scan in parallel, locate serially.
+    let block = SCAN_BLOCK_VALUES.div_ceil(cols) * cols;
+    if v.par_chunks(block)
+        .all(|b| b.chunks_exact(cols).all(|row| sq_norm(row) <= limit))
+    {
+        return Ok(());
+    }
+    for (r, row) in v.chunks_exact(cols).enumerate() {
+        let sq = sq_norm(row);
         if sq > limit {
             return Err(Error::data(format!(
                 "{what}: row {r} has squared norm {sq:e}, beyond {limit:e}, where squared distances would overflow the model's element type; use float64 data or scale it down"
@@ -210,7 +225,9 @@ fn cast_slice_or_convert<'s, S: Float, T: Float>(v: &'s [S]) -> Cow<'s, [T]> {
 
 fn check_finite<T: Float>(v: &[T], cols: usize, what: &str) -> Result<()> {
     // The common case is a clean batch: scan quickly, locate only on failure.
-    if v.iter().all(|x| x.is_finite()) {
+    if v.par_chunks(SCAN_BLOCK_VALUES)
+        .all(|b| b.iter().all(|x| x.is_finite()))
+    {
         return Ok(());
     }
     let idx = v.iter().position(|x| !x.is_finite()).unwrap_or(0);

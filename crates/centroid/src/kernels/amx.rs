@@ -363,7 +363,13 @@ unsafe fn release_tiles() {
 /// prefetched into L2, spread over the products: wide rows are read from
 /// memory at about the rate the tile unit consumes them.
 #[inline(always)]
-unsafe fn block_dots(c: &AmxCentres, xt: *const u16, dots: *mut f32, next: *const u8, ahead: usize) {
+unsafe fn block_dots(
+    c: &AmxCentres,
+    xt: *const u16,
+    dots: *mut f32,
+    next: *const u8,
+    ahead: usize,
+) {
     let steps = 3 * c.dpad / TILE_DEPTH;
     let iterations = c.kpad / BLOCK_CENTRES * steps;
     let lines = ahead.div_ceil(64);
