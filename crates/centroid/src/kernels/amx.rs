@@ -691,29 +691,53 @@ unsafe fn decide_lanes(
     }
     let erv = _mm512_loadu_ps(er.as_ptr());
     let (up, down, nrm) = (c.bias_up.as_ptr(), c.bias_down.as_ptr(), c.norms.as_ptr());
-    let mut u = _mm512_set1_ps(f32::INFINITY);
-    for j in 0..k {
-        let dv = _mm512_loadu_ps(dots.add(j * BLOCK_ROWS));
-        let a = _mm512_sub_ps(_mm512_set1_ps(*up.add(j)), dv);
-        u = _mm512_min_ps(u, _mm512_fmadd_ps(erv, _mm512_set1_ps(*nrm.add(j)), a));
+    // A_j + E_j = er n_j - (dot_j - b_up_j); four running minima so that
+    // the loop is not bound by the latency of one.
+    let upper = |j: usize| {
+        let q = _mm512_sub_ps(_mm512_loadu_ps(dots.add(j * BLOCK_ROWS)), _mm512_set1_ps(*up.add(j)));
+        _mm512_fmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q)
+    };
+    let mut u = [_mm512_set1_ps(f32::INFINITY); 4];
+    let mut j = 0;
+    while j + 4 <= k {
+        for (t, ut) in u.iter_mut().enumerate() {
+            *ut = _mm512_min_ps(*ut, upper(j + t));
+        }
+        j += 4;
     }
+    while j < k {
+        u[0] = _mm512_min_ps(u[0], upper(j));
+        j += 1;
+    }
+    let u = _mm512_min_ps(_mm512_min_ps(u[0], u[1]), _mm512_min_ps(u[2], u[3]));
     // The threshold, nudged up by its own f32 rounding.
     let abs_u = _mm512_abs_ps(u);
     let thr = _mm512_add_ps(
         _mm512_fmadd_ps(abs_u, _mm512_set1_ps((8.0 * U32) as f32), u),
         _mm512_loadu_ps(eta2.as_ptr()),
     );
-    let mut count = _mm512_setzero_si512();
-    let mut last = _mm512_setzero_si512();
+    // A_j - E_j = -(er n_j) - (dot_j - b_down_j) <= thr: count the
+    // candidates of each row and keep one (the only one when the count is
+    // 1), in two interleaved sets for the same reason.
+    let hit = |j: usize| {
+        let q = _mm512_sub_ps(_mm512_loadu_ps(dots.add(j * BLOCK_ROWS)), _mm512_set1_ps(*down.add(j)));
+        let lower = _mm512_fnmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q);
+        _mm512_cmp_ps_mask::<_CMP_LE_OQ>(lower, thr)
+    };
     let one = _mm512_set1_epi32(1);
-    for j in 0..k {
-        let dv = _mm512_loadu_ps(dots.add(j * BLOCK_ROWS));
-        let a = _mm512_sub_ps(_mm512_set1_ps(*down.add(j)), dv);
-        let lower = _mm512_fnmadd_ps(erv, _mm512_set1_ps(*nrm.add(j)), a);
-        let m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(lower, thr);
-        count = _mm512_mask_add_epi32(count, m, count, one);
-        last = _mm512_mask_mov_epi32(last, m, _mm512_set1_epi32(j as i32));
+    let mut count = [_mm512_setzero_si512(); 2];
+    let mut last = [_mm512_setzero_si512(); 2];
+    let mut j = 0;
+    while j < k {
+        let t = j & 1;
+        let m = hit(j);
+        count[t] = _mm512_mask_add_epi32(count[t], m, count[t], one);
+        last[t] = _mm512_mask_mov_epi32(last[t], m, _mm512_set1_epi32(j as i32));
+        j += 1;
     }
+    let count_even = count[0];
+    let count = _mm512_add_epi32(count[0], count[1]);
+    let last = _mm512_mask_mov_epi32(last[1], _mm512_cmpgt_epi32_mask(count_even, _mm512_setzero_si512()), last[0]);
     let (mut counts, mut lasts, mut thrs) = ([0i32; 16], [0i32; 16], [0f32; 16]);
     _mm512_storeu_si512(counts.as_mut_ptr() as *mut _, count);
     _mm512_storeu_si512(lasts.as_mut_ptr() as *mut _, last);
