@@ -354,7 +354,7 @@ unsafe fn release_tiles() {
 }
 
 /// `dots[j * 32 + r] ~ c_j . x_r` for every centre and the 32 rows whose
-/// `[x_lo | x_hi | x_hi]` are in `xt`: two 16-row groups of `3 dpad / 32`
+/// `[x_lo | x_hi | x_hi]` are in `xt` (depth steps from `first_step` on): two 16-row groups of `3 dpad / 32`
 /// tiles in the pair-interleaved layout of the products' right operand.
 /// Centres on the left make each stored tile row hold sixteen rows' values
 /// for one centre, so the scans that follow run down vector lanes of rows.
@@ -367,11 +367,12 @@ unsafe fn block_dots(
     c: &AmxCentres,
     xt: *const u16,
     dots: *mut f32,
+    first_step: usize,
     next: *const u8,
     ahead: usize,
 ) {
     let steps = 3 * c.dpad / TILE_DEPTH;
-    let iterations = c.kpad / BLOCK_CENTRES * steps;
+    let iterations = c.kpad / BLOCK_CENTRES * (steps - first_step);
     let lines = ahead.div_ceil(64);
     let per_iteration = lines.div_ceil(iterations.max(1));
     let mut line = 0;
@@ -389,7 +390,7 @@ unsafe fn block_dots(
             "tilezero tmm3",
             options(nostack, nomem)
         );
-        for s in 0..steps {
+        for s in first_step..steps {
             for _ in 0..per_iteration {
                 if line < lines {
                     _mm_prefetch::<_MM_HINT_T1>(next.add(line * 64) as *const i8);
@@ -467,10 +468,12 @@ unsafe fn transpose16(src: *const u32, stride: usize, dst: *mut u32) {
 }
 
 /// Writes row `x` as `[x_lo | x_hi | x_hi]` bf16 (padding untouched, zero)
-/// and returns an upper bound of `||x||`. Sixteen values at a time: the
-/// same rounding as [`split`], in integer lanes.
+/// and returns an upper bound of `||x||` and whether every `x_lo` is zero
+/// (values with at most 8 significant bits, such as pixel intensities).
+/// Sixteen values at a time: the same rounding as [`split`], in integer
+/// lanes.
 #[inline(always)]
-unsafe fn convert_row(x: &[f32], dpad: usize, out: &mut [u16]) -> f64 {
+unsafe fn convert_row(x: &[f32], dpad: usize, out: &mut [u16]) -> (f64, bool) {
     let d = x.len();
     debug_assert!(out.len() >= 3 * dpad && d <= dpad);
     let one = _mm512_set1_epi32(1);
@@ -483,6 +486,7 @@ unsafe fn convert_row(x: &[f32], dpad: usize, out: &mut [u16]) -> f64 {
     let (o, xp) = (out.as_mut_ptr(), x.as_ptr());
     let mut sq0 = _mm512_setzero_pd();
     let mut sq1 = _mm512_setzero_pd();
+    let mut lo_bits = _mm256_setzero_si256();
     let mut p = 0;
     while p < d {
         let m: __mmask16 = if d - p >= 16 {
@@ -499,6 +503,7 @@ unsafe fn convert_row(x: &[f32], dpad: usize, out: &mut [u16]) -> f64 {
         let hi16 = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(hi));
         let lo16 = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(lo));
         _mm256_mask_storeu_epi16(o.add(p) as *mut i16, m, lo16);
+        lo_bits = _mm256_or_si256(lo_bits, lo16);
         _mm256_mask_storeu_epi16(o.add(dpad + p) as *mut i16, m, hi16);
         _mm256_mask_storeu_epi16(o.add(2 * dpad + p) as *mut i16, m, hi16);
         let v0 = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
@@ -511,7 +516,8 @@ unsafe fn convert_row(x: &[f32], dpad: usize, out: &mut [u16]) -> f64 {
     }
     let s = _mm512_reduce_add_pd(_mm512_add_pd(sq0, sq1));
     // f64 rounding of a sum of d squares is far below this factor.
-    s.sqrt() * (1.0 + 1e-6)
+    let lo_zero = _mm256_testz_si256(lo_bits, lo_bits) != 0;
+    (s.sqrt() * (1.0 + 1e-6), lo_zero)
 }
 
 /// The exact nearest of `candidates` (ascending) to row `x`, lowest index
@@ -599,10 +605,16 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
         // Rows past `nr` keep earlier values: their products are computed
         // and never read.
         let xrows = scratch.rows.as_mut_slice();
+        let mut lo_zero = true;
         for r in 0..nr {
             let row = &x[(r0 + r) * d..(r0 + r + 1) * d];
-            norms[r] = convert_row(row, dpad, &mut xrows[r * depth..(r + 1) * depth]);
+            let (norm, zero) = convert_row(row, dpad, &mut xrows[r * depth..(r + 1) * depth]);
+            norms[r] = norm;
+            lo_zero &= zero;
         }
+        // When no row of the block has a low half, the first segment
+        // (x_lo . c_hi) is zero: skip its steps.
+        let first_step = if lo_zero { dpad / TILE_DEPTH } else { 0 };
         // Pairs of bf16 along the depth are one u32: transposing 16 rows x
         // 16 pairs gives the right operand's pair-interleaved layout.
         let (src, xt) = (xrows.as_ptr(), scratch.xt.as_mut_slice().as_mut_ptr());
@@ -618,7 +630,14 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
         let dots = scratch.dots.as_mut_slice().as_mut_ptr();
         let next = (r0 + BLOCK_ROWS).min(rows);
         let ahead = (BLOCK_ROWS.min(rows - next)) * d * 4;
-        block_dots(c, xt, dots, x.as_ptr().add(next * d) as *const u8, ahead);
+        block_dots(
+            c,
+            xt,
+            dots,
+            first_step,
+            x.as_ptr().add(next * d) as *const u8,
+            ahead,
+        );
         for g in 0..2 {
             let lanes = nr.saturating_sub(g * 16).min(16);
             if lanes > 0 {
@@ -694,7 +713,10 @@ unsafe fn decide_lanes(
     // A_j + E_j = er n_j - (dot_j - b_up_j); four running minima so that
     // the loop is not bound by the latency of one.
     let upper = |j: usize| {
-        let q = _mm512_sub_ps(_mm512_loadu_ps(dots.add(j * BLOCK_ROWS)), _mm512_set1_ps(*up.add(j)));
+        let q = _mm512_sub_ps(
+            _mm512_loadu_ps(dots.add(j * BLOCK_ROWS)),
+            _mm512_set1_ps(*up.add(j)),
+        );
         _mm512_fmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q)
     };
     let mut u = [_mm512_set1_ps(f32::INFINITY); 4];
@@ -720,7 +742,10 @@ unsafe fn decide_lanes(
     // candidates of each row and keep one (the only one when the count is
     // 1), in two interleaved sets for the same reason.
     let hit = |j: usize| {
-        let q = _mm512_sub_ps(_mm512_loadu_ps(dots.add(j * BLOCK_ROWS)), _mm512_set1_ps(*down.add(j)));
+        let q = _mm512_sub_ps(
+            _mm512_loadu_ps(dots.add(j * BLOCK_ROWS)),
+            _mm512_set1_ps(*down.add(j)),
+        );
         let lower = _mm512_fnmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q);
         _mm512_cmp_ps_mask::<_CMP_LE_OQ>(lower, thr)
     };
@@ -737,7 +762,11 @@ unsafe fn decide_lanes(
     }
     let count_even = count[0];
     let count = _mm512_add_epi32(count[0], count[1]);
-    let last = _mm512_mask_mov_epi32(last[1], _mm512_cmpgt_epi32_mask(count_even, _mm512_setzero_si512()), last[0]);
+    let last = _mm512_mask_mov_epi32(
+        last[1],
+        _mm512_cmpgt_epi32_mask(count_even, _mm512_setzero_si512()),
+        last[0],
+    );
     let (mut counts, mut lasts, mut thrs) = ([0i32; 16], [0i32; 16], [0f32; 16]);
     _mm512_storeu_si512(counts.as_mut_ptr() as *mut _, count);
     _mm512_storeu_si512(lasts.as_mut_ptr() as *mut _, last);
@@ -1056,6 +1085,22 @@ mod tests {
         }
         compare("near ties", &x, &c, n, d, k, Metric::SquaredEuclidean);
         compare("near ties cosine", &x, &c, n, d, k, Metric::Cosine);
+    }
+
+    #[test]
+    fn pixel_rows_skip_the_low_segment_and_stay_exact() {
+        // Integers 0..=255 have no low bf16 half: blocks of them skip the
+        // first product segment; a block mixing them with other rows does
+        // not.
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let (n, d, k) = (2500, 100, 50);
+        let mut x: Vec<f32> = (0..n * d).map(|_| rng.gen_range(0..=255) as f32).collect();
+        for v in &mut x[40 * d..41 * d] {
+            *v += 0.3;
+        }
+        let c = uniform(&mut rng, k * d, 0.0, 255.0);
+        compare("pixels", &x, &c, n, d, k, Metric::SquaredEuclidean);
+        compare("pixels cosine", &x, &c, n, d, k, Metric::Cosine);
     }
 
     #[test]
