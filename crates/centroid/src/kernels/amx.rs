@@ -220,15 +220,45 @@ pub(crate) struct AmxCentres {
     /// centres, `3 dpad / 32` tiles of 16 centres x 32 bf16 of
     /// `[c_hi | c_lo | c_hi]`, each tile contiguous.
     tiles: Aligned<u16>,
-    /// `b_j + eps |b_j|` and `b_j - eps |b_j|`.
-    bias_up: Vec<f32>,
-    bias_down: Vec<f32>,
+    /// The margins of the full products and of the coarse `x_hi . c_hi`
+    /// alone.
+    fine: Margin,
+    coarse: Margin,
+    /// Extra candidates per row above which the coarse products cost more
+    /// (in exact decisions) than the two segments they skip.
+    coarse_limit: f64,
+    /// Whether chunks start coarse; cleared by a chunk that found it too
+    /// costly. The labels do not depend on it (see [`run_impl`]).
+    try_coarse: std::sync::atomic::AtomicBool,
     /// Upper bounds of `||c_j||`.
     norms: Vec<f32>,
     /// Largest of `norms`.
     max_norm: f64,
+}
+
+/// One product mode's margin terms.
+#[derive(Debug)]
+struct Margin {
+    /// `b_j + eps |b_j|` and `b_j - eps |b_j|`.
+    bias_up: Vec<f32>,
+    bias_down: Vec<f32>,
     /// Relative margin, see [`AmxCentres::new`].
     eps: f64,
+}
+
+impl Margin {
+    fn new(eps: f64, kpad: usize) -> Self {
+        Self {
+            bias_up: vec![0.0; kpad],
+            bias_down: vec![0.0; kpad],
+            eps,
+        }
+    }
+    fn set(&mut self, j: usize, b: f32) {
+        let slack = self.eps * (b as f64).abs();
+        self.bias_up[j] = (b as f64 + slack) as f32;
+        self.bias_down[j] = (b as f64 - slack) as f32;
+    }
 }
 
 impl AmxCentres {
@@ -262,9 +292,10 @@ impl AmxCentres {
         // roundings being 2^-7 smaller), and 16 more roundings for the
         // bias (||c||^2 / 2 rounded to f32), the subtraction and the
         // comparisons done here in f32.
-        let eps = 3.1 / 65536.0 + (1.04 * dpad as f64 + 16.0) * U32;
-        let mut bias_up = vec![0.0f32; kpad];
-        let mut bias_down = vec![0.0f32; kpad];
+        let mut fine = Margin::new(3.1 / 65536.0 + (1.04 * dpad as f64 + 16.0) * U32, kpad);
+        // The coarse products omit x_hi (c_lo + c_rest) + (x_lo + x_rest) c,
+        // below 2^-7 * 1.01 |x_p| |c_p| each, and round dpad times.
+        let mut coarse = Margin::new(1.01 / 128.0 + (1.04 * dpad as f64 + 16.0) * U32, kpad);
         for j in 0..k {
             let row = &centres[j * d..(j + 1) * d];
             let (g, n) = (j / 16, j % 16);
@@ -287,9 +318,8 @@ impl AmxCentres {
                 Metric::SquaredEuclidean => sq_norms[j] * 0.5,
                 Metric::Cosine => 0.0,
             };
-            let slack = eps * (b as f64).abs();
-            bias_up[j] = (b as f64 + slack) as f32;
-            bias_down[j] = (b as f64 - slack) as f32;
+            fine.set(j, b);
+            coarse.set(j, b);
         }
         Some(Self {
             k,
@@ -298,11 +328,15 @@ impl AmxCentres {
             kpad,
             metric,
             tiles,
-            bias_up,
-            bias_down,
+            fine,
+            coarse,
+            // Skipping two segments saves about dpad kpad / 108 cycles per
+            // row (the tile unit's measured rate); an extra candidate costs
+            // about 0.3 d + 30 cycles of f64 distance.
+            coarse_limit: (dpad * kpad) as f64 / 108.0 / (0.3 * d as f64 + 30.0),
+            try_coarse: std::sync::atomic::AtomicBool::new(true),
             norms,
             max_norm,
-            eps,
         })
     }
 }
@@ -594,8 +628,14 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
     let mut scratch = SCRATCH.with(|s| s.take());
     scratch.fit(depth, c.kpad);
     let mut norms = [0.0f64; BLOCK_ROWS];
-    let mut candidates: Vec<u32> = Vec::new();
+    let mut candidates = Candidates::default();
     let all: Vec<u32> = (0..k as u32).collect();
+    // Whatever the mode, each label is the exact nearest centre (a unique
+    // candidate is it; several are decided in f64, and the coarse set holds
+    // the fine one and no centre that could win an f64 comparison against
+    // it), so the mode may follow timing-free heuristics shared between
+    // threads without changing any result.
+    let mut coarse = c.try_coarse.load(std::sync::atomic::Ordering::Relaxed);
     // Four running loss sums (row i into i % 4, combined in a fixed order
     // at the end) keep the additions off one long dependency chain.
     let mut loss = [0.0f64; 4];
@@ -612,9 +652,17 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
             norms[r] = norm;
             lo_zero &= zero;
         }
-        // When no row of the block has a low half, the first segment
-        // (x_lo . c_hi) is zero: skip its steps.
-        let first_step = if lo_zero { dpad / TILE_DEPTH } else { 0 };
+        // Coarse blocks take x_hi . c_hi alone (the last segment); when no
+        // row of the block has a low half, the first segment (x_lo . c_hi)
+        // is zero and is skipped.
+        let seg = dpad / TILE_DEPTH;
+        let (first_step, margin, saved) = if coarse {
+            (2 * seg, &c.coarse, if lo_zero { 1.0 } else { 2.0 })
+        } else if lo_zero {
+            (seg, &c.fine, 0.0)
+        } else {
+            (0, &c.fine, 0.0)
+        };
         // Pairs of bf16 along the depth are one u32: transposing 16 rows x
         // 16 pairs gives the right operand's pair-interleaved layout.
         let (src, xt) = (xrows.as_ptr(), scratch.xt.as_mut_slice().as_mut_ptr());
@@ -638,11 +686,13 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
             x.as_ptr().add(next * d) as *const u8,
             ahead,
         );
+        let mut extra = 0;
         for g in 0..2 {
             let lanes = nr.saturating_sub(g * 16).min(16);
             if lanes > 0 {
-                decide_lanes(
+                extra += decide_lanes(
                     c,
+                    margin,
                     centres,
                     &x[(r0 + g * 16) * d..(r0 + g * 16 + lanes) * d],
                     &norms[g * 16..g * 16 + lanes],
@@ -652,6 +702,11 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
                     &all,
                 );
             }
+        }
+        if coarse && extra as f64 > c.coarse_limit * saved * 0.5 * nr as f64 {
+            coarse = false;
+            c.try_coarse
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
         // Finished while the block's rows are still in cache.
         finish(
@@ -682,14 +737,15 @@ unsafe fn run_impl(c: &AmxCentres, chunk: Chunk<'_>) {
 #[allow(clippy::too_many_arguments)]
 unsafe fn decide_lanes(
     c: &AmxCentres,
+    margin: &Margin,
     centres: &[f32],
     x: &[f32],
     norms: &[f64],
     dots: *const f32,
     labels: &mut [u32],
-    candidates: &mut Vec<u32>,
+    candidates: &mut Candidates,
     all: &[u32],
-) {
+) -> usize {
     let (d, k) = (c.d, c.k);
     let lanes = labels.len();
     let mut er = [0.0f32; 16];
@@ -702,14 +758,18 @@ unsafe fn decide_lanes(
         let nx = norms[l];
         if nx.is_finite() && nx * c.max_norm <= MAX_NORM_PRODUCT {
             bounded |= 1 << l;
-            er[l] = (c.eps * nx * (1.0 + 1e-6)) as f32;
+            er[l] = (margin.eps * nx * (1.0 + 1e-6)) as f32;
             let eta =
                 tiny * ((2 * c.dpad) as f64 * (nx + c.max_norm) + (4 * c.dpad + d + 8) as f64);
             eta2[l] = (2.0 * eta) as f32;
         }
     }
     let erv = _mm512_loadu_ps(er.as_ptr());
-    let (up, down, nrm) = (c.bias_up.as_ptr(), c.bias_down.as_ptr(), c.norms.as_ptr());
+    let (up, down, nrm) = (
+        margin.bias_up.as_ptr(),
+        margin.bias_down.as_ptr(),
+        c.norms.as_ptr(),
+    );
     // A_j + E_j = er n_j - (dot_j - b_up_j); four running minima so that
     // the loop is not bound by the latency of one.
     let upper = |j: usize| {
@@ -738,56 +798,74 @@ unsafe fn decide_lanes(
         _mm512_fmadd_ps(abs_u, _mm512_set1_ps((8.0 * U32) as f32), u),
         _mm512_loadu_ps(eta2.as_ptr()),
     );
-    // A_j - E_j = -(er n_j) - (dot_j - b_down_j) <= thr: count the
-    // candidates of each row and keep one (the only one when the count is
-    // 1), in two interleaved sets for the same reason.
-    let hit = |j: usize| {
+    // A_j - E_j = -(er n_j) - (dot_j - b_down_j) <= thr: each row's
+    // candidates, in ascending order (few per row: the loop mostly tests an
+    // empty mask).
+    candidates.clear();
+    for j in 0..k {
         let q = _mm512_sub_ps(
             _mm512_loadu_ps(dots.add(j * BLOCK_ROWS)),
             _mm512_set1_ps(*down.add(j)),
         );
         let lower = _mm512_fnmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q);
-        _mm512_cmp_ps_mask::<_CMP_LE_OQ>(lower, thr)
-    };
-    let one = _mm512_set1_epi32(1);
-    let mut count = [_mm512_setzero_si512(); 2];
-    let mut last = [_mm512_setzero_si512(); 2];
-    let mut j = 0;
-    while j < k {
-        let t = j & 1;
-        let m = hit(j);
-        count[t] = _mm512_mask_add_epi32(count[t], m, count[t], one);
-        last[t] = _mm512_mask_mov_epi32(last[t], m, _mm512_set1_epi32(j as i32));
-        j += 1;
+        let mut m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(lower, thr) as u32;
+        while m != 0 {
+            candidates.push(m.trailing_zeros() as usize, j as u32);
+            m &= m - 1;
+        }
     }
-    let count_even = count[0];
-    let count = _mm512_add_epi32(count[0], count[1]);
-    let last = _mm512_mask_mov_epi32(
-        last[1],
-        _mm512_cmpgt_epi32_mask(count_even, _mm512_setzero_si512()),
-        last[0],
-    );
-    let (mut counts, mut lasts, mut thrs) = ([0i32; 16], [0i32; 16], [0f32; 16]);
-    _mm512_storeu_si512(counts.as_mut_ptr() as *mut _, count);
-    _mm512_storeu_si512(lasts.as_mut_ptr() as *mut _, last);
-    _mm512_storeu_ps(thrs.as_mut_ptr(), thr);
+    candidates.group();
+    let mut extra = 0;
     for l in 0..lanes {
         let row = &x[l * d..(l + 1) * d];
-        labels[l] = if bounded & (1 << l) == 0 || counts[l] == 0 {
-            nearest_exactly(c, centres, row, all)
-        } else if counts[l] == 1 {
-            lasts[l] as u32
-        } else {
-            // The same test as the vector loop, for this lane.
-            candidates.clear();
-            for j in 0..k {
-                let a = *down.add(j) - *dots.add(j * BLOCK_ROWS + l);
-                if (-er[l]).mul_add(*nrm.add(j), a) <= thrs[l] {
-                    candidates.push(j as u32);
-                }
+        let mine = candidates.of(l);
+        labels[l] = match mine.len() {
+            _ if bounded & (1 << l) == 0 => nearest_exactly(c, centres, row, all),
+            0 => nearest_exactly(c, centres, row, all),
+            1 => mine[0],
+            n => {
+                extra += n - 1;
+                nearest_exactly(c, centres, row, mine)
             }
-            nearest_exactly(c, centres, row, candidates)
         };
+    }
+    extra
+}
+
+/// Candidate centres of 16 lanes (rows): pushed as found, in ascending
+/// centre order, then grouped by lane.
+#[derive(Default)]
+struct Candidates {
+    found: Vec<(u8, u32)>,
+    counts: [usize; 16],
+    start: [usize; 17],
+    grouped: Vec<u32>,
+}
+
+impl Candidates {
+    fn clear(&mut self) {
+        self.found.clear();
+        self.counts = [0; 16];
+    }
+    #[inline(always)]
+    fn push(&mut self, lane: usize, j: u32) {
+        self.found.push((lane as u8, j));
+        self.counts[lane] += 1;
+    }
+    fn group(&mut self) {
+        self.start[0] = 0;
+        for l in 0..16 {
+            self.start[l + 1] = self.start[l] + self.counts[l];
+        }
+        self.grouped.resize(self.found.len(), 0);
+        let mut next = self.start;
+        for &(l, j) in &self.found {
+            self.grouped[next[l as usize]] = j;
+            next[l as usize] += 1;
+        }
+    }
+    fn of(&self, lane: usize) -> &[u32] {
+        &self.grouped[self.start[lane]..self.start[lane + 1]]
     }
 }
 
@@ -942,6 +1020,15 @@ mod tests {
         let (mut s_amx, mut s_ref) = (vec![0f32; n], vec![0f32; n]);
         assign_on(None, xm, &centres, &mut l_amx, &mut s_amx);
         assign_on(Some(Path::Avx512), xm, &centres, &mut l_ref, &mut s_ref);
+        // The other product mode gives the same labels and distances.
+        let amx = centres.amx.as_deref().unwrap();
+        let coarse = amx.try_coarse.load(std::sync::atomic::Ordering::Relaxed);
+        amx.try_coarse
+            .store(!coarse, std::sync::atomic::Ordering::Relaxed);
+        let (mut l_other, mut s_other) = (vec![0u32; n], vec![0f32; n]);
+        assign_on(None, xm, &centres, &mut l_other, &mut s_other);
+        assert_eq!(l_other, l_amx, "{what}: labels in both product modes");
+        assert_eq!(s_other, s_amx, "{what}: distances in both product modes");
         // The sums of each 2048-row chunk, added in chunk order (as the
         // kernels reduce them).
         let mut want = ClusterStats::new(k, d);
