@@ -171,3 +171,25 @@ def test_fewer_distinct_clusters_than_asked_warns_like_scikit_learn():
     with pytest.warns(sklearn.exceptions.ConvergenceWarning, match=r"distinct clusters \(2\)"):
         ref = SkKMeans(3, init=init, n_init=1).fit(X)
     assert len(set(ours.labels_)) == len(set(ref.labels_)) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [2, 3, 8, 65, 130])
+def test_center_is_numpys_mean_and_subtraction(dtype, d):
+    # fit centres the data in Rust; it must be NumPy's x.mean(axis=0) and
+    # x - mean bit for bit (the fit then matches scikit-learn's centring).
+    from centroid import _core
+
+    rng = np.random.default_rng(d)
+    X = (rng.normal(size=(5000, d)) * 1000 + 7).astype(dtype)
+    X[0] = 3e7  # makes the sum depend on the order of additions
+    X[:, 1] = -0.0  # NumPy's sum starts at +0.0
+    mean = X.mean(axis=0)
+    centred, got = _core.center(X, True)
+    np.testing.assert_array_equal(got.view(np.uint8), mean.view(np.uint8))
+    np.testing.assert_array_equal(centred.view(np.uint8), (X - mean).view(np.uint8))
+    Y = X.copy()
+    same, got2 = _core.center(Y, False)
+    assert same is Y
+    np.testing.assert_array_equal(Y.view(np.uint8), (X - mean).view(np.uint8))
+    np.testing.assert_array_equal(got2, got)

@@ -355,6 +355,67 @@ pub fn sq_distances<T: Float>(x: MatRef<'_, T>, centres: MatRef<'_, T>) -> Resul
     Ok(out)
 }
 
+/// Column means as NumPy's `x.mean(axis=0)` computes them for a C-contiguous
+/// array of at least two columns: each column summed row after row in `T`,
+/// from +0.0, then divided by the row count in `f64` and rounded to `T`.
+/// (NumPy sums in order along a strided axis; its pairwise summation applies
+/// only along contiguous memory, a single column, which callers leave to
+/// NumPy.) Column blocks are summed in parallel; each column's order is
+/// fixed, so the result is the same at any thread count.
+pub fn column_means_like_numpy<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
+    const COLS: usize = 64;
+    let (n, d) = (x.rows(), x.cols());
+    let mut sums = vec![T::zero(); d];
+    sums.par_chunks_mut(COLS).enumerate().for_each(|(b, acc)| {
+        let c0 = b * COLS;
+        for i in 0..n {
+            let row = &x.row(i)[c0..c0 + acc.len()];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    });
+    sums.iter()
+        .map(|s| T::from_f64_lossy(s.to_f64_exact() / n as f64))
+        .collect()
+}
+
+/// `out = x - v` row by row (`v` has one value per column), in parallel.
+/// Subtraction rounds once per element, so this is NumPy's `x - v` to the
+/// bit.
+pub fn subtract_rows<T: Float>(x: MatRef<'_, T>, v: &[T], out: &mut [T]) {
+    let d = x.cols();
+    assert_eq!(v.len(), d, "one value per column");
+    assert_eq!(out.len(), x.as_slice().len(), "out shaped like x");
+    if d == 0 {
+        return;
+    }
+    out.par_chunks_mut(CHUNK_ROWS * d)
+        .zip(x.as_slice().par_chunks(CHUNK_ROWS * d))
+        .for_each(|(o, xs)| {
+            for (orow, xrow) in o.chunks_exact_mut(d).zip(xs.chunks_exact(d)) {
+                for ((a, &b), &c) in orow.iter_mut().zip(xrow).zip(v) {
+                    *a = b - c;
+                }
+            }
+        });
+}
+
+/// `x -= v` row by row, in place; see [`subtract_rows`].
+pub fn subtract_rows_in_place<T: Float>(x: &mut [T], d: usize, v: &[T]) {
+    assert_eq!(v.len(), d, "one value per column");
+    if d == 0 {
+        return;
+    }
+    x.par_chunks_mut(CHUNK_ROWS * d).for_each(|o| {
+        for row in o.chunks_exact_mut(d) {
+            for (a, &c) in row.iter_mut().zip(v) {
+                *a -= c;
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,6 +658,35 @@ mod tests {
                 .contains(&format!("sample_weight[{}]", CHUNK_ROWS + 1)),
             "{err}"
         );
+    }
+
+    #[test]
+    fn column_means_sum_each_column_in_row_order() {
+        // Values whose f32 sums depend on the order: 1e8 swallows small
+        // terms unless they are added first.
+        let (n, d) = (CHUNK_ROWS + 9, 70);
+        let mut flat = wavy(n, d, 0.4);
+        for c in 0..d {
+            flat[c] = 1e8; // row 0
+        }
+        let x = MatRef::new(&flat, n, d).unwrap();
+        let got = in_pool(2, || column_means_like_numpy(x));
+        for c in 0..d {
+            let mut s = 0.0f32;
+            for i in 0..n {
+                s += flat[i * d + c];
+            }
+            let want = (s as f64 / n as f64) as f32;
+            assert_eq!(got[c].to_bits(), want.to_bits(), "column {c}");
+        }
+        let mut out = vec![0.0f32; n * d];
+        subtract_rows(x, &got, &mut out);
+        let mut inplace = flat.clone();
+        subtract_rows_in_place(&mut inplace, d, &got);
+        for (i, (&o, &p)) in out.iter().zip(&inplace).enumerate() {
+            assert_eq!(o.to_bits(), (flat[i] - got[i % d]).to_bits());
+            assert_eq!(p.to_bits(), o.to_bits());
+        }
     }
 
     #[test]

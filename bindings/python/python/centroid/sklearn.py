@@ -233,14 +233,20 @@ class KMeans(_BaseKMeans):
         if init is None:
             init = self.init
         # Centre the data for more precise distances, as scikit-learn does.
-        X_mean = X.mean(axis=0)
-        if self.copy_x and np.may_share_memory(X, X_orig):
-            # The caller's memory (scikit-learn's own test for when copy_x
-            # needs a copy): centre into a new array, the same values as a
-            # copy centred in place.
-            X = X - X_mean
+        # With copy_x, a copy is needed when X is the caller's memory
+        # (scikit-learn's own test); the centred array is that copy, the
+        # same values as a copy centred in place.
+        copy = self.copy_x and np.may_share_memory(X, X_orig)
+        if X.shape[1] >= 2:
+            # NumPy's mean and subtraction, to the bit, in one serial and
+            # one parallel pass (NumPy's broadcasting is slow on narrow rows).
+            X, X_mean = _core.center(X, copy)
         else:
-            X -= X_mean
+            X_mean = X.mean(axis=0)
+            if copy:
+                X = X - X_mean
+            else:
+                X -= X_mean
         if isinstance(init, np.ndarray):
             init = init - X_mean
         best = None
