@@ -14,7 +14,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -190,6 +189,58 @@ def predict_throughput(x, centres, threads, repeat):
     return n / t_sk, n / t_f, n / t_c, agree
 
 
+def _status_kb(field):
+    """A `kB` field of /proc/self/status (VmRSS, VmHWM), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak():
+    """Resets the kernel's peak-RSS mark (VmHWM) to the current RSS; False
+    where the kernel does not allow it (clear_refs needs Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_kb("VmHWM") <= _status_kb("VmRSS") + (1 << 20)
+    except (OSError, KeyError):
+        return False
+
+
+def peak_extra_bytes(fn):
+    """Runs fn() and returns the peak resident memory it added above the
+    resident memory at its start, in bytes.
+
+    ru_maxrss cannot do this: it never goes down, so loading the data (and
+    whatever temporaries that took) may already have set a peak higher than
+    training reaches. The kernel's VmHWM is reset just before fn() instead;
+    where that is refused, a thread samples VmRSS every millisecond (which may
+    miss a peak shorter than that)."""
+    import threading
+
+    base = _status_kb("VmRSS")
+    if _reset_peak():
+        fn()
+        return _status_kb("VmHWM") - base
+    peak, done = [base], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _status_kb("VmRSS"))
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return max(peak[0], _status_kb("VmRSS")) - base
+
+
 def memory_child(path, iters, threads):
     """Runs in a fresh process: the peak RSS that training adds on top of the
     interpreter, the libraries and the data (read from `path`.x.npy and
@@ -200,11 +251,10 @@ def memory_child(path, iters, threads):
 
     # np.load of a plain .npy reads straight into the array: no second copy.
     x, c0 = np.load(path + ".x.npy"), np.load(path + ".c0.npy")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with tempfile.TemporaryDirectory() as tmp:
-        run_centroid_estimator(x, c0, iters, threads, os.path.join(tmp, "m"))()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"extra_bytes": peak - base, "data_bytes": x.nbytes}))
+        train = run_centroid_estimator(x, c0, iters, threads, os.path.join(tmp, "m"))
+        extra = peak_extra_bytes(train)
+    print(json.dumps({"extra_bytes": extra, "data_bytes": x.nbytes}))
 
 
 def main():

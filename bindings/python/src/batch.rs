@@ -18,6 +18,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(labels_inertia, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_plus_plus, m)?)?;
+    m.add_function(wrap_pyfunction!(center, m)?)?;
     Ok(())
 }
 
@@ -267,5 +268,66 @@ fn kmeans_plus_plus<'py>(
     match values {
         Either::F32(v) => to_numpy(py, v, &[k, d]),
         Either::F64(v) => to_numpy(py, v, &[k, d]),
+    }
+}
+
+/// `(x - mean, mean)` with `mean` as NumPy's `x.mean(axis=0)` gives it, for a
+/// C-contiguous float array of at least two columns: into a new array with
+/// `copy`, else in place (`x` itself is returned). One serial read for the
+/// means (NumPy's summation order), one parallel pass for the subtraction.
+#[pyfunction]
+#[pyo3(signature = (x, copy))]
+fn center<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    copy: bool,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    if let Ok(a) = x.downcast::<PyArray2<f32>>() {
+        center_typed(py, a, copy)
+    } else if let Ok(a) = x.downcast::<PyArray2<f64>>() {
+        center_typed(py, a, copy)
+    } else {
+        Err(PyTypeError::new_err(
+            "X must be a 2-D float32 or float64 array",
+        ))
+    }
+}
+
+fn center_typed<'py, T: Float + Element>(
+    py: Python<'py>,
+    a: &Bound<'py, PyArray2<T>>,
+    copy: bool,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let (n, d) = (a.shape()[0], a.shape()[1]);
+    if d < 2 {
+        // NumPy sums a single (contiguous) column pairwise: use NumPy.
+        return Err(PyValueError::new_err("center needs at least two columns"));
+    }
+    if copy {
+        let ro = a
+            .try_readonly()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
+        let x = MatRef::new(xs, n, d).py()?;
+        let (out, mean) = py.allow_threads(|| {
+            let mean = batch::column_means_like_numpy(x);
+            let mut out = vec![T::zero(); n * d];
+            batch::subtract_rows(x, &mean, &mut out);
+            (out, mean)
+        });
+        Ok((to_numpy(py, out, &[n, d])?, to_numpy(py, mean, &[d])?))
+    } else {
+        let mut rw = a
+            .try_readwrite()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let xs = rw.as_slice_mut().map_err(|_| not_contiguous("X"))?;
+        let mean = py.allow_threads(|| {
+            let mean = batch::column_means_like_numpy(MatRef::new(&*xs, n, d)?);
+            batch::subtract_rows_in_place(xs, d, &mean);
+            Ok::<_, centroid::Error>(mean)
+        });
+        let mean = mean.py()?;
+        drop(rw);
+        Ok((a.clone().into_any(), to_numpy(py, mean, &[d])?))
     }
 }

@@ -138,3 +138,58 @@ def test_scikit_learn_is_only_imported_by_centroid_sklearn():
     code = "import sys, centroid; centroid.KMeansClustering(2); print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("copy_x", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_leaves_the_data_as_scikit_learn_does(data, copy_x, dtype):
+    # copy_x=True must not touch the caller's array (fit centres a copy);
+    # copy_x=False centres it in place and adds the mean back, as
+    # scikit-learn does, and the fit is the same either way.
+    X = np.ascontiguousarray(data, dtype=dtype)
+    before = X.copy()
+    init = X[[0, 10, 20, 30, 40, 50, 60]].copy()
+    ours = KMeans(7, init=init, n_init=1, max_iter=5, copy_x=copy_x).fit(X)
+    ref = SkKMeans(7, init=init, n_init=1, max_iter=5, copy_x=copy_x).fit(X.copy())
+    if copy_x:
+        np.testing.assert_array_equal(X, before)
+    else:
+        np.testing.assert_allclose(X, before, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+    # A list is converted (a new array), so there is nothing to protect.
+    from_list = KMeans(7, init=init, n_init=1, max_iter=5, copy_x=copy_x).fit(before.tolist())
+    np.testing.assert_array_equal(from_list.labels_, KMeans(7, init=init, n_init=1, max_iter=5).fit(before).labels_)
+
+
+def test_fewer_distinct_clusters_than_asked_warns_like_scikit_learn():
+    # Two distinct points, three clusters, the third starting on a copy of
+    # the first: ties go to the lower index, so one label is never used.
+    X = np.array([[0.0, 0.0]] * 5 + [[3.0, 3.0]] * 5)
+    init = np.array([[0.0, 0.0], [3.0, 3.0], [0.0, 0.0]])
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning, match=r"distinct clusters \(2\)"):
+        ours = KMeans(3, init=init, n_init=1).fit(X)
+    with pytest.warns(sklearn.exceptions.ConvergenceWarning, match=r"distinct clusters \(2\)"):
+        ref = SkKMeans(3, init=init, n_init=1).fit(X)
+    assert len(set(ours.labels_)) == len(set(ref.labels_)) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [2, 3, 8, 65, 130])
+def test_center_is_numpys_mean_and_subtraction(dtype, d):
+    # fit centres the data in Rust; it must be NumPy's x.mean(axis=0) and
+    # x - mean bit for bit (the fit then matches scikit-learn's centring).
+    from centroid import _core
+
+    rng = np.random.default_rng(d)
+    X = (rng.normal(size=(5000, d)) * 1000 + 7).astype(dtype)
+    X[0] = 3e7  # makes the sum depend on the order of additions
+    X[:, 1] = -0.0  # NumPy's sum starts at +0.0
+    mean = X.mean(axis=0)
+    centred, got = _core.center(X, True)
+    np.testing.assert_array_equal(got.view(np.uint8), mean.view(np.uint8))
+    np.testing.assert_array_equal(centred.view(np.uint8), (X - mean).view(np.uint8))
+    Y = X.copy()
+    same, got2 = _core.center(Y, False)
+    assert same is Y
+    np.testing.assert_array_equal(Y.view(np.uint8), (X - mean).view(np.uint8))
+    np.testing.assert_array_equal(got2, got)

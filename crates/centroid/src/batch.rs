@@ -9,9 +9,11 @@
 //! distance work goes through [`crate::kernels`]; per-cluster sums are in
 //! `f64`.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::{self, ClusterStats, Metric, PreparedCentres};
+use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
 
 /// The outcome of [`lloyd`].
@@ -52,7 +54,7 @@ fn check_inputs<T: Float>(
             x.cols()
         )));
     }
-    if let Some(idx) = x.as_slice().iter().position(|v| !v.is_finite()) {
+    if let Some(idx) = first_where(x.as_slice(), CHUNK_ROWS * x.cols(), |v| !v.is_finite()) {
         return Err(Error::InvalidData(format!(
             "row {}, column {} of the data is not finite",
             idx / x.cols(),
@@ -73,7 +75,7 @@ fn check_inputs<T: Float>(
                 x.rows()
             )));
         }
-        if let Some(i) = w.iter().position(|v| !v.is_finite() || *v < T::zero()) {
+        if let Some(i) = first_where(w, CHUNK_ROWS, |v| !v.is_finite() || v < T::zero()) {
             return Err(Error::InvalidData(format!(
                 "sample_weight[{i}] = {} is not a finite non-negative number",
                 w[i]
@@ -81,6 +83,26 @@ fn check_inputs<T: Float>(
         }
     }
     Ok(())
+}
+
+/// The index of the first value of `values` that is `bad`. Blocks of `block`
+/// values are checked in parallel without early exit (a plain AND over a
+/// block vectorises); only the first failing block, in order, is searched
+/// value by value, so the answer is the same as a serial scan's.
+fn first_where<T: Float>(
+    values: &[T],
+    block: usize,
+    bad: impl Fn(T) -> bool + Sync,
+) -> Option<usize> {
+    let block = block.max(1);
+    let b = values
+        .par_chunks(block)
+        .position_first(|c| !c.iter().fold(true, |ok, &v| ok & !bad(v)))?;
+    let start = b * block;
+    values[start..]
+        .iter()
+        .position(|&v| bad(v))
+        .map(|i| start + i)
 }
 
 /// `||a - b||^2`, accumulated in `f64`.
@@ -94,20 +116,69 @@ fn sq_dist<T: Float>(a: &[T], b: &[T]) -> f64 {
         .sum()
 }
 
+/// The weighted sum of `||x_i - c_{labels[i]}||^2` over rows `start..` of
+/// `x` (as many as `labels` holds), one row after the other.
+fn chunk_inertia<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: MatRef<'_, T>,
+    start: usize,
+    labels: &[u32],
+) -> f64 {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(r, &l)| {
+            let i = start + r;
+            let w = sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
+            w * sq_dist(x.row(i), centres.row(l as usize))
+        })
+        .sum()
+}
+
 /// Weighted sum of squared distances of every row to the centre its label
 /// names, computed directly as `||x - c||^2` (as scikit-learn's inertia is).
+///
+/// Rows are summed in chunks of [`CHUNK_ROWS`] in parallel and the chunk
+/// sums are added in chunk order, so the result does not depend on the
+/// thread count.
 pub fn inertia<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
     centres: MatRef<'_, T>,
     labels: &[u32],
 ) -> f64 {
-    (0..x.rows())
-        .map(|i| {
-            let w = sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
-            w * sq_dist(x.row(i), centres.row(labels[i] as usize))
+    let partials: Vec<f64> = labels
+        .par_chunks(CHUNK_ROWS)
+        .enumerate()
+        .map(|(ci, l)| chunk_inertia(x, sample_weight, centres, ci * CHUNK_ROWS, l))
+        .collect();
+    partials.iter().sum()
+}
+
+/// Nearest centre of every row (into `labels`) and the inertia of those
+/// labels, as [`kernels::assign`] followed by [`inertia`] would give them, in
+/// one pass: each chunk's rows are summed while still in cache after the
+/// kernel labelled them.
+fn assign_with_inertia<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: MatRef<'_, T>,
+    labels: &mut [u32],
+) -> f64 {
+    let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
+    let partials: Vec<f64> = labels
+        .par_chunks_mut(CHUNK_ROWS)
+        .enumerate()
+        .map(|(ci, l)| {
+            let start = ci * CHUNK_ROWS;
+            let rows = x.slice_rows(start, start + l.len());
+            let mut scores = vec![T::zero(); l.len()];
+            kernels::assign(rows, &prepared, l, &mut scores);
+            chunk_inertia(x, sample_weight, centres, start, l)
         })
-        .sum()
+        .collect();
+    partials.iter().sum()
 }
 
 /// Moves empty clusters to the rows farthest from their centres, as
@@ -209,13 +280,12 @@ pub fn lloyd<T: Float>(
             None => labels_old = Some(labels.clone()),
         }
     }
-    if !strict_convergence {
+    let inertia = if strict_convergence {
+        inertia(x, sample_weight, centres.view(), &labels)
+    } else {
         // Recompute labels so they match the final centres.
-        let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
-        let mut scores = vec![T::zero(); n];
-        kernels::assign(x, &prepared, &mut labels, &mut scores);
-    }
-    let inertia = inertia(x, sample_weight, centres.view(), &labels);
+        assign_with_inertia(x, sample_weight, centres.view(), &mut labels)
+    };
     Ok(LloydFit {
         centres,
         labels,
@@ -271,11 +341,9 @@ pub fn labels_inertia<T: Float>(
     centres: MatRef<'_, T>,
 ) -> Result<(Vec<u32>, f64)> {
     check_inputs(x, sample_weight, centres)?;
-    let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
     let mut labels = vec![0u32; x.rows()];
-    let mut scores = vec![T::zero(); x.rows()];
-    kernels::assign(x, &prepared, &mut labels, &mut scores);
-    Ok((labels.clone(), inertia(x, sample_weight, centres, &labels)))
+    let inertia = assign_with_inertia(x, sample_weight, centres, &mut labels);
+    Ok((labels, inertia))
 }
 
 /// The squared Euclidean distance of every row to every centre, `n x k`.
@@ -285,6 +353,67 @@ pub fn sq_distances<T: Float>(x: MatRef<'_, T>, centres: MatRef<'_, T>) -> Resul
     let mut out = Matrix::zeros(x.rows(), centres.rows());
     kernels::distances(x, &prepared, out.as_mut_slice());
     Ok(out)
+}
+
+/// Column means as NumPy's `x.mean(axis=0)` computes them for a C-contiguous
+/// array of at least two columns: each column summed row after row in `T`,
+/// from +0.0, then divided by the row count in `f64` and rounded to `T`.
+/// (NumPy sums in order along a strided axis; its pairwise summation applies
+/// only along contiguous memory, a single column, which callers leave to
+/// NumPy.) Column blocks are summed in parallel; each column's order is
+/// fixed, so the result is the same at any thread count.
+pub fn column_means_like_numpy<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
+    const COLS: usize = 64;
+    let (n, d) = (x.rows(), x.cols());
+    let mut sums = vec![T::zero(); d];
+    sums.par_chunks_mut(COLS).enumerate().for_each(|(b, acc)| {
+        let c0 = b * COLS;
+        for i in 0..n {
+            let row = &x.row(i)[c0..c0 + acc.len()];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+    });
+    sums.iter()
+        .map(|s| T::from_f64_lossy(s.to_f64_exact() / n as f64))
+        .collect()
+}
+
+/// `out = x - v` row by row (`v` has one value per column), in parallel.
+/// Subtraction rounds once per element, so this is NumPy's `x - v` to the
+/// bit.
+pub fn subtract_rows<T: Float>(x: MatRef<'_, T>, v: &[T], out: &mut [T]) {
+    let d = x.cols();
+    assert_eq!(v.len(), d, "one value per column");
+    assert_eq!(out.len(), x.as_slice().len(), "out shaped like x");
+    if d == 0 {
+        return;
+    }
+    out.par_chunks_mut(CHUNK_ROWS * d)
+        .zip(x.as_slice().par_chunks(CHUNK_ROWS * d))
+        .for_each(|(o, xs)| {
+            for (orow, xrow) in o.chunks_exact_mut(d).zip(xs.chunks_exact(d)) {
+                for ((a, &b), &c) in orow.iter_mut().zip(xrow).zip(v) {
+                    *a = b - c;
+                }
+            }
+        });
+}
+
+/// `x -= v` row by row, in place; see [`subtract_rows`].
+pub fn subtract_rows_in_place<T: Float>(x: &mut [T], d: usize, v: &[T]) {
+    assert_eq!(v.len(), d, "one value per column");
+    if d == 0 {
+        return;
+    }
+    x.par_chunks_mut(CHUNK_ROWS * d).for_each(|o| {
+        for row in o.chunks_exact_mut(d) {
+            for (a, &c) in row.iter_mut().zip(v) {
+                *a -= c;
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -418,6 +547,146 @@ mod tests {
         assert_eq!(centres.row(1), &[10.0, 10.0]);
         assert_eq!(ws, vec![3.0, 3.0]);
         assert!((loss - 20.0).abs() < 1e-12);
+    }
+
+    /// A deterministic pseudo-random matrix (no RNG crate needed in the test).
+    fn wavy(n: usize, d: usize, phase: f64) -> Vec<f32> {
+        (0..n * d)
+            .map(|i| ((i as f64 * 0.7548 + phase).sin() * 10.0 + (i % 7) as f64) as f32)
+            .collect()
+    }
+
+    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
+    #[test]
+    fn inertia_matches_brute_force_and_ignores_thread_count() {
+        // Several chunks and a ragged last one.
+        let (n, d, k) = (3 * CHUNK_ROWS + 77, 5, 4);
+        let flat = wavy(n, d, 0.3);
+        let cflat = wavy(k, d, 1.9);
+        let w: Vec<f32> = (0..n).map(|i| 0.25 + (i % 5) as f32).collect();
+        let labels: Vec<u32> = (0..n).map(|i| (i * 7 % k) as u32).collect();
+        let x = MatRef::new(&flat, n, d).unwrap();
+        let c = MatRef::new(&cflat, k, d).unwrap();
+        let want: f64 = (0..n)
+            .map(|i| {
+                let j = labels[i] as usize;
+                let dd: f64 = (0..d)
+                    .map(|p| (flat[i * d + p] as f64 - cflat[j * d + p] as f64).powi(2))
+                    .sum();
+                w[i] as f64 * dd
+            })
+            .sum();
+        let one = in_pool(1, || inertia(x, Some(&w), c, &labels));
+        let two = in_pool(2, || inertia(x, Some(&w), c, &labels));
+        assert_eq!(one.to_bits(), two.to_bits());
+        assert!((one - want).abs() <= 1e-12 * want, "{one} vs {want}");
+    }
+
+    #[test]
+    fn labels_inertia_matches_brute_force() {
+        let (n, d, k) = (2 * CHUNK_ROWS + 5, 3, 6);
+        let flat = wavy(n, d, 0.1);
+        let cflat = wavy(k, d, 2.5);
+        let x = MatRef::new(&flat, n, d).unwrap();
+        let c = MatRef::new(&cflat, k, d).unwrap();
+        let (labels, got) = in_pool(2, || labels_inertia(x, None, c).unwrap());
+        let mut want = 0.0;
+        for i in 0..n {
+            let dist = |j: usize| -> f64 {
+                (0..d)
+                    .map(|p| (flat[i * d + p] as f64 - cflat[j * d + p] as f64).powi(2))
+                    .sum()
+            };
+            let best = (0..k).map(dist).fold(f64::INFINITY, f64::min);
+            let mine = dist(labels[i] as usize);
+            // The kernel's f32 expansion may swap near-ties; the chosen centre
+            // must still be nearest up to its rounding.
+            assert!(
+                mine <= best + 1e-3 * (1.0 + best),
+                "row {i}: {mine} vs {best}"
+            );
+            want += mine;
+        }
+        assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    }
+
+    #[test]
+    fn lloyd_is_bit_identical_at_one_and_two_threads() {
+        let (n, d, k) = (4 * CHUNK_ROWS + 300, 4, 7);
+        let flat = wavy(n, d, 0.0);
+        let x = MatRef::new(&flat, n, d).unwrap();
+        let init = MatRef::new(&flat[..k * d], k, d).unwrap();
+        let run = |t| in_pool(t, || lloyd(x, None, init, 5, 0.0).unwrap());
+        let (a, b) = (run(1), run(2));
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.centres.as_slice(), b.centres.as_slice());
+        assert_eq!(a.inertia.to_bits(), b.inertia.to_bits());
+        assert_eq!(a.n_iter, b.n_iter);
+    }
+
+    #[test]
+    fn the_first_bad_value_is_reported() {
+        // Two bad values in different chunks, the later one in a chunk that
+        // another thread may reach first: the earlier one is named.
+        let (n, d) = (3 * CHUNK_ROWS, 4);
+        let mut flat = wavy(n, d, 0.5);
+        flat[(2 * CHUNK_ROWS + 10) * d + 1] = f32::NAN;
+        flat[(CHUNK_ROWS + 3) * d + 2] = f32::INFINITY;
+        let x = MatRef::new(&flat, n, d).unwrap();
+        let c = MatRef::new(&flat[..d], 1, d).unwrap();
+        let err = in_pool(2, || lloyd(x, None, c, 1, 0.0)).unwrap_err();
+        let row = CHUNK_ROWS + 3;
+        assert!(
+            err.to_string().contains(&format!("row {row}, column 2 ")),
+            "{err}"
+        );
+        let ok = wavy(n, d, 0.5);
+        let x = MatRef::new(&ok, n, d).unwrap();
+        let mut w = vec![1.0f32; n];
+        w[CHUNK_ROWS + 1] = -1.0;
+        w[2 * CHUNK_ROWS] = f32::NAN;
+        let err = in_pool(2, || lloyd(x, Some(&w), c, 1, 0.0)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("sample_weight[{}]", CHUNK_ROWS + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn column_means_sum_each_column_in_row_order() {
+        // Values whose f32 sums depend on the order: 1e8 swallows small
+        // terms unless they are added first.
+        let (n, d) = (CHUNK_ROWS + 9, 70);
+        let mut flat = wavy(n, d, 0.4);
+        for c in 0..d {
+            flat[c] = 1e8; // row 0
+        }
+        let x = MatRef::new(&flat, n, d).unwrap();
+        let got = in_pool(2, || column_means_like_numpy(x));
+        for c in 0..d {
+            let mut s = 0.0f32;
+            for i in 0..n {
+                s += flat[i * d + c];
+            }
+            let want = (s as f64 / n as f64) as f32;
+            assert_eq!(got[c].to_bits(), want.to_bits(), "column {c}");
+        }
+        let mut out = vec![0.0f32; n * d];
+        subtract_rows(x, &got, &mut out);
+        let mut inplace = flat.clone();
+        subtract_rows_in_place(&mut inplace, d, &got);
+        for (i, (&o, &p)) in out.iter().zip(&inplace).enumerate() {
+            assert_eq!(o.to_bits(), (flat[i] - got[i % d]).to_bits());
+            assert_eq!(p.to_bits(), o.to_bits());
+        }
     }
 
     #[test]

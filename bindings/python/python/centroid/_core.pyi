@@ -38,6 +38,11 @@ def labels_inertia(
 def sq_distances(x: _FloatArray, centers: _FloatArray) -> _FloatArray:
     """Squared Euclidean distances, n x k."""
 
+def center(x: _FloatArray, copy: bool) -> Tuple[_FloatArray, _FloatArray]:
+    """(x - mean, mean), mean as NumPy's x.mean(axis=0) for two or more
+    columns; a new array with copy, else x centred in place."""
+    ...
+
 def kmeans_plus_plus(
     x: _FloatArray, sample_weight: Optional[_FloatArray], k: int, num_retries: int, seed: int
 ) -> _FloatArray:

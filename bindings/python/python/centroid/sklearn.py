@@ -219,9 +219,10 @@ class KMeans(_BaseKMeans):
 
     def fit(self, X: ArrayLike, y: Any = None, sample_weight: Optional[ArrayLike] = None) -> "KMeans":
         """Computes the clustering; returns self."""
-        X = validate_data(
-            self, X, accept_sparse=False, dtype=[np.float64, np.float32], order="C", copy=self.copy_x
-        )
+        X_orig = X
+        # No copy yet: with copy_x the centred copy below is the copy, made in
+        # one pass instead of a copy and then an in-place subtraction.
+        X = validate_data(self, X, accept_sparse=False, dtype=[np.float64, np.float32], order="C", copy=False)
         self._check_common(X)
         if self.algorithm not in ("lloyd", "elkan"):
             raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}")
@@ -232,8 +233,20 @@ class KMeans(_BaseKMeans):
         if init is None:
             init = self.init
         # Centre the data for more precise distances, as scikit-learn does.
-        X_mean = X.mean(axis=0)
-        X -= X_mean
+        # With copy_x, a copy is needed when X is the caller's memory
+        # (scikit-learn's own test); the centred array is that copy, the
+        # same values as a copy centred in place.
+        copy = self.copy_x and np.may_share_memory(X, X_orig)
+        if X.shape[1] >= 2:
+            # NumPy's mean and subtraction, to the bit, in one serial and
+            # one parallel pass (NumPy's broadcasting is slow on narrow rows).
+            X, X_mean = _core.center(X, copy)
+        else:
+            X_mean = X.mean(axis=0)
+            if copy:
+                X = X - X_mean
+            else:
+                X -= X_mean
         if isinstance(init, np.ndarray):
             init = init - X_mean
         best = None
@@ -251,7 +264,8 @@ class KMeans(_BaseKMeans):
             X += X_mean
         centers, labels, inertia, n_iter = best
         centers = centers + X_mean
-        distinct = len(np.unique(labels))
+        # Labels are 0..k-1: counting them is one pass, np.unique sorts.
+        distinct = int(np.count_nonzero(np.bincount(labels, minlength=self.n_clusters)))
         if distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({self.n_clusters}). "

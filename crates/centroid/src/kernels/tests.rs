@@ -592,3 +592,101 @@ fn seeding_potentials_match_brute_force() {
         );
     }
 }
+
+#[test]
+fn fold_and_score_is_an_update_then_a_scoring_pass() {
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let (n, d) = (2 * CHUNK_ROWS + 77, 7);
+    let x = random_matrix::<f32>(&mut rng, n, d);
+    let x = MatRef::new(&x, n, d).unwrap();
+    let w: Vec<f32> = (0..n).map(|i| (i % 3) as f32).collect();
+    let first = PreparedCentres::new(x.slice_rows(5, 6), Metric::SquaredEuclidean);
+    let mut base = vec![f64::INFINITY; n];
+    update_min_distances(x, &first, &mut base);
+    // Fold row 40, score rows 41..44.
+    let set = PreparedCentres::new(x.slice_rows(40, 44), Metric::SquaredEuclidean);
+    let (fold, cands) = (
+        PreparedCentres::new(x.slice_rows(40, 41), Metric::SquaredEuclidean),
+        PreparedCentres::new(x.slice_rows(41, 44), Metric::SquaredEuclidean),
+    );
+    let mut two = base.clone();
+    update_min_distances(x, &fold, &mut two);
+    let want = candidate_potentials(x, Some(&w), &two, &cands);
+    let mut one = base.clone();
+    let got = fold_and_score(x, Some(&w), &mut one, &set, 1);
+    assert_eq!(
+        one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        two.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    assert_eq!(got.m, 3);
+    assert_eq!(
+        got.potentials
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    // Chunk sums: each chunk's terms in row order, recomputable per chunk.
+    assert_eq!(got.chunk_potentials.len(), 3 * n.div_ceil(CHUNK_ROWS));
+    for (ci, sums) in got.chunk_potentials.chunks_exact(3).enumerate() {
+        let start = ci * CHUNK_ROWS;
+        let rows = (n - start).min(CHUNK_ROWS);
+        for (j, &s) in sums.iter().enumerate() {
+            let terms = seeding_terms(x, Some(&w), &one, &set, 1 + j, start, rows);
+            let mut acc = 0.0f64;
+            for t in &terms {
+                acc += t;
+            }
+            assert_eq!(acc.to_bits(), s.to_bits(), "chunk {ci}, candidate {j}");
+            // Every term is a multiple of 2^min_lsb.
+            let unit = 2f64.powi(got.min_lsb[j]);
+            assert!(terms.iter().all(|&t| (t / unit).fract() == 0.0));
+        }
+    }
+}
+
+#[test]
+fn low_bits_bound_the_lowest_set_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(32);
+    for _ in 0..200 {
+        let len = rng.gen_range(1..20);
+        let f32s = rng.gen_bool(0.5);
+        let vals: Vec<f64> = (0..len)
+            .map(|_| {
+                if rng.gen_bool(0.2) {
+                    return 0.0;
+                }
+                let v = rng.gen::<f64>() * 2f64.powi(rng.gen_range(-30..30));
+                if f32s {
+                    v as f32 as f64
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let mut lb = LowBits::NONE;
+        for &v in &vals {
+            lb.add(v);
+        }
+        let e = lb.exponent();
+        if vals.iter().all(|&v| v == 0.0) {
+            assert_eq!(e, i32::MAX);
+            continue;
+        }
+        let unit = 2f64.powi(e);
+        assert!(
+            vals.iter().all(|&v| (v / unit).fract() == 0.0),
+            "{vals:?}: {e}"
+        );
+        if f32s {
+            // f32 values have 24 significant bits: the bound is that tight.
+            let min_exp = vals
+                .iter()
+                .filter(|&&v| v > 0.0)
+                .map(|&v| v.log2().floor() as i32)
+                .min()
+                .unwrap();
+            assert!(e >= min_exp - 23, "{vals:?}: {e} < {min_exp} - 23");
+        }
+    }
+}
