@@ -299,6 +299,12 @@ def main():
             "centroid-estimator": inertia(x, est_centres),
         }
         ok = {lib: bool(abs(v - ref) <= 1e-5 * ref) for lib, v in checks.items()}
+        # Lloyd in float64 from the same centres (scikit-learn on a float64
+        # copy): the trajectory exact arithmetic would follow. f32 libraries
+        # drift from it by their accumulation error; this shows by how much.
+        sk64 = run_sklearn(x.astype(np.float64), c0.astype(np.float64), iters, args.threads)()
+        ref64 = inertia(x, sk64.cluster_centers_)
+        vs64 = {lib: float(abs(v - ref64) / ref64) for lib, v in {"sklearn": ref, **checks}.items()}
         per = {
             "sklearn": t_sk / it_sk,
             "faiss": t_f / it_f,
@@ -316,6 +322,7 @@ def main():
             gflops=gflops,
             inertia_ok=ok,
             inertia_rel={lib: float(abs(v - ref) / ref) for lib, v in checks.items()},
+            inertia_rel_f64=vs64,
         )
         if name in ("blobs-200k-128-k1000", "fashion-mnist-k100") or args.quick:
             s_sk, s_c = seeding(x, k, args.threads, args.repeat)
@@ -346,6 +353,12 @@ def main():
             f"{r['shape']:24} {p['sklearn']:12.4f} {p['faiss']:11.4f} {p['centroid']:13.4f} "
             f"{r['ratio_vs_best_peer']:6.2f} {r['gflops']:8.1f} {r['estimator_over_kernel']:8.2f} "
             f"{'ok' if all(r['inertia_ok'].values()) else 'DIFFERS':>8} {r.get('extra_memory_mb', float('nan')):8.1f}"
+        )
+    for r in rows:
+        v = r["inertia_rel_f64"]
+        print(
+            f"inertia vs float64 Lloyd {r['shape']}: sklearn {v['sklearn']:.1e}, faiss {v['faiss']:.1e}, "
+            f"centroid {v['centroid']:.1e}, estimator {v['centroid-estimator']:.1e} (relative)"
         )
     for r in rows:
         if "seeding" in r:
