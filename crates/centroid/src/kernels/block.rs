@@ -26,7 +26,7 @@
 //! `*_avx512`, `*_avx2` and `*_portable` entry points at the bottom compile
 //! it once per instruction set under the matching `#[target_feature]`.
 
-use super::simd::{self, Simd};
+use super::simd::{self, Simd, MAX_LANES};
 use super::Metric;
 use crate::float::Float;
 #[allow(unused_imports)]
@@ -118,9 +118,6 @@ impl KernelFloat for f64 {
 /// Bytes of packed centres visited per block: half of the 2 MB L2 of the
 /// target machines, leaving the rest for the chunk's rows and partial sums.
 const CENTRE_BLOCK_BYTES: usize = 1 << 20;
-
-/// Widest vector any path uses, in elements (AVX-512 f32).
-const MAX_LANES: usize = 16;
 
 /// Centres packed for one path: panels of `lanes` centres, dimension-major,
 /// padded with zero centres whose bias is +inf so they never win.
@@ -471,6 +468,245 @@ unsafe fn finish_rows<S: Simd>(
     by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
+/// The largest `k` the lane-parallel path takes (with `d <= SMALL_D`).
+const LANE_K: usize = 64;
+
+/// How many blocks ahead the lane-parallel path prefetches rows.
+const LANE_PREFETCH: usize = 8;
+
+/// Centres per group in the lane-parallel path: that many independent
+/// multiply-add chains keep the FMA units busy, and the group's argmin is a
+/// tree three merges deep.
+const LANE_GROUP: usize = 8;
+
+/// Folds centres `j0..j0 + G` into the running minima of a block of rows
+/// held dimension-major in `xt` (row `r` in lane `r`). `cen` holds the
+/// centres' values centre-major (`D` per centre), `bias` and `idx` their
+/// biases and indices (as floats). The values are those of [`tile`] (bias
+/// minus `x_p c_p` for `p` ascending, fused), so both paths see the same
+/// bits. The group is reduced as a tree in which every merge takes the
+/// higher-index side only when strictly smaller, and then merged into the
+/// running minima the same way, so ties go to the lowest index and NaN
+/// values never win.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // indices into the register tile read best
+unsafe fn lane_group<S: Simd, const D: usize, const G: usize>(
+    xt: &[S::V; D],
+    j0: usize,
+    cen: &[S::T],
+    bias: &[S::T],
+    idx: &[S::T],
+    best: &mut S::V,
+    besti: &mut S::V,
+) {
+    let cen = cen.as_ptr().add(j0 * D);
+    let mut v: [S::V; G] = std::array::from_fn(|g| S::splat(bias[j0 + g]));
+    for p in 0..D {
+        for g in 0..G {
+            v[g] = S::fnmadd(xt[p], S::splat(*cen.add(g * D + p)), v[g]);
+        }
+    }
+    let mut i: [S::V; G] = std::array::from_fn(|g| S::splat(idx[j0 + g]));
+    let mut step = 1;
+    while step < G {
+        let mut a = 0;
+        while a + step < G {
+            let m = S::lt(v[a + step], v[a]);
+            v[a] = S::select(m, v[a + step], v[a]);
+            i[a] = S::select(m, i[a + step], i[a]);
+            a += 2 * step;
+        }
+        step *= 2;
+    }
+    let m = S::lt(v[0], *best);
+    *best = S::select(m, v[0], *best);
+    *besti = S::select(m, i[0], *besti);
+}
+
+/// The lane-parallel path for `d = D <= 16` and `k <= LANE_K`: blocks of
+/// `LANES` rows are loaded transposed, so that one vector holds one
+/// dimension of every row of the block and each centre's value for all of
+/// them takes `D` multiply-adds against broadcast centre values; the argmin
+/// is then lane-wise (a compare and two blends per centre per block)
+/// instead of a horizontal reduction per row. The distances follow in the
+/// same registers, and with `part` each row is added to its cluster's sums
+/// straight away, while it is still in L1: one pass over the chunk.
+///
+/// Statistics are added row by row in row order, as [`finish`] does, and
+/// the loss in the same four running sums, so only how the squared norm of
+/// a row is summed differs from the tiled path (last bits of the score).
+#[inline(always)]
+unsafe fn lane_chunk<S: Simd, const D: usize>(
+    job: &Job<'_, S::T>,
+    weights: Option<&[S::T]>,
+    labels: &mut [u32],
+    scores: &mut [S::T],
+    mut part: Option<&mut super::ClusterStats>,
+) {
+    type T<S> = <S as Simd>::T;
+    let (lanes, k, rows) = (S::LANES, job.k, labels.len());
+    debug_assert!(job.d == D && k <= LANE_K && job.lanes == lanes);
+    debug_assert!(job.x.len() >= rows * D && scores.len() == rows);
+    // The centres centre-major, their biases and indices: a few KiB, read
+    // by every block of the chunk from L1.
+    let mut cen = [T::<S>::zero(); LANE_K * SMALL_D];
+    let mut bias = [T::<S>::zero(); LANE_K];
+    let mut idx = [T::<S>::zero(); LANE_K];
+    for j in 0..k {
+        let (q, lane) = (j / lanes, j % lanes);
+        for p in 0..D {
+            cen[j * D + p] = job.data[(q * D + p) * lanes + lane];
+        }
+        bias[j] = job.bias[j];
+        idx[j] = T::<S>::from_f64_lossy(j as f64);
+    }
+    let (sums, cluster_weights, counts) = match part.as_deref_mut() {
+        Some(p) => (&mut p.sums[..], &mut p.weights[..], &mut p.counts[..]),
+        None => (&mut [][..], &mut [][..], &mut [][..]),
+    };
+    let accumulate = !counts.is_empty();
+    let mut counts0 = [0u64; LANE_K];
+    counts0[..counts.len()].copy_from_slice(counts);
+    // The sums with each cluster's row padded to whole vectors (see
+    // `Simd::accumulate_padded`), copied in and out around the chunk.
+    let dp = D.next_multiple_of(8);
+    let mut padded = [0.0f64; LANE_K * SMALL_D];
+    for (dst, src) in padded.chunks_exact_mut(dp).zip(sums.chunks_exact(D)) {
+        dst[..D].copy_from_slice(src);
+    }
+    let cosine = job.metric == Metric::Cosine;
+    let scaled = cosine || weights.is_some();
+    let mut loss = [0.0f64; MAX_LANES];
+    let zero = S::splat(T::<S>::zero());
+    let two = S::splat(T::<S>::one() + T::<S>::one());
+    // The last, partial block of a chunk is copied here, zero-padded.
+    let mut pad = [T::<S>::zero(); MAX_LANES * SMALL_D];
+    let mut out_scores = [T::<S>::zero(); MAX_LANES];
+    let mut out_labels = [0u32; MAX_LANES];
+    let mut r0 = 0;
+    while r0 < rows {
+        let valid = (rows - r0).min(lanes);
+        let src = if valid == lanes {
+            job.x.as_ptr().add(r0 * D)
+        } else {
+            pad[..valid * D].copy_from_slice(&job.x[r0 * D..(r0 + valid) * D]);
+            pad.as_ptr()
+        };
+        // The rows a few blocks on: the hardware prefetchers alone leave
+        // the loads waiting on L3.
+        let ahead = job.x.as_ptr().wrapping_add((r0 + LANE_PREFETCH * lanes) * D);
+        let line = 64 / std::mem::size_of::<T<S>>();
+        for l in 0..(lanes * D).div_ceil(line) {
+            S::prefetch(ahead.wrapping_add(l * line));
+        }
+        let xt = S::load_columns::<D>(src);
+        let mut best = S::splat(T::<S>::infinity());
+        let mut besti = zero;
+        let mut j = 0;
+        while j + LANE_GROUP <= k {
+            lane_group::<S, D, LANE_GROUP>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
+            j += LANE_GROUP;
+        }
+        if k - j >= 4 {
+            lane_group::<S, D, 4>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
+            j += 4;
+        }
+        if k - j >= 2 {
+            lane_group::<S, D, 2>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
+            j += 2;
+        }
+        if k - j >= 1 {
+            lane_group::<S, D, 1>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
+        }
+        // A row whose values are all NaN keeps index 0 (centre 0, like the
+        // reference) and gets distance 0 from the clamp below, as in
+        // [`finish`].
+        let score = if cosine {
+            best
+        } else {
+            let mut sq = S::fmadd(xt[0], xt[0], zero);
+            for x in &xt[1..] {
+                sq = S::fmadd(*x, *x, sq);
+            }
+            // `max(sq + 2 value, 0)`; `2 value` is exact, so one rounding.
+            S::max(S::fmadd(two, best, sq), zero)
+        };
+        let (lab, sc) = if valid == lanes {
+            (
+                labels.as_mut_ptr().add(r0),
+                scores.as_mut_ptr().add(r0),
+            )
+        } else {
+            (out_labels.as_mut_ptr(), out_scores.as_mut_ptr())
+        };
+        S::store_indices(lab, besti);
+        S::store(sc, score);
+        if valid < lanes {
+            labels[r0..r0 + valid].copy_from_slice(&out_labels[..valid]);
+            scores[r0..r0 + valid].copy_from_slice(&out_scores[..valid]);
+        }
+        let end = r0 + valid;
+        for i in r0..end {
+            let row = job.x.as_ptr().add(i * D);
+            let inv = if cosine {
+                let inv = super::inv_norm(std::slice::from_raw_parts(row, D));
+                let s = &mut scores[i];
+                *s = T::<S>::one() + *s * T::<S>::from_f64_lossy(inv);
+                inv
+            } else {
+                1.0
+            };
+            if accumulate {
+                let j = labels[i] as usize;
+                let acc = padded.as_mut_ptr().add(j * dp);
+                if scaled {
+                    let w = weights.map_or(1.0, |w| w[i].to_f64_exact());
+                    S::accumulate_padded(acc, row, D, Some(w * inv));
+                    cluster_weights[j] += w;
+                } else {
+                    // Unit weights: the weights are the counts (below).
+                    S::accumulate_padded(acc, row, D, None);
+                }
+                counts[j] += 1;
+            }
+        }
+        if accumulate {
+            // The loss, lane `l` holding rows `l mod LANES`.
+            let w = weights.map(|w| w.as_ptr().add(r0));
+            if valid == lanes {
+                let score = if cosine {
+                    S::load(scores.as_ptr().add(r0))
+                } else {
+                    score
+                };
+                S::accumulate_lanes(loss.as_mut_ptr(), score, w);
+            } else {
+                for (l, (acc, s)) in loss.iter_mut().zip(&scores[r0..end]).enumerate() {
+                    let s = s.to_f64_exact();
+                    *acc += match w {
+                        Some(w) => (*w.add(l)).to_f64_exact() * s,
+                        None => s,
+                    };
+                }
+            }
+        }
+        r0 += lanes;
+    }
+    for (dst, src) in sums.chunks_exact_mut(D).zip(padded.chunks_exact(dp)) {
+        dst.copy_from_slice(&src[..D]);
+    }
+    if accumulate && !scaled {
+        // Adding 1.0 per row to a weight that starts at 0 (the caller
+        // clears `part`) is exact, so the count gives the same bits.
+        for ((w, &c), &c0) in cluster_weights.iter_mut().zip(counts.iter()).zip(&counts0[..k]) {
+            *w += (c - c0) as f64;
+        }
+    }
+    if let Some(part) = part {
+        part.loss += loss[..lanes].iter().sum::<f64>();
+    }
+}
+
 /// Every distance of the job's rows, row-major `rows x k` into `out`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
@@ -555,6 +791,51 @@ pub(crate) enum Op<'o, T> {
     Distances { out: &'o mut [T] },
 }
 
+/// Whether the lane-parallel path takes the job's shape.
+fn lane_path(job_d: usize, job_k: usize) -> bool {
+    (1..=SMALL_D).contains(&job_d) && job_k <= LANE_K
+}
+
+/// [`lane_chunk`] with the row width as a constant.
+#[inline(always)]
+unsafe fn lane_rows<S: Simd>(
+    job: &Job<'_, S::T>,
+    weights: Option<&[S::T]>,
+    labels: &mut [u32],
+    scores: &mut [S::T],
+    part: Option<&mut super::ClusterStats>,
+) {
+    macro_rules! by_width {
+        ($($w:literal)*) => {
+            match job.d {
+                $($w => lane_chunk::<S, $w>(job, weights, labels, scores, part),)*
+                _ => unreachable!("the lane path takes 1 <= d <= {SMALL_D}"),
+            }
+        };
+    }
+    by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+}
+
+/// Runs `op` on the lane-parallel path when it takes the shape (see
+/// [`lane_path`]); gives `op` back otherwise.
+#[inline(always)]
+unsafe fn run_lanes<'o, S: Simd>(job: &Job<'_, S::T>, op: Op<'o, S::T>) -> Option<Op<'o, S::T>> {
+    if !lane_path(job.d, job.k) || job.k == 0 {
+        return Some(op);
+    }
+    match op {
+        Op::Assign { labels, scores } => lane_rows::<S>(job, None, labels, scores, None),
+        Op::Accumulate {
+            weights,
+            labels,
+            scores,
+            part,
+        } => lane_rows::<S>(job, weights, labels, scores, Some(part)),
+        op @ Op::Distances { .. } => return Some(op),
+    }
+    None
+}
+
 #[inline(always)]
 unsafe fn run_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
     match op {
@@ -593,6 +874,9 @@ const SMALL_D: usize = 16;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn run_avx512<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
+    let Some(op) = run_lanes::<S>(job, op) else {
+        return;
+    };
     if job.d <= SMALL_D {
         run_body::<S, { rows_per_tile(Path::Avx512, true) }>(job, op)
     } else {
@@ -603,6 +887,9 @@ unsafe fn run_avx512<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
+    let Some(op) = run_lanes::<S>(job, op) else {
+        return;
+    };
     if job.d <= SMALL_D {
         run_body::<S, { rows_per_tile(Path::Avx2, true) }>(job, op)
     } else {
@@ -613,7 +900,11 @@ unsafe fn run_avx2<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
 fn run_portable<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
     // SAFETY: the portable vectors are plain arrays; `Job` keeps every
     // pointer the tiles form inside `x`, `data` and `bias`.
-    unsafe { run_body::<S, { rows_per_tile(Path::Portable, false) }>(job, op) }
+    unsafe {
+        if let Some(op) = run_lanes::<S>(job, op) {
+            run_body::<S, { rows_per_tile(Path::Portable, false) }>(job, op)
+        }
+    }
 }
 
 /// Runs one chunk's operation on `path`, which must be available (see

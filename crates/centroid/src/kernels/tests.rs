@@ -592,3 +592,53 @@ fn seeding_potentials_match_brute_force() {
         );
     }
 }
+
+/// Not a test: times `assign_accumulate` on every path for small-`d` shapes
+/// (one thread, median of several runs). Run by hand with
+/// `cargo test --release -p centroid --lib time_paths -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn time_paths() {
+    let shapes = [(200_000, 8, 16), (200_000, 2, 32), (100_000, 16, 64), (100_000, 3, 5)];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for &(n, d, k) in &shapes {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let x = random_matrix::<f32>(&mut rng, n, d);
+        let c = random_matrix::<f32>(&mut rng, k, d);
+        let (x, c) = (
+            MatRef::new(&x, n, d).unwrap(),
+            MatRef::new(&c, k, d).unwrap(),
+        );
+        let centres = PreparedCentres::new(c, Metric::SquaredEuclidean);
+        for path in paths() {
+            let mut labels = vec![0u32; n];
+            let mut stats = ClusterStats::new(k, d);
+            let mut times: Vec<f64> = pool.install(|| {
+                (0..9)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        assign_accumulate_on(
+                            Some(path),
+                            PARTIAL_BYTES,
+                            x,
+                            None,
+                            &centres,
+                            Some(&mut labels),
+                            &mut stats,
+                        );
+                        t.elapsed().as_secs_f64()
+                    })
+                    .collect()
+            });
+            times.sort_by(f64::total_cmp);
+            println!(
+                "{n}x{d}x{k} {path:?}: median {:.2} ns/row, best {:.2} ns/row",
+                times[4] / n as f64 * 1e9,
+                times[0] / n as f64 * 1e9
+            );
+        }
+    }
+}
