@@ -471,6 +471,14 @@ unsafe fn finish_rows<S: Simd>(
 /// The largest `k` the lane-parallel path takes (with `d <= SMALL_D`).
 const LANE_K: usize = 64;
 
+/// Copies of a chunk's per-cluster statistics in the lane-parallel path:
+/// row `i` of the chunk is added to copy `i % LANE_COPIES` (in row order
+/// within a copy), and the copies are added together in a fixed order at
+/// the end of the chunk, `(c0 + c1) + (c2 + c3)`. A run of rows of one
+/// cluster then waits on four separate chains of store, reload and add,
+/// not on one.
+const LANE_COPIES: usize = 4;
+
 /// How many blocks ahead the lane-parallel path prefetches rows.
 const LANE_PREFETCH: usize = 8;
 
@@ -529,24 +537,27 @@ unsafe fn lane_group<S: Simd, const D: usize, const G: usize>(
 /// them takes `D` multiply-adds against broadcast centre values; the argmin
 /// is then lane-wise (a compare and two blends per centre per block)
 /// instead of a horizontal reduction per row. The distances follow in the
-/// same registers, and with `part` each row is added to its cluster's sums
-/// straight away, while it is still in L1: one pass over the chunk.
+/// same registers, and with `ACC` (then `part` is given) each row is added
+/// to its cluster's sums one block later, while it is still in L1 and its
+/// label's store has long completed: one pass over the chunk.
 ///
-/// Statistics are added row by row in row order, as [`finish`] does, and
-/// the loss in the same four running sums, so only how the squared norm of
-/// a row is summed differs from the tiled path (last bits of the score).
+/// A chunk's statistics are kept in [`LANE_COPIES`] interleaved copies
+/// (row `i` in copy `i % LANE_COPIES`, in row order within a copy) that
+/// are added together in a fixed order at the end, and the loss in one sum
+/// per lane; the order depends only on the rows' places in the chunk.
 #[inline(always)]
-unsafe fn lane_chunk<S: Simd, const D: usize>(
+unsafe fn lane_chunk<S: Simd, const D: usize, const ACC: bool>(
     job: &Job<'_, S::T>,
     weights: Option<&[S::T]>,
     labels: &mut [u32],
     scores: &mut [S::T],
-    mut part: Option<&mut super::ClusterStats>,
+    part: Option<&mut super::ClusterStats>,
 ) {
     type T<S> = <S as Simd>::T;
     let (lanes, k, rows) = (S::LANES, job.k, labels.len());
     debug_assert!(job.d == D && k <= LANE_K && job.lanes == lanes);
     debug_assert!(job.x.len() >= rows * D && scores.len() == rows);
+    debug_assert_eq!(ACC, part.is_some());
     // The centres centre-major, their biases and indices: a few KiB, read
     // by every block of the chunk from L1.
     let mut cen = [T::<S>::zero(); LANE_K * SMALL_D];
@@ -560,29 +571,16 @@ unsafe fn lane_chunk<S: Simd, const D: usize>(
         bias[j] = job.bias[j];
         idx[j] = T::<S>::from_f64_lossy(j as f64);
     }
-    let (sums, cluster_weights, counts) = match part.as_deref_mut() {
-        Some(p) => (&mut p.sums[..], &mut p.weights[..], &mut p.counts[..]),
-        None => (&mut [][..], &mut [][..], &mut [][..]),
-    };
-    let accumulate = !counts.is_empty();
-    let mut counts0 = [0u64; LANE_K];
-    counts0[..counts.len()].copy_from_slice(counts);
-    // The sums with each cluster's row padded to whole vectors (see
-    // `Simd::accumulate_padded`), copied in and out around the chunk.
-    let dp = D.next_multiple_of(8);
-    let mut padded = [0.0f64; LANE_K * SMALL_D];
-    for (dst, src) in padded.chunks_exact_mut(dp).zip(sums.chunks_exact(D)) {
-        dst[..D].copy_from_slice(src);
-    }
     let cosine = job.metric == Metric::Cosine;
-    let scaled = cosine || weights.is_some();
-    let mut loss = [0.0f64; MAX_LANES];
+    let mut stats = LaneStats::<D>::new(ACC, cosine || weights.is_some());
     let zero = S::splat(T::<S>::zero());
     let two = S::splat(T::<S>::one() + T::<S>::one());
     // The last, partial block of a chunk is copied here, zero-padded.
     let mut pad = [T::<S>::zero(); MAX_LANES * SMALL_D];
     let mut out_scores = [T::<S>::zero(); MAX_LANES];
     let mut out_labels = [0u32; MAX_LANES];
+    // The block whose rows are still to be added to the statistics.
+    let mut pending = 0..0;
     let mut r0 = 0;
     while r0 < rows {
         let valid = (rows - r0).min(lanes);
@@ -631,79 +629,142 @@ unsafe fn lane_chunk<S: Simd, const D: usize>(
             // `max(sq + 2 value, 0)`; `2 value` is exact, so one rounding.
             S::max(S::fmadd(two, best, sq), zero)
         };
-        let (lab, sc) = if valid == lanes {
-            (
-                labels.as_mut_ptr().add(r0),
-                scores.as_mut_ptr().add(r0),
-            )
-        } else {
-            (out_labels.as_mut_ptr(), out_scores.as_mut_ptr())
-        };
-        S::store_indices(lab, besti);
-        S::store(sc, score);
-        if valid < lanes {
-            labels[r0..r0 + valid].copy_from_slice(&out_labels[..valid]);
-            scores[r0..r0 + valid].copy_from_slice(&out_scores[..valid]);
-        }
         let end = r0 + valid;
-        for i in r0..end {
-            let row = job.x.as_ptr().add(i * D);
-            let inv = if cosine {
-                let inv = super::inv_norm(std::slice::from_raw_parts(row, D));
-                let s = &mut scores[i];
+        if valid == lanes {
+            S::store_indices(labels.as_mut_ptr().add(r0), besti);
+            S::store(scores.as_mut_ptr().add(r0), score);
+        } else {
+            S::store_indices(out_labels.as_mut_ptr(), besti);
+            S::store(out_scores.as_mut_ptr(), score);
+            labels[r0..end].copy_from_slice(&out_labels[..valid]);
+            scores[r0..end].copy_from_slice(&out_scores[..valid]);
+        }
+        if cosine {
+            // `1 + (-x.c) / max(||x||, eps)`, the norm in f64 per row.
+            for i in r0..end {
+                let inv = super::inv_norm(std::slice::from_raw_parts(job.x.as_ptr().add(i * D), D));
+                let s = scores.get_unchecked_mut(i);
                 *s = T::<S>::one() + *s * T::<S>::from_f64_lossy(inv);
-                inv
-            } else {
-                1.0
-            };
-            if accumulate {
-                let j = labels[i] as usize;
-                let acc = padded.as_mut_ptr().add(j * dp);
-                if scaled {
-                    let w = weights.map_or(1.0, |w| w[i].to_f64_exact());
-                    S::accumulate_padded(acc, row, D, Some(w * inv));
-                    cluster_weights[j] += w;
-                } else {
-                    // Unit weights: the weights are the counts (below).
-                    S::accumulate_padded(acc, row, D, None);
-                }
-                counts[j] += 1;
             }
         }
-        if accumulate {
-            // The loss, lane `l` holding rows `l mod LANES`.
-            let w = weights.map(|w| w.as_ptr().add(r0));
-            if valid == lanes {
-                let score = if cosine {
-                    S::load(scores.as_ptr().add(r0))
-                } else {
-                    score
-                };
-                S::accumulate_lanes(loss.as_mut_ptr(), score, w);
-            } else {
-                for (l, (acc, s)) in loss.iter_mut().zip(&scores[r0..end]).enumerate() {
-                    let s = s.to_f64_exact();
-                    *acc += match w {
-                        Some(w) => (*w.add(l)).to_f64_exact() * s,
-                        None => s,
-                    };
-                }
-            }
+        if ACC {
+            stats.add_rows::<S>(job.x, weights, cosine, labels, scores, pending);
+            pending = r0..end;
         }
         r0 += lanes;
     }
-    for (dst, src) in sums.chunks_exact_mut(D).zip(padded.chunks_exact(dp)) {
-        dst.copy_from_slice(&src[..D]);
+    if let Some(part) = part {
+        stats.add_rows::<S>(job.x, weights, cosine, labels, scores, pending);
+        stats.merge_into(k, part);
     }
-    if accumulate && !scaled {
-        // Adding 1.0 per row to a weight that starts at 0 (the caller
-        // clears `part`) is exact, so the count gives the same bits.
-        for ((w, &c), &c0) in cluster_weights.iter_mut().zip(counts.iter()).zip(&counts0[..k]) {
-            *w += (c - c0) as f64;
+}
+
+/// One chunk's statistics in the lane-parallel path: [`LANE_COPIES`]
+/// interleaved copies, each cluster's row of sums padded to whole vectors
+/// (see `Simd::accumulate_padded`), and the loss per lane.
+struct LaneStats<const D: usize> {
+    sums: [f64; LANE_COPIES * LANE_K * SMALL_D],
+    weights: [f64; LANE_COPIES * LANE_K],
+    counts: [u32; LANE_COPIES * LANE_K],
+    loss: [f64; MAX_LANES],
+    /// Whether rows carry a scale (a weight, or under cosine a norm).
+    scaled: bool,
+}
+
+impl<const D: usize> LaneStats<D> {
+    /// Sums per cluster and copy: `D` rounded up to whole f64 vectors.
+    const STRIDE: usize = D.next_multiple_of(8);
+
+    #[inline(always)]
+    fn new(accumulate: bool, scaled: bool) -> Self {
+        // Left unused (and the zeroing dead) without `accumulate`.
+        let _ = accumulate;
+        Self {
+            sums: [0.0; LANE_COPIES * LANE_K * SMALL_D],
+            weights: [0.0; LANE_COPIES * LANE_K],
+            counts: [0; LANE_COPIES * LANE_K],
+            loss: [0.0; MAX_LANES],
+            scaled,
         }
     }
-    if let Some(part) = part {
-        part.loss += loss[..lanes].iter().sum::<f64>();
+
+    /// Adds rows `rows` (a block, labelled and scored) of the chunk `x`.
+    #[inline(always)]
+    unsafe fn add_rows<S: Simd>(
+        &mut self,
+        x: &[S::T],
+        weights: Option<&[S::T]>,
+        cosine: bool,
+        labels: &[u32],
+        scores: &[S::T],
+        rows: std::ops::Range<usize>,
+    ) {
+        let stride = Self::STRIDE;
+        if rows.is_empty() {
+            return;
+        }
+        let (r0, end) = (rows.start, rows.end);
+        if self.scaled {
+            for i in r0..end {
+                let row = x.as_ptr().add(i * D);
+                let w = weights.map_or(1.0, |w| w.get_unchecked(i).to_f64_exact());
+                let scale = if cosine {
+                    w * super::inv_norm(std::slice::from_raw_parts(row, D))
+                } else {
+                    w
+                };
+                let at = *labels.get_unchecked(i) as usize * LANE_COPIES + i % LANE_COPIES;
+                S::accumulate_padded(self.sums.as_mut_ptr().add(at * stride), row, D, Some(scale));
+                *self.weights.get_unchecked_mut(at) += w;
+                *self.counts.get_unchecked_mut(at) += 1;
+            }
+        } else {
+            for i in r0..end {
+                let row = x.as_ptr().add(i * D);
+                let at = *labels.get_unchecked(i) as usize * LANE_COPIES + i % LANE_COPIES;
+                S::accumulate_padded(self.sums.as_mut_ptr().add(at * stride), row, D, None);
+                *self.counts.get_unchecked_mut(at) += 1;
+            }
+        }
+        // The loss, lane `l` holding the rows `l` mod `LANES`.
+        let w = weights.map(|w| w.as_ptr().add(r0));
+        if end - r0 == S::LANES {
+            S::accumulate_lanes(self.loss.as_mut_ptr(), S::load(scores.as_ptr().add(r0)), w);
+        } else {
+            for (l, (acc, s)) in self.loss.iter_mut().zip(&scores[r0..end]).enumerate() {
+                let s = s.to_f64_exact();
+                *acc += match w {
+                    Some(w) => (*w.add(l)).to_f64_exact() * s,
+                    None => s,
+                };
+            }
+        }
+    }
+
+    /// Adds the copies together, `(c0 + c1) + (c2 + c3)`, and then into
+    /// `part`.
+    #[inline(always)]
+    fn merge_into(&self, k: usize, part: &mut super::ClusterStats) {
+        const { assert!(LANE_COPIES == 4) };
+        let stride = Self::STRIDE;
+        for j in 0..k {
+            let c = j * LANE_COPIES;
+            let copy = |q: usize| &self.sums[(c + q) * stride..(c + q) * stride + D];
+            let (a, b, e, f) = (copy(0), copy(1), copy(2), copy(3));
+            for (p, s) in part.sums[j * D..(j + 1) * D].iter_mut().enumerate() {
+                *s += (a[p] + b[p]) + (e[p] + f[p]);
+            }
+            let n: u32 = self.counts[c..c + LANE_COPIES].iter().sum();
+            part.counts[j] += u64::from(n);
+            part.weights[j] += if self.scaled {
+                let w = &self.weights[c..c + LANE_COPIES];
+                (w[0] + w[1]) + (w[2] + w[3])
+            } else {
+                // Unit weights add up to the count exactly.
+                f64::from(n)
+            };
+        }
+        part.loss += self.loss.iter().sum::<f64>();
     }
 }
 
@@ -808,7 +869,10 @@ unsafe fn lane_rows<S: Simd>(
     macro_rules! by_width {
         ($($w:literal)*) => {
             match job.d {
-                $($w => lane_chunk::<S, $w>(job, weights, labels, scores, part),)*
+                $($w => match part {
+                    Some(_) => lane_chunk::<S, $w, true>(job, weights, labels, scores, part),
+                    None => lane_chunk::<S, $w, false>(job, weights, labels, scores, None),
+                },)*
                 _ => unreachable!("the lane path takes 1 <= d <= {SMALL_D}"),
             }
         };

@@ -642,3 +642,49 @@ fn time_paths() {
         }
     }
 }
+
+/// Not a test: `assign` against `assign_accumulate` on the fastest path,
+/// one thread, best of many runs, for one shape from `CENTROID_SHAPE`
+/// (`NxDxK`, default `1000000x8x16`).
+#[test]
+#[ignore]
+fn time_assign_parts() {
+    let shape = std::env::var("CENTROID_SHAPE").unwrap_or("1000000x8x16".into());
+    let v: Vec<usize> = shape.split('x').map(|s| s.parse().unwrap()).collect();
+    let (n, d, k) = (v[0], v[1], v[2]);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x = random_matrix::<f32>(&mut rng, n, d);
+    let c = random_matrix::<f32>(&mut rng, k, d);
+    let (x, c) = (
+        MatRef::new(&x, n, d).unwrap(),
+        MatRef::new(&c, k, d).unwrap(),
+    );
+    let centres = PreparedCentres::new(c, Metric::SquaredEuclidean);
+    let mut labels = vec![0u32; n];
+    let mut scores = vec![0f32; n];
+    let mut stats = ClusterStats::new(k, d);
+    let best = |f: &mut dyn FnMut()| {
+        (0..40)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    pool.install(|| {
+        let a = best(&mut || assign(x, &centres, &mut labels, &mut scores));
+        let b = best(&mut || {
+            assign_accumulate(x, None, &centres, Some(&mut labels), &mut stats)
+        });
+        println!(
+            "{n}x{d}x{k}: assign {:.2} ms, assign_accumulate {:.2} ms",
+            a * 1e3,
+            b * 1e3
+        );
+    });
+}
