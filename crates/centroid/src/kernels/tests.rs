@@ -690,3 +690,102 @@ fn low_bits_bound_the_lowest_set_bit() {
         }
     }
 }
+
+/// Not a test: times `assign_accumulate` on every path for small-`d` shapes
+/// (one thread, median of several runs). Run by hand with
+/// `cargo test --release -p centroid --lib time_paths -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn time_paths() {
+    let shapes = [
+        (200_000, 8, 16),
+        (200_000, 2, 32),
+        (100_000, 16, 64),
+        (100_000, 3, 5),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for &(n, d, k) in &shapes {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let x = random_matrix::<f32>(&mut rng, n, d);
+        let c = random_matrix::<f32>(&mut rng, k, d);
+        let (x, c) = (
+            MatRef::new(&x, n, d).unwrap(),
+            MatRef::new(&c, k, d).unwrap(),
+        );
+        let centres = PreparedCentres::new(c, Metric::SquaredEuclidean);
+        for path in paths() {
+            let mut labels = vec![0u32; n];
+            let mut stats = ClusterStats::new(k, d);
+            let mut times: Vec<f64> = pool.install(|| {
+                (0..9)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        assign_accumulate_on(
+                            Some(path),
+                            PARTIAL_BYTES,
+                            x,
+                            None,
+                            &centres,
+                            Some(&mut labels),
+                            &mut stats,
+                        );
+                        t.elapsed().as_secs_f64()
+                    })
+                    .collect()
+            });
+            times.sort_by(f64::total_cmp);
+            println!(
+                "{n}x{d}x{k} {path:?}: median {:.2} ns/row, best {:.2} ns/row",
+                times[4] / n as f64 * 1e9,
+                times[0] / n as f64 * 1e9
+            );
+        }
+    }
+}
+
+/// Not a test: `assign` against `assign_accumulate` on the fastest path,
+/// one thread, best of many runs, for one shape from `CENTROID_SHAPE`
+/// (`NxDxK`, default `1000000x8x16`).
+#[test]
+#[ignore]
+fn time_assign_parts() {
+    let shape = std::env::var("CENTROID_SHAPE").unwrap_or("1000000x8x16".into());
+    let v: Vec<usize> = shape.split('x').map(|s| s.parse().unwrap()).collect();
+    let (n, d, k) = (v[0], v[1], v[2]);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x = random_matrix::<f32>(&mut rng, n, d);
+    let c = random_matrix::<f32>(&mut rng, k, d);
+    let (x, c) = (
+        MatRef::new(&x, n, d).unwrap(),
+        MatRef::new(&c, k, d).unwrap(),
+    );
+    let centres = PreparedCentres::new(c, Metric::SquaredEuclidean);
+    let mut labels = vec![0u32; n];
+    let mut scores = vec![0f32; n];
+    let mut stats = ClusterStats::new(k, d);
+    let best = |f: &mut dyn FnMut()| {
+        (0..40)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    pool.install(|| {
+        let a = best(&mut || assign(x, &centres, &mut labels, &mut scores));
+        let b = best(&mut || assign_accumulate(x, None, &centres, Some(&mut labels), &mut stats));
+        println!(
+            "{n}x{d}x{k}: assign {:.2} ms, assign_accumulate {:.2} ms",
+            a * 1e3,
+            b * 1e3
+        );
+    });
+}
