@@ -1038,32 +1038,34 @@ fn bad_evaluation_names_and_an_empty_input_for_an_array_are_named() {
 }
 
 // ---------------------------------------------------------------- kernels
-// Bugs found in code this audit does not own, kept as failing tests.
 
-/// kernels (owner: kernels): a float32 squared distance that overflows
-/// (here 4e38 > f32::MAX) comes out of `assign` as 0.0 and adds nothing to
-/// `assign_accumulate`'s loss: ||x||^2 = inf, minus an infinite 2 x.c, is
-/// NaN, and the clamp at 0 turns NaN into 0. A point far away then scores
-/// as a perfect fit. The Estimator no longer lets such rows through (its
-/// squared-norm limit refuses them with an error), but the public kernels
-/// still answer wrongly. Expected: +inf (or NaN), never 0.
+/// A float32 squared distance that overflows (here 4e38 > f32::MAX) must
+/// come out of `assign` as +inf and make `assign_accumulate`'s loss
+/// infinite: once ||x||^2 = inf minus an infinite 2 x.c gave NaN, which the
+/// clamp at 0 turned into a perfect fit. Checked on the narrow (d = 1) and
+/// the wide (d = 20) kernels. The Estimator refuses such rows anyway (its
+/// squared-norm limit); the public kernels must still not lie.
 #[test]
-#[ignore = "kernels bug: overflowing float32 squared distances come out as 0"]
 fn kernels_report_overflowing_squared_distances_as_infinite() {
     use centroid::kernels::{self, ClusterStats, PreparedCentres};
-    let x = [0.0f32, 1e19, 3e19, -3e19];
-    let c = [-1e19f32, 1e19];
-    let prepared = PreparedCentres::new(
-        centroid::MatRef::new(&c, 2, 1).unwrap(),
-        centroid::Metric::SquaredEuclidean,
-    );
-    let xm = centroid::MatRef::new(&x, 4, 1).unwrap();
-    let mut labels = [0u32; 4];
-    let mut scores = [0f32; 4];
-    kernels::assign(xm, &prepared, &mut labels, &mut scores);
-    let mut stats = ClusterStats::new(2, 1);
-    kernels::assign_accumulate(xm, None, &prepared, None, &mut stats);
-    // (3e19 - 1e19)^2 = 4e38 and (-3e19 + 1e19)^2 = 4e38 exceed f32::MAX.
-    assert_eq!(scores[2], f32::INFINITY, "{scores:?}");
-    assert_eq!(stats.loss, f64::INFINITY);
+    for d in [1usize, 20] {
+        let rows = [0.0f32, 1e19, 3e19, -3e19];
+        let cs = [-1e19f32, 1e19];
+        let x: Vec<f32> = rows.iter().flat_map(|&v| std::iter::repeat_n(v, d)).collect();
+        let c: Vec<f32> = cs.iter().flat_map(|&v| std::iter::repeat_n(v, d)).collect();
+        let prepared = PreparedCentres::new(
+            centroid::MatRef::new(&c, 2, d).unwrap(),
+            centroid::Metric::SquaredEuclidean,
+        );
+        let xm = centroid::MatRef::new(&x, 4, d).unwrap();
+        let mut labels = [0u32; 4];
+        let mut scores = [0f32; 4];
+        kernels::assign(xm, &prepared, &mut labels, &mut scores);
+        let mut stats = ClusterStats::new(2, d);
+        kernels::assign_accumulate(xm, None, &prepared, None, &mut stats);
+        // d (3e19 - 1e19)^2 >= 4e38 exceeds f32::MAX.
+        assert_eq!(scores[2], f32::INFINITY, "d = {d}: {scores:?}");
+        assert_eq!(scores[3], f32::INFINITY, "d = {d}: {scores:?}");
+        assert_eq!(stats.loss, f64::INFINITY, "d = {d}");
+    }
 }
