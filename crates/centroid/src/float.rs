@@ -2,12 +2,19 @@
 //!
 //! Everything numeric is generic over [`Float`], so one code path serves both
 //! precisions. Sums over many points are always accumulated in `f64`.
+//!
+//! `Float` is sealed: its supertrait `sealed::Sealed` cannot be named
+//! outside this crate, so only `f32` and `f64` implement it. The sealed
+//! trait carries what the kernels need of each type (its vector types on
+//! every instruction set, and its `f32` view for the f32-only AMX kernel),
+//! so kernels are generic over `Float` with no run-time dtype dispatch.
 
 use std::fmt::{Debug, Display};
 
-/// The element type of data and centres.
+/// The element type of data and centres: `f32` or `f64` (sealed).
 pub trait Float:
-    num_traits::Float
+    sealed::Sealed
+    + num_traits::Float
     + num_traits::FromPrimitive
     + num_traits::ToPrimitive
     + bytemuck::Pod
@@ -29,6 +36,60 @@ pub trait Float:
     fn from_f64_lossy(v: f64) -> Self;
     /// Widens to `f64` exactly.
     fn to_f64_exact(self) -> f64;
+}
+
+pub(crate) mod sealed {
+    use crate::kernels::simd::{self, Simd};
+
+    /// The kernels' view of an element type. Public in a private module,
+    /// so [`Float`](super::Float) can require it and no other crate can
+    /// implement it.
+    pub trait Sealed: Sized {
+        /// Plain arrays, any target.
+        type Portable: Simd<T = Self>;
+        /// AVX2 + FMA vectors.
+        #[cfg(target_arch = "x86_64")]
+        type Avx2: Simd<T = Self>;
+        /// AVX-512F vectors.
+        #[cfg(target_arch = "x86_64")]
+        type Avx512: Simd<T = Self>;
+
+        /// The values as `f32` when this type is `f32`: how the f32-only
+        /// AMX kernel is reached from generic code.
+        fn as_f32(values: &[Self]) -> Option<&[f32]>;
+        /// [`Sealed::as_f32`] for a mutable slice.
+        fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]>;
+    }
+
+    impl Sealed for f32 {
+        type Portable = simd::PortableF32;
+        #[cfg(target_arch = "x86_64")]
+        type Avx2 = simd::Avx2F32;
+        #[cfg(target_arch = "x86_64")]
+        type Avx512 = simd::Avx512F32;
+
+        fn as_f32(values: &[f32]) -> Option<&[f32]> {
+            Some(values)
+        }
+        fn as_f32_mut(values: &mut [f32]) -> Option<&mut [f32]> {
+            Some(values)
+        }
+    }
+
+    impl Sealed for f64 {
+        type Portable = simd::PortableF64;
+        #[cfg(target_arch = "x86_64")]
+        type Avx2 = simd::Avx2F64;
+        #[cfg(target_arch = "x86_64")]
+        type Avx512 = simd::Avx512F64;
+
+        fn as_f32(_: &[f64]) -> Option<&[f32]> {
+            None
+        }
+        fn as_f32_mut(_: &mut [f64]) -> Option<&mut [f32]> {
+            None
+        }
+    }
 }
 
 impl Float for f32 {

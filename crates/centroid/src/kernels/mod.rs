@@ -19,7 +19,8 @@
 //! lowest centre index.
 //!
 //! How: rows are cut into chunks of [`CHUNK_ROWS`] (boundaries depend only on
-//! `n`); each chunk runs the blocked kernel of `block.rs`, which computes `x.c`
+//! `n`); each chunk runs the tile kernel of `tile.rs` (or, for small `d` and `k`,
+//! the lane kernel of `lanes.rs`), which computes `x.c`
 //! for a tile of rows against panels of centres with a SIMD micro-kernel,
 //! folds the half-norms in (argmin of `||c||^2/2 - x.c`, or argmax of `x.c^`
 //! under cosine) and keeps the running argmin in registers, so no `n x k`
@@ -45,33 +46,31 @@
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
-mod block;
+mod dispatch;
+mod isa;
+mod lanes;
+mod pack;
 mod reference;
-mod simd;
+mod scalar;
+mod seeding_pass;
+pub(crate) mod simd;
 #[cfg(test)]
 mod tests;
+mod tile;
 
 pub use reference::{assign_reference, distances_reference};
-
-use std::any::Any;
+pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};
+pub use seeding_pass::{
+    candidate_potentials, fold_and_score, seeding_terms, update_min_distances, ScoredCandidates,
+};
 
 use rayon::prelude::*;
 
-use crate::float::{DType, Float};
+use crate::float::Float;
 use crate::matrix::MatRef;
-use block::{KernelFloat, Op, Packed, Path};
-
-/// The distance between a point and a centre.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Metric {
-    #[serde(rename = "squared_euclidean")]
-    SquaredEuclidean,
-    #[serde(rename = "cosine")]
-    Cosine,
-}
-
-/// Smallest norm a row is divided by under cosine, so zero rows stay finite.
-pub const COSINE_NORM_FLOOR: f64 = 1e-12;
+use isa::Isa;
+use pack::{Job, Op, Packed};
+use scalar::dot;
 
 /// Centres made ready for the kernels: under cosine normalised, with their
 /// squared norms computed once per step rather than once per row block, and
@@ -104,12 +103,11 @@ impl<T: Float> PreparedCentres<T> {
         } else {
             data.chunks_exact(d).map(|c| dot(c, c)).collect()
         };
-        let packed = pack(Path::detect(), &data, &sq_norms, k, d, metric);
+        let packed = Packed::new(Isa::detect(), &data, &sq_norms, k, d, metric);
         #[cfg(target_arch = "x86_64")]
-        let amx = match T::DTYPE {
-            DType::F32 => amx::AmxCentres::new(cast(&data), cast(&sq_norms), k, d, metric)
-                .map(std::sync::Arc::new),
-            DType::F64 => None,
+        let amx = match (T::as_f32(&data), T::as_f32(&sq_norms)) {
+            (Some(c), Some(n)) => amx::AmxCentres::new(c, n, k, d, metric).map(std::sync::Arc::new),
+            _ => None,
         };
         Self {
             centres: data,
@@ -138,57 +136,86 @@ impl<T: Float> PreparedCentres<T> {
     pub fn sq_norms(&self) -> &[T] {
         &self.sq_norms
     }
-}
 
-/// Per-cluster sums of one pass, accumulated in `f64`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClusterStats {
-    pub k: usize,
-    pub d: usize,
-    /// `k x d`, row-major: the (weighted, under cosine normalised) sum of the
-    /// rows assigned to each cluster.
-    pub sums: Vec<f64>,
-    /// The total sample weight assigned to each cluster (the count when
-    /// unweighted).
-    pub weights: Vec<f64>,
-    /// The number of rows assigned to each cluster.
-    pub counts: Vec<u64>,
-    /// The (weighted) sum of every row's distance to its nearest centre.
-    pub loss: f64,
-}
-
-impl ClusterStats {
-    pub fn new(k: usize, d: usize) -> Self {
-        Self {
-            k,
-            d,
-            sums: vec![0.0; k * d],
-            weights: vec![0.0; k],
-            counts: vec![0; k],
-            loss: 0.0,
+    /// The packing for `isa`: the centres' own when they were packed for it.
+    fn packing_for(&self, isa: Isa) -> std::borrow::Cow<'_, Packed<T>> {
+        if self.packed.isa == isa {
+            std::borrow::Cow::Borrowed(&self.packed)
+        } else {
+            std::borrow::Cow::Owned(Packed::new(
+                isa,
+                &self.centres,
+                &self.sq_norms,
+                self.k,
+                self.d,
+                self.metric,
+            ))
         }
     }
 
-    /// Adds another pass's statistics (same shape) into these.
-    pub fn merge(&mut self, other: &ClusterStats) {
-        debug_assert_eq!((self.k, self.d), (other.k, other.d));
-        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
-            *a += b;
+    /// The blocked kernels' job for rows `start..end` of `x`.
+    fn job<'a>(
+        &self,
+        x: MatRef<'a, T>,
+        start: usize,
+        end: usize,
+        packed: &'a Packed<T>,
+    ) -> Job<'a, T> {
+        Job {
+            x: x.slice_rows(start, end).as_slice(),
+            d: x.cols(),
+            k: self.k,
+            metric: self.metric,
+            lanes: packed.lanes,
+            panels: packed.panels,
+            block_panels: packed.block_panels,
+            data: packed.data(),
+            bias: &packed.bias,
         }
-        for (a, b) in self.weights.iter_mut().zip(&other.weights) {
-            *a += b;
-        }
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
-        }
-        self.loss += other.loss;
     }
 
-    pub fn clear(&mut self) {
-        self.sums.fill(0.0);
-        self.weights.fill(0.0);
-        self.counts.fill(0);
-        self.loss = 0.0;
+    /// Runs a chunk on the AMX kernel when the caller did not ask for a
+    /// particular path and the centres were packed for it (f32 only);
+    /// false when the chunk is the caller's to run.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    fn run_amx(
+        &self,
+        isa: Option<Isa>,
+        x: &[T],
+        labels: &mut [u32],
+        scores: &mut [T],
+        weights: Option<&[T]>,
+        part: Option<&mut ClusterStats>,
+    ) -> bool {
+        let (None, Some(a)) = (isa, self.amx.as_deref()) else {
+            return false;
+        };
+        let (Some(x), Some(centres)) = (T::as_f32(x), T::as_f32(&self.centres)) else {
+            return false;
+        };
+        let weights = match weights {
+            None => None,
+            Some(w) => match T::as_f32(w) {
+                Some(w) => Some(w),
+                None => return false,
+            },
+        };
+        let Some(scores) = T::as_f32_mut(scores) else {
+            return false;
+        };
+        amx::run(
+            a,
+            amx::Chunk {
+                x,
+                centres,
+                labels,
+                scores,
+                weights,
+                part,
+            },
+        );
+        true
     }
 }
 
@@ -210,87 +237,6 @@ const MERGE_BLOCK: usize = 1 << 14;
 /// the argmin as floats, exact below 2^24 in f32. Larger `k` uses the
 /// reference kernel.
 const MAX_BLOCKED_K: usize = 1 << 24;
-
-fn pack<T: Float>(
-    path: Path,
-    data: &[T],
-    sq_norms: &[T],
-    k: usize,
-    d: usize,
-    metric: Metric,
-) -> Packed<T> {
-    let lanes = match T::DTYPE {
-        DType::F32 => path.lanes::<f32>(),
-        DType::F64 => path.lanes::<f64>(),
-    };
-    Packed::new(path, lanes, data, sq_norms, k, d, metric)
-}
-
-/// The centres as the concrete kernel type `F`, when `T` is `F`.
-fn downcast<T: Float, F: KernelFloat>(c: &PreparedCentres<T>) -> Option<&PreparedCentres<F>> {
-    (c as &dyn Any).downcast_ref::<PreparedCentres<F>>()
-}
-
-/// `T`'s slice as `F`'s; only called once [`downcast`] showed `T` is `F`.
-fn cast<T: Float, F: KernelFloat>(s: &[T]) -> &[F] {
-    bytemuck::cast_slice(s)
-}
-
-fn cast_mut<T: Float, F: KernelFloat>(s: &mut [T]) -> &mut [F] {
-    bytemuck::cast_slice_mut(s)
-}
-
-fn job<'a, F: KernelFloat>(
-    x: MatRef<'a, F>,
-    start: usize,
-    end: usize,
-    centres: &PreparedCentres<F>,
-    packed: &'a Packed<F>,
-) -> block::Job<'a, F> {
-    block::Job {
-        x: x.slice_rows(start, end).as_slice(),
-        d: x.cols(),
-        k: centres.k,
-        metric: centres.metric,
-        lanes: packed.lanes,
-        panels: packed.panels,
-        block_panels: packed.block_panels,
-        data: packed.data(),
-        bias: &packed.bias,
-    }
-}
-
-/// The packing for `path`: the centres' own when they were packed for it.
-fn packing_for<F: KernelFloat>(
-    centres: &PreparedCentres<F>,
-    path: Path,
-) -> std::borrow::Cow<'_, Packed<F>> {
-    if centres.packed.path == path {
-        std::borrow::Cow::Borrowed(&centres.packed)
-    } else {
-        std::borrow::Cow::Owned(pack(
-            path,
-            &centres.centres,
-            &centres.sq_norms,
-            centres.k,
-            centres.d,
-            centres.metric,
-        ))
-    }
-}
-
-/// The AMX kernel's centres, when the caller did not ask for a particular
-/// path and the centres were packed for it (f32 only).
-#[cfg(target_arch = "x86_64")]
-fn amx_for<F: KernelFloat>(
-    centres: &PreparedCentres<F>,
-    path: Option<Path>,
-) -> Option<&amx::AmxCentres> {
-    match path {
-        None => centres.amx.as_deref(),
-        Some(_) => None,
-    }
-}
 
 /// Assigns every row of `x` to its nearest centre and adds each row (weighted
 /// by `sample_weight`, and normalised under cosine) to its cluster's sums in
@@ -321,7 +267,7 @@ pub fn assign_accumulate<T: Float>(
 /// about `partial_budget` bytes of per-chunk partials alive at once (at least
 /// one per thread).
 pub(crate) fn assign_accumulate_on<T: Float>(
-    path: Option<Path>,
+    isa: Option<Isa>,
     partial_budget: usize,
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -344,47 +290,10 @@ pub(crate) fn assign_accumulate_on<T: Float>(
         assert_eq!(l.len(), n, "one label per row");
     }
     stats.clear();
-    if let Some(c) = downcast::<T, f32>(centres) {
-        let w = sample_weight.map(cast::<T, f32>);
-        accumulate_typed(
-            path,
-            partial_budget,
-            MatRef::new(cast(x.as_slice()), n, d).expect("same shape"),
-            w,
-            c,
-            labels,
-            stats,
-        );
-    } else if let Some(c) = downcast::<T, f64>(centres) {
-        let w = sample_weight.map(cast::<T, f64>);
-        accumulate_typed(
-            path,
-            partial_budget,
-            MatRef::new(cast(x.as_slice()), n, d).expect("same shape"),
-            w,
-            c,
-            labels,
-            stats,
-        );
-    } else {
-        unreachable!("Float is implemented for f32 and f64 only")
-    }
-}
-
-fn accumulate_typed<F: KernelFloat>(
-    path: Option<Path>,
-    partial_budget: usize,
-    x: MatRef<'_, F>,
-    sample_weight: Option<&[F]>,
-    centres: &PreparedCentres<F>,
-    labels: Option<&mut [u32]>,
-    stats: &mut ClusterStats,
-) {
-    let (n, d, k) = (x.rows(), x.cols(), centres.k());
     if n == 0 {
         return;
     }
-    let packed = packing_for(centres, path.unwrap_or(centres.packed.path));
+    let packed = centres.packing_for(isa.unwrap_or(centres.packed.isa));
     let n_chunks = n.div_ceil(CHUNK_ROWS);
     let mut label_chunks: Vec<Option<&mut [u32]>> = match labels {
         Some(l) => l.chunks_mut(CHUNK_ROWS).map(Some).collect(),
@@ -398,8 +307,6 @@ fn accumulate_typed<F: KernelFloat>(
         .clamp(1, n_chunks);
     let mut parts: Vec<ClusterStats> = (0..group).map(|_| ClusterStats::new(k, d)).collect();
     let blocked = k > 0 && k < MAX_BLOCKED_K;
-    #[cfg(target_arch = "x86_64")]
-    let amx = amx_for(centres, path);
     for g0 in (0..n_chunks).step_by(group) {
         let g1 = (g0 + group).min(n_chunks);
         parts[..g1 - g0]
@@ -418,28 +325,24 @@ fn accumulate_typed<F: KernelFloat>(
                         &mut own_labels
                     }
                 };
-                let mut scores = vec![F::zero(); rows];
+                let mut scores = vec![T::zero(); rows];
                 part.clear();
                 let weights = sample_weight.map(|w| &w[start..end]);
                 #[cfg(target_arch = "x86_64")]
-                if let Some(a) = amx {
-                    amx::run(
-                        a,
-                        amx::Chunk {
-                            x: cast(x.slice_rows(start, end).as_slice()),
-                            centres: cast(&centres.centres),
-                            labels,
-                            scores: cast_mut(&mut scores),
-                            weights: weights.map(cast),
-                            part: Some(part),
-                        },
-                    );
+                if centres.run_amx(
+                    isa,
+                    x.slice_rows(start, end).as_slice(),
+                    labels,
+                    &mut scores,
+                    weights,
+                    Some(&mut *part),
+                ) {
                     return;
                 }
                 if blocked {
-                    let job = job(x, start, end, centres, &packed);
-                    block::run(
-                        packed.path,
+                    let job = centres.job(x, start, end, &packed);
+                    dispatch::run(
+                        packed.isa,
                         &job,
                         Op::Accumulate {
                             weights,
@@ -529,7 +432,7 @@ pub fn assign<T: Float>(
 
 /// [`assign`] on a chosen path (`None`: the centres' own).
 pub(crate) fn assign_on<T: Float>(
-    path: Option<Path>,
+    isa: Option<Isa>,
     x: MatRef<'_, T>,
     centres: &PreparedCentres<T>,
     labels: &mut [u32],
@@ -539,38 +442,8 @@ pub(crate) fn assign_on<T: Float>(
     assert_eq!(d, centres.d(), "data width must match the centres");
     assert_eq!(labels.len(), n, "one label per row");
     assert_eq!(scores.len(), n, "one score per row");
-    if let Some(c) = downcast::<T, f32>(centres) {
-        assign_typed(
-            path,
-            MatRef::new(cast(x.as_slice()), n, d).expect("same shape"),
-            c,
-            labels,
-            cast_mut(scores),
-        );
-    } else if let Some(c) = downcast::<T, f64>(centres) {
-        assign_typed(
-            path,
-            MatRef::new(cast(x.as_slice()), n, d).expect("same shape"),
-            c,
-            labels,
-            cast_mut(scores),
-        );
-    } else {
-        unreachable!("Float is implemented for f32 and f64 only")
-    }
-}
-
-fn assign_typed<F: KernelFloat>(
-    path: Option<Path>,
-    x: MatRef<'_, F>,
-    centres: &PreparedCentres<F>,
-    labels: &mut [u32],
-    scores: &mut [F],
-) {
-    let packed = packing_for(centres, path.unwrap_or(centres.packed.path));
+    let packed = centres.packing_for(isa.unwrap_or(centres.packed.isa));
     let blocked = centres.k > 0 && centres.k < MAX_BLOCKED_K;
-    #[cfg(target_arch = "x86_64")]
-    let amx = amx_for(centres, path);
     labels
         .par_chunks_mut(CHUNK_ROWS)
         .zip(scores.par_chunks_mut(CHUNK_ROWS))
@@ -579,24 +452,20 @@ fn assign_typed<F: KernelFloat>(
             let start = ci * CHUNK_ROWS;
             let end = start + labels.len();
             #[cfg(target_arch = "x86_64")]
-            if let Some(a) = amx {
-                amx::run(
-                    a,
-                    amx::Chunk {
-                        x: cast(x.slice_rows(start, end).as_slice()),
-                        centres: cast(&centres.centres),
-                        labels,
-                        scores: cast_mut(scores),
-                        weights: None,
-                        part: None,
-                    },
-                );
+            if centres.run_amx(
+                isa,
+                x.slice_rows(start, end).as_slice(),
+                labels,
+                scores,
+                None,
+                None,
+            ) {
                 return;
             }
             if blocked {
-                block::run(
-                    packed.path,
-                    &job(x, start, end, centres, &packed),
+                dispatch::run(
+                    packed.isa,
+                    &centres.job(x, start, end, &packed),
                     Op::Assign { labels, scores },
                 );
             } else {
@@ -612,7 +481,7 @@ pub fn distances<T: Float>(x: MatRef<'_, T>, centres: &PreparedCentres<T>, out: 
 
 /// [`distances`] on a chosen path (`None`: the centres' own).
 pub(crate) fn distances_on<T: Float>(
-    path: Option<Path>,
+    isa: Option<Isa>,
     x: MatRef<'_, T>,
     centres: &PreparedCentres<T>,
     out: &mut [T],
@@ -624,36 +493,11 @@ pub(crate) fn distances_on<T: Float>(
         n * centres.k(),
         "one distance per row and centre"
     );
-    if let Some(c) = downcast::<T, f32>(centres) {
-        distances_typed(
-            path,
-            MatRef::new(cast(x.as_slice()), n, d).expect("same shape"),
-            c,
-            cast_mut(out),
-        );
-    } else if let Some(c) = downcast::<T, f64>(centres) {
-        distances_typed(
-            path,
-            MatRef::new(cast(x.as_slice()), n, d).expect("same shape"),
-            c,
-            cast_mut(out),
-        );
-    } else {
-        unreachable!("Float is implemented for f32 and f64 only")
-    }
-}
-
-fn distances_typed<F: KernelFloat>(
-    path: Option<Path>,
-    x: MatRef<'_, F>,
-    centres: &PreparedCentres<F>,
-    out: &mut [F],
-) {
     let k = centres.k;
     if k == 0 {
         return;
     }
-    let packed = packing_for(centres, path.unwrap_or(centres.packed.path));
+    let packed = centres.packing_for(isa.unwrap_or(centres.packed.isa));
     let blocked = k < MAX_BLOCKED_K;
     out.par_chunks_mut(CHUNK_ROWS * k)
         .enumerate()
@@ -661,270 +505,13 @@ fn distances_typed<F: KernelFloat>(
             let start = ci * CHUNK_ROWS;
             let end = start + out.len() / k;
             if blocked {
-                block::run(
-                    packed.path,
-                    &job(x, start, end, centres, &packed),
+                dispatch::run(
+                    packed.isa,
+                    &centres.job(x, start, end, &packed),
                     Op::Distances { out },
                 );
             } else {
                 distances_reference(x.slice_rows(start, end), centres, out);
             }
         });
-}
-
-/// One term of a k-means++ potential: row weight `w` times the row's distance
-/// to its nearest centre once centre `c` (at distance `dc`) is added to those
-/// at distance `cur`. Every seeding function sums exactly this, so their
-/// potentials and sampling probabilities agree to the bit.
-#[inline(always)]
-fn seeding_term<T: Float>(w: f64, cur: f64, dc: T) -> f64 {
-    w * cur.min(dc.to_f64_exact())
-}
-
-/// Values of distance scratch per task in the seeding passes: a chunk is cut
-/// into row blocks of at most this many distances (row values do not depend
-/// on the blocking), so thousands of candidates need no `CHUNK_ROWS x m`
-/// buffer.
-const SEEDING_SCRATCH: usize = 1 << 16;
-
-/// Runs `f(first_row, distances)` on consecutive row blocks of rows
-/// `start..start + rows` of `x`, `distances` being each block's `rows x k`
-/// distances to `centres`, in row order.
-fn for_distance_blocks<T: Float>(
-    x: MatRef<'_, T>,
-    centres: &PreparedCentres<T>,
-    start: usize,
-    rows: usize,
-    mut f: impl FnMut(usize, &[T]),
-) {
-    let k = centres.k();
-    let block = (SEEDING_SCRATCH / k.max(1)).clamp(1, CHUNK_ROWS);
-    let mut dist = vec![T::zero(); block.min(rows) * k];
-    let mut r0 = 0;
-    while r0 < rows {
-        let r1 = (r0 + block).min(rows);
-        let out = &mut dist[..(r1 - r0) * k];
-        distances(x.slice_rows(start + r0, start + r1), centres, out);
-        f(r0, out);
-        r0 = r1;
-    }
-}
-
-/// Greedy k-means++'s scoring pass: for each candidate centre `c` (the rows
-/// of `candidates`), the potential `sum_x w(x) min(min_dist[x], d(x, c))` in
-/// f64, where `min_dist` holds each row's distance to the centres chosen so
-/// far (+inf before the first) and `w` the sample weights (1 without). The
-/// `n x candidates` distances are computed a chunk at a time and never
-/// stored; partial sums are added in chunk order, so the result is the same
-/// at any thread count.
-pub fn candidate_potentials<T: Float>(
-    x: MatRef<'_, T>,
-    sample_weight: Option<&[T]>,
-    min_dist: &[f64],
-    candidates: &PreparedCentres<T>,
-) -> Vec<f64> {
-    let mut scratch = min_dist.to_vec();
-    fold_and_score(x, sample_weight, &mut scratch, candidates, 0).potentials
-}
-
-/// Greedy k-means++'s update pass: `min_dist[x] = min(min_dist[x], d(x, c))`
-/// over the centres `c` of `centres` (usually the one just chosen), without
-/// an `n x k` matrix. The distances are those [`candidate_potentials`] scores
-/// with, so the potential a chosen candidate was scored with is exactly the
-/// sum of the weighted distances it leaves.
-pub fn update_min_distances<T: Float>(
-    x: MatRef<'_, T>,
-    centres: &PreparedCentres<T>,
-    min_dist: &mut [f64],
-) {
-    fold_and_score(x, None, min_dist, centres, centres.k());
-}
-
-/// What one [`fold_and_score`] pass leaves for each of its `m` candidates.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScoredCandidates {
-    /// The number of candidates scored.
-    pub m: usize,
-    /// `chunks x m`, row-major: for each chunk of [`CHUNK_ROWS`] rows, each
-    /// candidate's potential over the chunk's rows, summed in row order from
-    /// 0. Exactly the sampling weights' sums over the chunk once that
-    /// candidate is chosen.
-    pub chunk_potentials: Vec<f64>,
-    /// Each candidate's potential: its chunk sums added in chunk order.
-    pub potentials: Vec<f64>,
-    /// For each candidate, an exponent `e` such that every term of its
-    /// potential is a multiple of `2^e` (`i32::MAX` when every term is
-    /// zero): every partial sum of the terms is one too, so any that stays
-    /// below `2^(e + 53)` is exact.
-    pub min_lsb: Vec<i32>,
-}
-
-/// The smallest exponent of the lowest set bit over nonnegative floats, kept
-/// while summing them: each value's biased exponent plus the trailing zeros
-/// of its significand (branch-free), the smallest such key over the nonzero
-/// values. Every value is a multiple of `2^(key - 1075)`.
-#[derive(Clone, Copy)]
-struct LowBits {
-    min_key: u32,
-}
-
-impl LowBits {
-    const NONE: LowBits = LowBits { min_key: u32::MAX };
-
-    #[inline(always)]
-    fn add(&mut self, v: f64) {
-        let b = v.to_bits();
-        let key = (b >> 52) as u32 + (b | (1u64 << 52)).trailing_zeros();
-        // Zeros add nothing to a sum.
-        self.min_key = self.min_key.min(if b == 0 { u32::MAX } else { key });
-    }
-
-    fn merge(&mut self, o: LowBits) {
-        self.min_key = self.min_key.min(o.min_key);
-    }
-
-    /// The exponent; `i32::MAX` when every value was zero. A subnormal
-    /// (biased exponent 0) is worth `significand * 2^-1074`: its bound is one
-    /// lower than it could be, which is safe.
-    fn exponent(self) -> i32 {
-        if self.min_key == u32::MAX {
-            i32::MAX
-        } else {
-            self.min_key as i32 - 1075
-        }
-    }
-}
-
-/// Greedy k-means++'s fused pass: the first `fold` centres of `centres` are
-/// folded into `min_dist` (as [`update_min_distances`] does) and the others
-/// are scored against the updated distances (as [`candidate_potentials`]
-/// does), one distance computation per chunk for both, so one step of
-/// seeding reads the data once. Chunks are summed in parallel and their sums
-/// kept and added in chunk order: the same at any thread count.
-pub fn fold_and_score<T: Float>(
-    x: MatRef<'_, T>,
-    sample_weight: Option<&[T]>,
-    min_dist: &mut [f64],
-    centres: &PreparedCentres<T>,
-    fold: usize,
-) -> ScoredCandidates {
-    let (n, k) = (x.rows(), centres.k());
-    assert_eq!(x.cols(), centres.d(), "data width must match the centres");
-    assert_eq!(min_dist.len(), n, "one distance per row");
-    assert!(fold <= k, "cannot fold more centres than given");
-    assert!(
-        sample_weight.is_none_or(|w| w.len() == n),
-        "one sample weight per row"
-    );
-    let m = k - fold;
-    if k == 0 {
-        return ScoredCandidates {
-            m,
-            chunk_potentials: Vec::new(),
-            potentials: Vec::new(),
-            min_lsb: Vec::new(),
-        };
-    }
-    let per_chunk: Vec<(Vec<f64>, Vec<LowBits>)> = min_dist
-        .par_chunks_mut(CHUNK_ROWS)
-        .enumerate()
-        .map(|(ci, current)| {
-            let start = ci * CHUNK_ROWS;
-            let mut pot = vec![0.0f64; m];
-            let mut low = vec![LowBits::NONE; m];
-            for_distance_blocks(x, centres, start, current.len(), |r0, dist| {
-                for (r, drow) in dist.chunks_exact(k).enumerate() {
-                    let i = r0 + r;
-                    let cur = &mut current[i];
-                    for &dc in &drow[..fold] {
-                        *cur = cur.min(dc.to_f64_exact());
-                    }
-                    let w = sample_weight.map_or(1.0, |w| w[start + i].to_f64_exact());
-                    for ((p, lb), &dc) in pot.iter_mut().zip(low.iter_mut()).zip(&drow[fold..]) {
-                        let t = seeding_term(w, *cur, dc);
-                        *p += t;
-                        lb.add(t);
-                    }
-                }
-            });
-            (pot, low)
-        })
-        .collect();
-    let mut chunk_potentials = Vec::with_capacity(per_chunk.len() * m);
-    let mut potentials = vec![0.0f64; m];
-    let mut low = vec![LowBits::NONE; m];
-    for (pot, lb) in &per_chunk {
-        chunk_potentials.extend_from_slice(pot);
-        for (t, v) in potentials.iter_mut().zip(pot) {
-            *t += v;
-        }
-        for (a, b) in low.iter_mut().zip(lb) {
-            a.merge(*b);
-        }
-    }
-    let min_lsb = low.iter().map(|l| l.exponent()).collect();
-    ScoredCandidates {
-        m,
-        chunk_potentials,
-        potentials,
-        min_lsb,
-    }
-}
-
-/// The terms [`fold_and_score`] summed for centre `column` of `centres` over
-/// rows `start..start + rows`, after its folding (`min_dist` as that pass
-/// left it): `w_i min(min_dist[i], d(x_i, centres[column]))`. Recomputed with
-/// the same centres, so the values are the pass's to the bit.
-pub fn seeding_terms<T: Float>(
-    x: MatRef<'_, T>,
-    sample_weight: Option<&[T]>,
-    min_dist: &[f64],
-    centres: &PreparedCentres<T>,
-    column: usize,
-    start: usize,
-    rows: usize,
-) -> Vec<f64> {
-    let k = centres.k();
-    assert!(column < k, "no such centre");
-    assert!(start + rows <= x.rows() && min_dist.len() == x.rows());
-    let mut terms = Vec::with_capacity(rows);
-    for_distance_blocks(x, centres, start, rows, |r0, dist| {
-        for (r, drow) in dist.chunks_exact(k).enumerate() {
-            let i = start + r0 + r;
-            let w = sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
-            terms.push(seeding_term(w, min_dist[i], drow[column]));
-        }
-    });
-    terms
-}
-
-/// `1 / max(||row||, 1e-12)`, in f64.
-#[inline]
-pub fn inv_norm<T: Float>(row: &[T]) -> f64 {
-    // Four running sums keep the loop off the add latency.
-    let mut acc = [0.0f64; 4];
-    let mut chunks = row.chunks_exact(4);
-    for c in &mut chunks {
-        for i in 0..4 {
-            acc[i] += c[i].to_f64_exact() * c[i].to_f64_exact();
-        }
-    }
-    for (i, v) in chunks.remainder().iter().enumerate() {
-        acc[i] += v.to_f64_exact() * v.to_f64_exact();
-    }
-    let sq = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    1.0 / sq.sqrt().max(COSINE_NORM_FLOOR)
-}
-
-/// Divides `row` by `max(||row||, 1e-12)`.
-pub fn normalize_in_place<T: Float>(row: &mut [T]) {
-    let s = inv_norm(row);
-    for v in row.iter_mut() {
-        *v = T::from_f64_lossy(v.to_f64_exact() * s);
-    }
-}
-
-#[inline]
-pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).fold(T::zero(), |acc, (&x, &y)| acc + x * y)
 }

@@ -1,7 +1,8 @@
 //! Straightforward per-pair kernels: the definition the fast kernels are
 //! tested against, and the fallback for shapes too small to block.
 
-use super::{dot, inv_norm, Metric, PreparedCentres};
+use super::scalar::{dot, inv_norm, Metric};
+use super::PreparedCentres;
 use crate::float::Float;
 use crate::matrix::MatRef;
 

@@ -5,16 +5,14 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::block::Path;
+use super::isa::Isa;
+use super::seeding_pass::LowBits;
 use super::*;
-use crate::float::Float;
+use crate::float::{DType, Float};
 use crate::matrix::MatRef;
 
-fn paths() -> Vec<Path> {
-    [Path::Portable, Path::Avx2, Path::Avx512]
-        .into_iter()
-        .filter(|p| p.available())
-        .collect()
+fn paths() -> Vec<Isa> {
+    Isa::all()
 }
 
 fn random_matrix<T: Float>(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Vec<T> {

@@ -1,0 +1,369 @@
+//! The AMX kernel against f64 brute force (labels exact, distances to
+//! f32 precision, sums those of the labels added in the kernels' order)
+//! and against the AVX-512 kernel (the same labels but on near ties), on
+//! shapes that exercise padding, many centre blocks, near ties, exact
+//! ties, non-finite rows and thread counts.
+#![allow(clippy::needless_range_loop)]
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::super::isa::{AmxBf16, Avx512F, Isa};
+use super::super::*;
+use super::split;
+use crate::matrix::MatRef;
+
+fn prepared(c: &[f32], k: usize, d: usize, metric: Metric) -> Option<PreparedCentres<f32>> {
+    let p = PreparedCentres::new(MatRef::new(c, k, d).unwrap(), metric);
+    if p.amx.is_none() {
+        eprintln!("AMX not available here (or shape too small): skipped");
+        return None;
+    }
+    Some(p)
+}
+
+/// f64 distances of one row to every centre, by the kernel's criterion
+/// (squared distance, or minus the dot product with the normalised
+/// centre under cosine).
+fn exact_row(row: &[f32], centres: &[f32], d: usize, metric: Metric) -> Vec<f64> {
+    centres
+        .chunks_exact(d)
+        .map(|c| match metric {
+            Metric::SquaredEuclidean => row
+                .iter()
+                .zip(c)
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum(),
+            Metric::Cosine => -row
+                .iter()
+                .zip(c)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>(),
+        })
+        .collect()
+}
+
+/// Runs the AMX kernel on one problem: every label is the exact nearest
+/// centre (f64 brute force), differs from the AVX-512 kernel's only on
+/// near ties that kernel's rounding cannot split, the distances are
+/// accurate to f32, and the sums are those of the labels.
+fn compare(what: &str, x: &[f32], c: &[f32], n: usize, d: usize, k: usize, metric: Metric) {
+    let Some(centres) = prepared(c, k, d, metric) else {
+        return;
+    };
+    let xm = MatRef::new(x, n, d).unwrap();
+    let w: Vec<f32> = (0..n).map(|i| 0.5 + (i % 3) as f32).collect();
+    let (mut l_amx, mut l_ref) = (vec![0u32; n], vec![0u32; n]);
+    let (mut s_amx, mut s_ref) = (vec![0f32; n], vec![0f32; n]);
+    assign_on(None, xm, &centres, &mut l_amx, &mut s_amx);
+    let avx512 = Isa::Avx512(Avx512F::detect().expect("AMX comes with AVX-512F"));
+    assign_on(Some(avx512), xm, &centres, &mut l_ref, &mut s_ref);
+    // The other product mode gives the same labels and distances.
+    let amx = centres.amx.as_deref().unwrap();
+    let coarse = amx.try_coarse.load(std::sync::atomic::Ordering::Relaxed);
+    amx.try_coarse
+        .store(!coarse, std::sync::atomic::Ordering::Relaxed);
+    let (mut l_other, mut s_other) = (vec![0u32; n], vec![0f32; n]);
+    assign_on(None, xm, &centres, &mut l_other, &mut s_other);
+    assert_eq!(l_other, l_amx, "{what}: labels in both product modes");
+    assert_eq!(s_other, s_amx, "{what}: distances in both product modes");
+    // The sums of each 2048-row chunk, added in chunk order (as the
+    // kernels reduce them).
+    let mut want = ClusterStats::new(k, d);
+    let mut chunk = ClusterStats::new(k, d);
+    let mut exact_loss = 0.0;
+    for i in 0..n {
+        if i % CHUNK_ROWS == 0 && i > 0 {
+            want.merge(&chunk);
+            chunk.clear();
+        }
+        let row = &x[i * d..(i + 1) * d];
+        let all = exact_row(row, &centres.centres, d, metric);
+        let best = all.iter().cloned().fold(f64::INFINITY, f64::min);
+        let (l, r) = (l_amx[i] as usize, l_ref[i] as usize);
+        assert!(
+            all[l] <= best + 1e-12 * best.abs(),
+            "{what}: row {i} label {l} at {} but the nearest is at {best}",
+            all[l]
+        );
+        if l != r {
+            let xs: f64 = row.iter().map(|&v| (v as f64).powi(2)).sum();
+            let tol = 2e-5 * (xs + centres.sq_norms()[l] as f64 + 1.0) * (d as f64).sqrt();
+            assert!(
+                (all[l] - all[r]).abs() <= tol,
+                "{what}: row {i}: AMX label {l} ({}) vs AVX-512 label {r} ({}) is no near tie",
+                all[l],
+                all[r]
+            );
+        }
+        let exact = match metric {
+            Metric::SquaredEuclidean => all[l],
+            Metric::Cosine => 1.0 + all[l] * inv_norm(row),
+        };
+        exact_loss += w[i] as f64 * exact;
+        let scale = match metric {
+            Metric::SquaredEuclidean => exact + 1e-30,
+            Metric::Cosine => 1.0,
+        };
+        assert!(
+            (s_amx[i] as f64 - exact).abs() <= 1e-5 * scale,
+            "{what}: row {i} distance {} vs exact {exact}",
+            s_amx[i]
+        );
+        let scale = w[i] as f64
+            * match metric {
+                Metric::SquaredEuclidean => 1.0,
+                Metric::Cosine => inv_norm(row),
+            };
+        for p in 0..d {
+            chunk.sums[l * d + p] += scale * row[p] as f64;
+        }
+        chunk.weights[l] += w[i] as f64;
+        chunk.counts[l] += 1;
+    }
+    want.merge(&chunk);
+    let mut got = ClusterStats::new(k, d);
+    let mut labels = vec![0u32; n];
+    assign_accumulate_on(
+        None,
+        PARTIAL_BYTES,
+        xm,
+        Some(&w),
+        &centres,
+        Some(&mut labels),
+        &mut got,
+    );
+    assert_eq!(labels, l_amx, "{what}: accumulate's labels");
+    assert_eq!(got.counts, want.counts, "{what}: counts");
+    assert_eq!(got.weights, want.weights, "{what}: weights");
+    if let Some(i) = (0..k * d).find(|&i| got.sums[i] != want.sums[i]) {
+        panic!("{what}: sum {i}: {} vs {}", got.sums[i], want.sums[i]);
+    }
+    // Cosine distances are `1 - cos`, absolute f32 precision per row.
+    let scale = match metric {
+        Metric::SquaredEuclidean => exact_loss.abs(),
+        Metric::Cosine => w.iter().map(|&v| v as f64).sum(),
+    };
+    assert!(
+        (got.loss - exact_loss).abs() <= 1e-5 * scale,
+        "{what}: loss {} vs exact {exact_loss}",
+        got.loss
+    );
+}
+
+fn uniform(rng: &mut ChaCha8Rng, len: usize, lo: f32, hi: f32) -> Vec<f32> {
+    (0..len).map(|_| rng.gen_range(lo..hi)).collect()
+}
+
+#[test]
+fn labels_are_exact_on_random_shapes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for &(n, d, k) in &[
+        (100, 64, 32),
+        (257, 65, 33),
+        (2100, 95, 64),
+        (4500, 97, 100),
+        (700, 64, 257),
+        (3000, 128, 1000),
+        (300, 300, 2000),
+        (500, 784, 100),
+    ] {
+        for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
+            let x = uniform(&mut rng, n * d, -3.0, 3.0);
+            let c = uniform(&mut rng, k * d, -3.0, 3.0);
+            compare(
+                &format!("{n}x{d} k={k} {metric:?}"),
+                &x,
+                &c,
+                n,
+                d,
+                k,
+                metric,
+            );
+        }
+    }
+}
+
+#[test]
+fn near_ties_far_from_the_origin_are_decided_exactly() {
+    // Pixel-like data (large, all positive) whose centres are close to
+    // one another: many rows have several candidates, and rows exactly
+    // halfway between two centres tie in exact arithmetic.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (n, d, k) = (3000, 96, 64);
+    let base = uniform(&mut rng, d, 100.0, 200.0);
+    let mut c = Vec::with_capacity(k * d);
+    for _ in 0..k {
+        c.extend(base.iter().map(|&b| b + rng.gen_range(-0.5f32..0.5)));
+    }
+    let mut x = Vec::with_capacity(n * d);
+    for i in 0..n {
+        let (a, b) = (i % k, (i * 7 + 3) % k);
+        for p in 0..d {
+            let v = match i % 3 {
+                0 => 0.5 * (c[a * d + p] + c[b * d + p]),
+                1 => c[a * d + p] + rng.gen_range(-0.01f32..0.01),
+                _ => base[p] + rng.gen_range(-1.0f32..1.0),
+            };
+            x.push(v);
+        }
+    }
+    compare("near ties", &x, &c, n, d, k, Metric::SquaredEuclidean);
+    compare("near ties cosine", &x, &c, n, d, k, Metric::Cosine);
+}
+
+#[test]
+fn pixel_rows_skip_the_low_segment_and_stay_exact() {
+    // Integers 0..=255 have no low bf16 half: blocks of them skip the
+    // first product segment; a block mixing them with other rows does
+    // not.
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let (n, d, k) = (2500, 100, 50);
+    let mut x: Vec<f32> = (0..n * d).map(|_| rng.gen_range(0..=255) as f32).collect();
+    for v in &mut x[40 * d..41 * d] {
+        *v += 0.3;
+    }
+    let c = uniform(&mut rng, k * d, 0.0, 255.0);
+    compare("pixels", &x, &c, n, d, k, Metric::SquaredEuclidean);
+    compare("pixels cosine", &x, &c, n, d, k, Metric::Cosine);
+}
+
+#[test]
+fn duplicate_centres_go_to_the_first_copy() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (n, d, k) = (1000, 72, 48);
+    let mut c = uniform(&mut rng, k * d, -1.0, 1.0);
+    // Centres 5, 20 and 47 are copies of centre 30.
+    for j in [5, 20, 47] {
+        let src: Vec<f32> = c[30 * d..31 * d].to_vec();
+        c[j * d..(j + 1) * d].copy_from_slice(&src);
+    }
+    let mut x = uniform(&mut rng, n * d, -1.0, 1.0);
+    for i in (0..n).step_by(4) {
+        let src: Vec<f32> = c[30 * d..31 * d].to_vec();
+        x[i * d..(i + 1) * d].copy_from_slice(&src);
+    }
+    compare("duplicates", &x, &c, n, d, k, Metric::SquaredEuclidean);
+    let Some(centres) = prepared(&c, k, d, Metric::SquaredEuclidean) else {
+        return;
+    };
+    let mut labels = vec![0u32; n];
+    let mut scores = vec![0f32; n];
+    assign(
+        MatRef::new(&x, n, d).unwrap(),
+        &centres,
+        &mut labels,
+        &mut scores,
+    );
+    for i in (0..n).step_by(4) {
+        assert_eq!(
+            labels[i], 5,
+            "row {i} is centre 30's copy: lowest copy wins"
+        );
+        assert_eq!(scores[i], 0.0);
+    }
+}
+
+#[test]
+fn non_finite_tiny_and_huge_rows() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (n, d, k) = (64, 64, 40);
+    let c = uniform(&mut rng, k * d, -1.0, 1.0);
+    let mut x = uniform(&mut rng, n * d, -1.0, 1.0);
+    for v in &mut x[20 * d..21 * d] {
+        *v *= 3e18; // beyond the margin's range: decided exactly
+    }
+    for v in &mut x[21 * d..22 * d] {
+        *v *= 1e-30; // subnormal halves, flushed by the tile unit
+    }
+    compare(
+        "tiny and huge rows",
+        &x,
+        &c,
+        n,
+        d,
+        k,
+        Metric::SquaredEuclidean,
+    );
+    x[3 * d + 7] = f32::NAN;
+    let Some(centres) = prepared(&c, k, d, Metric::SquaredEuclidean) else {
+        return;
+    };
+    let mut labels = vec![7u32; n];
+    let mut scores = vec![0f32; n];
+    assign(
+        MatRef::new(&x, n, d).unwrap(),
+        &centres,
+        &mut labels,
+        &mut scores,
+    );
+    assert_eq!(labels[3], 0, "a NaN row goes to centre 0, as on every path");
+}
+
+#[test]
+fn one_and_two_threads_give_bit_identical_results() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let (n, d, k) = (3 * CHUNK_ROWS + 123, 70, 70);
+    let x = uniform(&mut rng, n * d, -2.0, 2.0);
+    let c = uniform(&mut rng, k * d, -2.0, 2.0);
+    let w: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5f32..2.0)).collect();
+    for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
+        let Some(centres) = prepared(&c, k, d, metric) else {
+            return;
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let xm = MatRef::new(&x, n, d).unwrap();
+                let mut labels = vec![0u32; n];
+                let mut stats = ClusterStats::new(k, d);
+                assign_accumulate(xm, Some(&w), &centres, Some(&mut labels), &mut stats);
+                let mut scores = vec![0f32; n];
+                assign(xm, &centres, &mut labels, &mut scores);
+                (labels, stats, scores)
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert_eq!(one.0, two.0, "{metric:?} labels");
+        assert_eq!(one.1, two.1, "{metric:?} statistics");
+        assert_eq!(one.2, two.2, "{metric:?} distances");
+    }
+}
+
+#[test]
+fn transpose_of_sixteen_by_sixteen() {
+    if AmxBf16::detect().is_none() {
+        return;
+    }
+    let stride = 21;
+    let src: Vec<u32> = (0..16 * stride as u32).collect();
+    let mut dst = vec![0u32; 256];
+    // SAFETY: the AMX token implies AVX-512F; `src` holds 16 rows of
+    // `stride` values and `dst` 256.
+    unsafe { super::transpose16(src.as_ptr(), stride, dst.as_mut_ptr()) };
+    for i in 0..16 {
+        for j in 0..16 {
+            assert_eq!(dst[j * 16 + i], src[i * stride + j], "({i}, {j})");
+        }
+    }
+}
+
+#[test]
+fn bf16_split_recovers_sixteen_bits() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for _ in 0..10_000 {
+        let v: f32 = rng.gen_range(-1e6f32..1e6) * rng.gen_range(0.0f32..1.0).powi(4);
+        let (hi, lo) = split(v);
+        let back =
+            f32::from_bits((hi as u32) << 16) as f64 + f32::from_bits((lo as u32) << 16) as f64;
+        assert!(
+            (back - v as f64).abs() <= (v as f64).abs() * 2f64.powi(-16),
+            "{v}: {back}"
+        );
+    }
+    // Ties round to even; 1 + 2^-8 is halfway between bf16 neighbours.
+    assert_eq!(split(1.0 + 2f32.powi(-8)).0, 0x3f80);
+    assert_eq!(split(1.0 + 3.0 * 2f32.powi(-8)).0, 0x3f82);
+}

@@ -1,0 +1,157 @@
+//! Which instruction sets this CPU runs, and capability tokens that prove it.
+//!
+//! A token ([`Avx2Fma`], [`Avx512F`], [`AmxBf16`]) is a zero-sized value
+//! that only this module can make, and only after the runtime check for its
+//! features succeeded. The unsafe entry points compiled for an instruction
+//! set take the token as an argument, so the safe functions that call them
+//! (`dispatch::run`, `amx::run`) cannot be reached on a CPU without the
+//! features: holding an [`Isa`] or an `AmxCentres` is the proof.
+
+use crate::float::Float;
+use crate::kernels::simd::Simd;
+
+/// Proof that this CPU runs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Avx2Fma(());
+
+/// Proof that this CPU runs AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Avx512F(());
+
+/// Proof that this process may run the AMX kernel: the CPU has AMX-TILE and
+/// AMX-BF16, AVX-512F/BW/DQ/VL and FMA for the rest of that kernel, the
+/// operating system granted the tile state, and `CENTROID_AMX` is not `0`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AmxBf16(());
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2Fma {
+    pub(crate) fn detect() -> Option<Self> {
+        (std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
+            .then_some(Avx2Fma(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx512F {
+    pub(crate) fn detect() -> Option<Self> {
+        std::arch::is_x86_feature_detected!("avx512f").then_some(Avx512F(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl AmxBf16 {
+    /// The token, checked once per process (asking the operating system for
+    /// the tile state is a one-time system call).
+    pub(crate) fn detect() -> Option<Self> {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        OK.get_or_init(amx_usable).then_some(AmxBf16(()))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn amx_usable() -> bool {
+    use std::arch::is_x86_feature_detected;
+    if std::env::var("CENTROID_AMX").is_ok_and(|v| v.trim() == "0") {
+        return false;
+    }
+    if !(is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512dq")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("fma"))
+    {
+        return false;
+    }
+    // CPUID leaf 7, sub-leaf 0: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
+    // (`__cpuid_count` is a safe function on current compilers.)
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 processor and only reads
+    // identification registers.
+    let leaf7 = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+    if leaf7.edx & (1 << 22) == 0 || leaf7.edx & (1 << 24) == 0 {
+        return false;
+    }
+    request_tile_permission()
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_permission() -> bool {
+    // Linux hands out the 8 KiB tile state only on request
+    // (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)), once per
+    // process; without it the first tile instruction faults.
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: a plain system call with integer arguments; it touches no
+    // memory of this process.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_arch_prctl,
+            ARCH_REQ_XCOMP_PERM,
+            XFEATURE_XTILEDATA,
+        )
+    };
+    r == 0
+}
+
+#[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
+fn request_tile_permission() -> bool {
+    false
+}
+
+/// An instruction-set path of the blocked kernels, with the proof that this
+/// CPU runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// Plain arrays, any target.
+    Portable,
+    /// AVX2 + FMA (x86-64).
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Avx2Fma),
+    /// AVX-512F (x86-64).
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512F),
+}
+
+impl Isa {
+    /// The fastest path this CPU runs.
+    pub(crate) fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(t) = Avx512F::detect() {
+                return Isa::Avx512(t);
+            }
+            if let Some(t) = Avx2Fma::detect() {
+                return Isa::Avx2(t);
+            }
+        }
+        Isa::Portable
+    }
+
+    /// Every path this CPU runs, slowest first.
+    #[allow(dead_code)] // the tests and benchmarks compare the paths
+    pub(crate) fn all() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut paths = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            paths.extend(Avx2Fma::detect().map(Isa::Avx2));
+            paths.extend(Avx512F::detect().map(Isa::Avx512));
+        }
+        paths
+    }
+
+    /// Centres per panel on this path for element type `F`.
+    pub(crate) fn lanes<F: Float>(self) -> usize {
+        match self {
+            Isa::Portable => <F::Portable as Simd>::LANES,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(_) => <F::Avx2 as Simd>::LANES,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(_) => <F::Avx512 as Simd>::LANES,
+        }
+    }
+}

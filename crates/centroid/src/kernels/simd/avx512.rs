@@ -1,0 +1,375 @@
+//! AVX-512F: 16 x f32 and 8 x f64. The one-instruction methods come from
+//! one macro; the rest differ in more than names (the f32 sums widen to
+//! f64 in halves, the transposition plans differ).
+//!
+//! Only AVX-512F is assumed: where an intrinsic would need VL or DQ, a
+//! `_compat` helper does the same with F alone.
+
+use super::transpose::Plan;
+use super::Simd;
+use std::arch::x86_64::*;
+
+/// AVX-512F, 16 x f32.
+#[derive(Clone, Copy)]
+pub struct Avx512F32;
+/// AVX-512F, 8 x f64.
+#[derive(Clone, Copy)]
+pub struct Avx512F64;
+
+/// Implements [`Simd`] for one AVX-512 vector type: the methods that are one
+/// intrinsic each, then the type's own (`$own`).
+///
+/// SAFETY (every method): the trait's contract, that the caller runs
+/// AVX-512F and keeps the pointers valid for the values the method reads or
+/// writes, covers each call.
+macro_rules! avx512_impl {
+    (
+        $name:ident: $t:ty, $v:ty, $m:ty, $lanes:literal;
+        $set1:ident, $loadu:ident, $storeu:ident, $fnmadd:ident, $fmadd:ident,
+        $add:ident, $max:ident, $cmp:ident, $blend:ident;
+        $($own:tt)*
+    ) => {
+        impl Simd for $name {
+            type T = $t;
+            type V = $v;
+            type M = $m;
+            const LANES: usize = $lanes;
+
+            #[inline(always)]
+            unsafe fn splat(v: $t) -> $v {
+                // SAFETY: see the macro.
+                unsafe { $set1(v) }
+            }
+            #[inline(always)]
+            unsafe fn load(p: *const $t) -> $v {
+                // SAFETY: see the macro.
+                unsafe { $loadu(p) }
+            }
+            #[inline(always)]
+            unsafe fn store(p: *mut $t, v: $v) {
+                // SAFETY: see the macro.
+                unsafe { $storeu(p, v) }
+            }
+            #[inline(always)]
+            unsafe fn fnmadd(a: $v, b: $v, c: $v) -> $v {
+                // SAFETY: see the macro.
+                unsafe { $fnmadd(a, b, c) }
+            }
+            #[inline(always)]
+            unsafe fn fmadd(a: $v, b: $v, c: $v) -> $v {
+                // SAFETY: see the macro.
+                unsafe { $fmadd(a, b, c) }
+            }
+            #[inline(always)]
+            unsafe fn add(a: $v, b: $v) -> $v {
+                // SAFETY: see the macro.
+                unsafe { $add(a, b) }
+            }
+            #[inline(always)]
+            unsafe fn max(a: $v, b: $v) -> $v {
+                // SAFETY: see the macro.
+                unsafe { $max(a, b) }
+            }
+            #[inline(always)]
+            unsafe fn lt(a: $v, b: $v) -> $m {
+                // SAFETY: see the macro.
+                unsafe { $cmp::<_CMP_LT_OQ>(a, b) }
+            }
+            #[inline(always)]
+            unsafe fn eq(a: $v, b: $v) -> $m {
+                // SAFETY: see the macro.
+                unsafe { $cmp::<_CMP_EQ_OQ>(a, b) }
+            }
+            #[inline(always)]
+            unsafe fn select(m: $m, t: $v, f: $v) -> $v {
+                // SAFETY: see the macro.
+                unsafe { $blend(m, f, t) }
+            }
+            #[inline(always)]
+            unsafe fn first_lane(m: $m) -> u32 {
+                (m as u32 | 1 << $lanes).trailing_zeros()
+            }
+            #[inline(always)]
+            unsafe fn prefetch(p: *const $t) {
+                // SAFETY: a prefetch is a hint and reads nothing.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+            }
+
+            $($own)*
+        }
+    };
+}
+
+avx512_impl!(
+    Avx512F32: f32, __m512, __mmask16, 16;
+    _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_fmadd_ps,
+    _mm512_add_ps, _mm512_max_ps, _mm512_cmp_ps_mask, _mm512_mask_blend_ps;
+    #[inline(always)]
+    unsafe fn reduce_min(v: __m512) -> f32 {
+        // SAFETY: see the macro.
+        unsafe {
+        let h = _mm256_min_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps_compat(v));
+        let q = _mm_min_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+        let q = _mm_min_ps(q, _mm_movehl_ps(q, q));
+        let q = _mm_min_ss(q, _mm_shuffle_ps::<0b01>(q, q));
+        _mm_cvtss_f32(q)
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate_row(acc: *mut f64, row: *const f32, d: usize, scale: f64) {
+        // SAFETY: see the macro.
+        unsafe {
+        let s = _mm512_set1_pd(scale);
+        let mut p = 0;
+        while p < d {
+            let m = if d - p >= 8 {
+                0xff
+            } else {
+                (1u8 << (d - p)) - 1
+            };
+            let x = _mm512_maskz_loadu_ps(m as __mmask16, row.add(p));
+            let x = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+            let a = _mm512_maskz_loadu_pd(m, acc.add(p));
+            _mm512_mask_storeu_pd(acc.add(p), m, _mm512_add_pd(a, _mm512_mul_pd(s, x)));
+            p += 8;
+        }
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate_padded(acc: *mut f64, row: *const f32, d: usize, scale: Option<f64>) {
+        // SAFETY: see the macro.
+        unsafe {
+        let mut p = 0;
+        while p < d {
+            let m = if d - p >= 8 {
+                0xff
+            } else {
+                (1u8 << (d - p)) - 1
+            };
+            let x = _mm512_cvtps_pd(_mm256_maskz_loadu_ps_compat(m, row.add(p)));
+            let x = match scale {
+                Some(s) => _mm512_mul_pd(_mm512_set1_pd(s), x),
+                None => x,
+            };
+            _mm512_storeu_pd(acc.add(p), _mm512_add_pd(_mm512_loadu_pd(acc.add(p)), x));
+            p += 8;
+        }
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_columns<const D: usize>(x: *const f32) -> [__m512; D] {
+        // SAFETY: see the macro.
+        unsafe {
+        let t = &Plan::<D>::F32;
+        let per = 16 / t.dp * D;
+        let mut v = [_mm512_setzero_ps(); 16];
+        for (i, v) in v[..t.dp].iter_mut().enumerate() {
+            *v = if D == t.dp {
+                _mm512_loadu_ps(x.add(i * 16))
+            } else {
+                _mm512_maskz_expandloadu_ps(t.load_mask as __mmask16, x.add(i * per))
+            };
+        }
+        for s in 0..t.stages {
+            let bit = 1 << s;
+            let outs = if s + 1 == t.stages { D } else { t.dp };
+            let mut next = [_mm512_setzero_ps(); 16];
+            for (o, n) in next[..outs].iter_mut().enumerate() {
+                let idx = _mm512_loadu_si512(t.idx[s][o].as_ptr() as _);
+                *n = _mm512_permutex2var_ps(v[o & !bit], idx, v[o | bit]);
+            }
+            v = next;
+        }
+        std::array::from_fn(|p| v[p])
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate_lanes(acc: *mut f64, v: __m512, w: Option<*const f32>) {
+        // SAFETY: see the macro.
+        unsafe {
+        let halves = [_mm512_castps512_ps256(v), _mm512_extractf32x8_ps_compat(v)];
+        for (h, half) in halves.into_iter().enumerate() {
+            let s = _mm512_cvtps_pd(half);
+            let s = match w {
+                Some(w) => _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(w.add(8 * h))), s),
+                None => s,
+            };
+            let a = acc.add(8 * h);
+            _mm512_storeu_pd(a, _mm512_add_pd(_mm512_loadu_pd(a), s));
+        }
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_indices(p: *mut u32, v: __m512) {
+        // SAFETY: see the macro.
+        unsafe {
+        _mm512_storeu_si512(p as _, _mm512_cvttps_epi32(v))
+        }
+    }
+    #[inline(always)]
+    unsafe fn sq_norm(row: *const f32, d: usize) -> f32 {
+        // SAFETY: see the macro.
+        unsafe {
+        let mut acc = _mm512_setzero_ps();
+        let mut p = 0;
+        while p < d {
+            let m = if d - p >= 16 {
+                0xffff
+            } else {
+                (1u16 << (d - p)) - 1
+            };
+            let x = _mm512_maskz_loadu_ps(m, row.add(p));
+            acc = _mm512_fmadd_ps(x, x, acc);
+            p += 16;
+        }
+        _mm512_reduce_add_ps(acc)
+        }
+    }
+);
+
+/// The `m` lanes of eight f32 at `p` (others 0), with AVX-512F alone
+/// (`_mm256_maskz_loadu_ps` needs AVX-512VL).
+#[inline(always)]
+unsafe fn _mm256_maskz_loadu_ps_compat(m: u8, p: *const f32) -> __m256 {
+    // SAFETY: the caller runs AVX-512F and `p` is valid for the lanes in `m`.
+    unsafe { _mm512_castps512_ps256(_mm512_maskz_loadu_ps(m as __mmask16, p)) }
+}
+
+/// The upper 256 bits of a 512-bit f32 vector with AVX-512F alone
+/// (`_mm512_extractf32x8_ps` needs AVX-512DQ).
+#[inline(always)]
+unsafe fn _mm512_extractf32x8_ps_compat(v: __m512) -> __m256 {
+    // SAFETY: the caller runs AVX-512F.
+    unsafe { _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))) }
+}
+
+avx512_impl!(
+    Avx512F64: f64, __m512d, __mmask8, 8;
+    _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_fmadd_pd,
+    _mm512_add_pd, _mm512_max_pd, _mm512_cmp_pd_mask, _mm512_mask_blend_pd;
+    #[inline(always)]
+    unsafe fn reduce_min(v: __m512d) -> f64 {
+        // SAFETY: see the macro.
+        unsafe {
+        let h = _mm256_min_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd::<1>(v));
+        let q = _mm_min_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd::<1>(h));
+        let q = _mm_min_sd(q, _mm_unpackhi_pd(q, q));
+        _mm_cvtsd_f64(q)
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate_row(acc: *mut f64, row: *const f64, d: usize, scale: f64) {
+        // SAFETY: see the macro.
+        unsafe {
+        let s = _mm512_set1_pd(scale);
+        let mut p = 0;
+        while p < d {
+            let m = if d - p >= 8 {
+                0xff
+            } else {
+                (1u8 << (d - p)) - 1
+            };
+            let x = _mm512_maskz_loadu_pd(m, row.add(p));
+            let a = _mm512_maskz_loadu_pd(m, acc.add(p));
+            _mm512_mask_storeu_pd(acc.add(p), m, _mm512_add_pd(a, _mm512_mul_pd(s, x)));
+            p += 8;
+        }
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate_padded(acc: *mut f64, row: *const f64, d: usize, scale: Option<f64>) {
+        // SAFETY: see the macro.
+        unsafe {
+        let mut p = 0;
+        while p < d {
+            let m = if d - p >= 8 {
+                0xff
+            } else {
+                (1u8 << (d - p)) - 1
+            };
+            let x = _mm512_maskz_loadu_pd(m, row.add(p));
+            let x = match scale {
+                Some(s) => _mm512_mul_pd(_mm512_set1_pd(s), x),
+                None => x,
+            };
+            _mm512_storeu_pd(acc.add(p), _mm512_add_pd(_mm512_loadu_pd(acc.add(p)), x));
+            p += 8;
+        }
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_columns<const D: usize>(x: *const f64) -> [__m512d; D] {
+        // SAFETY: see the macro.
+        unsafe {
+        if D > 8 {
+            // Rows wider than a vector: gather.
+            let rows = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let rows = _mm256_mullo_epi32(rows, _mm256_set1_epi32(D as i32));
+            return std::array::from_fn(|p| {
+                let at = _mm256_add_epi32(rows, _mm256_set1_epi32(p as i32));
+                _mm512_i32gather_pd::<8>(at, x as _)
+            });
+        }
+        let t = &Plan::<D>::F64;
+        let per = 8 / t.dp * D;
+        let mut v = [_mm512_setzero_pd(); 8];
+        for (i, v) in v[..t.dp].iter_mut().enumerate() {
+            *v = if D == t.dp {
+                _mm512_loadu_pd(x.add(i * 8))
+            } else {
+                _mm512_maskz_expandloadu_pd(t.load_mask as __mmask8, x.add(i * per))
+            };
+        }
+        for s in 0..t.stages {
+            let bit = 1 << s;
+            let outs = if s + 1 == t.stages { D } else { t.dp };
+            let mut next = [_mm512_setzero_pd(); 8];
+            for (o, n) in next[..outs].iter_mut().enumerate() {
+                let idx = _mm512_loadu_si512(t.idx[s][o].as_ptr() as _);
+                // f64 lanes take 64-bit indices: widen the 32-bit ones.
+                let idx = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(idx));
+                *n = _mm512_permutex2var_pd(v[o & !bit], idx, v[o | bit]);
+            }
+            v = next;
+        }
+        std::array::from_fn(|p| v[p])
+        }
+    }
+    #[inline(always)]
+    unsafe fn accumulate_lanes(acc: *mut f64, v: __m512d, w: Option<*const f64>) {
+        // SAFETY: see the macro.
+        unsafe {
+        let s = match w {
+            Some(w) => _mm512_mul_pd(_mm512_loadu_pd(w), v),
+            None => v,
+        };
+        _mm512_storeu_pd(acc, _mm512_add_pd(_mm512_loadu_pd(acc), s));
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_indices(p: *mut u32, v: __m512d) {
+        // SAFETY: see the macro.
+        unsafe {
+        _mm256_storeu_si256(p as _, _mm512_cvttpd_epi32(v))
+        }
+    }
+    #[inline(always)]
+    unsafe fn sq_norm(row: *const f64, d: usize) -> f64 {
+        // SAFETY: see the macro.
+        unsafe {
+        let mut acc = _mm512_setzero_pd();
+        let mut p = 0;
+        while p < d {
+            let m = if d - p >= 8 {
+                0xff
+            } else {
+                (1u8 << (d - p)) - 1
+            };
+            let x = _mm512_maskz_loadu_pd(m, row.add(p));
+            acc = _mm512_fmadd_pd(x, x, acc);
+            p += 8;
+        }
+        _mm512_reduce_add_pd(acc)
+        }
+    }
+);
