@@ -3,6 +3,7 @@
 //! The crate follows TensorFlow's `KMeansClustering` Estimator behaviour for
 //! behaviour (see `ARCHITECTURE.md` for the map of the code). Data flows one
 //! way: [`input`] -> validation -> [`kernels`] -> model state -> checkpoints.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod batch;
 pub mod error;

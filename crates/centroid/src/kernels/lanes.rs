@@ -3,6 +3,15 @@
 //!
 //! Everything here is generic over [`Simd`] and `#[inline(always)]`; the
 //! entry points of `dispatch.rs` compile it once per instruction set.
+//!
+//! # Safety
+//!
+//! Every `unsafe fn` here has one contract: the CPU runs the instruction
+//! set of its [`Simd`] type `S` (the entry points of `dispatch.rs` take the
+//! capability token for it), and the job and slices it is given are shaped
+//! as `dispatch::run` asserts (`job.x` holds the rows, `job.data` and
+//! `job.bias` the packed panels, one label and score per row), which keeps
+//! every pointer it forms in bounds.
 
 use super::pack::{Job, Op};
 use super::scalar::{inv_norm, ClusterStats, Metric};
@@ -51,28 +60,32 @@ unsafe fn lane_group<S: Simd, const D: usize, const G: usize>(
     best: &mut S::V,
     besti: &mut S::V,
 ) {
-    let cen = cen.as_ptr().add(j0 * D);
-    let mut v: [S::V; G] = std::array::from_fn(|g| S::splat(bias[j0 + g]));
-    for p in 0..D {
-        for g in 0..G {
-            v[g] = S::fnmadd(xt[p], S::splat(*cen.add(g * D + p)), v[g]);
+    // SAFETY: the module contract (see the top of this file): the CPU runs `S`'s instruction set
+    // and `job` is shaped as `dispatch::run` asserts, which keeps every pointer below in bounds.
+    unsafe {
+        let cen = cen.as_ptr().add(j0 * D);
+        let mut v: [S::V; G] = std::array::from_fn(|g| S::splat(bias[j0 + g]));
+        for p in 0..D {
+            for g in 0..G {
+                v[g] = S::fnmadd(xt[p], S::splat(*cen.add(g * D + p)), v[g]);
+            }
         }
-    }
-    let mut i: [S::V; G] = std::array::from_fn(|g| S::splat(idx[j0 + g]));
-    let mut step = 1;
-    while step < G {
-        let mut a = 0;
-        while a + step < G {
-            let m = S::lt(v[a + step], v[a]);
-            v[a] = S::select(m, v[a + step], v[a]);
-            i[a] = S::select(m, i[a + step], i[a]);
-            a += 2 * step;
+        let mut i: [S::V; G] = std::array::from_fn(|g| S::splat(idx[j0 + g]));
+        let mut step = 1;
+        while step < G {
+            let mut a = 0;
+            while a + step < G {
+                let m = S::lt(v[a + step], v[a]);
+                v[a] = S::select(m, v[a + step], v[a]);
+                i[a] = S::select(m, i[a + step], i[a]);
+                a += 2 * step;
+            }
+            step *= 2;
         }
-        step *= 2;
+        let m = S::lt(v[0], *best);
+        *best = S::select(m, v[0], *best);
+        *besti = S::select(m, i[0], *besti);
     }
-    let m = S::lt(v[0], *best);
-    *best = S::select(m, v[0], *best);
-    *besti = S::select(m, i[0], *besti);
 }
 
 /// The lane-parallel path for `d = D <= 16` and `k <= LANE_K`: blocks of
@@ -97,112 +110,116 @@ unsafe fn lane_chunk<S: Simd, const D: usize, const ACC: bool>(
     scores: &mut [S::T],
     part: Option<&mut ClusterStats>,
 ) {
-    type T<S> = <S as Simd>::T;
-    let (lanes, k, rows) = (S::LANES, job.k, labels.len());
-    debug_assert!(job.d == D && k <= LANE_K && job.lanes == lanes);
-    debug_assert!(job.x.len() >= rows * D && scores.len() == rows);
-    debug_assert_eq!(ACC, part.is_some());
-    // The centres centre-major, their biases and indices: a few KiB, read
-    // by every block of the chunk from L1.
-    let mut cen = [T::<S>::zero(); LANE_K * SMALL_D];
-    let mut bias = [T::<S>::zero(); LANE_K];
-    let mut idx = [T::<S>::zero(); LANE_K];
-    for j in 0..k {
-        let (q, lane) = (j / lanes, j % lanes);
-        for p in 0..D {
-            cen[j * D + p] = job.data[(q * D + p) * lanes + lane];
-        }
-        bias[j] = job.bias[j];
-        idx[j] = T::<S>::from_f64_lossy(j as f64);
-    }
-    let cosine = job.metric == Metric::Cosine;
-    let mut stats = LaneStats::<D>::new(ACC, cosine || weights.is_some());
-    let zero = S::splat(T::<S>::zero());
-    let two = S::splat(T::<S>::one() + T::<S>::one());
-    // The last, partial block of a chunk is copied here, zero-padded.
-    let mut pad = [T::<S>::zero(); MAX_LANES * SMALL_D];
-    let mut out_scores = [T::<S>::zero(); MAX_LANES];
-    let mut out_labels = [0u32; MAX_LANES];
-    // The block whose rows are still to be added to the statistics.
-    let mut pending = 0..0;
-    let mut r0 = 0;
-    while r0 < rows {
-        let valid = (rows - r0).min(lanes);
-        let src = if valid == lanes {
-            job.x.as_ptr().add(r0 * D)
-        } else {
-            pad[..valid * D].copy_from_slice(&job.x[r0 * D..(r0 + valid) * D]);
-            pad.as_ptr()
-        };
-        // The rows a few blocks on: the hardware prefetchers alone leave
-        // the loads waiting on L3.
-        let ahead = job
-            .x
-            .as_ptr()
-            .wrapping_add((r0 + LANE_PREFETCH * lanes) * D);
-        let line = 64 / std::mem::size_of::<T<S>>();
-        for l in 0..(lanes * D).div_ceil(line) {
-            S::prefetch(ahead.wrapping_add(l * line));
-        }
-        let xt = S::load_columns::<D>(src);
-        let mut best = S::splat(T::<S>::infinity());
-        let mut besti = zero;
-        let mut j = 0;
-        while j + LANE_GROUP <= k {
-            lane_group::<S, D, LANE_GROUP>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
-            j += LANE_GROUP;
-        }
-        if k - j >= 4 {
-            lane_group::<S, D, 4>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
-            j += 4;
-        }
-        if k - j >= 2 {
-            lane_group::<S, D, 2>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
-            j += 2;
-        }
-        if k - j >= 1 {
-            lane_group::<S, D, 1>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
-        }
-        // A row whose values are all NaN keeps index 0 (centre 0, like the
-        // reference) and gets distance 0 from the clamp below, as in
-        // [`finish`].
-        let score = if cosine {
-            best
-        } else {
-            let mut sq = S::fmadd(xt[0], xt[0], zero);
-            for x in &xt[1..] {
-                sq = S::fmadd(*x, *x, sq);
+    // SAFETY: the module contract (see the top of this file): the CPU runs `S`'s instruction set
+    // and `job` is shaped as `dispatch::run` asserts, which keeps every pointer below in bounds.
+    unsafe {
+        type T<S> = <S as Simd>::T;
+        let (lanes, k, rows) = (S::LANES, job.k, labels.len());
+        debug_assert!(job.d == D && k <= LANE_K && job.lanes == lanes);
+        debug_assert!(job.x.len() >= rows * D && scores.len() == rows);
+        debug_assert_eq!(ACC, part.is_some());
+        // The centres centre-major, their biases and indices: a few KiB, read
+        // by every block of the chunk from L1.
+        let mut cen = [T::<S>::zero(); LANE_K * SMALL_D];
+        let mut bias = [T::<S>::zero(); LANE_K];
+        let mut idx = [T::<S>::zero(); LANE_K];
+        for j in 0..k {
+            let (q, lane) = (j / lanes, j % lanes);
+            for p in 0..D {
+                cen[j * D + p] = job.data[(q * D + p) * lanes + lane];
             }
-            // `max(sq + 2 value, 0)`; `2 value` is exact, so one rounding.
-            S::max(S::fmadd(two, best, sq), zero)
-        };
-        let end = r0 + valid;
-        if valid == lanes {
-            S::store_indices(labels.as_mut_ptr().add(r0), besti);
-            S::store(scores.as_mut_ptr().add(r0), score);
-        } else {
-            S::store_indices(out_labels.as_mut_ptr(), besti);
-            S::store(out_scores.as_mut_ptr(), score);
-            labels[r0..end].copy_from_slice(&out_labels[..valid]);
-            scores[r0..end].copy_from_slice(&out_scores[..valid]);
+            bias[j] = job.bias[j];
+            idx[j] = T::<S>::from_f64_lossy(j as f64);
         }
-        if cosine {
-            // `1 + (-x.c) / max(||x||, eps)`, the norm in f64 per row.
-            for i in r0..end {
-                let inv = inv_norm(std::slice::from_raw_parts(job.x.as_ptr().add(i * D), D));
-                let s = scores.get_unchecked_mut(i);
-                *s = T::<S>::one() + *s * T::<S>::from_f64_lossy(inv);
+        let cosine = job.metric == Metric::Cosine;
+        let mut stats = LaneStats::<D>::new(ACC, cosine || weights.is_some());
+        let zero = S::splat(T::<S>::zero());
+        let two = S::splat(T::<S>::one() + T::<S>::one());
+        // The last, partial block of a chunk is copied here, zero-padded.
+        let mut pad = [T::<S>::zero(); MAX_LANES * SMALL_D];
+        let mut out_scores = [T::<S>::zero(); MAX_LANES];
+        let mut out_labels = [0u32; MAX_LANES];
+        // The block whose rows are still to be added to the statistics.
+        let mut pending = 0..0;
+        let mut r0 = 0;
+        while r0 < rows {
+            let valid = (rows - r0).min(lanes);
+            let src = if valid == lanes {
+                job.x.as_ptr().add(r0 * D)
+            } else {
+                pad[..valid * D].copy_from_slice(&job.x[r0 * D..(r0 + valid) * D]);
+                pad.as_ptr()
+            };
+            // The rows a few blocks on: the hardware prefetchers alone leave
+            // the loads waiting on L3.
+            let ahead = job
+                .x
+                .as_ptr()
+                .wrapping_add((r0 + LANE_PREFETCH * lanes) * D);
+            let line = 64 / std::mem::size_of::<T<S>>();
+            for l in 0..(lanes * D).div_ceil(line) {
+                S::prefetch(ahead.wrapping_add(l * line));
             }
+            let xt = S::load_columns::<D>(src);
+            let mut best = S::splat(T::<S>::infinity());
+            let mut besti = zero;
+            let mut j = 0;
+            while j + LANE_GROUP <= k {
+                lane_group::<S, D, LANE_GROUP>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
+                j += LANE_GROUP;
+            }
+            if k - j >= 4 {
+                lane_group::<S, D, 4>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
+                j += 4;
+            }
+            if k - j >= 2 {
+                lane_group::<S, D, 2>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
+                j += 2;
+            }
+            if k - j >= 1 {
+                lane_group::<S, D, 1>(&xt, j, &cen, &bias, &idx, &mut best, &mut besti);
+            }
+            // A row whose values are all NaN keeps index 0 (centre 0, like the
+            // reference) and gets distance 0 from the clamp below, as in
+            // [`finish`].
+            let score = if cosine {
+                best
+            } else {
+                let mut sq = S::fmadd(xt[0], xt[0], zero);
+                for x in &xt[1..] {
+                    sq = S::fmadd(*x, *x, sq);
+                }
+                // `max(sq + 2 value, 0)`; `2 value` is exact, so one rounding.
+                S::max(S::fmadd(two, best, sq), zero)
+            };
+            let end = r0 + valid;
+            if valid == lanes {
+                S::store_indices(labels.as_mut_ptr().add(r0), besti);
+                S::store(scores.as_mut_ptr().add(r0), score);
+            } else {
+                S::store_indices(out_labels.as_mut_ptr(), besti);
+                S::store(out_scores.as_mut_ptr(), score);
+                labels[r0..end].copy_from_slice(&out_labels[..valid]);
+                scores[r0..end].copy_from_slice(&out_scores[..valid]);
+            }
+            if cosine {
+                // `1 + (-x.c) / max(||x||, eps)`, the norm in f64 per row.
+                for i in r0..end {
+                    let inv = inv_norm(std::slice::from_raw_parts(job.x.as_ptr().add(i * D), D));
+                    let s = scores.get_unchecked_mut(i);
+                    *s = T::<S>::one() + *s * T::<S>::from_f64_lossy(inv);
+                }
+            }
+            if ACC {
+                stats.add_rows::<S>(job.x, weights, cosine, labels, scores, pending);
+                pending = r0..end;
+            }
+            r0 += lanes;
         }
-        if ACC {
+        if let Some(part) = part {
             stats.add_rows::<S>(job.x, weights, cosine, labels, scores, pending);
-            pending = r0..end;
+            stats.merge_into(k, part);
         }
-        r0 += lanes;
-    }
-    if let Some(part) = part {
-        stats.add_rows::<S>(job.x, weights, cosine, labels, scores, pending);
-        stats.merge_into(k, part);
     }
 }
 
@@ -246,44 +263,54 @@ impl<const D: usize> LaneStats<D> {
         scores: &[S::T],
         rows: std::ops::Range<usize>,
     ) {
-        let stride = Self::STRIDE;
-        if rows.is_empty() {
-            return;
-        }
-        let (r0, end) = (rows.start, rows.end);
-        if self.scaled {
-            for i in r0..end {
-                let row = x.as_ptr().add(i * D);
-                let w = weights.map_or(1.0, |w| w.get_unchecked(i).to_f64_exact());
-                let scale = if cosine {
-                    w * inv_norm(std::slice::from_raw_parts(row, D))
-                } else {
-                    w
-                };
-                let at = *labels.get_unchecked(i) as usize * LANE_COPIES + i % LANE_COPIES;
-                S::accumulate_padded(self.sums.as_mut_ptr().add(at * stride), row, D, Some(scale));
-                *self.weights.get_unchecked_mut(at) += w;
-                *self.counts.get_unchecked_mut(at) += 1;
+        // SAFETY: the module contract (see the top of this file): the CPU runs `S`'s instruction
+        // set and `job` is shaped as `dispatch::run` asserts, which keeps every pointer below in
+        // bounds.
+        unsafe {
+            let stride = Self::STRIDE;
+            if rows.is_empty() {
+                return;
             }
-        } else {
-            for i in r0..end {
-                let row = x.as_ptr().add(i * D);
-                let at = *labels.get_unchecked(i) as usize * LANE_COPIES + i % LANE_COPIES;
-                S::accumulate_padded(self.sums.as_mut_ptr().add(at * stride), row, D, None);
-                *self.counts.get_unchecked_mut(at) += 1;
+            let (r0, end) = (rows.start, rows.end);
+            if self.scaled {
+                for i in r0..end {
+                    let row = x.as_ptr().add(i * D);
+                    let w = weights.map_or(1.0, |w| w.get_unchecked(i).to_f64_exact());
+                    let scale = if cosine {
+                        w * inv_norm(std::slice::from_raw_parts(row, D))
+                    } else {
+                        w
+                    };
+                    let at = *labels.get_unchecked(i) as usize * LANE_COPIES + i % LANE_COPIES;
+                    S::accumulate_padded(
+                        self.sums.as_mut_ptr().add(at * stride),
+                        row,
+                        D,
+                        Some(scale),
+                    );
+                    *self.weights.get_unchecked_mut(at) += w;
+                    *self.counts.get_unchecked_mut(at) += 1;
+                }
+            } else {
+                for i in r0..end {
+                    let row = x.as_ptr().add(i * D);
+                    let at = *labels.get_unchecked(i) as usize * LANE_COPIES + i % LANE_COPIES;
+                    S::accumulate_padded(self.sums.as_mut_ptr().add(at * stride), row, D, None);
+                    *self.counts.get_unchecked_mut(at) += 1;
+                }
             }
-        }
-        // The loss, lane `l` holding the rows `l` mod `LANES`.
-        let w = weights.map(|w| w.as_ptr().add(r0));
-        if end - r0 == S::LANES {
-            S::accumulate_lanes(self.loss.as_mut_ptr(), S::load(scores.as_ptr().add(r0)), w);
-        } else {
-            for (l, (acc, s)) in self.loss.iter_mut().zip(&scores[r0..end]).enumerate() {
-                let s = s.to_f64_exact();
-                *acc += match w {
-                    Some(w) => (*w.add(l)).to_f64_exact() * s,
-                    None => s,
-                };
+            // The loss, lane `l` holding the rows `l` mod `LANES`.
+            let w = weights.map(|w| w.as_ptr().add(r0));
+            if end - r0 == S::LANES {
+                S::accumulate_lanes(self.loss.as_mut_ptr(), S::load(scores.as_ptr().add(r0)), w);
+            } else {
+                for (l, (acc, s)) in self.loss.iter_mut().zip(&scores[r0..end]).enumerate() {
+                    let s = s.to_f64_exact();
+                    *acc += match w {
+                        Some(w) => (*w.add(l)).to_f64_exact() * s,
+                        None => s,
+                    };
+                }
             }
         }
     }
@@ -329,18 +356,22 @@ unsafe fn lane_rows<S: Simd>(
     scores: &mut [S::T],
     part: Option<&mut ClusterStats>,
 ) {
-    macro_rules! by_width {
-        ($($w:literal)*) => {
-            match job.d {
-                $($w => match part {
-                    Some(_) => lane_chunk::<S, $w, true>(job, weights, labels, scores, part),
-                    None => lane_chunk::<S, $w, false>(job, weights, labels, scores, None),
-                },)*
-                _ => unreachable!("the lane path takes 1 <= d <= {SMALL_D}"),
-            }
-        };
+    // SAFETY: the module contract (see the top of this file): the CPU runs `S`'s instruction set
+    // and `job` is shaped as `dispatch::run` asserts, which keeps every pointer below in bounds.
+    unsafe {
+        macro_rules! by_width {
+            ($($w:literal)*) => {
+                match job.d {
+                    $($w => match part {
+                        Some(_) => lane_chunk::<S, $w, true>(job, weights, labels, scores, part),
+                        None => lane_chunk::<S, $w, false>(job, weights, labels, scores, None),
+                    },)*
+                    _ => unreachable!("the lane path takes 1 <= d <= {SMALL_D}"),
+                }
+            };
+        }
+        by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
     }
-    by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
 /// Runs `op` on the lane-parallel path when it takes the shape (see
@@ -350,18 +381,22 @@ pub(crate) unsafe fn run_lanes<'o, S: Simd>(
     job: &Job<'_, S::T>,
     op: Op<'o, S::T>,
 ) -> Option<Op<'o, S::T>> {
-    if !lane_path(job.d, job.k) || job.k == 0 {
-        return Some(op);
+    // SAFETY: the module contract (see the top of this file): the CPU runs `S`'s instruction set
+    // and `job` is shaped as `dispatch::run` asserts, which keeps every pointer below in bounds.
+    unsafe {
+        if !lane_path(job.d, job.k) || job.k == 0 {
+            return Some(op);
+        }
+        match op {
+            Op::Assign { labels, scores } => lane_rows::<S>(job, None, labels, scores, None),
+            Op::Accumulate {
+                weights,
+                labels,
+                scores,
+                part,
+            } => lane_rows::<S>(job, weights, labels, scores, Some(part)),
+            op @ Op::Distances { .. } => return Some(op),
+        }
+        None
     }
-    match op {
-        Op::Assign { labels, scores } => lane_rows::<S>(job, None, labels, scores, None),
-        Op::Accumulate {
-            weights,
-            labels,
-            scores,
-            part,
-        } => lane_rows::<S>(job, weights, labels, scores, Some(part)),
-        op @ Op::Distances { .. } => return Some(op),
-    }
-    None
 }

@@ -1,5 +1,12 @@
 //! The exact side of the AMX kernel: candidates within the margin, f64
 //! decisions between them, and each row's distance and sums.
+//!
+//! # Safety
+//!
+//! Every `unsafe fn` here has one contract: the CPU runs AVX-512F/BW/DQ/VL,
+//! FMA and the tile unit with the tile state granted (what an `AmxBf16`
+//! token proves; `run` holds one), and the slices and pointers it is given
+//! are valid for the extents its documentation names.
 
 use std::arch::x86_64::*;
 
@@ -13,54 +20,62 @@ use crate::kernels::scalar::{inv_norm, ClusterStats, Metric};
 /// when none compares below +inf (NaN rows), as every kernel does.
 #[inline(always)]
 unsafe fn nearest_exactly(c: &AmxCentres, centres: &[f32], x: &[f32], candidates: &[u32]) -> u32 {
-    let d = c.d;
-    let mut best = f64::INFINITY;
-    let mut label = 0u32;
-    for &j in candidates {
-        let cj = centres.as_ptr().add(j as usize * d);
-        let (mut acc0, mut acc1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-        let mut p = 0;
-        while p < d {
-            let m: __mmask16 = if d - p >= 16 {
-                0xffff
-            } else {
-                (1u16 << (d - p)) - 1
-            };
-            let xv = _mm512_maskz_loadu_ps(m, x.as_ptr().add(p));
-            let cv = _mm512_maskz_loadu_ps(m, cj.add(p));
-            let (x0, x1) = widen(xv);
-            let (c0, c1) = widen(cv);
-            match c.metric {
-                Metric::SquaredEuclidean => {
-                    let (t0, t1) = (_mm512_sub_pd(x0, c0), _mm512_sub_pd(x1, c1));
-                    acc0 = _mm512_fmadd_pd(t0, t0, acc0);
-                    acc1 = _mm512_fmadd_pd(t1, t1, acc1);
+    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
+    // proves, and the slices and pointers are as documented above.
+    unsafe {
+        let d = c.d;
+        let mut best = f64::INFINITY;
+        let mut label = 0u32;
+        for &j in candidates {
+            let cj = centres.as_ptr().add(j as usize * d);
+            let (mut acc0, mut acc1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+            let mut p = 0;
+            while p < d {
+                let m: __mmask16 = if d - p >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << (d - p)) - 1
+                };
+                let xv = _mm512_maskz_loadu_ps(m, x.as_ptr().add(p));
+                let cv = _mm512_maskz_loadu_ps(m, cj.add(p));
+                let (x0, x1) = widen(xv);
+                let (c0, c1) = widen(cv);
+                match c.metric {
+                    Metric::SquaredEuclidean => {
+                        let (t0, t1) = (_mm512_sub_pd(x0, c0), _mm512_sub_pd(x1, c1));
+                        acc0 = _mm512_fmadd_pd(t0, t0, acc0);
+                        acc1 = _mm512_fmadd_pd(t1, t1, acc1);
+                    }
+                    Metric::Cosine => {
+                        acc0 = _mm512_fnmadd_pd(x0, c0, acc0);
+                        acc1 = _mm512_fnmadd_pd(x1, c1, acc1);
+                    }
                 }
-                Metric::Cosine => {
-                    acc0 = _mm512_fnmadd_pd(x0, c0, acc0);
-                    acc1 = _mm512_fnmadd_pd(x1, c1, acc1);
-                }
+                p += 16;
             }
-            p += 16;
+            let v = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+            if v < best {
+                best = v;
+                label = j;
+            }
         }
-        let v = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
-        if v < best {
-            best = v;
-            label = j;
-        }
+        label
     }
-    label
 }
 
 /// The two halves of sixteen f32 lanes as f64.
 #[inline(always)]
 unsafe fn widen(v: __m512) -> (__m512d, __m512d) {
-    (
-        _mm512_cvtps_pd(_mm512_castps512_ps256(v)),
-        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
-            _mm512_castps_pd(v),
-        ))),
-    )
+    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
+    // proves, and the slices and pointers are as documented above.
+    unsafe {
+        (
+            _mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+            _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                _mm512_castps_pd(v),
+            ))),
+        )
+    }
 }
 
 /// Labels of up to 16 rows (`x`, their norm bounds `norms`) from their
@@ -81,90 +96,94 @@ pub(super) unsafe fn decide_lanes(
     candidates: &mut Candidates,
     all: &[u32],
 ) -> usize {
-    let (d, k) = (c.d, c.k);
-    let lanes = labels.len();
-    let mut er = [0.0f32; 16];
-    let mut eta2 = [0.0f32; 16];
-    let mut bounded = 0u32;
-    // eta: flushed subnormal inputs and results of the tile unit, each below
-    // 2^-126 times a norm (or alone); negligible unless the data are tiny.
-    let tiny = (2.0f64).powi(-126);
-    for l in 0..lanes {
-        let nx = norms[l];
-        if nx.is_finite() && nx * c.max_norm <= MAX_NORM_PRODUCT {
-            bounded |= 1 << l;
-            er[l] = (margin.eps * nx * (1.0 + 1e-6)) as f32;
-            let eta =
-                tiny * ((2 * c.dpad) as f64 * (nx + c.max_norm) + (4 * c.dpad + d + 8) as f64);
-            eta2[l] = (2.0 * eta) as f32;
-        }
-    }
-    let erv = _mm512_loadu_ps(er.as_ptr());
-    let (up, down, nrm) = (
-        margin.bias_up.as_ptr(),
-        margin.bias_down.as_ptr(),
-        c.norms.as_ptr(),
-    );
-    // A_j + E_j = er n_j - (dot_j - b_up_j); four running minima so that
-    // the loop is not bound by the latency of one.
-    let upper = |j: usize| {
-        let q = _mm512_sub_ps(
-            _mm512_loadu_ps(dots.add(j * BLOCK_ROWS)),
-            _mm512_set1_ps(*up.add(j)),
-        );
-        _mm512_fmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q)
-    };
-    let mut u = [_mm512_set1_ps(f32::INFINITY); 4];
-    let mut j = 0;
-    while j + 4 <= k {
-        for (t, ut) in u.iter_mut().enumerate() {
-            *ut = _mm512_min_ps(*ut, upper(j + t));
-        }
-        j += 4;
-    }
-    while j < k {
-        u[0] = _mm512_min_ps(u[0], upper(j));
-        j += 1;
-    }
-    let u = _mm512_min_ps(_mm512_min_ps(u[0], u[1]), _mm512_min_ps(u[2], u[3]));
-    // The threshold, nudged up by its own f32 rounding.
-    let abs_u = _mm512_abs_ps(u);
-    let thr = _mm512_add_ps(
-        _mm512_fmadd_ps(abs_u, _mm512_set1_ps((8.0 * U32) as f32), u),
-        _mm512_loadu_ps(eta2.as_ptr()),
-    );
-    // A_j - E_j = -(er n_j) - (dot_j - b_down_j) <= thr: each row's
-    // candidates, in ascending order (few per row: the loop mostly tests an
-    // empty mask).
-    candidates.clear();
-    for j in 0..k {
-        let q = _mm512_sub_ps(
-            _mm512_loadu_ps(dots.add(j * BLOCK_ROWS)),
-            _mm512_set1_ps(*down.add(j)),
-        );
-        let lower = _mm512_fnmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q);
-        let mut m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(lower, thr) as u32;
-        while m != 0 {
-            candidates.push(m.trailing_zeros() as usize, j as u32);
-            m &= m - 1;
-        }
-    }
-    candidates.group();
-    let mut extra = 0;
-    for l in 0..lanes {
-        let row = &x[l * d..(l + 1) * d];
-        let mine = candidates.of(l);
-        labels[l] = match mine.len() {
-            _ if bounded & (1 << l) == 0 => nearest_exactly(c, centres, row, all),
-            0 => nearest_exactly(c, centres, row, all),
-            1 => mine[0],
-            n => {
-                extra += n - 1;
-                nearest_exactly(c, centres, row, mine)
+    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
+    // proves, and the slices and pointers are as documented above.
+    unsafe {
+        let (d, k) = (c.d, c.k);
+        let lanes = labels.len();
+        let mut er = [0.0f32; 16];
+        let mut eta2 = [0.0f32; 16];
+        let mut bounded = 0u32;
+        // eta: flushed subnormal inputs and results of the tile unit, each below
+        // 2^-126 times a norm (or alone); negligible unless the data are tiny.
+        let tiny = (2.0f64).powi(-126);
+        for l in 0..lanes {
+            let nx = norms[l];
+            if nx.is_finite() && nx * c.max_norm <= MAX_NORM_PRODUCT {
+                bounded |= 1 << l;
+                er[l] = (margin.eps * nx * (1.0 + 1e-6)) as f32;
+                let eta =
+                    tiny * ((2 * c.dpad) as f64 * (nx + c.max_norm) + (4 * c.dpad + d + 8) as f64);
+                eta2[l] = (2.0 * eta) as f32;
             }
+        }
+        let erv = _mm512_loadu_ps(er.as_ptr());
+        let (up, down, nrm) = (
+            margin.bias_up.as_ptr(),
+            margin.bias_down.as_ptr(),
+            c.norms.as_ptr(),
+        );
+        // A_j + E_j = er n_j - (dot_j - b_up_j); four running minima so that
+        // the loop is not bound by the latency of one.
+        let upper = |j: usize| {
+            let q = _mm512_sub_ps(
+                _mm512_loadu_ps(dots.add(j * BLOCK_ROWS)),
+                _mm512_set1_ps(*up.add(j)),
+            );
+            _mm512_fmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q)
         };
+        let mut u = [_mm512_set1_ps(f32::INFINITY); 4];
+        let mut j = 0;
+        while j + 4 <= k {
+            for (t, ut) in u.iter_mut().enumerate() {
+                *ut = _mm512_min_ps(*ut, upper(j + t));
+            }
+            j += 4;
+        }
+        while j < k {
+            u[0] = _mm512_min_ps(u[0], upper(j));
+            j += 1;
+        }
+        let u = _mm512_min_ps(_mm512_min_ps(u[0], u[1]), _mm512_min_ps(u[2], u[3]));
+        // The threshold, nudged up by its own f32 rounding.
+        let abs_u = _mm512_abs_ps(u);
+        let thr = _mm512_add_ps(
+            _mm512_fmadd_ps(abs_u, _mm512_set1_ps((8.0 * U32) as f32), u),
+            _mm512_loadu_ps(eta2.as_ptr()),
+        );
+        // A_j - E_j = -(er n_j) - (dot_j - b_down_j) <= thr: each row's
+        // candidates, in ascending order (few per row: the loop mostly tests an
+        // empty mask).
+        candidates.clear();
+        for j in 0..k {
+            let q = _mm512_sub_ps(
+                _mm512_loadu_ps(dots.add(j * BLOCK_ROWS)),
+                _mm512_set1_ps(*down.add(j)),
+            );
+            let lower = _mm512_fnmsub_ps(erv, _mm512_set1_ps(*nrm.add(j)), q);
+            let mut m = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(lower, thr) as u32;
+            while m != 0 {
+                candidates.push(m.trailing_zeros() as usize, j as u32);
+                m &= m - 1;
+            }
+        }
+        candidates.group();
+        let mut extra = 0;
+        for l in 0..lanes {
+            let row = &x[l * d..(l + 1) * d];
+            let mine = candidates.of(l);
+            labels[l] = match mine.len() {
+                _ if bounded & (1 << l) == 0 => nearest_exactly(c, centres, row, all),
+                0 => nearest_exactly(c, centres, row, all),
+                1 => mine[0],
+                n => {
+                    extra += n - 1;
+                    nearest_exactly(c, centres, row, mine)
+                }
+            };
+        }
+        extra
     }
-    extra
 }
 
 /// Candidate centres of 16 lanes (rows): pushed as found, in ascending
@@ -220,33 +239,37 @@ pub(super) unsafe fn finish(
     mut part: Option<&mut ClusterStats>,
     loss: &mut [f64; 4],
 ) {
-    let d = c.d;
-    for i in range {
-        let row = &x[i * d..(i + 1) * d];
-        let j = labels[i] as usize;
-        let cj = &centres[j * d..(j + 1) * d];
-        let s = &mut scores[i];
-        let inv = match c.metric {
-            Metric::SquaredEuclidean => {
-                *s = sq_diff(row, cj);
-                1.0
+    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
+    // proves, and the slices and pointers are as documented above.
+    unsafe {
+        let d = c.d;
+        for i in range {
+            let row = &x[i * d..(i + 1) * d];
+            let j = labels[i] as usize;
+            let cj = &centres[j * d..(j + 1) * d];
+            let s = &mut scores[i];
+            let inv = match c.metric {
+                Metric::SquaredEuclidean => {
+                    *s = sq_diff(row, cj);
+                    1.0
+                }
+                Metric::Cosine => {
+                    let inv = inv_norm(row);
+                    *s = 1.0 - dot(row, cj) * inv as f32;
+                    inv
+                }
+            };
+            if let Some(p) = part.as_deref_mut() {
+                let w = weights.map_or(1.0, |w| w[i] as f64);
+                let scale = w * inv;
+                let acc = &mut p.sums[j * d..(j + 1) * d];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += scale * v as f64;
+                }
+                p.weights[j] += w;
+                p.counts[j] += 1;
+                loss[i % 4] += w * *s as f64;
             }
-            Metric::Cosine => {
-                let inv = inv_norm(row);
-                *s = 1.0 - dot(row, cj) * inv as f32;
-                inv
-            }
-        };
-        if let Some(p) = part.as_deref_mut() {
-            let w = weights.map_or(1.0, |w| w[i] as f64);
-            let scale = w * inv;
-            let acc = &mut p.sums[j * d..(j + 1) * d];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += scale * v as f64;
-            }
-            p.weights[j] += w;
-            p.counts[j] += 1;
-            loss[i % 4] += w * *s as f64;
         }
     }
 }
@@ -254,43 +277,51 @@ pub(super) unsafe fn finish(
 /// `||a - b||^2` in f32, 16 lanes over the dimensions.
 #[inline(always)]
 unsafe fn sq_diff(a: &[f32], b: &[f32]) -> f32 {
-    let d = a.len();
-    let mut acc = _mm512_setzero_ps();
-    let mut p = 0;
-    while p < d {
-        let m: __mmask16 = if d - p >= 16 {
-            0xffff
-        } else {
-            (1u16 << (d - p)) - 1
-        };
-        let t = _mm512_sub_ps(
-            _mm512_maskz_loadu_ps(m, a.as_ptr().add(p)),
-            _mm512_maskz_loadu_ps(m, b.as_ptr().add(p)),
-        );
-        acc = _mm512_fmadd_ps(t, t, acc);
-        p += 16;
+    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
+    // proves, and the slices and pointers are as documented above.
+    unsafe {
+        let d = a.len();
+        let mut acc = _mm512_setzero_ps();
+        let mut p = 0;
+        while p < d {
+            let m: __mmask16 = if d - p >= 16 {
+                0xffff
+            } else {
+                (1u16 << (d - p)) - 1
+            };
+            let t = _mm512_sub_ps(
+                _mm512_maskz_loadu_ps(m, a.as_ptr().add(p)),
+                _mm512_maskz_loadu_ps(m, b.as_ptr().add(p)),
+            );
+            acc = _mm512_fmadd_ps(t, t, acc);
+            p += 16;
+        }
+        _mm512_reduce_add_ps(acc)
     }
-    _mm512_reduce_add_ps(acc)
 }
 
 /// `a . b` in f32, 16 lanes over the dimensions.
 #[inline(always)]
 unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let d = a.len();
-    let mut acc = _mm512_setzero_ps();
-    let mut p = 0;
-    while p < d {
-        let m: __mmask16 = if d - p >= 16 {
-            0xffff
-        } else {
-            (1u16 << (d - p)) - 1
-        };
-        acc = _mm512_fmadd_ps(
-            _mm512_maskz_loadu_ps(m, a.as_ptr().add(p)),
-            _mm512_maskz_loadu_ps(m, b.as_ptr().add(p)),
-            acc,
-        );
-        p += 16;
+    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
+    // proves, and the slices and pointers are as documented above.
+    unsafe {
+        let d = a.len();
+        let mut acc = _mm512_setzero_ps();
+        let mut p = 0;
+        while p < d {
+            let m: __mmask16 = if d - p >= 16 {
+                0xffff
+            } else {
+                (1u16 << (d - p)) - 1
+            };
+            acc = _mm512_fmadd_ps(
+                _mm512_maskz_loadu_ps(m, a.as_ptr().add(p)),
+                _mm512_maskz_loadu_ps(m, b.as_ptr().add(p)),
+                acc,
+            );
+            p += 16;
+        }
+        _mm512_reduce_add_ps(acc)
     }
-    _mm512_reduce_add_ps(acc)
 }

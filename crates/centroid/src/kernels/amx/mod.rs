@@ -86,6 +86,7 @@ fn split(v: f32) -> (u16, u16) {
     ((hi >> 16) as u16, (lo >> 16) as u16)
 }
 
+/// Centres packed for the tile unit, with the per-centre terms of the margin.
 #[derive(Debug)]
 pub(crate) struct AmxCentres {
     /// The proof that this process runs the kernel.
@@ -250,119 +251,129 @@ pub(crate) fn run(c: &AmxCentres, chunk: Chunk<'_>) {
     unsafe { run_impl(c.token, c, chunk) }
 }
 
+/// [`run`]'s body, compiled for the vector features the tile kernel's
+/// helpers use.
+///
+/// # Safety
+///
+/// The chunk is shaped as [`run`] asserts; the token shows the CPU runs it.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
 unsafe fn run_impl(_: AmxBf16, c: &AmxCentres, chunk: Chunk<'_>) {
-    let Chunk {
-        x,
-        centres,
-        labels,
-        scores,
-        weights,
-        mut part,
-    } = chunk;
-    let (d, k, dpad) = (c.d, c.k, c.dpad);
-    let rows = labels.len();
-    let depth = 3 * dpad;
-    let steps = depth / TILE_DEPTH;
-    let mut scratch = SCRATCH.with(|s| s.take());
-    scratch.fit(depth, c.kpad);
-    let mut norms = [0.0f64; BLOCK_ROWS];
-    let mut candidates = Candidates::default();
-    let all: Vec<u32> = (0..k as u32).collect();
-    // Whatever the mode, each label is the exact nearest centre (a unique
-    // candidate is it; several are decided in f64, and the coarse set holds
-    // the fine one and no centre that could win an f64 comparison against
-    // it), so the mode may follow timing-free heuristics shared between
-    // threads without changing any result.
-    let mut coarse = c.try_coarse.load(std::sync::atomic::Ordering::Relaxed);
-    // Four running loss sums (row i into i % 4, combined in a fixed order
-    // at the end) keep the additions off one long dependency chain.
-    let mut loss = [0.0f64; 4];
-    configure_tiles();
-    for r0 in (0..rows).step_by(BLOCK_ROWS) {
-        let nr = BLOCK_ROWS.min(rows - r0);
-        // Rows past `nr` keep earlier values: their products are computed
-        // and never read.
-        let xrows = scratch.rows.as_mut_slice();
-        let mut lo_zero = true;
-        for r in 0..nr {
-            let row = &x[(r0 + r) * d..(r0 + r + 1) * d];
-            let (norm, zero) = convert_row(row, dpad, &mut xrows[r * depth..(r + 1) * depth]);
-            norms[r] = norm;
-            lo_zero &= zero;
-        }
-        // Coarse blocks take x_hi . c_hi alone (the last segment); when no
-        // row of the block has a low half, the first segment (x_lo . c_hi)
-        // is zero and is skipped.
-        let seg = dpad / TILE_DEPTH;
-        let (first_step, margin, saved) = if coarse {
-            (2 * seg, &c.coarse, if lo_zero { 1.0 } else { 2.0 })
-        } else if lo_zero {
-            (seg, &c.fine, 0.0)
-        } else {
-            (0, &c.fine, 0.0)
-        };
-        // Pairs of bf16 along the depth are one u32: transposing 16 rows x
-        // 16 pairs gives the right operand's pair-interleaved layout.
-        let (src, xt) = (xrows.as_ptr(), scratch.xt.as_mut_slice().as_mut_ptr());
-        for g in 0..2 {
-            for st in 0..steps {
-                transpose16(
-                    src.add(g * 16 * depth + st * TILE_DEPTH) as *const u32,
-                    depth / 2,
-                    xt.add((g * steps + st) * TILE_VALUES) as *mut u32,
-                );
-            }
-        }
-        let dots = scratch.dots.as_mut_slice().as_mut_ptr();
-        let next = (r0 + BLOCK_ROWS).min(rows);
-        let ahead = (BLOCK_ROWS.min(rows - next)) * d * 4;
-        block_dots(
-            c,
-            xt,
-            dots,
-            first_step,
-            x.as_ptr().add(next * d) as *const u8,
-            ahead,
-        );
-        let mut extra = 0;
-        for g in 0..2 {
-            let lanes = nr.saturating_sub(g * 16).min(16);
-            if lanes > 0 {
-                extra += decide_lanes(
-                    c,
-                    margin,
-                    centres,
-                    &x[(r0 + g * 16) * d..(r0 + g * 16 + lanes) * d],
-                    &norms[g * 16..g * 16 + lanes],
-                    dots.add(g * 16),
-                    &mut labels[r0 + g * 16..r0 + g * 16 + lanes],
-                    &mut candidates,
-                    &all,
-                );
-            }
-        }
-        if coarse && extra as f64 > c.coarse_limit * saved * 0.5 * nr as f64 {
-            coarse = false;
-            c.try_coarse
-                .store(false, std::sync::atomic::Ordering::Relaxed);
-        }
-        // Finished while the block's rows are still in cache.
-        finish(
-            c,
+    // SAFETY: the token proves the CPU runs AVX-512F/BW/DQ/VL, FMA and the tile unit (with the tile
+    // state granted), and `run` asserted the shapes that keep every access in bounds.
+    unsafe {
+        let Chunk {
             x,
             centres,
-            r0..r0 + nr,
             labels,
             scores,
             weights,
-            part.as_deref_mut(),
-            &mut loss,
-        );
-    }
-    release_tiles();
-    SCRATCH.with(|s| s.set(scratch));
-    if let Some(p) = part {
-        p.loss += (loss[0] + loss[1]) + (loss[2] + loss[3]);
+            mut part,
+        } = chunk;
+        let (d, k, dpad) = (c.d, c.k, c.dpad);
+        let rows = labels.len();
+        let depth = 3 * dpad;
+        let steps = depth / TILE_DEPTH;
+        let mut scratch = SCRATCH.with(|s| s.take());
+        scratch.fit(depth, c.kpad);
+        let mut norms = [0.0f64; BLOCK_ROWS];
+        let mut candidates = Candidates::default();
+        let all: Vec<u32> = (0..k as u32).collect();
+        // Whatever the mode, each label is the exact nearest centre (a unique
+        // candidate is it; several are decided in f64, and the coarse set holds
+        // the fine one and no centre that could win an f64 comparison against
+        // it), so the mode may follow timing-free heuristics shared between
+        // threads without changing any result.
+        let mut coarse = c.try_coarse.load(std::sync::atomic::Ordering::Relaxed);
+        // Four running loss sums (row i into i % 4, combined in a fixed order
+        // at the end) keep the additions off one long dependency chain.
+        let mut loss = [0.0f64; 4];
+        configure_tiles();
+        for r0 in (0..rows).step_by(BLOCK_ROWS) {
+            let nr = BLOCK_ROWS.min(rows - r0);
+            // Rows past `nr` keep earlier values: their products are computed
+            // and never read.
+            let xrows = scratch.rows.as_mut_slice();
+            let mut lo_zero = true;
+            for r in 0..nr {
+                let row = &x[(r0 + r) * d..(r0 + r + 1) * d];
+                let (norm, zero) = convert_row(row, dpad, &mut xrows[r * depth..(r + 1) * depth]);
+                norms[r] = norm;
+                lo_zero &= zero;
+            }
+            // Coarse blocks take x_hi . c_hi alone (the last segment); when no
+            // row of the block has a low half, the first segment (x_lo . c_hi)
+            // is zero and is skipped.
+            let seg = dpad / TILE_DEPTH;
+            let (first_step, margin, saved) = if coarse {
+                (2 * seg, &c.coarse, if lo_zero { 1.0 } else { 2.0 })
+            } else if lo_zero {
+                (seg, &c.fine, 0.0)
+            } else {
+                (0, &c.fine, 0.0)
+            };
+            // Pairs of bf16 along the depth are one u32: transposing 16 rows x
+            // 16 pairs gives the right operand's pair-interleaved layout.
+            let (src, xt) = (xrows.as_ptr(), scratch.xt.as_mut_slice().as_mut_ptr());
+            for g in 0..2 {
+                for st in 0..steps {
+                    transpose16(
+                        src.add(g * 16 * depth + st * TILE_DEPTH) as *const u32,
+                        depth / 2,
+                        xt.add((g * steps + st) * TILE_VALUES) as *mut u32,
+                    );
+                }
+            }
+            let dots = scratch.dots.as_mut_slice().as_mut_ptr();
+            let next = (r0 + BLOCK_ROWS).min(rows);
+            let ahead = (BLOCK_ROWS.min(rows - next)) * d * 4;
+            block_dots(
+                c,
+                xt,
+                dots,
+                first_step,
+                x.as_ptr().add(next * d) as *const u8,
+                ahead,
+            );
+            let mut extra = 0;
+            for g in 0..2 {
+                let lanes = nr.saturating_sub(g * 16).min(16);
+                if lanes > 0 {
+                    extra += decide_lanes(
+                        c,
+                        margin,
+                        centres,
+                        &x[(r0 + g * 16) * d..(r0 + g * 16 + lanes) * d],
+                        &norms[g * 16..g * 16 + lanes],
+                        dots.add(g * 16),
+                        &mut labels[r0 + g * 16..r0 + g * 16 + lanes],
+                        &mut candidates,
+                        &all,
+                    );
+                }
+            }
+            if coarse && extra as f64 > c.coarse_limit * saved * 0.5 * nr as f64 {
+                coarse = false;
+                c.try_coarse
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            // Finished while the block's rows are still in cache.
+            finish(
+                c,
+                x,
+                centres,
+                r0..r0 + nr,
+                labels,
+                scores,
+                weights,
+                part.as_deref_mut(),
+                &mut loss,
+            );
+        }
+        release_tiles();
+        SCRATCH.with(|s| s.set(scratch));
+        if let Some(p) = part {
+            p.loss += (loss[0] + loss[1]) + (loss[2] + loss[3]);
+        }
     }
 }

@@ -49,8 +49,12 @@ pub trait Simd: Copy {
     /// the same rounding on every path).
     #[inline(always)]
     unsafe fn accumulate_row(acc: *mut f64, row: *const Self::T, d: usize, scale: f64) {
-        for p in 0..d {
-            *acc.add(p) += scale * (*row.add(p)).to_f64_exact();
+        // SAFETY: the trait contract: the caller runs the instruction set and keeps the pointers
+        // valid for the values read or written.
+        unsafe {
+            for p in 0..d {
+                *acc.add(p) += scale * (*row.add(p)).to_f64_exact();
+            }
         }
     }
 
@@ -65,11 +69,15 @@ pub trait Simd: Copy {
     /// [`accumulate_row`]: Simd::accumulate_row
     #[inline(always)]
     unsafe fn accumulate_padded(acc: *mut f64, row: *const Self::T, d: usize, scale: Option<f64>) {
-        match scale {
-            Some(s) => Self::accumulate_row(acc, row, d, s),
-            None => {
-                for p in 0..d {
-                    *acc.add(p) += (*row.add(p)).to_f64_exact();
+        // SAFETY: the trait contract: the caller runs the instruction set and keeps the pointers
+        // valid for the values read or written.
+        unsafe {
+            match scale {
+                Some(s) => Self::accumulate_row(acc, row, d, s),
+                None => {
+                    for p in 0..d {
+                        *acc.add(p) += (*row.add(p)).to_f64_exact();
+                    }
                 }
             }
         }
@@ -80,27 +88,35 @@ pub trait Simd: Copy {
     /// `r`).
     #[inline(always)]
     unsafe fn load_columns<const D: usize>(x: *const Self::T) -> [Self::V; D] {
-        let mut buf = [Self::T::zero(); MAX_LANES];
-        std::array::from_fn(|p| {
-            for (r, b) in buf[..Self::LANES].iter_mut().enumerate() {
-                *b = *x.add(r * D + p);
-            }
-            Self::load(buf.as_ptr())
-        })
+        // SAFETY: the trait contract: the caller runs the instruction set and keeps the pointers
+        // valid for the values read or written.
+        unsafe {
+            let mut buf = [Self::T::zero(); MAX_LANES];
+            std::array::from_fn(|p| {
+                for (r, b) in buf[..Self::LANES].iter_mut().enumerate() {
+                    *b = *x.add(r * D + p);
+                }
+                Self::load(buf.as_ptr())
+            })
+        }
     }
 
     /// `acc[l] += w[l] * v[l]` (`acc[l] += v[l]` without `w`) for every
     /// lane `l`, in f64 (multiply, then add).
     #[inline(always)]
     unsafe fn accumulate_lanes(acc: *mut f64, v: Self::V, w: Option<*const Self::T>) {
-        let mut buf = [Self::T::zero(); MAX_LANES];
-        Self::store(buf.as_mut_ptr(), v);
-        for (l, b) in buf[..Self::LANES].iter().enumerate() {
-            let s = b.to_f64_exact();
-            *acc.add(l) += match w {
-                Some(w) => (*w.add(l)).to_f64_exact() * s,
-                None => s,
-            };
+        // SAFETY: the trait contract: the caller runs the instruction set and keeps the pointers
+        // valid for the values read or written.
+        unsafe {
+            let mut buf = [Self::T::zero(); MAX_LANES];
+            Self::store(buf.as_mut_ptr(), v);
+            for (l, b) in buf[..Self::LANES].iter().enumerate() {
+                let s = b.to_f64_exact();
+                *acc.add(l) += match w {
+                    Some(w) => (*w.add(l)).to_f64_exact() * s,
+                    None => s,
+                };
+            }
         }
     }
 
@@ -113,10 +129,14 @@ pub trait Simd: Copy {
     /// floats (centre indices), as `u32`s at `p`.
     #[inline(always)]
     unsafe fn store_indices(p: *mut u32, v: Self::V) {
-        let mut buf = [Self::T::zero(); MAX_LANES];
-        Self::store(buf.as_mut_ptr(), v);
-        for (i, b) in buf[..Self::LANES].iter().enumerate() {
-            *p.add(i) = b.to_f64_exact() as u32;
+        // SAFETY: the trait contract: the caller runs the instruction set and keeps the pointers
+        // valid for the values read or written.
+        unsafe {
+            let mut buf = [Self::T::zero(); MAX_LANES];
+            Self::store(buf.as_mut_ptr(), v);
+            for (i, b) in buf[..Self::LANES].iter().enumerate() {
+                *p.add(i) = b.to_f64_exact() as u32;
+            }
         }
     }
 
@@ -133,10 +153,14 @@ pub trait Simd: Copy {
 /// equal to the minimum (all NaN); callers map that to centre 0.
 #[inline(always)]
 pub(crate) unsafe fn argmin<S: Simd>(values: S::V, indices: S::V) -> (S::T, S::T) {
-    let m = S::reduce_min(values);
-    let at_min = S::eq(values, S::splat(m));
-    let idx = S::reduce_min(S::select(at_min, indices, S::splat(S::T::infinity())));
-    (m, idx)
+    // SAFETY: the trait contract: the caller runs the instruction set and keeps the pointers valid
+    // for the values read or written.
+    unsafe {
+        let m = S::reduce_min(values);
+        let at_min = S::eq(values, S::splat(m));
+        let idx = S::reduce_min(S::select(at_min, indices, S::splat(S::T::infinity())));
+        (m, idx)
+    }
 }
 
 /// Widest vector any path uses, in elements (AVX-512 f32).
@@ -164,11 +188,13 @@ macro_rules! portable_impl {
             }
             #[inline(always)]
             unsafe fn load(p: *const $t) -> Self::V {
-                (p as *const Self::V).read_unaligned()
+                // SAFETY: the caller keeps `p` valid for `LANES` reads.
+                unsafe { (p as *const Self::V).read_unaligned() }
             }
             #[inline(always)]
             unsafe fn store(p: *mut $t, v: Self::V) {
-                (p as *mut Self::V).write_unaligned(v)
+                // SAFETY: the caller keeps `p` valid for `LANES` writes.
+                unsafe { (p as *mut Self::V).write_unaligned(v) }
             }
             #[inline(always)]
             unsafe fn fnmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
