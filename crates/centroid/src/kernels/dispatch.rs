@@ -53,6 +53,31 @@ unsafe fn run_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, op: Op<'_, S::
     }
 }
 
+/// The lane kernel when it takes the shape, else the tile kernel with
+/// `WIDE`-row tiles (or `SMALL`-row ones for `d <= SMALL_D`).
+///
+/// # Safety
+///
+/// The CPU runs `S`'s instruction set, and `job` satisfies the bounds that
+/// [`run`] asserts.
+#[inline(always)]
+unsafe fn run_path<S: Simd, const WIDE: usize, const SMALL: usize>(
+    job: &Job<'_, S::T>,
+    op: Op<'_, S::T>,
+) {
+    // SAFETY: this function's own contract, passed on unchanged.
+    unsafe {
+        let Some(op) = run_lanes::<S>(job, op) else {
+            return;
+        };
+        if job.d <= SMALL_D {
+            run_body::<S, SMALL>(job, op)
+        } else {
+            run_body::<S, WIDE>(job, op)
+        }
+    }
+}
+
 /// # Safety
 ///
 /// `job` satisfies the bounds that [`run`] asserts; `S` is an AVX-512
@@ -62,16 +87,7 @@ unsafe fn run_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, op: Op<'_, S::
 unsafe fn run_avx512<S: Simd>(_: Avx512F, job: &Job<'_, S::T>, op: Op<'_, S::T>) {
     // SAFETY: the token proves AVX-512F, which this function is compiled
     // for; the caller keeps `job` in bounds.
-    unsafe {
-        let Some(op) = run_lanes::<S>(job, op) else {
-            return;
-        };
-        if job.d <= SMALL_D {
-            run_body::<S, { AVX512_TILE_ROWS.1 }>(job, op)
-        } else {
-            run_body::<S, { AVX512_TILE_ROWS.0 }>(job, op)
-        }
-    }
+    unsafe { run_path::<S, { AVX512_TILE_ROWS.0 }, { AVX512_TILE_ROWS.1 }>(job, op) }
 }
 
 /// # Safety
@@ -83,16 +99,7 @@ unsafe fn run_avx512<S: Simd>(_: Avx512F, job: &Job<'_, S::T>, op: Op<'_, S::T>)
 unsafe fn run_avx2<S: Simd>(_: Avx2Fma, job: &Job<'_, S::T>, op: Op<'_, S::T>) {
     // SAFETY: the token proves AVX2 and FMA, which this function is
     // compiled for; the caller keeps `job` in bounds.
-    unsafe {
-        let Some(op) = run_lanes::<S>(job, op) else {
-            return;
-        };
-        if job.d <= SMALL_D {
-            run_body::<S, { AVX2_TILE_ROWS.1 }>(job, op)
-        } else {
-            run_body::<S, { AVX2_TILE_ROWS.0 }>(job, op)
-        }
-    }
+    unsafe { run_path::<S, { AVX2_TILE_ROWS.0 }, { AVX2_TILE_ROWS.1 }>(job, op) }
 }
 
 /// # Safety
@@ -121,7 +128,27 @@ pub(crate) fn run<F: Float>(isa: Isa, job: &Job<'_, F>, op: Op<'_, F>) {
         job.data.len() >= job.panels * job.d * job.lanes
             && job.bias.len() >= job.panels * job.lanes
     );
-    assert!(job.d == 0 || job.x.len().is_multiple_of(job.d));
+    assert!(job.k <= job.panels * job.lanes);
+    // The kernels read `rows x d` values of `x` and write one label and
+    // score (or `k` distances) per row, through raw pointers.
+    match &op {
+        Op::Assign { labels, scores } => {
+            assert!(scores.len() == labels.len() && job.x.len() == labels.len() * job.d);
+        }
+        Op::Accumulate {
+            weights,
+            labels,
+            scores,
+            part,
+        } => {
+            assert!(scores.len() == labels.len() && job.x.len() == labels.len() * job.d);
+            assert!(weights.is_none_or(|w| w.len() == labels.len()));
+            assert!((part.k, part.d) == (job.k, job.d));
+        }
+        Op::Distances { out } => {
+            assert!(job.k == 0 || job.x.len() == out.len() / job.k * job.d);
+        }
+    }
     match isa {
         // SAFETY: the token in `isa` proves the CPU has the features, and
         // the asserts above keep every load inside the rows and the packed

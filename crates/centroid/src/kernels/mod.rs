@@ -58,6 +58,7 @@ pub(crate) mod simd;
 mod tests;
 mod tile;
 
+use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
 pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};
 pub use seeding_pass::{
@@ -390,33 +391,6 @@ fn merge_in_order(stats: &mut ClusterStats, parts: &[ClusterStats]) {
             *a += b;
         }
         stats.loss += p.loss;
-    }
-}
-
-/// The sums of one chunk from its labels and scores, one row at a time.
-fn accumulate_reference<T: Float>(
-    x: MatRef<'_, T>,
-    weights: Option<&[T]>,
-    metric: Metric,
-    labels: &[u32],
-    scores: &[T],
-    part: &mut ClusterStats,
-) {
-    let d = x.cols();
-    for (i, (&j, &s)) in labels.iter().zip(scores).enumerate() {
-        let row = x.row(i);
-        let w = weights.map_or(1.0, |w| w[i].to_f64_exact());
-        let j = j as usize;
-        let scale = match metric {
-            Metric::SquaredEuclidean => w,
-            Metric::Cosine => w * inv_norm(row),
-        };
-        for (acc, &v) in part.sums[j * d..(j + 1) * d].iter_mut().zip(row) {
-            *acc += scale * v.to_f64_exact();
-        }
-        part.weights[j] += w;
-        part.counts[j] += 1;
-        part.loss += w * s.to_f64_exact();
     }
 }
 

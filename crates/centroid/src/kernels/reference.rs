@@ -1,7 +1,7 @@
 //! Straightforward per-pair kernels: the definition the fast kernels are
 //! tested against, and the fallback for shapes too small to block.
 
-use super::scalar::{dot, inv_norm, Metric};
+use super::scalar::{dot, inv_norm, ClusterStats, Metric};
 use super::PreparedCentres;
 use crate::float::Float;
 use crate::matrix::MatRef;
@@ -65,5 +65,32 @@ pub fn distances_reference<T: Float>(
         for j in 0..k {
             out[i * k + j] = distance(row, sq, inv, centres, j);
         }
+    }
+}
+
+/// The sums of one chunk from its labels and scores, one row at a time.
+pub(super) fn accumulate_reference<T: Float>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    metric: Metric,
+    labels: &[u32],
+    scores: &[T],
+    part: &mut ClusterStats,
+) {
+    let d = x.cols();
+    for (i, (&j, &s)) in labels.iter().zip(scores).enumerate() {
+        let row = x.row(i);
+        let w = weights.map_or(1.0, |w| w[i].to_f64_exact());
+        let j = j as usize;
+        let scale = match metric {
+            Metric::SquaredEuclidean => w,
+            Metric::Cosine => w * inv_norm(row),
+        };
+        for (acc, &v) in part.sums[j * d..(j + 1) * d].iter_mut().zip(row) {
+            *acc += scale * v.to_f64_exact();
+        }
+        part.weights[j] += w;
+        part.counts[j] += 1;
+        part.loss += w * s.to_f64_exact();
     }
 }

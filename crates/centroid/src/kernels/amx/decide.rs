@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{AmxCentres, Margin, BLOCK_ROWS, MAX_NORM_PRODUCT, U32};
+use super::{first_lanes, AmxCentres, Margin, BLOCK_ROWS, MAX_NORM_PRODUCT, U32};
 use crate::kernels::scalar::{inv_norm, ClusterStats, Metric};
 
 /// The exact nearest of `candidates` (ascending) to row `x`, lowest index
@@ -31,11 +31,7 @@ unsafe fn nearest_exactly(c: &AmxCentres, centres: &[f32], x: &[f32], candidates
             let (mut acc0, mut acc1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
             let mut p = 0;
             while p < d {
-                let m: __mmask16 = if d - p >= 16 {
-                    0xffff
-                } else {
-                    (1u16 << (d - p)) - 1
-                };
+                let m = first_lanes(d - p);
                 let xv = _mm512_maskz_loadu_ps(m, x.as_ptr().add(p));
                 let cv = _mm512_maskz_loadu_ps(m, cj.add(p));
                 let (x0, x1) = widen(xv);
@@ -284,11 +280,7 @@ unsafe fn sq_diff(a: &[f32], b: &[f32]) -> f32 {
         let mut acc = _mm512_setzero_ps();
         let mut p = 0;
         while p < d {
-            let m: __mmask16 = if d - p >= 16 {
-                0xffff
-            } else {
-                (1u16 << (d - p)) - 1
-            };
+            let m = first_lanes(d - p);
             let t = _mm512_sub_ps(
                 _mm512_maskz_loadu_ps(m, a.as_ptr().add(p)),
                 _mm512_maskz_loadu_ps(m, b.as_ptr().add(p)),
@@ -310,11 +302,7 @@ unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         let mut acc = _mm512_setzero_ps();
         let mut p = 0;
         while p < d {
-            let m: __mmask16 = if d - p >= 16 {
-                0xffff
-            } else {
-                (1u16 << (d - p)) - 1
-            };
+            let m = first_lanes(d - p);
             acc = _mm512_fmadd_ps(
                 _mm512_maskz_loadu_ps(m, a.as_ptr().add(p)),
                 _mm512_maskz_loadu_ps(m, b.as_ptr().add(p)),

@@ -40,6 +40,8 @@ mod decide;
 mod tests;
 mod tiles;
 
+use std::arch::x86_64::__mmask16;
+
 use super::isa::AmxBf16;
 use super::scalar::{ClusterStats, Metric};
 use decide::{decide_lanes, finish, Candidates};
@@ -71,6 +73,17 @@ const MAX_NORM_PRODUCT: f64 = 1e36;
 /// f32 unit roundoff.
 const U32: f64 = 1.0 / (1u64 << 24) as f64;
 
+/// The mask of the first `min(rest, 16)` of sixteen f32 lanes.
+#[inline(always)]
+fn first_lanes(rest: usize) -> __mmask16 {
+    if rest >= 16 {
+        0xffff
+    } else {
+        (1u16 << rest) - 1
+    }
+}
+
+/// Rounds an f32 to bf16 (nearest, ties to even), as the upper 16 bits.
 #[inline(always)]
 fn bf16_bits(v: f32) -> u32 {
     let b = v.to_bits();

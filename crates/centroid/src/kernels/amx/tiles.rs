@@ -12,7 +12,7 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::{AmxCentres, BLOCK_CENTRES, BLOCK_ROWS, TILE_DEPTH, TILE_VALUES};
+use super::{first_lanes, AmxCentres, BLOCK_CENTRES, BLOCK_ROWS, TILE_DEPTH, TILE_VALUES};
 
 /// A 64-byte aligned, zero-initialised buffer.
 pub(super) struct Aligned<T> {
@@ -263,11 +263,7 @@ pub(super) unsafe fn convert_row(x: &[f32], dpad: usize, out: &mut [u16]) -> (f6
         let mut lo_bits = _mm256_setzero_si256();
         let mut p = 0;
         while p < d {
-            let m: __mmask16 = if d - p >= 16 {
-                0xffff
-            } else {
-                (1u16 << (d - p)) - 1
-            };
+            let m = first_lanes(d - p);
             let v = _mm512_maskz_loadu_ps(m, xp.add(p));
             let hi = round(_mm512_castps_si512(v));
             let lo = round(_mm512_castps_si512(_mm512_sub_ps(

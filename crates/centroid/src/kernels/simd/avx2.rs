@@ -33,51 +33,10 @@ macro_rules! avx2_impl {
             type M = $v;
             const LANES: usize = $lanes;
 
-            #[inline(always)]
-            unsafe fn splat(v: $t) -> $v {
-                // SAFETY: see the impl.
-                unsafe { $set1(v) }
-            }
-            #[inline(always)]
-            unsafe fn load(p: *const $t) -> $v {
-                // SAFETY: see the impl.
-                unsafe { $loadu(p) }
-            }
-            #[inline(always)]
-            unsafe fn store(p: *mut $t, v: $v) {
-                // SAFETY: see the impl.
-                unsafe { $storeu(p, v) }
-            }
-            #[inline(always)]
-            unsafe fn fnmadd(a: $v, b: $v, c: $v) -> $v {
-                // SAFETY: see the impl.
-                unsafe { $fnmadd(a, b, c) }
-            }
-            #[inline(always)]
-            unsafe fn fmadd(a: $v, b: $v, c: $v) -> $v {
-                // SAFETY: see the impl.
-                unsafe { $fmadd(a, b, c) }
-            }
-            #[inline(always)]
-            unsafe fn add(a: $v, b: $v) -> $v {
-                // SAFETY: see the impl.
-                unsafe { $add(a, b) }
-            }
-            #[inline(always)]
-            unsafe fn max(a: $v, b: $v) -> $v {
-                // SAFETY: see the impl.
-                unsafe { $max(a, b) }
-            }
-            #[inline(always)]
-            unsafe fn lt(a: $v, b: $v) -> $v {
-                // SAFETY: see the impl.
-                unsafe { $cmp::<_CMP_LT_OQ>(a, b) }
-            }
-            #[inline(always)]
-            unsafe fn eq(a: $v, b: $v) -> $v {
-                // SAFETY: see the impl.
-                unsafe { $cmp::<_CMP_EQ_OQ>(a, b) }
-            }
+            x86_one_instruction_methods!(
+                $t, $v, $v;
+                $set1, $loadu, $storeu, $fnmadd, $fmadd, $add, $max, $cmp
+            );
             #[inline(always)]
             unsafe fn select(m: $v, t: $v, f: $v) -> $v {
                 // SAFETY: see the impl.
@@ -105,11 +64,6 @@ macro_rules! avx2_impl {
                         $gather::<{ std::mem::size_of::<$t>() as i32 }>(x as _, at)
                     })
                 }
-            }
-            #[inline(always)]
-            unsafe fn prefetch(p: *const $t) {
-                // SAFETY: a prefetch is a hint and reads nothing.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
             }
             #[inline(always)]
             unsafe fn store_indices(p: *mut u32, v: $v) {

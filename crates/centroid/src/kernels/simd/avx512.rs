@@ -27,6 +27,7 @@ macro_rules! avx512_impl {
         $name:ident: $t:ty, $v:ty, $m:ty, $lanes:literal;
         $set1:ident, $loadu:ident, $storeu:ident, $fnmadd:ident, $fmadd:ident,
         $add:ident, $max:ident, $cmp:ident, $blend:ident;
+        $setzero:ident, $maskz_loadu:ident, $reduce_add:ident, $widen8:ident;
         $($own:tt)*
     ) => {
         impl Simd for $name {
@@ -35,51 +36,10 @@ macro_rules! avx512_impl {
             type M = $m;
             const LANES: usize = $lanes;
 
-            #[inline(always)]
-            unsafe fn splat(v: $t) -> $v {
-                // SAFETY: see the macro.
-                unsafe { $set1(v) }
-            }
-            #[inline(always)]
-            unsafe fn load(p: *const $t) -> $v {
-                // SAFETY: see the macro.
-                unsafe { $loadu(p) }
-            }
-            #[inline(always)]
-            unsafe fn store(p: *mut $t, v: $v) {
-                // SAFETY: see the macro.
-                unsafe { $storeu(p, v) }
-            }
-            #[inline(always)]
-            unsafe fn fnmadd(a: $v, b: $v, c: $v) -> $v {
-                // SAFETY: see the macro.
-                unsafe { $fnmadd(a, b, c) }
-            }
-            #[inline(always)]
-            unsafe fn fmadd(a: $v, b: $v, c: $v) -> $v {
-                // SAFETY: see the macro.
-                unsafe { $fmadd(a, b, c) }
-            }
-            #[inline(always)]
-            unsafe fn add(a: $v, b: $v) -> $v {
-                // SAFETY: see the macro.
-                unsafe { $add(a, b) }
-            }
-            #[inline(always)]
-            unsafe fn max(a: $v, b: $v) -> $v {
-                // SAFETY: see the macro.
-                unsafe { $max(a, b) }
-            }
-            #[inline(always)]
-            unsafe fn lt(a: $v, b: $v) -> $m {
-                // SAFETY: see the macro.
-                unsafe { $cmp::<_CMP_LT_OQ>(a, b) }
-            }
-            #[inline(always)]
-            unsafe fn eq(a: $v, b: $v) -> $m {
-                // SAFETY: see the macro.
-                unsafe { $cmp::<_CMP_EQ_OQ>(a, b) }
-            }
+            x86_one_instruction_methods!(
+                $t, $v, $m;
+                $set1, $loadu, $storeu, $fnmadd, $fmadd, $add, $max, $cmp
+            );
             #[inline(always)]
             unsafe fn select(m: $m, t: $v, f: $v) -> $v {
                 // SAFETY: see the macro.
@@ -89,10 +49,60 @@ macro_rules! avx512_impl {
             unsafe fn first_lane(m: $m) -> u32 {
                 (m as u32 | 1 << $lanes).trailing_zeros()
             }
+
             #[inline(always)]
-            unsafe fn prefetch(p: *const $t) {
-                // SAFETY: a prefetch is a hint and reads nothing.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+            unsafe fn accumulate_row(acc: *mut f64, row: *const $t, d: usize, scale: f64) {
+                // SAFETY: see the macro; the masks keep the loads and stores
+                // to the first `d` values.
+                unsafe {
+                    let s = _mm512_set1_pd(scale);
+                    let mut p = 0;
+                    while p < d {
+                        let m = tail_mask(d - p, 8) as __mmask8;
+                        let x = $widen8(m, row.add(p));
+                        let a = _mm512_maskz_loadu_pd(m, acc.add(p));
+                        _mm512_mask_storeu_pd(acc.add(p), m, _mm512_add_pd(a, _mm512_mul_pd(s, x)));
+                        p += 8;
+                    }
+                }
+            }
+            #[inline(always)]
+            unsafe fn accumulate_padded(
+                acc: *mut f64,
+                row: *const $t,
+                d: usize,
+                scale: Option<f64>,
+            ) {
+                // SAFETY: see the macro; `acc` has room for `d` rounded up
+                // to whole vectors of 8 (the trait's contract), the row's
+                // loads are masked to its `d` values.
+                unsafe {
+                    let mut p = 0;
+                    while p < d {
+                        let x = $widen8(tail_mask(d - p, 8) as __mmask8, row.add(p));
+                        let x = match scale {
+                            Some(s) => _mm512_mul_pd(_mm512_set1_pd(s), x),
+                            None => x,
+                        };
+                        _mm512_storeu_pd(acc.add(p), _mm512_add_pd(_mm512_loadu_pd(acc.add(p)), x));
+                        p += 8;
+                    }
+                }
+            }
+            #[inline(always)]
+            unsafe fn sq_norm(row: *const $t, d: usize) -> $t {
+                // SAFETY: see the macro; the loads are masked to the row's
+                // `d` values.
+                unsafe {
+                    let mut acc = $setzero();
+                    let mut p = 0;
+                    while p < d {
+                        let x = $maskz_loadu(tail_mask(d - p, $lanes) as $m, row.add(p));
+                        acc = $fmadd(x, x, acc);
+                        p += $lanes;
+                    }
+                    $reduce_add(acc)
+                }
             }
 
             $($own)*
@@ -100,75 +110,67 @@ macro_rules! avx512_impl {
     };
 }
 
+/// The mask of the first `min(rest, lanes)` lanes.
+#[inline(always)]
+fn tail_mask(rest: usize, lanes: usize) -> u32 {
+    if rest >= lanes {
+        (1u32 << lanes) - 1
+    } else {
+        (1u32 << rest) - 1
+    }
+}
+
+/// Up to eight f32 at `p` (the lanes in `m`, others 0) widened to f64.
+///
+/// # Safety
+///
+/// The CPU runs AVX-512F; `p` is valid for the lanes in `m`.
+#[inline(always)]
+unsafe fn widen8_f32(m: __mmask8, p: *const f32) -> __m512d {
+    // SAFETY: this function's contract.
+    unsafe { _mm512_cvtps_pd(_mm256_maskz_loadu_ps_compat(m, p)) }
+}
+
+/// Up to eight f64 at `p` (the lanes in `m`, others 0).
+///
+/// # Safety
+///
+/// The CPU runs AVX-512F; `p` is valid for the lanes in `m`.
+#[inline(always)]
+unsafe fn widen8_f64(m: __mmask8, p: *const f64) -> __m512d {
+    // SAFETY: this function's contract.
+    unsafe { _mm512_maskz_loadu_pd(m, p) }
+}
+
 avx512_impl!(
     Avx512F32: f32, __m512, __mmask16, 16;
     _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_fmadd_ps,
     _mm512_add_ps, _mm512_max_ps, _mm512_cmp_ps_mask, _mm512_mask_blend_ps;
+    _mm512_setzero_ps, _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, widen8_f32;
     #[inline(always)]
     unsafe fn reduce_min(v: __m512) -> f32 {
         // SAFETY: see the macro.
         unsafe {
-        let h = _mm256_min_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps_compat(v));
-        let q = _mm_min_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
-        let q = _mm_min_ps(q, _mm_movehl_ps(q, q));
-        let q = _mm_min_ss(q, _mm_shuffle_ps::<0b01>(q, q));
-        _mm_cvtss_f32(q)
-        }
-    }
-    #[inline(always)]
-    unsafe fn accumulate_row(acc: *mut f64, row: *const f32, d: usize, scale: f64) {
-        // SAFETY: see the macro.
-        unsafe {
-        let s = _mm512_set1_pd(scale);
-        let mut p = 0;
-        while p < d {
-            let m = if d - p >= 8 {
-                0xff
-            } else {
-                (1u8 << (d - p)) - 1
-            };
-            let x = _mm512_maskz_loadu_ps(m as __mmask16, row.add(p));
-            let x = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
-            let a = _mm512_maskz_loadu_pd(m, acc.add(p));
-            _mm512_mask_storeu_pd(acc.add(p), m, _mm512_add_pd(a, _mm512_mul_pd(s, x)));
-            p += 8;
-        }
-        }
-    }
-    #[inline(always)]
-    unsafe fn accumulate_padded(acc: *mut f64, row: *const f32, d: usize, scale: Option<f64>) {
-        // SAFETY: see the macro.
-        unsafe {
-        let mut p = 0;
-        while p < d {
-            let m = if d - p >= 8 {
-                0xff
-            } else {
-                (1u8 << (d - p)) - 1
-            };
-            let x = _mm512_cvtps_pd(_mm256_maskz_loadu_ps_compat(m, row.add(p)));
-            let x = match scale {
-                Some(s) => _mm512_mul_pd(_mm512_set1_pd(s), x),
-                None => x,
-            };
-            _mm512_storeu_pd(acc.add(p), _mm512_add_pd(_mm512_loadu_pd(acc.add(p)), x));
-            p += 8;
-        }
+            let h = _mm256_min_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps_compat(v));
+            let q = _mm_min_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+            let q = _mm_min_ps(q, _mm_movehl_ps(q, q));
+            let q = _mm_min_ss(q, _mm_shuffle_ps::<0b01>(q, q));
+            _mm_cvtss_f32(q)
         }
     }
     #[inline(always)]
     unsafe fn load_columns<const D: usize>(x: *const f32) -> [__m512; D] {
         // SAFETY: see the macro.
         unsafe {
-        let t = &Plan::<D>::F32;
-        let per = 16 / t.dp * D;
-        let mut v = [_mm512_setzero_ps(); 16];
-        for (i, v) in v[..t.dp].iter_mut().enumerate() {
-            *v = if D == t.dp {
-                _mm512_loadu_ps(x.add(i * 16))
-            } else {
-                _mm512_maskz_expandloadu_ps(t.load_mask as __mmask16, x.add(i * per))
-            };
+            let t = &Plan::<D>::F32;
+            let per = 16 / t.dp * D;
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (i, v) in v[..t.dp].iter_mut().enumerate() {
+                *v = if D == t.dp {
+                    _mm512_loadu_ps(x.add(i * 16))
+                } else {
+                    _mm512_maskz_expandloadu_ps(t.load_mask as __mmask16, x.add(i * per))
+                };
         }
         for s in 0..t.stages {
             let bit = 1 << s;
@@ -187,15 +189,15 @@ avx512_impl!(
     unsafe fn accumulate_lanes(acc: *mut f64, v: __m512, w: Option<*const f32>) {
         // SAFETY: see the macro.
         unsafe {
-        let halves = [_mm512_castps512_ps256(v), _mm512_extractf32x8_ps_compat(v)];
-        for (h, half) in halves.into_iter().enumerate() {
-            let s = _mm512_cvtps_pd(half);
-            let s = match w {
-                Some(w) => _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(w.add(8 * h))), s),
-                None => s,
-            };
-            let a = acc.add(8 * h);
-            _mm512_storeu_pd(a, _mm512_add_pd(_mm512_loadu_pd(a), s));
+            let halves = [_mm512_castps512_ps256(v), _mm512_extractf32x8_ps_compat(v)];
+            for (h, half) in halves.into_iter().enumerate() {
+                let s = _mm512_cvtps_pd(half);
+                let s = match w {
+                    Some(w) => _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(w.add(8 * h))), s),
+                    None => s,
+                };
+                let a = acc.add(8 * h);
+                _mm512_storeu_pd(a, _mm512_add_pd(_mm512_loadu_pd(a), s));
         }
         }
     }
@@ -203,26 +205,7 @@ avx512_impl!(
     unsafe fn store_indices(p: *mut u32, v: __m512) {
         // SAFETY: see the macro.
         unsafe {
-        _mm512_storeu_si512(p as _, _mm512_cvttps_epi32(v))
-        }
-    }
-    #[inline(always)]
-    unsafe fn sq_norm(row: *const f32, d: usize) -> f32 {
-        // SAFETY: see the macro.
-        unsafe {
-        let mut acc = _mm512_setzero_ps();
-        let mut p = 0;
-        while p < d {
-            let m = if d - p >= 16 {
-                0xffff
-            } else {
-                (1u16 << (d - p)) - 1
-            };
-            let x = _mm512_maskz_loadu_ps(m, row.add(p));
-            acc = _mm512_fmadd_ps(x, x, acc);
-            p += 16;
-        }
-        _mm512_reduce_add_ps(acc)
+            _mm512_storeu_si512(p as _, _mm512_cvttps_epi32(v))
         }
     }
 );
@@ -247,68 +230,29 @@ avx512_impl!(
     Avx512F64: f64, __m512d, __mmask8, 8;
     _mm512_set1_pd, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_fmadd_pd,
     _mm512_add_pd, _mm512_max_pd, _mm512_cmp_pd_mask, _mm512_mask_blend_pd;
+    _mm512_setzero_pd, _mm512_maskz_loadu_pd, _mm512_reduce_add_pd, widen8_f64;
     #[inline(always)]
     unsafe fn reduce_min(v: __m512d) -> f64 {
         // SAFETY: see the macro.
         unsafe {
-        let h = _mm256_min_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd::<1>(v));
-        let q = _mm_min_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd::<1>(h));
-        let q = _mm_min_sd(q, _mm_unpackhi_pd(q, q));
-        _mm_cvtsd_f64(q)
-        }
-    }
-    #[inline(always)]
-    unsafe fn accumulate_row(acc: *mut f64, row: *const f64, d: usize, scale: f64) {
-        // SAFETY: see the macro.
-        unsafe {
-        let s = _mm512_set1_pd(scale);
-        let mut p = 0;
-        while p < d {
-            let m = if d - p >= 8 {
-                0xff
-            } else {
-                (1u8 << (d - p)) - 1
-            };
-            let x = _mm512_maskz_loadu_pd(m, row.add(p));
-            let a = _mm512_maskz_loadu_pd(m, acc.add(p));
-            _mm512_mask_storeu_pd(acc.add(p), m, _mm512_add_pd(a, _mm512_mul_pd(s, x)));
-            p += 8;
-        }
-        }
-    }
-    #[inline(always)]
-    unsafe fn accumulate_padded(acc: *mut f64, row: *const f64, d: usize, scale: Option<f64>) {
-        // SAFETY: see the macro.
-        unsafe {
-        let mut p = 0;
-        while p < d {
-            let m = if d - p >= 8 {
-                0xff
-            } else {
-                (1u8 << (d - p)) - 1
-            };
-            let x = _mm512_maskz_loadu_pd(m, row.add(p));
-            let x = match scale {
-                Some(s) => _mm512_mul_pd(_mm512_set1_pd(s), x),
-                None => x,
-            };
-            _mm512_storeu_pd(acc.add(p), _mm512_add_pd(_mm512_loadu_pd(acc.add(p)), x));
-            p += 8;
-        }
+            let h = _mm256_min_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd::<1>(v));
+            let q = _mm_min_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd::<1>(h));
+            let q = _mm_min_sd(q, _mm_unpackhi_pd(q, q));
+            _mm_cvtsd_f64(q)
         }
     }
     #[inline(always)]
     unsafe fn load_columns<const D: usize>(x: *const f64) -> [__m512d; D] {
         // SAFETY: see the macro.
         unsafe {
-        if D > 8 {
-            // Rows wider than a vector: gather.
-            let rows = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let rows = _mm256_mullo_epi32(rows, _mm256_set1_epi32(D as i32));
-            return std::array::from_fn(|p| {
-                let at = _mm256_add_epi32(rows, _mm256_set1_epi32(p as i32));
-                _mm512_i32gather_pd::<8>(at, x as _)
-            });
+            if D > 8 {
+                // Rows wider than a vector: gather.
+                let rows = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let rows = _mm256_mullo_epi32(rows, _mm256_set1_epi32(D as i32));
+                return std::array::from_fn(|p| {
+                    let at = _mm256_add_epi32(rows, _mm256_set1_epi32(p as i32));
+                    _mm512_i32gather_pd::<8>(at, x as _)
+                });
         }
         let t = &Plan::<D>::F64;
         let per = 8 / t.dp * D;
@@ -339,37 +283,18 @@ avx512_impl!(
     unsafe fn accumulate_lanes(acc: *mut f64, v: __m512d, w: Option<*const f64>) {
         // SAFETY: see the macro.
         unsafe {
-        let s = match w {
-            Some(w) => _mm512_mul_pd(_mm512_loadu_pd(w), v),
-            None => v,
-        };
-        _mm512_storeu_pd(acc, _mm512_add_pd(_mm512_loadu_pd(acc), s));
+            let s = match w {
+                Some(w) => _mm512_mul_pd(_mm512_loadu_pd(w), v),
+                None => v,
+            };
+            _mm512_storeu_pd(acc, _mm512_add_pd(_mm512_loadu_pd(acc), s));
         }
     }
     #[inline(always)]
     unsafe fn store_indices(p: *mut u32, v: __m512d) {
         // SAFETY: see the macro.
         unsafe {
-        _mm256_storeu_si256(p as _, _mm512_cvttpd_epi32(v))
-        }
-    }
-    #[inline(always)]
-    unsafe fn sq_norm(row: *const f64, d: usize) -> f64 {
-        // SAFETY: see the macro.
-        unsafe {
-        let mut acc = _mm512_setzero_pd();
-        let mut p = 0;
-        while p < d {
-            let m = if d - p >= 8 {
-                0xff
-            } else {
-                (1u8 << (d - p)) - 1
-            };
-            let x = _mm512_maskz_loadu_pd(m, row.add(p));
-            acc = _mm512_fmadd_pd(x, x, acc);
-            p += 8;
-        }
-        _mm512_reduce_add_pd(acc)
+            _mm256_storeu_si256(p as _, _mm512_cvttpd_epi32(v))
         }
     }
 );

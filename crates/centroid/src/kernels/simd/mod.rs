@@ -241,6 +241,72 @@ macro_rules! portable_impl {
 portable_impl!(PortableF32, f32);
 portable_impl!(PortableF64, f64);
 
+/// The [`Simd`] methods that are one x86 intrinsic each (`splat` to `max`,
+/// the two comparisons, `prefetch`), for the AVX2 and AVX-512 impls.
+///
+/// SAFETY (every method): the trait's contract, that the caller runs the
+/// instruction set and keeps the pointers valid for `LANES` values, covers
+/// each call.
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_one_instruction_methods {
+    (
+        $t:ty, $v:ty, $m:ty;
+        $set1:ident, $loadu:ident, $storeu:ident, $fnmadd:ident, $fmadd:ident,
+        $add:ident, $max:ident, $cmp:ident
+    ) => {
+        #[inline(always)]
+        unsafe fn splat(v: $t) -> $v {
+            // SAFETY: see the macro's documentation.
+            unsafe { $set1(v) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const $t) -> $v {
+            // SAFETY: see the macro's documentation.
+            unsafe { $loadu(p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut $t, v: $v) {
+            // SAFETY: see the macro's documentation.
+            unsafe { $storeu(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn fnmadd(a: $v, b: $v, c: $v) -> $v {
+            // SAFETY: see the macro's documentation.
+            unsafe { $fnmadd(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: $v, b: $v, c: $v) -> $v {
+            // SAFETY: see the macro's documentation.
+            unsafe { $fmadd(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: $v, b: $v) -> $v {
+            // SAFETY: see the macro's documentation.
+            unsafe { $add(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn max(a: $v, b: $v) -> $v {
+            // SAFETY: see the macro's documentation.
+            unsafe { $max(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn lt(a: $v, b: $v) -> $m {
+            // SAFETY: see the macro's documentation.
+            unsafe { $cmp::<_CMP_LT_OQ>(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn eq(a: $v, b: $v) -> $m {
+            // SAFETY: see the macro's documentation.
+            unsafe { $cmp::<_CMP_EQ_OQ>(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn prefetch(p: *const $t) {
+            // SAFETY: a prefetch is a hint and reads nothing.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
