@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::{self, Metric, PreparedCentres, ScoredCandidates, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
-use crate::params::{resolve_retries, MAX_KMEANS_PLUS_PLUS_RETRIES};
+use crate::error::ParamError;
+use crate::params::{Retries, MAX_KMEANS_PLUS_PLUS_RETRIES};
 
 /// The random generator behind every seeded choice. ChaCha's output stream is
 /// fixed by its seed on every platform and version, unlike `StdRng`'s.
@@ -33,7 +34,7 @@ pub fn random_row_indices(n: usize, needed: usize, rng: &mut ChaCha8Rng) -> Vec<
 /// probability proportional to the weighted distance to the nearest chosen
 /// centre (uniformly, or by weight, for the first); the candidate that
 /// leaves the smallest total potential wins, the first one on ties.
-/// `num_retries` is R; a negative value means `2 + floor(ln k)`.
+/// `num_retries` gives R.
 ///
 /// Each step reads the data once ([`kernels::fold_and_score`]): the pass
 /// that scores a step's candidates also folds the previous step's centre
@@ -54,7 +55,7 @@ pub fn kmeans_plus_plus<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
     k: usize,
-    num_retries: i64,
+    num_retries: Retries,
     metric: Metric,
     seed: u64,
 ) -> Result<Matrix<T>> {
@@ -63,7 +64,7 @@ pub fn kmeans_plus_plus<T: Float>(
         x,
         sample_weight,
         k,
-        resolve_retries(num_retries, k),
+        num_retries.resolve(k),
         metric,
         &mut rng,
     )?;
@@ -107,9 +108,11 @@ pub fn kmeans_plus_plus_indices<T: Float>(
         }
     }
     if retries > MAX_KMEANS_PLUS_PLUS_RETRIES as usize {
-        return Err(Error::arg(format!(
-            "kmeans_plus_plus_num_retries must be at most {MAX_KMEANS_PLUS_PLUS_RETRIES}, got {retries}"
-        )));
+        return Err(ParamError::TooManyRetries {
+            got: i64::try_from(retries).unwrap_or(i64::MAX),
+            max: MAX_KMEANS_PLUS_PLUS_RETRIES,
+        }
+        .into());
     }
     let weight = |i: usize| sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
     let candidates_per_step = 1 + retries;
