@@ -305,9 +305,9 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
             "resumed_from_step": if sig.is_some() { Some(start_step) } else { None },
             "final_loss": final_loss,
             "checkpoint": latest,
-            "num_clusters": p.num_clusters,
+            "num_clusters": p.num_clusters(),
             "num_features": source.width(),
-            "distance_metric": p.distance_metric.name(),
+            "distance_metric": p.distance_metric().name(),
             "mode": if mini { "mini_batch" } else { "full_batch" },
         });
         println!("{out}");
@@ -320,8 +320,8 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         let loss = final_loss.map_or("no steps run".to_string(), |l| format!("last loss {l:.6e}"));
         println!(
             "trained {} cluster{} on {} feature{}: {steps_run} step{} to global step {global_step}{from}, {loss}",
-            p.num_clusters,
-            plural(p.num_clusters as u64),
+            p.num_clusters(),
+            plural(p.num_clusters() as u64),
             source.width(),
             plural(source.width() as u64),
             plural(steps_run)

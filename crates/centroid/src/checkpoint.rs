@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
-use crate::matrix::Matrix;
 use crate::kernels::Metric;
+use crate::matrix::Matrix;
 use crate::model::{AnyState, ModelState};
 use crate::params::{InitKind, Mode, Retries};
 
 pub const FORMAT_NAME: &str = "centroid-checkpoint";
 pub const FORMAT_VERSION: u32 = 1;
+/// The index file in `model_dir` naming the latest and the kept checkpoints.
 pub const INDEX_FILE: &str = "checkpoint";
 const PREFIX: &str = "model.ckpt-";
 const SUFFIX: &str = ".safetensors";
@@ -124,25 +125,38 @@ impl TryFrom<SignatureRecord> for ModelSignature {
 /// A variable's value, as `get_variable_value` returns it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tensor {
+    /// float32 values.
     F32 {
+        /// The values, row-major.
         values: Vec<f32>,
+        /// The shape (empty for a scalar).
         shape: Vec<usize>,
     },
+    /// float64 values.
     F64 {
+        /// The values, row-major.
         values: Vec<f64>,
+        /// The shape (empty for a scalar).
         shape: Vec<usize>,
     },
+    /// int64 values.
     I64 {
+        /// The values, row-major.
         values: Vec<i64>,
+        /// The shape (empty for a scalar).
         shape: Vec<usize>,
     },
+    /// bool values.
     Bool {
+        /// The values, row-major.
         values: Vec<bool>,
+        /// The shape (empty for a scalar).
         shape: Vec<usize>,
     },
 }
 
 impl Tensor {
+    /// The shape (empty for a scalar).
     pub fn shape(&self) -> &[usize] {
         match self {
             Tensor::F32 { shape, .. }
@@ -151,6 +165,7 @@ impl Tensor {
             | Tensor::Bool { shape, .. } => shape,
         }
     }
+    /// The element type's NumPy name.
     pub fn dtype_name(&self) -> &'static str {
         match self {
             Tensor::F32 { .. } => "float32",
@@ -404,8 +419,11 @@ fn checksum<'b>(tensors: impl Iterator<Item = (&'b str, &'b [u8])>) -> u32 {
 /// A checkpoint read back: the state and the signature of its model.
 #[derive(Clone, Debug)]
 pub struct Loaded {
+    /// The checkpoint file read.
     pub path: PathBuf,
+    /// The variables.
     pub state: AnyState,
+    /// The parameters of the model that wrote it.
     pub signature: ModelSignature,
 }
 

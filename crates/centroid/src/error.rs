@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+/// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong. The variants group by who must act: the caller's
@@ -40,30 +41,48 @@ pub enum Error {
     /// The model directory holds a model that cannot be used with these
     /// parameters or this data.
     #[error("incompatible model in {}: {message}", .model_dir.display())]
-    IncompatibleModel { model_dir: PathBuf, message: String },
+    IncompatibleModel {
+        /// The model directory.
+        model_dir: PathBuf,
+        /// What differs, both sides named.
+        message: String,
+    },
 
     /// A checkpoint exists but cannot be read.
     #[error("damaged checkpoint {}: {reason}", .path.display())]
-    CorruptCheckpoint { path: PathBuf, reason: String },
+    CorruptCheckpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// Reading or writing a file failed.
     #[error("{action} {}: {source}", .path.display())]
     Io {
+        /// What was being done ("cannot read", ...).
         action: &'static str,
+        /// The file or folder.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
     /// Training was interrupted (Ctrl-C); the last finished step was saved.
     #[error("training interrupted; checkpoint saved at global step {global_step}")]
-    Interrupted { global_step: i64 },
+    Interrupted {
+        /// The step of the checkpoint saved.
+        global_step: i64,
+    },
 
     /// A callback of the caller's (input_fn, hook, listener, init function)
     /// failed; the original error is kept as the source.
     #[error("{context}: {source}")]
     Callback {
+        /// Which callback ("input_fn", "hook.after_run", ...).
         context: String,
+        /// The callback's own error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },

@@ -208,8 +208,7 @@ impl KMeansClustering {
             None => (self.initialize(input_fn()?)?, None),
         };
         let signature = self.signature(&state);
-        let mut source =
-            BatchSource::new(input_fn()?, self.params.feature_columns(), false)?;
+        let mut source = BatchSource::new(input_fn()?, self.params.feature_columns(), false)?;
         source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
         let d = state.d();
         let mut ctx = RunContext::new(state.global_step());
@@ -572,8 +571,7 @@ impl KMeansClustering {
         let state = loaded.state;
         let global_step = state.global_step();
         let d = state.d();
-        let mut source =
-            BatchSource::new(input_fn()?, self.params.feature_columns(), true)?;
+        let mut source = BatchSource::new(input_fn()?, self.params.feature_columns(), true)?;
         source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
         for h in args.hooks.iter_mut() {
             h.begin()?;
@@ -634,8 +632,7 @@ impl KMeansClustering {
     {
         let keys = args.predict_keys.unwrap_or(PredictKeys::ALL);
         let loaded = self.load_for_inference(args.checkpoint_path.as_deref())?;
-        let mut source =
-            BatchSource::new(input_fn()?, self.params.feature_columns(), true)?;
+        let mut source = BatchSource::new(input_fn()?, self.params.feature_columns(), true)?;
         source.set_sq_norm_limit(self.sq_norm_limit(loaded.state.dtype()));
         Ok(Predictions {
             model_fn: self.model_fn.clone(),

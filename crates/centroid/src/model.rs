@@ -16,7 +16,9 @@ use crate::params::{Mode, ValidKMeansParams};
 pub struct ModelState<T> {
     /// The master centres C, `k x d`.
     pub clusters: Matrix<T>,
+    /// Whether the centres were chosen (always true in a checkpoint).
     pub initialized: bool,
+    /// Training steps run so far.
     pub global_step: i64,
     /// Points seen per cluster: mini-batch only.
     pub cluster_counts: Option<Vec<i64>>,
@@ -27,9 +29,11 @@ pub struct ModelState<T> {
 }
 
 impl<T: Float> ModelState<T> {
+    /// k, the number of centres.
     pub fn k(&self) -> usize {
         self.clusters.rows()
     }
+    /// d, the number of features.
     pub fn d(&self) -> usize {
         self.clusters.cols()
     }
@@ -50,7 +54,9 @@ impl<T: Float> ModelState<T> {
 /// A model state of either element type.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnyState {
+    /// A float32 model.
     F32(ModelState<f32>),
+    /// A float64 model.
     F64(ModelState<f64>),
 }
 
@@ -74,18 +80,22 @@ macro_rules! with_state {
 pub(crate) use with_state;
 
 impl AnyState {
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             AnyState::F32(_) => DType::F32,
             AnyState::F64(_) => DType::F64,
         }
     }
+    /// Training steps run so far.
     pub fn global_step(&self) -> i64 {
         with_state!(self, s, T => s.global_step)
     }
+    /// k, the number of centres.
     pub fn k(&self) -> usize {
         with_state!(self, s, T => s.k())
     }
+    /// d, the number of features.
     pub fn d(&self) -> usize {
         with_state!(self, s, T => s.d())
     }
@@ -161,6 +171,7 @@ pub struct PredictionBatch {
 }
 
 impl PredictionBatch {
+    /// The number of rows predicted.
     pub fn rows(&self) -> usize {
         match (&self.cluster_index, &self.all_distances) {
             (Some(i), _) => i.len(),
@@ -207,14 +218,13 @@ impl ModelFn {
         }
         let k = centres.rows();
         let s = self.steps_per_iteration();
-        let (cluster_counts, clusters_updated, update_in_steps) =
-            match self.params.mode() {
-                Mode::FullBatch => (None, None, None),
-                // Sculley: the initial centre weighs as one point.
-                Mode::MiniBatch => (Some(vec![1; k]), None, None),
-                // Asynchronous: the working copy starts from C with no points.
-                Mode::Async { .. } => (Some(vec![0; k]), Some(centres.clone()), Some(s)),
-            };
+        let (cluster_counts, clusters_updated, update_in_steps) = match self.params.mode() {
+            Mode::FullBatch => (None, None, None),
+            // Sculley: the initial centre weighs as one point.
+            Mode::MiniBatch => (Some(vec![1; k]), None, None),
+            // Asynchronous: the working copy starts from C with no points.
+            Mode::Async { .. } => (Some(vec![0; k]), Some(centres.clone()), Some(s)),
+        };
         ModelState {
             clusters: centres,
             initialized: true,
@@ -355,7 +365,7 @@ fn sculley_update<T: Float>(centres: &mut Matrix<T>, counts: &mut [i64], stats: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::{Mode, ValidKMeansParams};
+    use crate::params::KMeansParams;
 
     // Four points on a line: 0, 2 near centre A = 1; 10, 14 near centre B = 11.
     const X: [f64; 4] = [0.0, 2.0, 10.0, 14.0];

@@ -12,7 +12,7 @@ use crate::error::{Error, ParamError, Result};
 use crate::estimator::EvalResult;
 
 pub use crate::checkpoint::{
-    checkpoint_path, latest, list, load, load_latest_good, resolve, step_of, variable,
+    checkpoint_path, latest, list, load, load_bytes, load_latest_good, resolve, step_of, variable,
     variable_names, Loaded, ModelSignature, INDEX_FILE,
 };
 

@@ -3,17 +3,24 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::checkpoint::ModelSignature;
 use crate::error::{ParamError, Result};
 use crate::input::Dense;
 use crate::kernels::Metric;
-use crate::checkpoint::ModelSignature;
 
+/// The name of [`Metric::SquaredEuclidean`].
 pub const SQUARED_EUCLIDEAN_DISTANCE: &str = "squared_euclidean";
+/// The name of [`Metric::Cosine`] (distance `1 - cos`).
 pub const COSINE_DISTANCE: &str = "cosine";
+/// The name of [`InitialClusters::Random`].
 pub const RANDOM_INIT: &str = "random";
+/// The name of [`InitialClusters::KMeansPlusPlus`].
 pub const KMEANS_PLUS_PLUS_INIT: &str = "kmeans_plus_plus";
+/// The name of the evaluation score.
 pub const SCORE: &str = "score";
+/// The predict key of the nearest centre.
 pub const CLUSTER_INDEX: &str = "cluster_index";
+/// The predict key of the distances to every centre.
 pub const ALL_DISTANCES: &str = "all_distances";
 
 impl Metric {
@@ -38,6 +45,7 @@ impl Metric {
 /// A caller-supplied initialiser: `f(batch, k_remaining)` returns up to
 /// `k_remaining` rows to use as initial centres.
 pub trait InitFn: Send + Sync {
+    /// Up to `k_remaining` rows to use as centres, chosen from `batch`.
     fn call(&self, batch: &Dense<'_>, k_remaining: usize) -> Result<Dense<'static>>;
 }
 
@@ -104,7 +112,10 @@ impl std::str::FromStr for InitKind {
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let shape = || -> Option<InitKind> {
-            let (rows, cols) = s.strip_prefix("array[")?.strip_suffix(']')?.split_once('x')?;
+            let (rows, cols) = s
+                .strip_prefix("array[")?
+                .strip_suffix(']')?
+                .split_once('x')?;
             Some(InitKind::Array {
                 rows: rows.parse().ok()?,
                 cols: cols.parse().ok()?,
@@ -485,7 +496,9 @@ impl ValidKMeansParams {
     }
     /// R, the number of extra k-means++ candidates for these k.
     pub fn kmeans_plus_plus_retries(&self) -> usize {
-        self.0.kmeans_plus_plus_num_retries.resolve(self.0.num_clusters)
+        self.0
+            .kmeans_plus_plus_num_retries
+            .resolve(self.0.num_clusters)
     }
     /// The relative tolerance that stops training, if any.
     pub fn relative_tolerance(&self) -> Option<f64> {
@@ -506,13 +519,17 @@ pub const DEFAULT_SAVE_CHECKPOINTS_SECS: f64 = 600.0;
 /// Where and how often the Estimator saves, and how it computes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
+    /// The model directory, when not given to the constructor.
     pub model_dir: Option<PathBuf>,
     /// Overrides the constructor's `random_seed` when set.
     pub random_seed: Option<u64>,
+    /// Save every this many steps (exclusive with `save_checkpoints_secs`).
     pub save_checkpoints_steps: Option<u64>,
+    /// Save when this many seconds have passed since the last save.
     pub save_checkpoints_secs: Option<f64>,
     /// How many checkpoints to keep; 0 keeps all.
     pub keep_checkpoint_max: usize,
+    /// Log the loss and the speed every this many steps.
     pub log_step_count_steps: Option<u64>,
     /// Worker threads; `None` uses every core.
     pub num_threads: Option<usize>,

@@ -4,11 +4,11 @@ use rand::seq::index;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::error::ParamError;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::{self, Metric, PreparedCentres, ScoredCandidates, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
-use crate::error::ParamError;
 use crate::params::{Retries, MAX_KMEANS_PLUS_PLUS_RETRIES};
 
 /// The random generator behind every seeded choice. ChaCha's output stream is
@@ -632,7 +632,8 @@ mod tests {
     fn kmeans_plus_plus_needs_k_rows() {
         let data = [0.0f64, 1.0, 2.0];
         let x = MatRef::new(&data, 3, 1).unwrap();
-        let err = kmeans_plus_plus(x, None, 4, 2, Metric::SquaredEuclidean, 0).unwrap_err();
+        let err = kmeans_plus_plus(x, None, 4, Retries::Count(2), Metric::SquaredEuclidean, 0)
+            .unwrap_err();
         assert!(
             err.to_string().contains("at least num_clusters = 4 rows"),
             "{err}"
@@ -651,7 +652,8 @@ mod tests {
         }
         let x = MatRef::new(&data, 60, 2).unwrap();
         for seed in 0..10 {
-            let c = kmeans_plus_plus(x, None, 3, -1, Metric::SquaredEuclidean, seed).unwrap();
+            let c = kmeans_plus_plus(x, None, 3, Retries::Auto, Metric::SquaredEuclidean, seed)
+                .unwrap();
             let mut groups: Vec<i64> = (0..3)
                 .map(|j| (c.row(j)[0] / 100.0).round() as i64)
                 .collect();

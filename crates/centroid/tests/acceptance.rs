@@ -4,8 +4,7 @@ mod common;
 
 use centroid::{
     Dense, Features, InitialClusters, Input, KMeansClustering, KMeansParams, Metric, Mode,
-    PredictArgs,
-    RunConfig, TrainArgs,
+    PredictArgs, RunConfig, TrainArgs,
 };
 use common::*;
 
@@ -15,7 +14,12 @@ fn estimator(params: KMeansParams, dir: &std::path::Path) -> KMeansClustering {
         save_checkpoints_steps: Some(1000),
         ..Default::default()
     };
-    KMeansClustering::new(params.check().unwrap(), Some(dir.to_path_buf()), Some(config)).unwrap()
+    KMeansClustering::new(
+        params.check().unwrap(),
+        Some(dir.to_path_buf()),
+        Some(config),
+    )
+    .unwrap()
 }
 
 fn five_blobs_params(mini: bool, s: u64, tol: Option<f64>) -> KMeansParams {

@@ -200,7 +200,7 @@ fn a_damaged_checkpoint_is_detected_and_the_previous_one_used() {
     let n = bytes.len();
     bytes[n - 3] ^= 0x40; // flip a bit inside the tensor data
     std::fs::write(&latest, &bytes).unwrap();
-    let err = centroid::checkpoint::load(&latest).unwrap_err();
+    let err = centroid::model_dir::load(&latest).unwrap_err();
     assert!(
         matches!(err, Error::CorruptCheckpoint { .. }) && err.to_string().contains("checksum"),
         "{err}"
@@ -216,7 +216,7 @@ fn a_damaged_checkpoint_is_detected_and_the_previous_one_used() {
     // Truncated files are refused too.
     std::fs::write(&latest, &bytes[..10]).unwrap();
     assert!(matches!(
-        centroid::checkpoint::load(&latest),
+        centroid::model_dir::load(&latest),
         Err(Error::CorruptCheckpoint { .. })
     ));
 }
@@ -584,7 +584,8 @@ fn bad_arguments_are_refused_at_construction() {
     );
     // The message names the accepted values.
     assert!(
-        err.to_string().contains("\"squared_euclidean\", \"cosine\""),
+        err.to_string()
+            .contains("\"squared_euclidean\", \"cosine\""),
         "{err}"
     );
     let err = InitialClusters::from_name("kmeans++").unwrap_err();
@@ -786,8 +787,9 @@ fn feature_dicts_join_in_sorted_order_or_feature_columns_order() {
     let d = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(2);
     p = p.mode(Mode::FullBatch);
-    p.initial_clusters =
-        InitialClusters::Array(Dense::new(vec![5.0f32, 0.0, 5.0, 10.0], 2, 2).unwrap());
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::new(vec![5.0f32, 0.0, 5.0, 10.0], 2, 2).unwrap(),
+    ));
     let mut e = est(p.clone(), d.path(), config(None));
     e.train(dict(xs.clone(), ys.clone()), steps(1)).unwrap();
     // Rows are (a, b) = (y, x): centres (5.05, 0.05) and (5.05, 10.05).
@@ -799,7 +801,9 @@ fn feature_dicts_join_in_sorted_order_or_feature_columns_order() {
 
     let d2 = tempfile::tempdir().unwrap();
     p = p.feature_columns(Some(vec!["b".into()]));
-    p = p.initial_clusters(InitialClusters::Array(Dense::new(vec![0.0f32, 10.0], 2, 1).unwrap()));
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::new(vec![0.0f32, 10.0], 2, 1).unwrap(),
+    ));
     let mut e = est(p, d2.path(), config(None));
     e.train(dict(xs, ys), steps(1)).unwrap();
     let c = centres_f64(&e);
@@ -815,7 +819,9 @@ fn f64_data_trains_f64_centres() {
     let d = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(2);
     p = p.mode(Mode::FullBatch);
-    p = p.initial_clusters(InitialClusters::Array(Dense::new(vec![1.0f32, 9.0], 2, 1).unwrap()));
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::new(vec![1.0f32, 9.0], 2, 1).unwrap(),
+    ));
     let mut e = est(p, d.path(), config(None));
     e.train(
         || Ok(Input::constant(Dense::new(pts.as_slice(), 4, 1)?)),
@@ -838,12 +844,13 @@ fn a_callable_initialiser_is_called_on_successive_batches() {
     let mut p = KMeansParams::new(3);
     p = p.mode(Mode::FullBatch);
     // Takes the last row of each batch it is given.
-    p.initial_clusters =
-        InitialClusters::Callable(std::sync::Arc::new(|b: &Dense<'_>, remaining: usize| {
+    p = p.initial_clusters(InitialClusters::Callable(std::sync::Arc::new(
+        |b: &Dense<'_>, remaining: usize| {
             assert!(remaining >= 1);
             let v = b.to_type::<f32>();
             Dense::new(vec![v[v.len() - 1]], 1, 1)
-        }));
+        },
+    )));
     let mut e = est(p, d.path(), config(None));
     let input = || {
         let pts = pts.clone();
@@ -858,10 +865,9 @@ fn a_callable_initialiser_is_called_on_successive_batches() {
 
     let d2 = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(2);
-    p.initial_clusters =
-        InitialClusters::Callable(std::sync::Arc::new(|_: &Dense<'_>, _: usize| {
-            Dense::new(vec![1.0f32, 2.0, 3.0], 3, 1)
-        }));
+    p = p.initial_clusters(InitialClusters::Callable(std::sync::Arc::new(
+        |_: &Dense<'_>, _: usize| Dense::new(vec![1.0f32, 2.0, 3.0], 3, 1),
+    )));
     let err = est(p, d2.path(), config(None))
         .train(constant(&pts, 1), steps(1))
         .unwrap_err();
@@ -877,10 +883,16 @@ fn initial_array_width_must_match_the_data() {
     let pts: Vec<f32> = (0..12).map(|i| i as f32).collect();
     let d = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(7);
-    p.initial_clusters =
-        InitialClusters::Array(Dense::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap());
-    let e = KMeansClustering::new(p.clone(), Some(d.path().to_path_buf()), None).unwrap();
-    assert_eq!(e.params().num_clusters, 2, "k comes from the array");
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap(),
+    ));
+    let e = KMeansClustering::new(
+        p.clone().check().unwrap(),
+        Some(d.path().to_path_buf()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(e.params().num_clusters(), 2, "k comes from the array");
     let err = est(p, d.path(), config(None))
         .train(constant(&pts, 2), steps(1))
         .unwrap_err();
@@ -956,8 +968,9 @@ const LINE: [f32; 4] = [0.0, 2.0, 10.0, 14.0];
 fn line_params(mini: bool, s: u64) -> KMeansParams {
     let mut p = KMeansParams::new(2);
     p = p.mode(Mode::from_flags(mini, s).unwrap());
-    p.initial_clusters =
-        InitialClusters::Array(Dense::from_rows(&[vec![3.0f32], vec![9.0]]).unwrap());
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::from_rows(&[vec![3.0f32], vec![9.0]]).unwrap(),
+    ));
     p
 }
 
@@ -1192,7 +1205,10 @@ fn evaluate_predict_and_score_read_a_constant_batch_once() {
     // predict_keys: empty and unknown keys are refused, naming the accepted.
     let empty: [&str; 0] = [];
     let err = PredictKeys::from_names(&empty).unwrap_err();
-    assert!(matches!(err, Error::Param(ParamError::NoPredictKeys)), "{err}");
+    assert!(
+        matches!(err, Error::Param(ParamError::NoPredictKeys)),
+        "{err}"
+    );
     assert!(
         err.to_string()
             .contains("accepted: \"cluster_index\", \"all_distances\""),
@@ -1617,7 +1633,9 @@ fn every_mode_is_bit_identical_at_one_and_two_threads() {
 // the command line of that time) load, rebuild their parameters, and resume.
 
 fn old_format_copy(name: &str) -> tempfile::TempDir {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1").join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/format1")
+        .join(name);
     let dst = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(&src).unwrap() {
         let entry = entry.unwrap();

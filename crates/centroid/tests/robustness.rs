@@ -158,7 +158,10 @@ fn out_of_range_parameters_are_refused_at_construction() {
         .check()
         .unwrap_err();
     assert!(
-        matches!(e, Error::Param(ParamError::TooManyStepsPerIteration(u64::MAX))),
+        matches!(
+            e,
+            Error::Param(ParamError::TooManyStepsPerIteration(u64::MAX))
+        ),
         "{e}"
     );
     let e = KMeansParams::new(2)
@@ -289,8 +292,9 @@ fn float64_values_beyond_float32_are_refused_not_made_infinite() {
         // An initial array in float64 beyond float32, for float32 data.
         let d = tempfile::tempdir().unwrap();
         let mut q = p.clone();
-        q.initial_clusters =
-            InitialClusters::Array(Dense::from_rows(&[vec![1.0f64], vec![-1e39]]).unwrap());
+        q = q.initial_clusters(InitialClusters::Array(
+            Dense::from_rows(&[vec![1.0f64], vec![-1e39]]).unwrap(),
+        ));
         let e4 = err_text(est(q, d.path()).train(finite(&x, 1, 1), steps(1)));
         assert!(e4.contains("initial_clusters array: row 1"), "{e4}");
         assert!(e4.contains("squared norm") || e4.contains("-1e39"), "{e4}");
@@ -334,8 +338,9 @@ fn float32_data_whose_squares_overflow_is_refused_and_never_checkpointed() {
     let x64 = [0.0f64, 5e18, 3e19, -3e19];
     let d = tempfile::tempdir().unwrap();
     let mut p = full_batch(2);
-    p.initial_clusters =
-        InitialClusters::Array(Dense::from_rows(&[vec![-5e18f64], vec![5e18]]).unwrap());
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::from_rows(&[vec![-5e18f64], vec![5e18]]).unwrap(),
+    ));
     let mut e = est(p, d.path());
     e.train(
         || Ok(Input::constant(Dense::new(x64.as_slice(), 4, 1)?)),
@@ -624,7 +629,12 @@ fn keep_checkpoint_max_one_keeps_only_the_newest() {
         keep_checkpoint_max: 1,
         ..Default::default()
     };
-    let mut e = KMeansClustering::new(full_batch(2).check().unwrap(), Some(d.path().into()), Some(c)).unwrap();
+    let mut e = KMeansClustering::new(
+        full_batch(2).check().unwrap(),
+        Some(d.path().into()),
+        Some(c),
+    )
+    .unwrap();
     e.train(common::constant(&x, 1), steps(4)).unwrap();
     assert_eq!(
         checkpoint::list(d.path()),
@@ -949,9 +959,8 @@ fn fuzzed_checkpoints_load_or_fail_but_never_panic() {
                         checkpoint::variable(&l.state, n).unwrap();
                     }
                     if l.state.d() == 2 {
-                        let model = centroid::ModelFn::new(
-                            KMeansParams::new(l.state.k()).check().unwrap(),
-                        );
+                        let model =
+                            centroid::ModelFn::new(KMeansParams::new(l.state.k()).check().unwrap());
                         if let AnyState::F32(s) = &l.state {
                             let loss = model.loss(s, centroid::MatRef::new(&x, 2, 2).unwrap());
                             assert!(loss.is_finite());
@@ -1083,7 +1092,10 @@ fn kernels_report_overflowing_squared_distances_as_infinite() {
     for d in [1usize, 20] {
         let rows = [0.0f32, 1e19, 3e19, -3e19];
         let cs = [-1e19f32, 1e19];
-        let x: Vec<f32> = rows.iter().flat_map(|&v| std::iter::repeat_n(v, d)).collect();
+        let x: Vec<f32> = rows
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, d))
+            .collect();
         let c: Vec<f32> = cs.iter().flat_map(|&v| std::iter::repeat_n(v, d)).collect();
         let prepared = PreparedCentres::new(
             centroid::MatRef::new(&c, 2, d).unwrap(),
