@@ -259,7 +259,7 @@ fn kmeans_plus_plus<'py>(
             v.x,
             v.w,
             k,
-            num_retries,
+            centroid::Retries::from_i64(num_retries)?,
             Metric::SquaredEuclidean,
             seed,
         )

@@ -23,6 +23,7 @@ pub fn to_pyerr(e: Error) -> PyErr {
             Err(other) => PyRuntimeError::new_err(format!("{context}: {other}")),
         },
         Error::InvalidArgument(_)
+        | Error::Param(_)
         | Error::InvalidShape(_)
         | Error::InvalidData(_)
         | Error::LabelsNotSupported

@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex};
 
 use centroid::{
     CheckpointSaverListener, Column, Dense, EvalArgs, Features, InitFn, InitialClusters, Input,
-    KMeansClustering, KMeansParams, Metric, PredictArgs, PredictionBatch, Predictions, RunConfig,
-    RunContext, RunValues, ServingInputReceiver, SessionRunHook, Tensor, TrainArgs,
+    KMeansClustering, KMeansParams, Metric, Mode, PredictArgs, PredictKeys, PredictionBatch,
+    Predictions, Retries, RunConfig, RunContext, RunValues, ServingInputReceiver, SessionRunHook,
+    Tensor, TrainArgs,
 };
 use pyo3::exceptions::{PyKeyboardInterrupt, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -150,10 +151,27 @@ impl<'k> Iterator for PyBatches<'k> {
     }
 }
 
-/// Calls the normalised Python input function once.
+/// Calls the normalised Python input function once; a constant batch's
+/// C-contiguous arrays are borrowed for as long as `keep` lives.
 fn call_input_fn<'k>(
     input_fn: &Py<PyAny>,
     keep: &'k KeepAlive,
+    interrupt: &Interrupt,
+) -> centroid::Result<Input<'k>> {
+    call_input_fn_with(input_fn, Some(keep), interrupt)
+}
+
+/// As [`call_input_fn`], with every array copied.
+fn call_input_fn_owned(
+    input_fn: &Py<PyAny>,
+    interrupt: &Interrupt,
+) -> centroid::Result<Input<'static>> {
+    call_input_fn_with(input_fn, None, interrupt)
+}
+
+fn call_input_fn_with<'k>(
+    input_fn: &Py<PyAny>,
+    keep: Option<&'k KeepAlive>,
     interrupt: &Interrupt,
 ) -> centroid::Result<Input<'k>> {
     Python::with_gil(|py| {
@@ -161,9 +179,7 @@ fn call_input_fn<'k>(
         let out = input_fn.bind(py).call0().map_err(wrap)?;
         let (constant, payload): (bool, Bound<'_, PyAny>) = out.extract().map_err(wrap)?;
         if constant {
-            Ok(Input::Constant(
-                features(&payload, Some(keep)).map_err(wrap)?,
-            ))
+            Ok(Input::Constant(features(&payload, keep).map_err(wrap)?))
         } else {
             Ok(Input::Batches(Box::new(PyBatches {
                 it: payload.unbind(),
@@ -267,6 +283,18 @@ impl PyHook {
             Ok(())
         })
     }
+}
+
+/// The Python hooks of one call, owned by its arguments.
+fn py_hooks(
+    py: Python<'_>,
+    hooks: Vec<Py<PyAny>>,
+    interrupt: &Interrupt,
+) -> PyResult<Vec<Box<dyn SessionRunHook>>> {
+    hooks
+        .into_iter()
+        .map(|h| PyHook::new(py, h, interrupt).map(|h| Box::new(h) as Box<dyn SessionRunHook>))
+        .collect()
 }
 
 impl SessionRunHook for PyHook {
@@ -412,17 +440,16 @@ impl PyEstimator {
                 "initial_clusters must be \"random\", \"kmeans_plus_plus\", an array of centres or a callable",
             ));
         };
-        let params = KMeansParams {
-            num_clusters,
-            initial_clusters,
-            distance_metric: Metric::from_name(distance_metric).py()?,
-            random_seed,
-            use_mini_batch,
-            mini_batch_steps_per_iteration,
-            kmeans_plus_plus_num_retries,
-            relative_tolerance,
-            feature_columns,
-        };
+        let params = KMeansParams::new(num_clusters)
+            .initial_clusters(initial_clusters)
+            .distance_metric(Metric::from_name(distance_metric).py()?)
+            .random_seed(random_seed)
+            .mode(Mode::from_flags(use_mini_batch, mini_batch_steps_per_iteration).py()?)
+            .kmeans_plus_plus_num_retries(Retries::from_i64(kmeans_plus_plus_num_retries).py()?)
+            .relative_tolerance(relative_tolerance)
+            .feature_columns(feature_columns)
+            .check()
+            .py()?;
         let config = config.map(config_from_py).transpose()?;
         let inner = KMeansClustering::new(params, model_dir, config).py()?;
         Ok(Self { inner })
@@ -435,7 +462,7 @@ impl PyEstimator {
 
     #[getter]
     fn num_clusters(&self) -> usize {
-        self.inner.params().num_clusters
+        self.inner.params().num_clusters()
     }
 
     #[getter]
@@ -455,15 +482,14 @@ impl PyEstimator {
     ) -> PyResult<()> {
         let keep = KeepAlive::default();
         let interrupt = Interrupt::default();
-        let mut hooks: Vec<PyHook> = hooks
+        let hooks = py_hooks(py, hooks, &interrupt)?;
+        let listeners: Vec<Box<dyn CheckpointSaverListener>> = saving_listeners
             .into_iter()
-            .map(|h| PyHook::new(py, h, &interrupt))
-            .collect::<PyResult<_>>()?;
-        let mut listeners: Vec<PyListener> = saving_listeners
-            .into_iter()
-            .map(|obj| PyListener {
-                obj,
-                interrupt: interrupt.clone(),
+            .map(|obj| {
+                Box::new(PyListener {
+                    obj,
+                    interrupt: interrupt.clone(),
+                }) as Box<dyn CheckpointSaverListener>
             })
             .collect();
         let inner = &mut self.inner;
@@ -473,14 +499,8 @@ impl PyEstimator {
             let args = TrainArgs {
                 steps,
                 max_steps,
-                hooks: hooks
-                    .iter_mut()
-                    .map(|h| h as &mut dyn SessionRunHook)
-                    .collect(),
-                saving_listeners: listeners
-                    .iter_mut()
-                    .map(|l| l as &mut dyn CheckpointSaverListener)
-                    .collect(),
+                hooks,
+                saving_listeners: listeners,
                 interrupt: Some(&mut poll),
                 on_step: None,
             };
@@ -505,19 +525,13 @@ impl PyEstimator {
     ) -> PyResult<(f64, f64, i64)> {
         let keep = KeepAlive::default();
         let interrupt = Interrupt::default();
-        let mut hooks: Vec<PyHook> = hooks
-            .into_iter()
-            .map(|h| PyHook::new(py, h, &interrupt))
-            .collect::<PyResult<_>>()?;
+        let hooks = py_hooks(py, hooks, &interrupt)?;
         let inner = &self.inner;
         let result = py.allow_threads(|| {
             let make_input = || call_input_fn(&input_fn, &keep, &interrupt);
             let args = EvalArgs {
                 steps,
-                hooks: hooks
-                    .iter_mut()
-                    .map(|h| h as &mut dyn SessionRunHook)
-                    .collect(),
+                hooks,
                 checkpoint_path,
                 name,
             };
@@ -541,36 +555,27 @@ impl PyEstimator {
         hooks: Vec<Py<PyAny>>,
         checkpoint_path: Option<PathBuf>,
     ) -> PyResult<PredictIter> {
-        let keep = Box::new(KeepAlive::default());
         let interrupt = Interrupt::default();
-        let mut hooks: Vec<Box<PyHook>> = hooks
-            .into_iter()
-            .map(|h| PyHook::new(py, h, &interrupt).map(Box::new))
-            .collect::<PyResult<_>>()?;
-        // SAFETY: the boxed hooks and the keep-alive live in the returned
-        // PredictIter next to the predictions that borrow them, never move
-        // (they are boxed), and are dropped after them (field order).
+        let predict_keys = predict_keys
+            .map(|k| PredictKeys::from_names(&k))
+            .transpose()
+            .py()?;
+        let hooks = py_hooks(py, hooks, &interrupt)?;
+        // The predictions outlive this call, so they own everything they
+        // use: the hooks, and the input's arrays (copied, not borrowed, since
+        // nothing here can hold a borrowed array for as long as they live).
         let interrupt_for_input = interrupt.clone();
-        let keep_ref: &'static KeepAlive = unsafe { &*(keep.as_ref() as *const KeepAlive) };
-        let hook_refs: Vec<&'static mut dyn SessionRunHook> =
-            hooks
-                .iter_mut()
-                .map(|h| unsafe { &mut *(h.as_mut() as *mut PyHook) }
-                    as &'static mut dyn SessionRunHook)
-                .collect();
         // Loading the checkpoint and the first input_fn() call run with the
         // GIL held; the per-batch work in __next__ releases it.
-        let make_input = move || call_input_fn(&input_fn, keep_ref, &interrupt_for_input);
+        let make_input = move || call_input_fn_owned(&input_fn, &interrupt_for_input);
         let args = PredictArgs {
             predict_keys,
-            hooks: hook_refs,
+            hooks,
             checkpoint_path,
         };
         let predictions = self.inner.predict(make_input, args).py()?;
         Ok(PredictIter {
             predictions: Some(AssertSend(predictions)),
-            _hooks: hooks,
-            _keep: keep,
             interrupt,
         })
     }
@@ -624,12 +629,7 @@ impl PyEstimator {
 /// The lazy result of `_Estimator.predict`.
 #[pyclass(module = "centroid._core", unsendable)]
 pub struct PredictIter {
-    // Declared first: dropped before the hooks and arrays it borrows.
     predictions: Option<AssertSend<Predictions<'static>>>,
-    // Boxed so their addresses stay put while `predictions` refers to them.
-    #[allow(clippy::vec_box)]
-    _hooks: Vec<Box<PyHook>>,
-    _keep: Box<KeepAlive>,
     interrupt: Interrupt,
 }
 

@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use centroid::checkpoint;
+use centroid::model_dir::{self, Loaded};
 use centroid::{
     DType, Dense, Error, EvalArgs, Features, InitialClusters, Input, KMeansClustering,
-    KMeansParams, Metric, PredictArgs, Result, RunConfig, TrainArgs, ALL_DISTANCES, CLUSTER_INDEX,
+    KMeansParams, Metric, Mode, PredictArgs, PredictKeys, Result, RunConfig, TrainArgs,
+    ALL_DISTANCES, CLUSTER_INDEX,
 };
 use serde_json::json;
 
@@ -48,7 +49,7 @@ fn dtype_of(arg: Option<DTypeArg>) -> Option<DType> {
 pub fn open_for_model(
     data: &DataArgs,
     model_dir: &Path,
-    loaded: &checkpoint::Loaded,
+    loaded: &Loaded,
 ) -> Result<Box<dyn Source>> {
     let sig = &loaded.signature;
     let opts = ReadOptions {
@@ -92,41 +93,43 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
     // Parameters: the saved model's, with what the flags change (a change
     // the model cannot take is refused by the Estimator, naming both).
     let mut params = match sig {
-        Some(s) => saved::params_of(s)?,
+        Some(s) => KMeansParams::from_signature(s),
         None => KMeansParams::new(0),
     };
     if let Some(k) = a.num_clusters {
-        params.num_clusters = k;
+        params = params.num_clusters(k);
     }
     if let Some(d) = a.distance {
-        params.distance_metric = match d {
+        params = params.distance_metric(match d {
             DistanceArg::SquaredEuclidean => Metric::SquaredEuclidean,
             DistanceArg::Cosine => Metric::Cosine,
-        };
+        });
     }
+    let mut use_mini_batch = params.get_mode().use_mini_batch();
     if a.mini_batch || a.full_batch {
-        params.use_mini_batch = a.mini_batch;
+        use_mini_batch = a.mini_batch;
     } else if sig.is_none() {
-        params.use_mini_batch = false;
+        use_mini_batch = false;
     }
-    if let Some(s) = a.steps_per_iteration {
-        params.mini_batch_steps_per_iteration = s;
-    }
+    let steps_per_iteration = a
+        .steps_per_iteration
+        .unwrap_or(params.get_mode().steps_per_iteration());
+    params = params.mode(Mode::from_flags(use_mini_batch, steps_per_iteration)?);
     if let Some(seed) = a.seed {
-        params.random_seed = seed;
+        params = params.random_seed(seed);
     }
     if let Some(t) = a.relative_tolerance {
-        params.relative_tolerance = Some(t);
-    } else if sig.is_none() && !params.use_mini_batch {
-        params.relative_tolerance = Some(DEFAULT_FULL_BATCH_TOLERANCE);
+        params = params.relative_tolerance(Some(t));
+    } else if sig.is_none() && !use_mini_batch {
+        params = params.relative_tolerance(Some(DEFAULT_FULL_BATCH_TOLERANCE));
     }
     if a.data.columns.is_some() {
-        params.feature_columns = a.data.columns.clone();
+        params = params.feature_columns(a.data.columns.clone());
     }
 
     let opts = ReadOptions {
         format: a.data.format,
-        columns: params.feature_columns.clone(),
+        columns: params.get_feature_columns().map(<[String]>::to_vec),
         dtype: dtype_of(a.data.dtype).or(sig.map(|s| s.dtype)),
     };
     let source = readers::open(&a.data.data, &opts)?;
@@ -136,8 +139,10 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
 
     if sig.is_none() {
         match a.init.as_deref() {
-            None | Some("random") => params.initial_clusters = InitialClusters::Random,
-            Some("kmeans_plus_plus") => params.initial_clusters = InitialClusters::KMeansPlusPlus,
+            None | Some("random") => params = params.initial_clusters(InitialClusters::Random),
+            Some("kmeans_plus_plus") => {
+                params = params.initial_clusters(InitialClusters::KMeansPlusPlus)
+            }
             Some(path) => {
                 let centres = read_centres(Path::new(path), source.dtype())?;
                 if centres.cols() != source.width() {
@@ -155,20 +160,21 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
                         centres.rows()
                     )));
                 }
-                params.num_clusters = centres.rows();
-                params.initial_clusters = InitialClusters::Array(centres);
+                params = params
+                    .num_clusters(centres.rows())
+                    .initial_clusters(InitialClusters::Array(centres));
             }
         }
-        if params.num_clusters == 0 {
+        if params.get_num_clusters() == 0 {
             return Err(Error::InvalidArgument(
                 "a new model needs --num-clusters K (or --init with a file of centres)".into(),
             ));
         }
         if let Some(n) = source.rows() {
-            if params.num_clusters > n {
+            if params.get_num_clusters() > n {
                 return Err(Error::InvalidData(format!(
                     "num_clusters = {} is larger than the {n} rows of {}",
-                    params.num_clusters,
+                    params.get_num_clusters(),
                     a.data.data.display()
                 )));
             }
@@ -192,8 +198,8 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         },
         ..RunConfig::default()
     };
-    let mut est = KMeansClustering::new(params, Some(a.model_dir.clone()), Some(config))?;
-    let mini = est.params().use_mini_batch;
+    let mut est = KMeansClustering::new(params.check()?, Some(a.model_dir.clone()), Some(config))?;
+    let mini = est.params().mode().use_mini_batch();
 
     let (steps, max_steps) = match (a.steps, a.max_steps) {
         (None, None) if !mini => (Some(DEFAULT_FULL_BATCH_STEPS), None),
@@ -206,13 +212,13 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         ));
     }
     let kpp = matches!(
-        est.params().initial_clusters,
+        est.params().initial_clusters(),
         InitialClusters::KMeansPlusPlus
     );
-    if sig.is_none() && mini && kpp && batch_size < est.params().num_clusters {
+    if sig.is_none() && mini && kpp && batch_size < est.params().num_clusters() {
         return Err(Error::InvalidArgument(format!(
             "--init kmeans_plus_plus picks the {k} centres from the first batch: --batch-size {batch_size} is smaller than k = {k}",
-            k = est.params().num_clusters
+            k = est.params().num_clusters()
         )));
     }
     let epochs = match (a.epochs, steps, max_steps) {
@@ -287,7 +293,7 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
     let latest = est.latest_checkpoint();
     let global_step = latest
         .as_deref()
-        .and_then(checkpoint::step_of)
+        .and_then(model_dir::step_of)
         .unwrap_or(last.0);
     let final_loss = if steps_run > 0 { Some(last.1) } else { None };
     let p = est.params();
@@ -299,9 +305,9 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
             "resumed_from_step": if sig.is_some() { Some(start_step) } else { None },
             "final_loss": final_loss,
             "checkpoint": latest,
-            "num_clusters": p.num_clusters,
+            "num_clusters": p.num_clusters(),
             "num_features": source.width(),
-            "distance_metric": p.distance_metric.name(),
+            "distance_metric": p.distance_metric().name(),
             "mode": if mini { "mini_batch" } else { "full_batch" },
         });
         println!("{out}");
@@ -314,8 +320,8 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         let loss = final_loss.map_or("no steps run".to_string(), |l| format!("last loss {l:.6e}"));
         println!(
             "trained {} cluster{} on {} feature{}: {steps_run} step{} to global step {global_step}{from}, {loss}",
-            p.num_clusters,
-            plural(p.num_clusters as u64),
+            p.num_clusters(),
+            plural(p.num_clusters() as u64),
             source.width(),
             plural(source.width() as u64),
             plural(steps_run)
@@ -348,7 +354,7 @@ fn read_centres(path: &Path, dtype: DType) -> Result<Dense<'static>> {
 
 fn evaluate(a: cli::EvaluateArgs) -> Result<()> {
     let loaded = match &a.checkpoint {
-        Some(p) => checkpoint::load(&checkpoint::resolve(p))?,
+        Some(p) => model_dir::load(&model_dir::resolve(p))?,
         None => saved::require(&a.model_dir)?,
     };
     let source = open_for_model(&a.data, &a.model_dir, &loaded)?;
@@ -435,7 +441,7 @@ fn predict(a: cli::PredictArgs) -> Result<()> {
     let predictions = est.predict(
         || Ok(Input::batches(epoch_batches(src, batch_size, Some(1)))),
         PredictArgs {
-            predict_keys: Some(keys),
+            predict_keys: Some(PredictKeys::from_names(&keys)?),
             checkpoint_path: a.checkpoint.clone(),
             ..Default::default()
         },
@@ -482,7 +488,7 @@ fn transform(a: cli::TransformArgs) -> Result<()> {
     let src: &dyn Source = &*source;
     let batch_size = a.batch_size.max(1);
     let args = PredictArgs {
-        predict_keys: Some(vec![ALL_DISTANCES.to_string()]),
+        predict_keys: Some(PredictKeys::ALL_DISTANCES),
         checkpoint_path: a.checkpoint.clone(),
         ..Default::default()
     };
@@ -502,18 +508,18 @@ fn transform(a: cli::TransformArgs) -> Result<()> {
 fn inspect(a: cli::InspectArgs) -> Result<()> {
     let loaded = saved::require(&a.model_dir)?;
     let sig = &loaded.signature;
-    let variables: Vec<serde_json::Value> = checkpoint::variable_names(&loaded.state)
+    let variables: Vec<serde_json::Value> = model_dir::variable_names(&loaded.state)
         .into_iter()
         .filter_map(|name| {
-            checkpoint::variable(&loaded.state, &name)
+            model_dir::variable(&loaded.state, &name)
                 .map(|t| json!({"name": name, "shape": t.shape(), "dtype": t.dtype_name()}))
         })
         .collect();
-    let checkpoints: Vec<serde_json::Value> = checkpoint::list(&a.model_dir)
+    let checkpoints: Vec<serde_json::Value> = model_dir::list(&a.model_dir)
         .into_iter()
         .map(|p| {
             let bytes = std::fs::metadata(&p).map(|m| m.len()).ok();
-            json!({"path": p, "global_step": checkpoint::step_of(&p), "bytes": bytes})
+            json!({"path": p, "global_step": model_dir::step_of(&p), "bytes": bytes})
         })
         .collect();
     let losses = read_train_losses(&a.model_dir).unwrap_or_default();
@@ -521,12 +527,12 @@ fn inspect(a: cli::InspectArgs) -> Result<()> {
         "num_clusters": sig.num_clusters,
         "num_features": sig.num_features,
         "dtype": sig.dtype,
-        "distance_metric": sig.distance_metric,
-        "use_mini_batch": sig.use_mini_batch,
-        "mini_batch_steps_per_iteration": sig.mini_batch_steps_per_iteration,
-        "initial_clusters": sig.initial_clusters,
+        "distance_metric": sig.distance_metric.name(),
+        "use_mini_batch": sig.mode.use_mini_batch(),
+        "mini_batch_steps_per_iteration": sig.mode.steps_per_iteration(),
+        "initial_clusters": sig.initial_clusters.to_string(),
         "random_seed": sig.random_seed,
-        "kmeans_plus_plus_num_retries": sig.kmeans_plus_plus_num_retries,
+        "kmeans_plus_plus_num_retries": sig.kmeans_plus_plus_num_retries.to_i64(),
         "relative_tolerance": sig.relative_tolerance,
         "feature_columns": sig.feature_columns,
     });
@@ -583,7 +589,7 @@ fn inspect(a: cli::InspectArgs) -> Result<()> {
 
 /// The per-step losses the Estimator records in `model_dir/train_losses.csv`.
 pub fn read_train_losses(model_dir: &Path) -> Result<Vec<(i64, f64)>> {
-    let path: PathBuf = model_dir.join(centroid::TRAIN_LOSSES_FILE);
+    let path: PathBuf = model_dir::train_losses_path(model_dir);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use centroid::{Error, Features, Input, PredictArgs, Result, CLUSTER_INDEX};
+use centroid::{Error, Features, Input, PredictArgs, PredictKeys, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
@@ -138,7 +138,7 @@ pub fn plot_command(a: PlotArgs) -> Result<()> {
             )))))
         },
         PredictArgs {
-            predict_keys: Some(vec![CLUSTER_INDEX.to_string()]),
+            predict_keys: Some(PredictKeys::CLUSTER_INDEX),
             ..Default::default()
         },
     )?;
@@ -176,8 +176,8 @@ pub fn plot_command(a: PlotArgs) -> Result<()> {
                 || a.model_dir.display().to_string(),
                 |f| f.to_string_lossy().into()
             ),
-            sig.distance_metric,
-            if sig.use_mini_batch {
+            sig.distance_metric.name(),
+            if sig.mode.use_mini_batch() {
                 "mini-batch"
             } else {
                 "full batch"

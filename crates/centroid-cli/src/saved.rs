@@ -4,12 +4,9 @@
 //! repeated, and a resumed `train` keeps the settings it started with.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use centroid::checkpoint::{self, Loaded, ModelSignature};
-use centroid::{
-    Dense, Error, InitialClusters, KMeansClustering, KMeansParams, Metric, Result, RunConfig,
-};
+use centroid::model_dir::{self, Loaded};
+use centroid::{Error, KMeansClustering, KMeansParams, ModelSignature, Result, RunConfig};
 
 /// The newest good checkpoint in `model_dir`, if any. A damaged checkpoint
 /// with no good one before it is an error.
@@ -17,7 +14,7 @@ pub fn latest(model_dir: &Path) -> Result<Option<Loaded>> {
     if !model_dir.exists() {
         return Ok(None);
     }
-    checkpoint::load_latest_good(model_dir)
+    model_dir::load_latest_good(model_dir)
 }
 
 /// The newest good checkpoint, or an error saying the model is not trained.
@@ -32,45 +29,6 @@ pub fn require(model_dir: &Path) -> Result<Loaded> {
     latest(model_dir)?.ok_or_else(|| Error::NoCheckpoint(model_dir.to_path_buf()))
 }
 
-/// The parameters a saved model was trained with.
-pub fn params_of(sig: &ModelSignature) -> Result<KMeansParams> {
-    let mut p = KMeansParams::new(sig.num_clusters);
-    p.distance_metric = Metric::from_name(&sig.distance_metric)?;
-    p.use_mini_batch = sig.use_mini_batch;
-    p.mini_batch_steps_per_iteration = sig.mini_batch_steps_per_iteration;
-    p.random_seed = sig.random_seed;
-    p.kmeans_plus_plus_num_retries = sig.kmeans_plus_plus_num_retries;
-    p.relative_tolerance = sig.relative_tolerance;
-    p.feature_columns = sig.feature_columns.clone();
-    p.initial_clusters = initial_clusters_of(sig);
-    Ok(p)
-}
-
-/// The saved model's initialisation, so that the checkpoints a resumed run
-/// writes describe it as the first run did. A restored model never
-/// re-initialises, so the stand-ins for an array or a callable (whose values
-/// are not saved) are never called.
-fn initial_clusters_of(sig: &ModelSignature) -> InitialClusters {
-    match sig.initial_clusters.as_str() {
-        "kmeans_plus_plus" => InitialClusters::KMeansPlusPlus,
-        s if s.starts_with("array[") => {
-            let (k, d) = (sig.num_clusters, sig.num_features);
-            match Dense::new(vec![0f32; k * d], k, d) {
-                Ok(zeros) => InitialClusters::Array(zeros),
-                Err(_) => InitialClusters::Random,
-            }
-        }
-        "callable" => InitialClusters::Callable(Arc::new(
-            |_: &Dense<'_>, _: usize| -> Result<Dense<'static>> {
-                Err(Error::InvalidArgument(
-                    "a restored model is not initialised again".into(),
-                ))
-            },
-        )),
-        _ => InitialClusters::Random,
-    }
-}
-
 /// An estimator over the saved model, for inference.
 pub fn estimator(
     model_dir: &Path,
@@ -82,7 +40,7 @@ pub fn estimator(
         ..RunConfig::default()
     };
     KMeansClustering::new(
-        params_of(&loaded.signature)?,
+        KMeansParams::from_signature(&loaded.signature).check()?,
         Some(model_dir.to_path_buf()),
         Some(config),
     )

@@ -3,7 +3,7 @@
 //!
 //!     cargo run --release -p centroid --example iris [-- path/to/iris.csv]
 
-use centroid::{Dense, InitialClusters, Input, KMeansClustering, KMeansParams, TrainArgs};
+use centroid::{Dense, InitialClusters, Input, KMeansClustering, KMeansParams, Mode, TrainArgs};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
@@ -17,13 +17,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let data = Dense::from_rows(&rows)?;
 
-    let mut params = KMeansParams::new(3);
-    params.initial_clusters = InitialClusters::KMeansPlusPlus;
-    params.use_mini_batch = false;
-    params.relative_tolerance = Some(1e-6);
+    let params = KMeansParams::new(3)
+        .initial_clusters(InitialClusters::KMeansPlusPlus)
+        .mode(Mode::FullBatch)
+        .relative_tolerance(Some(1e-6));
     let model_dir = std::env::temp_dir().join("centroid-iris-example");
     let _ = std::fs::remove_dir_all(&model_dir);
-    let mut kmeans = KMeansClustering::new(params, Some(model_dir.clone()), None)?;
+    let mut kmeans = KMeansClustering::new(params.check()?, Some(model_dir.clone()), None)?;
 
     let input_fn = || Ok(Input::constant(data.clone()));
     kmeans.train(

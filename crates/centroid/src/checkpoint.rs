@@ -19,54 +19,144 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
+use crate::kernels::Metric;
 use crate::matrix::Matrix;
 use crate::model::{AnyState, ModelState};
+use crate::params::{InitKind, Mode, Retries};
 
 pub const FORMAT_NAME: &str = "centroid-checkpoint";
 pub const FORMAT_VERSION: u32 = 1;
+/// The index file in `model_dir` naming the latest and the kept checkpoints.
 pub const INDEX_FILE: &str = "checkpoint";
 const PREFIX: &str = "model.ckpt-";
 const SUFFIX: &str = ".safetensors";
 
 /// What a checkpoint says about the model that wrote it; compared against the
-/// current parameters before a model directory is reused.
+/// current parameters before a model directory is reused. Stored as JSON
+/// under the reference's argument names (see [`SignatureRecord`]), so that
+/// checkpoints written before these fields were typed still load.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SignatureRecord", into = "SignatureRecord")]
 pub struct ModelSignature {
+    /// k.
     pub num_clusters: usize,
+    /// d.
     pub num_features: usize,
+    /// The element type of the variables.
     pub dtype: DType,
-    pub distance_metric: String,
-    pub use_mini_batch: bool,
-    pub mini_batch_steps_per_iteration: u64,
-    pub initial_clusters: String,
+    /// The distance the model clusters by.
+    pub distance_metric: Metric,
+    /// The update rule.
+    pub mode: Mode,
+    /// How the first centres were chosen.
+    pub initial_clusters: InitKind,
+    /// The seed in force when the model was trained.
     pub random_seed: u64,
-    pub kmeans_plus_plus_num_retries: i64,
+    /// The k-means++ retries setting.
+    pub kmeans_plus_plus_num_retries: Retries,
+    /// The relative tolerance that stops training, if any.
     pub relative_tolerance: Option<f64>,
+    /// The feature columns joined, in order, if named.
     pub feature_columns: Option<Vec<String>>,
+}
+
+/// The signature as checkpoints store it: the reference's names and plain
+/// values (format version 1).
+#[derive(Serialize, Deserialize)]
+struct SignatureRecord {
+    num_clusters: usize,
+    num_features: usize,
+    dtype: DType,
+    distance_metric: String,
+    use_mini_batch: bool,
+    mini_batch_steps_per_iteration: u64,
+    initial_clusters: String,
+    random_seed: u64,
+    kmeans_plus_plus_num_retries: i64,
+    relative_tolerance: Option<f64>,
+    feature_columns: Option<Vec<String>>,
+}
+
+impl From<ModelSignature> for SignatureRecord {
+    fn from(s: ModelSignature) -> Self {
+        SignatureRecord {
+            num_clusters: s.num_clusters,
+            num_features: s.num_features,
+            dtype: s.dtype,
+            distance_metric: s.distance_metric.name().to_string(),
+            use_mini_batch: s.mode.use_mini_batch(),
+            mini_batch_steps_per_iteration: s.mode.steps_per_iteration(),
+            initial_clusters: s.initial_clusters.to_string(),
+            random_seed: s.random_seed,
+            kmeans_plus_plus_num_retries: s.kmeans_plus_plus_num_retries.to_i64(),
+            relative_tolerance: s.relative_tolerance,
+            feature_columns: s.feature_columns,
+        }
+    }
+}
+
+impl TryFrom<SignatureRecord> for ModelSignature {
+    type Error = String;
+
+    fn try_from(r: SignatureRecord) -> std::result::Result<Self, String> {
+        if r.mini_batch_steps_per_iteration == 0 {
+            return Err("the parameters say mini_batch_steps_per_iteration = 0".into());
+        }
+        let mode = Mode::from_flags(r.use_mini_batch, r.mini_batch_steps_per_iteration)
+            .map_err(|e| e.to_string())?;
+        Ok(ModelSignature {
+            num_clusters: r.num_clusters,
+            num_features: r.num_features,
+            dtype: r.dtype,
+            distance_metric: Metric::from_name(&r.distance_metric).map_err(|e| e.to_string())?,
+            mode,
+            initial_clusters: r.initial_clusters.parse()?,
+            random_seed: r.random_seed,
+            // Any negative value meant "auto"; a count beyond the bound
+            // could not have been trained with.
+            kmeans_plus_plus_num_retries: Retries::from_i64(r.kmeans_plus_plus_num_retries)
+                .map_err(|e| e.to_string())?,
+            relative_tolerance: r.relative_tolerance,
+            feature_columns: r.feature_columns,
+        })
+    }
 }
 
 /// A variable's value, as `get_variable_value` returns it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tensor {
+    /// float32 values.
     F32 {
+        /// The values, row-major.
         values: Vec<f32>,
+        /// The shape (empty for a scalar).
         shape: Vec<usize>,
     },
+    /// float64 values.
     F64 {
+        /// The values, row-major.
         values: Vec<f64>,
+        /// The shape (empty for a scalar).
         shape: Vec<usize>,
     },
+    /// int64 values.
     I64 {
+        /// The values, row-major.
         values: Vec<i64>,
+        /// The shape (empty for a scalar).
         shape: Vec<usize>,
     },
+    /// bool values.
     Bool {
+        /// The values, row-major.
         values: Vec<bool>,
+        /// The shape (empty for a scalar).
         shape: Vec<usize>,
     },
 }
 
 impl Tensor {
+    /// The shape (empty for a scalar).
     pub fn shape(&self) -> &[usize] {
         match self {
             Tensor::F32 { shape, .. }
@@ -75,6 +165,7 @@ impl Tensor {
             | Tensor::Bool { shape, .. } => shape,
         }
     }
+    /// The element type's NumPy name.
     pub fn dtype_name(&self) -> &'static str {
         match self {
             Tensor::F32 { .. } => "float32",
@@ -328,8 +419,11 @@ fn checksum<'b>(tensors: impl Iterator<Item = (&'b str, &'b [u8])>) -> u32 {
 /// A checkpoint read back: the state and the signature of its model.
 #[derive(Clone, Debug)]
 pub struct Loaded {
+    /// The checkpoint file read.
     pub path: PathBuf,
+    /// The variables.
     pub state: AnyState,
+    /// The parameters of the model that wrote it.
     pub signature: ModelSignature,
 }
 
@@ -538,12 +632,9 @@ fn check_consistent(state: &AnyState, sig: &ModelSignature) -> std::result::Resu
             state.dtype()
         ));
     }
-    if sig.mini_batch_steps_per_iteration == 0 {
-        return Err("the parameters say mini_batch_steps_per_iteration = 0".into());
-    }
-    let is_async = sig.use_mini_batch && sig.mini_batch_steps_per_iteration > 1;
+    let is_async = sig.mode.is_async();
     let expected = [
-        ("cluster_counts", sig.use_mini_batch),
+        ("cluster_counts", sig.mode.use_mini_batch()),
         ("clusters_updated", is_async),
         ("update_in_steps", is_async),
     ];

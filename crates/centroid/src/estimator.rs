@@ -2,20 +2,20 @@
 //! [`ModelFn`], with checkpoints in `model_dir`.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::{self, Loaded, ModelSignature, Tensor};
-use crate::error::{Error, Result};
+use crate::error::{Error, ParamError, Result};
 use crate::export::{self, ServingInputReceiver};
 use crate::float::{DType, Float};
 use crate::hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
 use crate::input::{Dense, Input};
 use crate::matrix::{MatRef, Matrix};
 use crate::model::{with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};
-use crate::params::{InitialClusters, KMeansParams, RunConfig, ALL_DISTANCES, CLUSTER_INDEX};
+use crate::model_dir;
+use crate::params::{InitialClusters, RunConfig, ValidKMeansParams};
 use crate::seeding;
 use crate::source::{ended_early, BatchSource};
 
@@ -26,8 +26,10 @@ pub struct TrainArgs<'h> {
     pub steps: Option<u64>,
     /// The global step to stop at (absolute).
     pub max_steps: Option<u64>,
-    pub hooks: Vec<&'h mut dyn SessionRunHook>,
-    pub saving_listeners: Vec<&'h mut dyn CheckpointSaverListener>,
+    /// Called around every step, in order.
+    pub hooks: Vec<Box<dyn SessionRunHook + 'h>>,
+    /// Called around every checkpoint this call writes, in order.
+    pub saving_listeners: Vec<Box<dyn CheckpointSaverListener + 'h>>,
     /// Polled after every step; `true` saves the last finished step and
     /// returns [`Error::Interrupted`].
     pub interrupt: Option<&'h mut dyn FnMut() -> bool>,
@@ -40,7 +42,9 @@ pub struct TrainArgs<'h> {
 pub struct EvalArgs<'h> {
     /// At most this many batches.
     pub steps: Option<u64>,
-    pub hooks: Vec<&'h mut dyn SessionRunHook>,
+    /// Called around every batch, in order.
+    pub hooks: Vec<Box<dyn SessionRunHook + 'h>>,
+    /// This checkpoint instead of the latest.
     pub checkpoint_path: Option<PathBuf>,
     /// Keeps this evaluation's metrics apart: `model_dir/eval_<name>`.
     pub name: Option<String>,
@@ -49,24 +53,30 @@ pub struct EvalArgs<'h> {
 /// Arguments of [`KMeansClustering::predict`].
 #[derive(Default)]
 pub struct PredictArgs<'h> {
-    /// Keep only these keys (`cluster_index`, `all_distances`).
-    pub predict_keys: Option<Vec<String>>,
-    pub hooks: Vec<&'h mut dyn SessionRunHook>,
+    /// The outputs to compute; `None` computes both.
+    pub predict_keys: Option<PredictKeys>,
+    /// Called around every batch, in order.
+    pub hooks: Vec<Box<dyn SessionRunHook + 'h>>,
+    /// This checkpoint instead of the latest.
     pub checkpoint_path: Option<PathBuf>,
 }
 
 /// What `evaluate` returns: the mean over batches of each batch's loss.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EvalResult {
+    /// The mean batch loss (the same number as `loss`, as the reference
+    /// reports it under both names).
     pub score: f64,
+    /// The mean batch loss.
     pub loss: f64,
+    /// The global step of the checkpoint evaluated.
     pub global_step: i64,
 }
 
 /// K-means as an Estimator: train in steps, checkpoint, resume, evaluate,
 /// predict, export.
 pub struct KMeansClustering {
-    params: KMeansParams,
+    params: ValidKMeansParams,
     model_dir: PathBuf,
     config: RunConfig,
     model_fn: ModelFn,
@@ -93,20 +103,15 @@ impl KMeansClustering {
     /// Validates the arguments. `model_dir = None` uses `config.model_dir`,
     /// or a fresh temporary directory when that is unset too.
     pub fn new(
-        params: KMeansParams,
+        params: ValidKMeansParams,
         model_dir: Option<PathBuf>,
         config: Option<RunConfig>,
     ) -> Result<Self> {
-        let params = params.validate()?;
         let mut config = config.unwrap_or_default();
         config.validate()?;
         let model_dir = match (model_dir, config.model_dir.clone()) {
             (Some(a), Some(b)) if !same_dir(&a, &b) => {
-                return Err(Error::arg(format!(
-                    "model_dir {} and config.model_dir {} differ; give one of them",
-                    a.display(),
-                    b.display()
-                )))
+                return Err(ParamError::ModelDirsDiffer(a, b).into())
             }
             (Some(a), _) => a,
             (None, Some(b)) => b,
@@ -114,7 +119,7 @@ impl KMeansClustering {
         };
         check_model_dir(&model_dir)?;
         config.model_dir = Some(model_dir.clone());
-        let seed = config.random_seed.unwrap_or(params.random_seed);
+        let seed = config.random_seed.unwrap_or(params.random_seed());
         let mut builder = rayon::ThreadPoolBuilder::new();
         if let Some(n) = config.num_threads {
             builder = builder.num_threads(n);
@@ -135,13 +140,16 @@ impl KMeansClustering {
         })
     }
 
+    /// The run configuration, with `model_dir` filled in.
     pub fn config(&self) -> &RunConfig {
         &self.config
     }
+    /// The folder of the model's checkpoints and records.
     pub fn model_dir(&self) -> &Path {
         &self.model_dir
     }
-    pub fn params(&self) -> &KMeansParams {
+    /// The (checked) parameters.
+    pub fn params(&self) -> &ValidKMeansParams {
         &self.params
     }
     /// The model bound to its parameters, usable without the Estimator.
@@ -167,9 +175,9 @@ impl KMeansClustering {
     {
         let (steps, max_steps) = (args.steps, args.max_steps);
         match (steps, max_steps) {
-            (Some(_), Some(_)) => return Err(Error::arg("give steps or max_steps, not both")),
-            (Some(0), _) => return Err(Error::arg("steps must be positive, got 0")),
-            (_, Some(0)) => return Err(Error::arg("max_steps must be positive, got 0")),
+            (Some(_), Some(_)) => return Err(ParamError::StepsAndMaxSteps.into()),
+            (Some(0), _) => return Err(ParamError::NoSteps.into()),
+            (_, Some(0)) => return Err(ParamError::NoMaxSteps.into()),
             _ => {}
         }
         check_model_dir(&self.model_dir)?;
@@ -200,8 +208,7 @@ impl KMeansClustering {
             None => (self.initialize(input_fn()?)?, None),
         };
         let signature = self.signature(&state);
-        let mut source =
-            BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), false)?;
+        let mut source = BatchSource::new(input_fn()?, self.params.feature_columns(), false)?;
         source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
         let d = state.d();
         let mut ctx = RunContext::new(state.global_step());
@@ -275,7 +282,7 @@ impl KMeansClustering {
             if ctx.stop_requested() {
                 return Ok(());
             }
-            if let (Some(tol), Some(prev)) = (self.params.relative_tolerance, prev_loss) {
+            if let (Some(tol), Some(prev)) = (self.params.relative_tolerance(), prev_loss) {
                 if (loss - prev).abs() / (1.0 + prev.abs()) < tol {
                     log::info!("relative tolerance {tol} met at global step {step}");
                     return Ok(());
@@ -317,7 +324,7 @@ impl KMeansClustering {
         state: &AnyState,
         signature: &ModelSignature,
         losses: &mut Vec<(i64, f64)>,
-        listeners: &mut [&mut dyn CheckpointSaverListener],
+        listeners: &mut [Box<dyn CheckpointSaverListener + '_>],
     ) -> Result<()> {
         let step = state.global_step();
         for l in listeners.iter_mut() {
@@ -330,34 +337,11 @@ impl KMeansClustering {
             self.config.keep_checkpoint_max,
         )?;
         log::info!("saved checkpoint for step {step} to {}", path.display());
-        self.append_losses(losses)?;
+        model_dir::append_losses(&self.model_dir, losses)?;
         for l in listeners.iter_mut() {
             l.after_save(step)?;
         }
         Ok(())
-    }
-
-    /// Appends the per-step losses since the last save to
-    /// `model_dir/train_losses.csv` (for plots of the training curve).
-    fn append_losses(&self, losses: &mut Vec<(i64, f64)>) -> Result<()> {
-        if losses.is_empty() {
-            return Ok(());
-        }
-        let path = self.model_dir.join(TRAIN_LOSSES_FILE);
-        let fresh = !path.exists();
-        let mut text = String::new();
-        if fresh {
-            text.push_str("global_step,loss\n");
-        }
-        for (s, l) in losses.drain(..) {
-            text.push_str(&format!("{s},{l:e}\n"));
-        }
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| Error::io("cannot append to", &path, e))
     }
 
     fn signature(&self, state: &AnyState) -> ModelSignature {
@@ -365,14 +349,13 @@ impl KMeansClustering {
             num_clusters: state.k(),
             num_features: state.d(),
             dtype: state.dtype(),
-            distance_metric: self.params.distance_metric.name().to_string(),
-            use_mini_batch: self.params.use_mini_batch,
-            mini_batch_steps_per_iteration: self.params.mini_batch_steps_per_iteration,
-            initial_clusters: self.params.initial_clusters.describe(),
+            distance_metric: self.params.distance_metric(),
+            mode: self.params.mode(),
+            initial_clusters: self.params.initial_clusters().kind(),
             random_seed: self.seed,
-            kmeans_plus_plus_num_retries: self.params.kmeans_plus_plus_num_retries,
-            relative_tolerance: self.params.relative_tolerance,
-            feature_columns: self.params.feature_columns.clone(),
+            kmeans_plus_plus_num_retries: self.params.kmeans_plus_plus_num_retries(),
+            relative_tolerance: self.params.relative_tolerance(),
+            feature_columns: self.params.feature_columns().map(<[String]>::to_vec),
         }
     }
 
@@ -385,7 +368,7 @@ impl KMeansClustering {
             DType::F32 => f32::MAX as f64,
             DType::F64 => f64::MAX,
         };
-        (self.params.distance_metric == crate::kernels::Metric::SquaredEuclidean)
+        (self.params.distance_metric() == crate::kernels::Metric::SquaredEuclidean)
             .then_some(max / 4.0)
     }
 
@@ -401,36 +384,30 @@ impl KMeansClustering {
     fn check_compatible(&self, saved: &ModelSignature) -> Result<()> {
         let p = &self.params;
         let mut problems = Vec::new();
-        if saved.num_clusters != p.num_clusters {
+        if saved.num_clusters != p.num_clusters() {
             problems.push(format!(
                 "num_clusters {} on disk vs {} here",
-                saved.num_clusters, p.num_clusters
+                saved.num_clusters,
+                p.num_clusters()
             ));
         }
-        if saved.distance_metric != p.distance_metric.name() {
+        if saved.distance_metric != p.distance_metric() {
             problems.push(format!(
                 "distance_metric {:?} on disk vs {:?} here",
-                saved.distance_metric,
-                p.distance_metric.name()
+                saved.distance_metric.name(),
+                p.distance_metric().name()
             ));
         }
-        let mode = |mini: bool, s: u64| match (mini, s > 1) {
-            (false, _) => "full batch".to_string(),
-            (true, false) => "mini-batch".to_string(),
-            (true, true) => {
-                format!("asynchronous full batch (mini_batch_steps_per_iteration = {s})")
-            }
-        };
-        let (a, b) = (
-            mode(saved.use_mini_batch, saved.mini_batch_steps_per_iteration),
-            mode(p.use_mini_batch, p.mini_batch_steps_per_iteration),
-        );
-        if a != b {
-            problems.push(format!("{a} on disk vs {b} here"));
+        if saved.mode != p.mode() {
+            problems.push(format!(
+                "{} on disk vs {} here",
+                saved.mode.describe(),
+                p.mode().describe()
+            ));
         }
         // The same width from other columns, or the same columns in another
         // order, would silently mix features.
-        if let (Some(disk), Some(here)) = (&saved.feature_columns, &p.feature_columns) {
+        if let (Some(disk), Some(here)) = (&saved.feature_columns, p.feature_columns()) {
             if disk != here {
                 problems.push(format!("feature_columns {disk:?} on disk vs {here:?} here"));
             }
@@ -468,12 +445,12 @@ impl KMeansClustering {
 
     /// Chooses the initial centres from the batches of one `input_fn()` call.
     fn initialize(&self, input: Input<'_>) -> Result<AnyState> {
-        let mut source = BatchSource::new(input, self.params.feature_columns.as_deref(), false)?;
-        let (dtype, _) = source.peek()?.ok_or_else(|| match &self.params.initial_clusters {
+        let mut source = BatchSource::new(input, self.params.feature_columns(), false)?;
+        let (dtype, _) = source.peek()?.ok_or_else(|| match self.params.initial_clusters() {
             InitialClusters::Array(_) => Error::data(
                 "the input gave no batch: initial_clusters' width cannot be checked against the data",
             ),
-            _ => ended_early(0, self.params.num_clusters),
+            _ => ended_early(0, self.params.num_clusters()),
         })?;
         source.set_sq_norm_limit(self.sq_norm_limit(dtype));
         let state = match dtype {
@@ -484,8 +461,8 @@ impl KMeansClustering {
     }
 
     fn initialize_typed<T: Float>(&self, source: &mut BatchSource<'_>) -> Result<ModelState<T>> {
-        let k = self.params.num_clusters;
-        let metric = self.params.distance_metric;
+        let k = self.params.num_clusters();
+        let metric = self.params.distance_metric();
         let mut rng = seeding::rng_from_seed(self.seed);
         let mut width: Option<usize> = None;
         let mut centres: Option<Matrix<T>> = None;
@@ -504,7 +481,7 @@ impl KMeansClustering {
             let out = centres.get_or_insert_with(|| Matrix::with_capacity(k.min(batch.rows()), d));
             let data = batch.to_type_checked::<T>(&what)?;
             let x = MatRef::new(&data, batch.rows(), d)?;
-            match &self.params.initial_clusters {
+            match self.params.initial_clusters() {
                 InitialClusters::Array(a) => {
                     if a.cols() != d {
                         return Err(Error::data(format!(
@@ -544,6 +521,11 @@ impl KMeansClustering {
                         out.push_row(x.row(r));
                     }
                 }
+                InitialClusters::Restored(kind) => {
+                    return Err(Error::arg(format!(
+                        "initial_clusters was restored from a checkpoint ({kind}) and cannot initialise a new model; give the initialisation itself"
+                    )));
+                }
                 InitialClusters::Callable(f) => {
                     let got = f.call(&batch, k - have)?;
                     if got.rows() > k - have {
@@ -581,16 +563,15 @@ impl KMeansClustering {
         F: FnMut() -> Result<Input<'a>>,
     {
         if args.steps == Some(0) {
-            return Err(Error::arg("steps must be positive, got 0"));
+            return Err(ParamError::NoSteps.into());
         }
         // A bad name is found before the work, not after it.
-        self.eval_dir(args.name.as_deref())?;
+        model_dir::eval_dir(&self.model_dir, args.name.as_deref())?;
         let loaded = self.load_for_inference(args.checkpoint_path.as_deref())?;
         let state = loaded.state;
         let global_step = state.global_step();
         let d = state.d();
-        let mut source =
-            BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), true)?;
+        let mut source = BatchSource::new(input_fn()?, self.params.feature_columns(), true)?;
         source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
         for h in args.hooks.iter_mut() {
             h.begin()?;
@@ -640,39 +621,8 @@ impl KMeansClustering {
             loss: mean,
             global_step,
         };
-        self.record_eval(args.name.as_deref(), &result)?;
+        model_dir::record_eval(&self.model_dir, args.name.as_deref(), &result)?;
         Ok(result)
-    }
-
-    /// Where an evaluation's metrics go: `model_dir/eval` or `eval_<name>`.
-    fn eval_dir(&self, name: Option<&str>) -> Result<PathBuf> {
-        match name {
-            Some(n) => {
-                if n.is_empty() || n.contains(['/', '\\', '\0']) || n == "." || n == ".." {
-                    return Err(Error::arg(format!(
-                        "evaluation name {n:?} must be a plain folder name"
-                    )));
-                }
-                Ok(self.model_dir.join(format!("eval_{n}")))
-            }
-            None => Ok(self.model_dir.join("eval")),
-        }
-    }
-
-    fn record_eval(&self, name: Option<&str>, r: &EvalResult) -> Result<()> {
-        let dir = self.eval_dir(name)?;
-        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
-        let path = dir.join("metrics.jsonl");
-        let line =
-            serde_json::json!({"global_step": r.global_step, "loss": r.loss, "score": r.score})
-                .to_string()
-                + "\n";
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .map_err(|e| Error::io("cannot append to", &path, e))
     }
 
     /// Predictions, one [`PredictionBatch`] per input batch, computed lazily.
@@ -680,10 +630,9 @@ impl KMeansClustering {
     where
         F: FnMut() -> Result<Input<'a>>,
     {
-        let keys = parse_predict_keys(args.predict_keys.as_deref())?;
+        let keys = args.predict_keys.unwrap_or(PredictKeys::ALL);
         let loaded = self.load_for_inference(args.checkpoint_path.as_deref())?;
-        let mut source =
-            BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), true)?;
+        let mut source = BatchSource::new(input_fn()?, self.params.feature_columns(), true)?;
         source.set_sq_norm_limit(self.sq_norm_limit(loaded.state.dtype()));
         Ok(Predictions {
             model_fn: self.model_fn.clone(),
@@ -707,7 +656,7 @@ impl KMeansClustering {
         F: FnMut() -> Result<Input<'a>>,
     {
         let args = PredictArgs {
-            predict_keys: Some(vec![CLUSTER_INDEX.into()]),
+            predict_keys: Some(PredictKeys::CLUSTER_INDEX),
             ..Default::default()
         };
         Ok(self
@@ -725,7 +674,7 @@ impl KMeansClustering {
         F: FnMut() -> Result<Input<'a>>,
     {
         let args = PredictArgs {
-            predict_keys: Some(vec![ALL_DISTANCES.into()]),
+            predict_keys: Some(PredictKeys::ALL_DISTANCES),
             ..Default::default()
         };
         Ok(self.predict(input_fn, args)?.map(|b| {
@@ -772,7 +721,7 @@ impl KMeansClustering {
         with_state!(&loaded.state, s, T => export::export_timestamped(
             export_dir_base,
             s.clusters.view(),
-            self.params.distance_metric,
+            self.params.distance_metric(),
             serving_input,
             assets_extra,
             as_text,
@@ -803,39 +752,6 @@ impl KMeansClustering {
     }
 }
 
-/// The file of per-step training losses in `model_dir`.
-pub const TRAIN_LOSSES_FILE: &str = "train_losses.csv";
-
-fn parse_predict_keys(keys: Option<&[String]>) -> Result<PredictKeys> {
-    let Some(keys) = keys else {
-        return Ok(PredictKeys {
-            cluster_index: true,
-            all_distances: true,
-        });
-    };
-    let mut out = PredictKeys {
-        cluster_index: false,
-        all_distances: false,
-    };
-    for k in keys {
-        match k.as_str() {
-            CLUSTER_INDEX => out.cluster_index = true,
-            ALL_DISTANCES => out.all_distances = true,
-            other => {
-                return Err(Error::arg(format!(
-                    "unknown predict key {other:?}; accepted: {CLUSTER_INDEX:?}, {ALL_DISTANCES:?}"
-                )))
-            }
-        }
-    }
-    if keys.is_empty() {
-        return Err(Error::arg(format!(
-            "predict_keys is empty; accepted: {CLUSTER_INDEX:?}, {ALL_DISTANCES:?}"
-        )));
-    }
-    Ok(out)
-}
-
 /// The lazy result of [`KMeansClustering::predict`].
 pub struct Predictions<'a> {
     model_fn: ModelFn,
@@ -843,7 +759,7 @@ pub struct Predictions<'a> {
     source: BatchSource<'a>,
     keys: PredictKeys,
     pool: Arc<rayon::ThreadPool>,
-    hooks: Vec<&'a mut dyn SessionRunHook>,
+    hooks: Vec<Box<dyn SessionRunHook + 'a>>,
     ctx: RunContext,
     started: bool,
     finished: bool,
@@ -950,10 +866,7 @@ fn fresh_temp_dir() -> Result<PathBuf> {
 /// Refuses a `model_dir` that exists but is not a folder.
 fn check_model_dir(dir: &Path) -> Result<()> {
     match fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => Err(Error::arg(format!(
-            "model_dir {} exists and is not a folder",
-            dir.display()
-        ))),
+        Ok(m) if !m.is_dir() => Err(ParamError::ModelDirNotAFolder(dir.to_path_buf()).into()),
         _ => Ok(()),
     }
 }

@@ -24,6 +24,7 @@ impl RunContext {
     pub fn request_stop(&mut self) {
         self.stop_requested = true;
     }
+    /// Whether a hook asked the loop to stop.
     pub fn stop_requested(&self) -> bool {
         self.stop_requested
     }
@@ -46,33 +47,77 @@ pub struct RunValues {
 }
 
 /// Called around each training (or evaluation/prediction) step.
+///
+/// The argument structs own their hooks (`Box<dyn SessionRunHook + 'h>`);
+/// a caller who wants to look at a hook afterwards passes `Box::new(&mut
+/// hook)`, which the blanket implementation for `&mut H` allows.
 pub trait SessionRunHook {
+    /// Once, before the first step.
     fn begin(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Before every step.
     fn before_run(&mut self, _ctx: &mut RunContext) -> Result<()> {
         Ok(())
     }
+    /// After every step, with what it produced.
     fn after_run(&mut self, _ctx: &mut RunContext, _values: &RunValues) -> Result<()> {
         Ok(())
     }
+    /// Once, after the last step of a call that did not fail.
     fn end(&mut self) -> Result<()> {
         Ok(())
     }
 }
 
-/// Called around every checkpoint a `train()` call writes.
+impl<H: SessionRunHook + ?Sized> SessionRunHook for &mut H {
+    fn begin(&mut self) -> Result<()> {
+        (**self).begin()
+    }
+    fn before_run(&mut self, ctx: &mut RunContext) -> Result<()> {
+        (**self).before_run(ctx)
+    }
+    fn after_run(&mut self, ctx: &mut RunContext, values: &RunValues) -> Result<()> {
+        (**self).after_run(ctx, values)
+    }
+    fn end(&mut self) -> Result<()> {
+        (**self).end()
+    }
+}
+
+/// Called around every checkpoint a `train()` call writes. Owned by
+/// [`TrainArgs`](crate::TrainArgs) like hooks; `Box::new(&mut listener)`
+/// lends one instead.
 pub trait CheckpointSaverListener {
+    /// Once, before training starts.
     fn begin(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Before a checkpoint of `global_step` is written.
     fn before_save(&mut self, _global_step: i64) -> Result<()> {
         Ok(())
     }
+    /// After a checkpoint of `global_step` is written.
     fn after_save(&mut self, _global_step: i64) -> Result<()> {
         Ok(())
     }
+    /// Once, after the last checkpoint of a call that did not fail.
     fn end(&mut self, _global_step: i64) -> Result<()> {
         Ok(())
+    }
+}
+
+impl<L: CheckpointSaverListener + ?Sized> CheckpointSaverListener for &mut L {
+    fn begin(&mut self) -> Result<()> {
+        (**self).begin()
+    }
+    fn before_save(&mut self, global_step: i64) -> Result<()> {
+        (**self).before_save(global_step)
+    }
+    fn after_save(&mut self, global_step: i64) -> Result<()> {
+        (**self).after_save(global_step)
+    }
+    fn end(&mut self, global_step: i64) -> Result<()> {
+        (**self).end(global_step)
     }
 }

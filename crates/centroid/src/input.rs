@@ -17,20 +17,25 @@ use crate::float::{DType, Float};
 /// Values of one element type, borrowed or owned.
 #[derive(Clone, Debug)]
 pub enum Data<'a> {
+    /// float32 values.
     F32(Cow<'a, [f32]>),
+    /// float64 values.
     F64(Cow<'a, [f64]>),
 }
 
 impl<'a> Data<'a> {
+    /// The number of values.
     pub fn len(&self) -> usize {
         match self {
             Data::F32(v) => v.len(),
             Data::F64(v) => v.len(),
         }
     }
+    /// Whether there are no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             Data::F32(_) => DType::F32,
@@ -101,15 +106,19 @@ impl<'a> Dense<'a> {
         Dense::new(Data::from(flat), rows.len(), cols)
     }
 
+    /// Rows (examples).
     pub fn rows(&self) -> usize {
         self.rows
     }
+    /// Columns (features).
     pub fn cols(&self) -> usize {
         self.cols
     }
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.data.dtype()
     }
+    /// The values, row-major.
     pub fn data(&self) -> &Data<'a> {
         &self.data
     }
@@ -243,6 +252,7 @@ fn check_finite<T: Float>(v: &[T], cols: usize, what: &str) -> Result<()> {
 /// One named feature column: `[N]` (width 1) or `[N, d]`.
 #[derive(Clone, Debug)]
 pub struct Column<'a> {
+    /// The column's values, `N x width`.
     pub values: Dense<'a>,
 }
 
@@ -270,7 +280,9 @@ impl<'a> Column<'a> {
 /// One batch as input_fn gives it.
 #[derive(Clone, Debug)]
 pub enum Features<'a> {
+    /// One dense matrix of every feature.
     Dense(Dense<'a>),
+    /// Named columns, joined by name (or in `feature_columns` order).
     Columns(BTreeMap<String, Column<'a>>),
 }
 

@@ -11,6 +11,7 @@ use crate::seeding::rng_from_seed;
 /// How [`numpy_input_fn`] slices an in-memory array into batches.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArrayInputOptions {
+    /// Rows per batch.
     pub batch_size: usize,
     /// Passes over the data; `None` repeats without end.
     pub num_epochs: Option<u64>,

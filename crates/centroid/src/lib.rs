@@ -2,39 +2,53 @@
 //!
 //! The crate follows TensorFlow's `KMeansClustering` Estimator behaviour for
 //! behaviour (see `ARCHITECTURE.md` for the map of the code). Data flows one
-//! way: [`input`] -> validation -> [`kernels`] -> model state -> checkpoints.
+//! way: [`Input`] -> validation -> kernels -> model state -> checkpoints.
+//!
+//! The public surface is the list of re-exports below, plus three modules:
+//! [`model_dir`] (the layout of a model directory), [`batch`] and
+//! [`seeding`] (plain functional K-means for the scikit-learn classes and
+//! the benchmarks), and [`export`] (SavedModel writing). `kernels` is
+//! public only for the benchmarks and the Python binding, and hidden from
+//! the documentation: it is not a stable interface.
+
+#![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod batch;
-pub mod error;
+mod checkpoint;
+mod error;
+mod estimator;
 pub mod export;
-pub mod float;
-pub mod input;
-pub mod inputs;
+// Float's items are documented with the kernels rework (issue 10, part A).
+#[allow(missing_docs)]
+mod float;
+mod hooks;
+mod input;
+mod inputs;
+#[doc(hidden)]
+#[allow(missing_docs)]
 pub mod kernels;
-pub mod matrix;
-
-pub use error::{Error, Result};
-pub use float::{DType, Float};
-pub use input::{Column, Data, Dense, Features, Input};
-pub use kernels::Metric;
-pub use matrix::{MatRef, Matrix};
-pub mod checkpoint;
-pub mod estimator;
-pub mod hooks;
-pub mod model;
-pub mod params;
+mod matrix;
+mod model;
+pub mod model_dir;
+mod params;
 pub mod seeding;
 mod source;
 
 pub use checkpoint::Tensor;
-pub use estimator::{
-    EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, TrainArgs, TRAIN_LOSSES_FILE,
-};
+pub use error::{Error, ParamError, Result};
+pub use estimator::{EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, TrainArgs};
 pub use export::ServingInputReceiver;
+pub use float::{DType, Float};
 pub use hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
+pub use input::{Column, Data, Dense, Features, Input};
+pub use inputs::{numpy_input_fn, ArrayInputOptions};
+pub use kernels::Metric;
+pub use matrix::{MatRef, Matrix};
 pub use model::{AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};
+pub use model_dir::{ModelSignature, TRAIN_LOSSES_FILE};
 pub use params::{
-    InitFn, InitialClusters, KMeansParams, RunConfig, ALL_DISTANCES, CLUSTER_INDEX,
-    COSINE_DISTANCE, KMEANS_PLUS_PLUS_INIT, RANDOM_INIT, SCORE, SQUARED_EUCLIDEAN_DISTANCE,
+    InitFn, InitKind, InitialClusters, KMeansParams, Mode, Retries, RunConfig, ValidKMeansParams,
+    ALL_DISTANCES, CLUSTER_INDEX, COSINE_DISTANCE, KMEANS_PLUS_PLUS_INIT,
+    MAX_KMEANS_PLUS_PLUS_RETRIES, RANDOM_INIT, SCORE, SQUARED_EUCLIDEAN_DISTANCE,
 };

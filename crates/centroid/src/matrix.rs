@@ -46,18 +46,22 @@ impl<'a, T: Copy> MatRef<'a, T> {
     }
 
     #[inline]
+    /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
     #[inline]
+    /// Columns.
     pub fn cols(&self) -> usize {
         self.cols
     }
     #[inline]
+    /// The values, row-major.
     pub fn as_slice(&self) -> &'a [T] {
         self.data
     }
     #[inline]
+    /// Row `i`.
     pub fn row(&self, i: usize) -> &'a [T] {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
@@ -81,10 +85,12 @@ pub struct Matrix<T> {
 }
 
 impl<T: Float> Matrix<T> {
+    /// A `rows x cols` matrix of `data` (row-major); the length must match.
     pub fn new(data: Vec<T>, rows: usize, cols: usize) -> Result<Self> {
         MatRef::new(&data, rows, cols)?;
         Ok(Self { data, rows, cols })
     }
+    /// A `rows x cols` matrix of zeros.
     pub fn zeros(rows: usize, cols: usize) -> Self {
         Self {
             data: vec![T::zero(); rows * cols],
@@ -92,6 +98,7 @@ impl<T: Float> Matrix<T> {
             cols,
         }
     }
+    /// A borrowed view.
     pub fn view(&self) -> MatRef<'_, T> {
         MatRef {
             data: &self.data,
@@ -99,24 +106,31 @@ impl<T: Float> Matrix<T> {
             cols: self.cols,
         }
     }
+    /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
     }
+    /// Columns.
     pub fn cols(&self) -> usize {
         self.cols
     }
+    /// The values, row-major.
     pub fn as_slice(&self) -> &[T] {
         &self.data
     }
+    /// The values, row-major, writable.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         &mut self.data
     }
+    /// The values, row-major.
     pub fn into_vec(self) -> Vec<T> {
         self.data
     }
+    /// Row `i`.
     pub fn row(&self, i: usize) -> &[T] {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
+    /// Row `i`, writable.
     pub fn row_mut(&mut self, i: usize) -> &mut [T] {
         &mut self.data[i * self.cols..(i + 1) * self.cols]
     }

@@ -9,14 +9,16 @@ use crate::float::{DType, Float};
 use crate::input::Dense;
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres};
 use crate::matrix::{MatRef, Matrix};
-use crate::params::KMeansParams;
+use crate::params::{Mode, ValidKMeansParams};
 
 /// The variables of one model, in one element type.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelState<T> {
     /// The master centres C, `k x d`.
     pub clusters: Matrix<T>,
+    /// Whether the centres were chosen (always true in a checkpoint).
     pub initialized: bool,
+    /// Training steps run so far.
     pub global_step: i64,
     /// Points seen per cluster: mini-batch only.
     pub cluster_counts: Option<Vec<i64>>,
@@ -27,9 +29,11 @@ pub struct ModelState<T> {
 }
 
 impl<T: Float> ModelState<T> {
+    /// k, the number of centres.
     pub fn k(&self) -> usize {
         self.clusters.rows()
     }
+    /// d, the number of features.
     pub fn d(&self) -> usize {
         self.clusters.cols()
     }
@@ -50,7 +54,9 @@ impl<T: Float> ModelState<T> {
 /// A model state of either element type.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnyState {
+    /// A float32 model.
     F32(ModelState<f32>),
+    /// A float64 model.
     F64(ModelState<f64>),
 }
 
@@ -74,18 +80,22 @@ macro_rules! with_state {
 pub(crate) use with_state;
 
 impl AnyState {
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             AnyState::F32(_) => DType::F32,
             AnyState::F64(_) => DType::F64,
         }
     }
+    /// Training steps run so far.
     pub fn global_step(&self) -> i64 {
         with_state!(self, s, T => s.global_step)
     }
+    /// k, the number of centres.
     pub fn k(&self) -> usize {
         with_state!(self, s, T => s.k())
     }
+    /// d, the number of features.
     pub fn d(&self) -> usize {
         with_state!(self, s, T => s.d())
     }
@@ -105,8 +115,50 @@ where
 /// What the caller wants from a prediction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PredictKeys {
+    /// The nearest centre of each row.
     pub cluster_index: bool,
+    /// The distance of each row to every centre.
     pub all_distances: bool,
+}
+
+impl PredictKeys {
+    /// Both outputs (the default).
+    pub const ALL: PredictKeys = PredictKeys {
+        cluster_index: true,
+        all_distances: true,
+    };
+    /// The nearest centre only.
+    pub const CLUSTER_INDEX: PredictKeys = PredictKeys {
+        cluster_index: true,
+        all_distances: false,
+    };
+    /// The distances only.
+    pub const ALL_DISTANCES: PredictKeys = PredictKeys {
+        cluster_index: false,
+        all_distances: true,
+    };
+
+    /// Parses the reference's key names (`"cluster_index"`,
+    /// `"all_distances"`); an empty list or an unknown name is refused.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> crate::error::Result<PredictKeys> {
+        use crate::error::ParamError;
+        use crate::params::{ALL_DISTANCES, CLUSTER_INDEX};
+        let mut out = PredictKeys {
+            cluster_index: false,
+            all_distances: false,
+        };
+        for name in names {
+            match name.as_ref() {
+                CLUSTER_INDEX => out.cluster_index = true,
+                ALL_DISTANCES => out.all_distances = true,
+                other => return Err(ParamError::UnknownPredictKey(other.to_string()).into()),
+            }
+        }
+        if names.is_empty() {
+            return Err(ParamError::NoPredictKeys.into());
+        }
+        Ok(out)
+    }
 }
 
 /// Predictions for one batch, in input row order.
@@ -119,6 +171,7 @@ pub struct PredictionBatch {
 }
 
 impl PredictionBatch {
+    /// The number of rows predicted.
     pub fn rows(&self) -> usize {
         match (&self.cluster_index, &self.all_distances) {
             (Some(i), _) => i.len(),
@@ -131,26 +184,28 @@ impl PredictionBatch {
 /// The model bound to its parameters.
 #[derive(Clone, Debug)]
 pub struct ModelFn {
-    params: KMeansParams,
+    params: ValidKMeansParams,
 }
 
 impl ModelFn {
-    /// `params` must already be validated.
-    pub fn new(params: KMeansParams) -> Self {
+    /// The model for these (checked) parameters.
+    pub fn new(params: ValidKMeansParams) -> Self {
         Self { params }
     }
 
-    pub fn params(&self) -> &KMeansParams {
+    /// The parameters the model is bound to.
+    pub fn params(&self) -> &ValidKMeansParams {
         &self.params
     }
 
+    /// The distance the model clusters by.
     pub fn metric(&self) -> Metric {
-        self.params.distance_metric
+        self.params.distance_metric()
     }
 
-    /// S, as the int64 `update_in_steps` counts it (validated to fit).
+    /// S, as the int64 `update_in_steps` counts it (checked to fit).
     fn steps_per_iteration(&self) -> i64 {
-        i64::try_from(self.params.mini_batch_steps_per_iteration).unwrap_or(i64::MAX)
+        i64::try_from(self.params.mode().steps_per_iteration()).unwrap_or(i64::MAX)
     }
 
     /// The state of a freshly initialised model with these centres (which
@@ -163,14 +218,13 @@ impl ModelFn {
         }
         let k = centres.rows();
         let s = self.steps_per_iteration();
-        let (cluster_counts, clusters_updated, update_in_steps) =
-            match (self.params.use_mini_batch, s > 1) {
-                (false, _) => (None, None, None),
-                // Sculley: the initial centre weighs as one point.
-                (true, false) => (Some(vec![1; k]), None, None),
-                // Asynchronous: the working copy starts from C with no points.
-                (true, true) => (Some(vec![0; k]), Some(centres.clone()), Some(s)),
-            };
+        let (cluster_counts, clusters_updated, update_in_steps) = match self.params.mode() {
+            Mode::FullBatch => (None, None, None),
+            // Sculley: the initial centre weighs as one point.
+            Mode::MiniBatch => (Some(vec![1; k]), None, None),
+            // Asynchronous: the working copy starts from C with no points.
+            Mode::Async { .. } => (Some(vec![0; k]), Some(centres.clone()), Some(s)),
+        };
         ModelState {
             clusters: centres,
             initialized: true,
@@ -205,7 +259,7 @@ impl ModelFn {
         let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
         kernels::assign_accumulate(x, None, &prepared, None, &mut stats);
 
-        if !self.params.use_mini_batch {
+        if self.params.mode() == Mode::FullBatch {
             lloyd_update(&mut state.clusters, &stats, self.metric());
         } else {
             let counts = state.cluster_counts.get_or_insert_with(|| vec![0; k]);
@@ -325,10 +379,8 @@ mod tests {
     }
 
     fn model(mini: bool, s: u64) -> ModelFn {
-        let mut p = KMeansParams::new(2);
-        p.use_mini_batch = mini;
-        p.mini_batch_steps_per_iteration = s;
-        ModelFn::new(p.validate().unwrap())
+        let mode = Mode::from_flags(mini, s).unwrap();
+        ModelFn::new(KMeansParams::new(2).mode(mode).check().unwrap())
     }
 
     #[test]
@@ -419,10 +471,10 @@ mod tests {
         let (c2, s2) = deg(80.0);
         let data = vec![5.0 * c1, 5.0 * s1, 0.5 * c1, -0.5 * s1, 3.0 * c2, 3.0 * s2];
         let x = MatRef::new(&data, 3, 2).unwrap();
-        let mut p = KMeansParams::new(2);
-        p.use_mini_batch = false;
-        p.distance_metric = Metric::Cosine;
-        let m = ModelFn::new(p.validate().unwrap());
+        let p = KMeansParams::new(2)
+            .mode(Mode::FullBatch)
+            .distance_metric(Metric::Cosine);
+        let m = ModelFn::new(p.check().unwrap());
         let mut st = m.new_state(Matrix::new(vec![2.0, 0.0, 0.0, 1.0], 2, 2).unwrap());
         assert_eq!(st.clusters.as_slice(), &[1.0, 0.0, 0.0, 1.0]);
         let loss = m.train_step(&mut st, x);

@@ -4,11 +4,12 @@ use rand::seq::index;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::error::ParamError;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::{self, Metric, PreparedCentres, ScoredCandidates, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
-use crate::params::{resolve_retries, MAX_KMEANS_PLUS_PLUS_RETRIES};
+use crate::params::{Retries, MAX_KMEANS_PLUS_PLUS_RETRIES};
 
 /// The random generator behind every seeded choice. ChaCha's output stream is
 /// fixed by its seed on every platform and version, unlike `StdRng`'s.
@@ -33,7 +34,7 @@ pub fn random_row_indices(n: usize, needed: usize, rng: &mut ChaCha8Rng) -> Vec<
 /// probability proportional to the weighted distance to the nearest chosen
 /// centre (uniformly, or by weight, for the first); the candidate that
 /// leaves the smallest total potential wins, the first one on ties.
-/// `num_retries` is R; a negative value means `2 + floor(ln k)`.
+/// `num_retries` gives R.
 ///
 /// Each step reads the data once ([`kernels::fold_and_score`]): the pass
 /// that scores a step's candidates also folds the previous step's centre
@@ -54,7 +55,7 @@ pub fn kmeans_plus_plus<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
     k: usize,
-    num_retries: i64,
+    num_retries: Retries,
     metric: Metric,
     seed: u64,
 ) -> Result<Matrix<T>> {
@@ -63,7 +64,7 @@ pub fn kmeans_plus_plus<T: Float>(
         x,
         sample_weight,
         k,
-        resolve_retries(num_retries, k),
+        num_retries.resolve(k),
         metric,
         &mut rng,
     )?;
@@ -107,9 +108,11 @@ pub fn kmeans_plus_plus_indices<T: Float>(
         }
     }
     if retries > MAX_KMEANS_PLUS_PLUS_RETRIES as usize {
-        return Err(Error::arg(format!(
-            "kmeans_plus_plus_num_retries must be at most {MAX_KMEANS_PLUS_PLUS_RETRIES}, got {retries}"
-        )));
+        return Err(ParamError::TooManyRetries {
+            got: i64::try_from(retries).unwrap_or(i64::MAX),
+            max: MAX_KMEANS_PLUS_PLUS_RETRIES,
+        }
+        .into());
     }
     let weight = |i: usize| sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
     let candidates_per_step = 1 + retries;
@@ -629,7 +632,8 @@ mod tests {
     fn kmeans_plus_plus_needs_k_rows() {
         let data = [0.0f64, 1.0, 2.0];
         let x = MatRef::new(&data, 3, 1).unwrap();
-        let err = kmeans_plus_plus(x, None, 4, 2, Metric::SquaredEuclidean, 0).unwrap_err();
+        let err = kmeans_plus_plus(x, None, 4, Retries::Count(2), Metric::SquaredEuclidean, 0)
+            .unwrap_err();
         assert!(
             err.to_string().contains("at least num_clusters = 4 rows"),
             "{err}"
@@ -648,7 +652,8 @@ mod tests {
         }
         let x = MatRef::new(&data, 60, 2).unwrap();
         for seed in 0..10 {
-            let c = kmeans_plus_plus(x, None, 3, -1, Metric::SquaredEuclidean, seed).unwrap();
+            let c = kmeans_plus_plus(x, None, 3, Retries::Auto, Metric::SquaredEuclidean, seed)
+                .unwrap();
             let mut groups: Vec<i64> = (0..3)
                 .map(|j| (c.row(j)[0] / 100.0).round() as i64)
                 .collect();

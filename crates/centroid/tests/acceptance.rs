@@ -3,8 +3,8 @@
 mod common;
 
 use centroid::{
-    Dense, Features, InitialClusters, Input, KMeansClustering, KMeansParams, Metric, PredictArgs,
-    RunConfig, TrainArgs,
+    Dense, Features, InitialClusters, Input, KMeansClustering, KMeansParams, Metric, Mode,
+    PredictArgs, RunConfig, TrainArgs,
 };
 use common::*;
 
@@ -14,15 +14,19 @@ fn estimator(params: KMeansParams, dir: &std::path::Path) -> KMeansClustering {
         save_checkpoints_steps: Some(1000),
         ..Default::default()
     };
-    KMeansClustering::new(params, Some(dir.to_path_buf()), Some(config)).unwrap()
+    KMeansClustering::new(
+        params.check().unwrap(),
+        Some(dir.to_path_buf()),
+        Some(config),
+    )
+    .unwrap()
 }
 
 fn five_blobs_params(mini: bool, s: u64, tol: Option<f64>) -> KMeansParams {
     let mut p = KMeansParams::new(5);
-    p.initial_clusters = InitialClusters::KMeansPlusPlus;
-    p.use_mini_batch = mini;
-    p.mini_batch_steps_per_iteration = s;
-    p.relative_tolerance = tol;
+    p = p.initial_clusters(InitialClusters::KMeansPlusPlus);
+    p = p.mode(Mode::from_flags(mini, s).unwrap());
+    p = p.relative_tolerance(tol);
     p
 }
 
@@ -169,9 +173,9 @@ fn cosine_case(points: &[[f64; 2]], groups: &[usize], k: usize) {
 
     let dir = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(k);
-    p.distance_metric = Metric::Cosine;
-    p.use_mini_batch = false;
-    p.initial_clusters = InitialClusters::KMeansPlusPlus;
+    p = p.distance_metric(Metric::Cosine);
+    p = p.mode(Mode::FullBatch);
+    p = p.initial_clusters(InitialClusters::KMeansPlusPlus);
     let mut est = estimator(p, dir.path());
     est.train(
         constant(&flat, 2),
@@ -256,7 +260,7 @@ fn random_init_with_batch_size_one_takes_the_first_points_in_order() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(3);
-    p.initial_clusters = InitialClusters::Random;
+    p = p.initial_clusters(InitialClusters::Random);
     let mut est = estimator(p, dir.path());
     // One mini-batch step on row 0, which is centre 0 itself: no change.
     est.train(
@@ -282,7 +286,7 @@ fn kmeans_plus_plus_with_a_small_first_batch_fails_clearly() {
     let data: Vec<f32> = (0..10).map(|i| i as f32).collect();
     let dir = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(4);
-    p.initial_clusters = InitialClusters::KMeansPlusPlus;
+    p = p.initial_clusters(InitialClusters::KMeansPlusPlus);
     let mut est = estimator(p, dir.path());
     let input = || {
         let d = data.clone();
@@ -317,7 +321,7 @@ fn predictions_match_brute_force() {
     let b = blobs(300, 4, 30.0, 3);
     let dir = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(4);
-    p.use_mini_batch = false;
+    p = p.mode(Mode::FullBatch);
     let mut est = estimator(p, dir.path());
     est.train(
         constant(&b.points, 2),

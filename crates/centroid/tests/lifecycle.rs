@@ -7,8 +7,8 @@ use std::path::Path;
 
 use centroid::{
     CheckpointSaverListener, Column, Dense, Error, EvalArgs, Features, InitialClusters, Input,
-    KMeansClustering, KMeansParams, PredictArgs, RunConfig, RunContext, RunValues, SessionRunHook,
-    Tensor, TrainArgs,
+    KMeansClustering, KMeansParams, Mode, ParamError, PredictArgs, PredictKeys, RunConfig,
+    RunContext, RunValues, SessionRunHook, Tensor, TrainArgs,
 };
 use common::*;
 
@@ -21,7 +21,7 @@ fn config(steps: Option<u64>) -> RunConfig {
 }
 
 fn est(p: KMeansParams, dir: &Path, c: RunConfig) -> KMeansClustering {
-    KMeansClustering::new(p, Some(dir.to_path_buf()), Some(c)).unwrap()
+    KMeansClustering::new(p.check().unwrap(), Some(dir.to_path_buf()), Some(c)).unwrap()
 }
 
 fn steps(n: u64) -> TrainArgs<'static> {
@@ -33,10 +33,9 @@ fn steps(n: u64) -> TrainArgs<'static> {
 
 fn params(mini: bool, s: u64) -> KMeansParams {
     let mut p = KMeansParams::new(4);
-    p.initial_clusters = InitialClusters::KMeansPlusPlus;
-    p.use_mini_batch = mini;
-    p.mini_batch_steps_per_iteration = s;
-    p.random_seed = 42;
+    p = p.initial_clusters(InitialClusters::KMeansPlusPlus);
+    p = p.mode(Mode::from_flags(mini, s).unwrap());
+    p = p.random_seed(42);
     p
 }
 
@@ -89,7 +88,7 @@ fn one_and_two_threads_give_identical_centres() {
     for threads in [1, 2] {
         let d = tempfile::tempdir().unwrap();
         let mut p = params(false, 1);
-        p.num_clusters = 8;
+        p = p.num_clusters(8);
         let c = RunConfig {
             num_threads: Some(threads),
             ..config(None)
@@ -110,8 +109,8 @@ fn same_seed_same_centres_other_seed_other_centres() {
     let run = |seed: u64| {
         let d = tempfile::tempdir().unwrap();
         let mut p = params(true, 1);
-        p.initial_clusters = InitialClusters::Random;
-        p.random_seed = seed;
+        p = p.initial_clusters(InitialClusters::Random);
+        p = p.random_seed(seed);
         let mut e = est(p, d.path(), config(None));
         e.train(constant(&b.points, 2), steps(1)).unwrap();
         raw_clusters(&e)
@@ -126,8 +125,8 @@ fn config_random_seed_overrides_the_constructor_seed() {
     let run = |seed: u64, config_seed: Option<u64>| {
         let d = tempfile::tempdir().unwrap();
         let mut p = params(true, 1);
-        p.initial_clusters = InitialClusters::Random;
-        p.random_seed = seed;
+        p = p.initial_clusters(InitialClusters::Random);
+        p = p.random_seed(seed);
         let mut e = est(
             p,
             d.path(),
@@ -201,7 +200,7 @@ fn a_damaged_checkpoint_is_detected_and_the_previous_one_used() {
     let n = bytes.len();
     bytes[n - 3] ^= 0x40; // flip a bit inside the tensor data
     std::fs::write(&latest, &bytes).unwrap();
-    let err = centroid::checkpoint::load(&latest).unwrap_err();
+    let err = centroid::model_dir::load(&latest).unwrap_err();
     assert!(
         matches!(err, Error::CorruptCheckpoint { .. }) && err.to_string().contains("checksum"),
         "{err}"
@@ -217,7 +216,7 @@ fn a_damaged_checkpoint_is_detected_and_the_previous_one_used() {
     // Truncated files are refused too.
     std::fs::write(&latest, &bytes[..10]).unwrap();
     assert!(matches!(
-        centroid::checkpoint::load(&latest),
+        centroid::model_dir::load(&latest),
         Err(Error::CorruptCheckpoint { .. })
     ));
 }
@@ -230,7 +229,7 @@ fn a_model_dir_of_another_model_is_refused() {
         .train(constant(&b.points, 2), steps(1))
         .unwrap();
     let mut other = params(false, 1);
-    other.num_clusters = 3;
+    other = other.num_clusters(3);
     let err = est(other, d.path(), config(None))
         .train(constant(&b.points, 2), steps(1))
         .unwrap_err();
@@ -239,7 +238,7 @@ fn a_model_dir_of_another_model_is_refused() {
         "{err}"
     );
     let mut cos = params(false, 1);
-    cos.distance_metric = centroid::Metric::Cosine;
+    cos = cos.distance_metric(centroid::Metric::Cosine);
     let err = est(cos, d.path(), config(None))
         .cluster_centers()
         .unwrap_err();
@@ -355,7 +354,7 @@ fn relative_tolerance_stops_even_at_zero_loss() {
     let pts = [0.0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 5.0, 5.0];
     let d = tempfile::tempdir().unwrap();
     let mut p = params(false, 1);
-    p.relative_tolerance = Some(1e-6);
+    p = p.relative_tolerance(Some(1e-6));
     let mut e = est(p, d.path(), config(None));
     e.train(constant(&pts, 2), TrainArgs::default()).unwrap();
     // Step 1 never stops (no previous loss in this call); step 2 does.
@@ -433,8 +432,8 @@ fn hooks_stop_training_and_listeners_wrap_every_save() {
         constant(&b.points, 2),
         TrainArgs {
             steps: Some(100),
-            hooks: vec![&mut hook],
-            saving_listeners: vec![&mut listener],
+            hooks: vec![Box::new(&mut hook)],
+            saving_listeners: vec![Box::new(&mut listener)],
             ..Default::default()
         },
     )
@@ -546,7 +545,7 @@ fn k_larger_than_the_data_is_an_error() {
     let pts = [0.0f32, 1.0, 2.0];
     let d = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(5);
-    p.use_mini_batch = false;
+    p = p.mode(Mode::FullBatch);
     let err = est(p, d.path(), config(None))
         .train(constant(&pts, 1), steps(1))
         .unwrap_err();
@@ -556,7 +555,7 @@ fn k_larger_than_the_data_is_an_error() {
         "{err}"
     );
     let mut p = KMeansParams::new(5);
-    p.initial_clusters = InitialClusters::Random;
+    p = p.initial_clusters(InitialClusters::Random);
     let input = || {
         Ok(Input::batches(vec![Ok(Dense::new(
             vec![0.0f32, 1.0],
@@ -578,55 +577,75 @@ fn k_larger_than_the_data_is_an_error() {
 #[test]
 fn bad_arguments_are_refused_at_construction() {
     let d = tempfile::tempdir().unwrap();
-    let err = centroid::Metric::from_name("manhattan")
-        .unwrap_err()
-        .to_string();
+    let err = centroid::Metric::from_name("manhattan").unwrap_err();
     assert!(
-        err.contains("\"manhattan\"") && err.contains("\"squared_euclidean\", \"cosine\""),
+        matches!(&err, Error::Param(ParamError::UnknownDistanceMetric(n)) if n == "manhattan"),
         "{err}"
     );
-    let err = InitialClusters::from_name("kmeans++")
-        .unwrap_err()
-        .to_string();
+    // The message names the accepted values.
     assert!(
-        err.contains("\"kmeans++\"") && err.contains("\"random\", \"kmeans_plus_plus\""),
+        err.to_string()
+            .contains("\"squared_euclidean\", \"cosine\""),
+        "{err}"
+    );
+    let err = InitialClusters::from_name("kmeans++").unwrap_err();
+    assert!(
+        matches!(&err, Error::Param(ParamError::UnknownInitialClusters(n)) if n == "kmeans++"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("\"random\", \"kmeans_plus_plus\""),
         "{err}"
     );
     let mk = |p: KMeansParams, c: RunConfig| {
-        KMeansClustering::new(p, Some(d.path().to_path_buf()), Some(c))
+        KMeansClustering::new(p.check()?, Some(d.path().to_path_buf()), Some(c))
     };
-    assert!(mk(KMeansParams::new(0), RunConfig::default()).is_err());
-    let mut p = KMeansParams::new(2);
-    p.mini_batch_steps_per_iteration = 0;
-    assert!(mk(p, RunConfig::default()).is_err());
-    let mut p = KMeansParams::new(2);
-    p.relative_tolerance = Some(f64::NAN);
-    assert!(mk(p, RunConfig::default()).is_err());
+    assert!(matches!(
+        mk(KMeansParams::new(0), RunConfig::default()),
+        Err(Error::Param(ParamError::NoClusters))
+    ));
+    assert!(matches!(
+        Mode::from_flags(true, 0),
+        Err(Error::Param(ParamError::NoStepsPerIteration))
+    ));
+    let p = KMeansParams::new(2).mode(Mode::Async {
+        steps_per_iteration: 0,
+    });
+    assert!(matches!(
+        mk(p, RunConfig::default()),
+        Err(Error::Param(ParamError::NoStepsPerIteration))
+    ));
+    let p = KMeansParams::new(2).relative_tolerance(Some(f64::NAN));
+    assert!(matches!(
+        mk(p, RunConfig::default()),
+        Err(Error::Param(ParamError::BadRelativeTolerance(t))) if t.is_nan()
+    ));
     let c = RunConfig {
         save_checkpoints_steps: Some(10),
         ..Default::default()
     };
-    assert!(mk(KMeansParams::new(2), c)
-        .unwrap_err()
-        .to_string()
-        .contains("cannot both be set"));
+    assert!(matches!(
+        mk(KMeansParams::new(2), c),
+        Err(Error::Param(ParamError::TwoCheckpointSchedules))
+    ));
     let c = RunConfig {
         model_dir: Some("/somewhere/else".into()),
         ..Default::default()
     };
-    assert!(mk(KMeansParams::new(2), c)
-        .unwrap_err()
-        .to_string()
-        .contains("differ"));
+    assert!(matches!(
+        mk(KMeansParams::new(2), c),
+        Err(Error::Param(ParamError::ModelDirsDiffer(a, b)))
+            if a == d.path() && b == Path::new("/somewhere/else")
+    ));
     // config.model_dir alone is used.
     let c = RunConfig {
         model_dir: Some(d.path().to_path_buf()),
         ..Default::default()
     };
-    let e = KMeansClustering::new(KMeansParams::new(2), None, Some(c)).unwrap();
+    let e = KMeansClustering::new(KMeansParams::new(2).check().unwrap(), None, Some(c)).unwrap();
     assert_eq!(e.model_dir(), d.path());
     // No model_dir at all: a fresh temporary one.
-    let e = KMeansClustering::new(KMeansParams::new(2), None, None).unwrap();
+    let e = KMeansClustering::new(KMeansParams::new(2).check().unwrap(), None, None).unwrap();
     assert!(e.model_dir().is_dir() && std::fs::read_dir(e.model_dir()).unwrap().next().is_none());
     std::fs::remove_dir(e.model_dir()).unwrap();
 }
@@ -659,7 +678,7 @@ fn predict_keys_and_evaluation_names() {
     let mut e = est(params(false, 1), d.path(), config(None));
     e.train(constant(&b.points, 2), steps(2)).unwrap();
     let only = PredictArgs {
-        predict_keys: Some(vec!["all_distances".into()]),
+        predict_keys: Some(PredictKeys::ALL_DISTANCES),
         ..Default::default()
     };
     let p = e
@@ -669,16 +688,11 @@ fn predict_keys_and_evaluation_names() {
         .unwrap()
         .unwrap();
     assert!(p.cluster_index.is_none() && p.all_distances.as_ref().unwrap().cols() == 4);
-    let bad = PredictArgs {
-        predict_keys: Some(vec!["labels".into()]),
-        ..Default::default()
-    };
-    let err = e
-        .predict(constant(&b.points, 2), bad)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("unknown predict key \"labels\""), "{err}");
+    let err = PredictKeys::from_names(&["labels"]).unwrap_err();
+    assert!(
+        matches!(&err, Error::Param(ParamError::UnknownPredictKey(k)) if k == "labels"),
+        "{err}"
+    );
     let t: Vec<Dense> = e
         .transform(constant(&b.points, 2))
         .unwrap()
@@ -772,9 +786,10 @@ fn feature_dicts_join_in_sorted_order_or_feature_columns_order() {
     };
     let d = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(2);
-    p.use_mini_batch = false;
-    p.initial_clusters =
-        InitialClusters::Array(Dense::new(vec![5.0f32, 0.0, 5.0, 10.0], 2, 2).unwrap());
+    p = p.mode(Mode::FullBatch);
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::new(vec![5.0f32, 0.0, 5.0, 10.0], 2, 2).unwrap(),
+    ));
     let mut e = est(p.clone(), d.path(), config(None));
     e.train(dict(xs.clone(), ys.clone()), steps(1)).unwrap();
     // Rows are (a, b) = (y, x): centres (5.05, 0.05) and (5.05, 10.05).
@@ -785,8 +800,10 @@ fn feature_dicts_join_in_sorted_order_or_feature_columns_order() {
     );
 
     let d2 = tempfile::tempdir().unwrap();
-    p.feature_columns = Some(vec!["b".into()]);
-    p.initial_clusters = InitialClusters::Array(Dense::new(vec![0.0f32, 10.0], 2, 1).unwrap());
+    p = p.feature_columns(Some(vec!["b".into()]));
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::new(vec![0.0f32, 10.0], 2, 1).unwrap(),
+    ));
     let mut e = est(p, d2.path(), config(None));
     e.train(dict(xs, ys), steps(1)).unwrap();
     let c = centres_f64(&e);
@@ -801,8 +818,10 @@ fn f64_data_trains_f64_centres() {
     let pts: Vec<f64> = vec![0.0, 0.5, 10.0, 10.5];
     let d = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(2);
-    p.use_mini_batch = false;
-    p.initial_clusters = InitialClusters::Array(Dense::new(vec![1.0f32, 9.0], 2, 1).unwrap());
+    p = p.mode(Mode::FullBatch);
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::new(vec![1.0f32, 9.0], 2, 1).unwrap(),
+    ));
     let mut e = est(p, d.path(), config(None));
     e.train(
         || Ok(Input::constant(Dense::new(pts.as_slice(), 4, 1)?)),
@@ -823,14 +842,15 @@ fn a_callable_initialiser_is_called_on_successive_batches() {
     let pts: Vec<f32> = (0..12).map(|i| i as f32).collect();
     let d = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(3);
-    p.use_mini_batch = false;
+    p = p.mode(Mode::FullBatch);
     // Takes the last row of each batch it is given.
-    p.initial_clusters =
-        InitialClusters::Callable(std::sync::Arc::new(|b: &Dense<'_>, remaining: usize| {
+    p = p.initial_clusters(InitialClusters::Callable(std::sync::Arc::new(
+        |b: &Dense<'_>, remaining: usize| {
             assert!(remaining >= 1);
             let v = b.to_type::<f32>();
             Dense::new(vec![v[v.len() - 1]], 1, 1)
-        }));
+        },
+    )));
     let mut e = est(p, d.path(), config(None));
     let input = || {
         let pts = pts.clone();
@@ -845,10 +865,9 @@ fn a_callable_initialiser_is_called_on_successive_batches() {
 
     let d2 = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(2);
-    p.initial_clusters =
-        InitialClusters::Callable(std::sync::Arc::new(|_: &Dense<'_>, _: usize| {
-            Dense::new(vec![1.0f32, 2.0, 3.0], 3, 1)
-        }));
+    p = p.initial_clusters(InitialClusters::Callable(std::sync::Arc::new(
+        |_: &Dense<'_>, _: usize| Dense::new(vec![1.0f32, 2.0, 3.0], 3, 1),
+    )));
     let err = est(p, d2.path(), config(None))
         .train(constant(&pts, 1), steps(1))
         .unwrap_err();
@@ -864,10 +883,16 @@ fn initial_array_width_must_match_the_data() {
     let pts: Vec<f32> = (0..12).map(|i| i as f32).collect();
     let d = tempfile::tempdir().unwrap();
     let mut p = KMeansParams::new(7);
-    p.initial_clusters =
-        InitialClusters::Array(Dense::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap());
-    let e = KMeansClustering::new(p.clone(), Some(d.path().to_path_buf()), None).unwrap();
-    assert_eq!(e.params().num_clusters, 2, "k comes from the array");
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::new(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap(),
+    ));
+    let e = KMeansClustering::new(
+        p.clone().check().unwrap(),
+        Some(d.path().to_path_buf()),
+        None,
+    )
+    .unwrap();
+    assert_eq!(e.params().num_clusters(), 2, "k comes from the array");
     let err = est(p, d.path(), config(None))
         .train(constant(&pts, 2), steps(1))
         .unwrap_err();
@@ -942,10 +967,10 @@ const LINE: [f32; 4] = [0.0, 2.0, 10.0, 14.0];
 
 fn line_params(mini: bool, s: u64) -> KMeansParams {
     let mut p = KMeansParams::new(2);
-    p.use_mini_batch = mini;
-    p.mini_batch_steps_per_iteration = s;
-    p.initial_clusters =
-        InitialClusters::Array(Dense::from_rows(&[vec![3.0f32], vec![9.0]]).unwrap());
+    p = p.mode(Mode::from_flags(mini, s).unwrap());
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::from_rows(&[vec![3.0f32], vec![9.0]]).unwrap(),
+    ));
     p
 }
 
@@ -1053,12 +1078,12 @@ fn train_one_step_initialises_from_its_own_call_and_then_updates_once() {
     let init_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = init_calls.clone();
     let mut p = line_params(false, 1);
-    p.initial_clusters = InitialClusters::Callable(std::sync::Arc::new(
+    p = p.initial_clusters(InitialClusters::Callable(std::sync::Arc::new(
         move |batch: &Dense<'_>, k: usize| -> centroid::Result<Dense<'static>> {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Dense::new(batch.to_type::<f32>()[..k].to_vec(), k, 1)
         },
-    ));
+    )));
     let d = tempfile::tempdir().unwrap();
     let mut e = est(p, d.path(), config(None));
     e.train(input, steps(1)).unwrap();
@@ -1101,7 +1126,7 @@ fn relative_tolerance_compares_losses_within_one_call_only() {
     // Losses: 36 (centres 3, 9), then 10, 10, ... (centres 1, 12).
     let d = tempfile::tempdir().unwrap();
     let mut p = line_params(false, 1);
-    p.relative_tolerance = Some(1e-6);
+    p = p.relative_tolerance(Some(1e-6));
     let mut e = est(p, d.path(), config(None));
     let mut losses = Vec::new();
     let mut record = |s: i64, l: f64| losses.push((s, l));
@@ -1178,31 +1203,32 @@ fn evaluate_predict_and_score_read_a_constant_batch_once() {
         .collect();
     assert_eq!(idx, [vec![0, 0, 1, 1]]);
     // predict_keys: empty and unknown keys are refused, naming the accepted.
-    for keys in [
-        vec![],
-        vec!["cluster_index".to_string(), "score".to_string()],
-    ] {
-        let err = e
-            .predict(
-                constant(&LINE, 1),
-                PredictArgs {
-                    predict_keys: Some(keys),
-                    ..Default::default()
-                },
-            )
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            err.contains("accepted: \"cluster_index\", \"all_distances\""),
-            "{err}"
-        );
-    }
+    let empty: [&str; 0] = [];
+    let err = PredictKeys::from_names(&empty).unwrap_err();
+    assert!(
+        matches!(err, Error::Param(ParamError::NoPredictKeys)),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("accepted: \"cluster_index\", \"all_distances\""),
+        "{err}"
+    );
+    let err = PredictKeys::from_names(&["cluster_index", "score"]).unwrap_err();
+    assert!(
+        matches!(&err, Error::Param(ParamError::UnknownPredictKey(k)) if k == "score"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("accepted: \"cluster_index\", \"all_distances\""),
+        "{err}"
+    );
     let only = e
         .predict(
             constant(&LINE, 1),
             PredictArgs {
-                predict_keys: Some(vec!["cluster_index".into()]),
+                predict_keys: Some(PredictKeys::from_names(&["cluster_index"]).unwrap()),
                 ..Default::default()
             },
         )
@@ -1286,8 +1312,8 @@ fn hooks_and_listeners_run_in_the_order_given_around_every_call() {
         constant(&LINE, 1),
         TrainArgs {
             steps: Some(3),
-            hooks: vec![&mut h1, &mut h2],
-            saving_listeners: vec![&mut l1, &mut l2],
+            hooks: vec![Box::new(&mut h1), Box::new(&mut h2)],
+            saving_listeners: vec![Box::new(&mut l1), Box::new(&mut l2)],
             ..Default::default()
         },
     )
@@ -1332,7 +1358,7 @@ fn hooks_and_listeners_run_in_the_order_given_around_every_call() {
     e.evaluate(
         constant(&LINE, 1),
         EvalArgs {
-            hooks: vec![&mut h1, &mut h2],
+            hooks: vec![Box::new(&mut h1), Box::new(&mut h2)],
             ..Default::default()
         },
     )
@@ -1364,7 +1390,7 @@ fn hooks_and_listeners_run_in_the_order_given_around_every_call() {
         .predict(
             two,
             PredictArgs {
-                hooks: vec![&mut h1],
+                hooks: vec![Box::new(&mut h1)],
                 ..Default::default()
             },
         )
@@ -1405,7 +1431,7 @@ fn an_interrupt_right_after_a_save_does_not_save_twice() {
             constant(&LINE, 1),
             TrainArgs {
                 interrupt: Some(&mut interrupt),
-                saving_listeners: vec![&mut l],
+                saving_listeners: vec![Box::new(&mut l)],
                 ..Default::default()
             },
         )
@@ -1442,7 +1468,7 @@ fn no_checkpoint_is_written_before_valid_centres_exist() {
     let d = tempfile::tempdir().unwrap();
     // Initialisation fails: k-means++ needs 5 rows.
     let mut p = KMeansParams::new(5);
-    p.initial_clusters = InitialClusters::KMeansPlusPlus;
+    p = p.initial_clusters(InitialClusters::KMeansPlusPlus);
     assert!(est(p, d.path(), config(Some(1)))
         .train(constant(&LINE, 1), steps(3))
         .is_err());
@@ -1453,7 +1479,7 @@ fn no_checkpoint_is_written_before_valid_centres_exist() {
             constant(&LINE, 1),
             TrainArgs {
                 steps: Some(3),
-                hooks: vec![&mut hook],
+                hooks: vec![Box::new(&mut hook)],
                 ..Default::default()
             },
         )
@@ -1466,7 +1492,7 @@ fn no_checkpoint_is_written_before_valid_centres_exist() {
 fn an_incompatible_model_dir_names_both_sides() {
     let d = tempfile::tempdir().unwrap();
     let mut p = line_params(true, 2);
-    p.feature_columns = Some(vec!["a".into(), "b".into()]);
+    p = p.feature_columns(Some(vec!["a".into(), "b".into()]));
     let cols = || {
         let mut m = BTreeMap::new();
         m.insert(
@@ -1476,13 +1502,14 @@ fn an_incompatible_model_dir_names_both_sides() {
         m.insert("b".to_string(), Column::vector(vec![0.0f32, 0.0, 0.0, 0.0]));
         Ok(Input::constant(Features::Columns(m)))
     };
-    p.initial_clusters =
-        InitialClusters::Array(Dense::from_rows(&[vec![3.0f32, 0.0], vec![9.0, 0.0]]).unwrap());
+    p = p.initial_clusters(InitialClusters::Array(
+        Dense::from_rows(&[vec![3.0f32, 0.0], vec![9.0, 0.0]]).unwrap(),
+    ));
     est(p.clone(), d.path(), config(None))
         .train(cols, steps(1))
         .unwrap();
     let mut q = p.clone();
-    q.feature_columns = Some(vec!["b".into(), "a".into()]);
+    q = q.feature_columns(Some(vec!["b".into(), "a".into()]));
     let err = est(q, d.path(), config(None))
         .train(cols, steps(1))
         .unwrap_err()
@@ -1492,7 +1519,9 @@ fn an_incompatible_model_dir_names_both_sides() {
         "{err}"
     );
     let mut q = p.clone();
-    q.mini_batch_steps_per_iteration = 3;
+    q = q.mode(Mode::Async {
+        steps_per_iteration: 3,
+    });
     let err = est(q, d.path(), config(None))
         .cluster_centers()
         .unwrap_err()
@@ -1554,10 +1583,9 @@ fn every_mode_is_bit_identical_at_one_and_two_threads() {
                 for threads in [1, 2] {
                     let d = tempfile::tempdir().unwrap();
                     let mut p = KMeansParams::new(5);
-                    p.initial_clusters = init.clone();
-                    p.use_mini_batch = mini;
-                    p.mini_batch_steps_per_iteration = s;
-                    p.random_seed = 5;
+                    p = p.initial_clusters(init.clone());
+                    p = p.mode(Mode::from_flags(mini, s).unwrap());
+                    p = p.random_seed(5);
                     let c = RunConfig {
                         num_threads: Some(threads),
                         ..config(None)
@@ -1598,4 +1626,98 @@ fn every_mode_is_bit_identical_at_one_and_two_threads() {
             }
         }
     }
+}
+
+// ------------------------------------------------------------------------
+// Checkpoints written before the signature was typed (format version 1, by
+// the command line of that time) load, rebuild their parameters, and resume.
+
+fn old_format_copy(name: &str) -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/format1")
+        .join(name);
+    let dst = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dst.path().join(entry.file_name())).unwrap();
+    }
+    dst
+}
+
+fn params_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    serde_json::from_str(header["__metadata__"]["params"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn checkpoints_of_the_untyped_signature_still_load() {
+    use centroid::model_dir;
+    use centroid::{InitKind, Metric, Retries};
+
+    // Full batch from an array of centres: rows (0,0), (2,0), (10,1), (14,1)
+    // from (3,0), (9,1); two Lloyd steps give (1,0) and (12,1).
+    let d = old_format_copy("full_array");
+    let loaded = model_dir::load_latest_good(d.path()).unwrap().unwrap();
+    let sig = &loaded.signature;
+    assert_eq!((sig.num_clusters, sig.num_features), (2, 2));
+    assert_eq!(sig.distance_metric, Metric::SquaredEuclidean);
+    assert_eq!(sig.mode, Mode::FullBatch);
+    assert_eq!(sig.initial_clusters, InitKind::Array { rows: 2, cols: 2 });
+    assert_eq!(sig.kmeans_plus_plus_num_retries, Retries::Count(2));
+    assert_eq!((sig.random_seed, sig.relative_tolerance), (5, Some(1e-4)));
+    let p = KMeansParams::from_signature(sig);
+    assert!(matches!(
+        p.clone().check().unwrap().initial_clusters(),
+        InitialClusters::Restored(InitKind::Array { rows: 2, cols: 2 })
+    ));
+    let mut e = est(p, d.path(), config(None));
+    let c = e.cluster_centers().unwrap().to_type::<f64>().into_owned();
+    assert_eq!(c, vec![1.0, 0.0, 12.0, 1.0]);
+    // Resuming writes the parameters back under the same names and values.
+    let rows = [0.0f32, 0.0, 2.0, 0.0, 10.0, 1.0, 14.0, 1.0];
+    e.train(constant(&rows, 2), steps(1)).unwrap();
+    let old = model_dir::checkpoint_path(d.path(), 2);
+    let new = model_dir::checkpoint_path(d.path(), 3);
+    assert_eq!(e.latest_checkpoint(), Some(new.clone()));
+    assert_eq!(params_json(&new), params_json(&old));
+    assert_eq!(params_json(&old)["initial_clusters"], "array[2x2]");
+
+    // Asynchronous mini-batch (S = 3) from k-means++, in float64: every
+    // variable of the mode is there, and the mode comes back typed.
+    let d = old_format_copy("async_kpp");
+    let loaded = model_dir::load_latest_good(d.path()).unwrap().unwrap();
+    let sig = &loaded.signature;
+    assert_eq!(sig.dtype, centroid::DType::F64);
+    assert_eq!(
+        sig.mode,
+        Mode::Async {
+            steps_per_iteration: 3
+        }
+    );
+    assert_eq!(sig.initial_clusters, InitKind::KMeansPlusPlus);
+    let mut e = est(KMeansParams::from_signature(sig), d.path(), config(None));
+    assert_eq!(
+        e.get_variable_names().unwrap(),
+        [
+            "clusters",
+            "initialized",
+            "global_step",
+            "cluster_counts",
+            "clusters_updated",
+            "update_in_steps"
+        ]
+    );
+    let rows: Vec<f64> = vec![0.0, 0.0, 2.0, 0.0, 10.0, 1.0, 14.0, 1.0];
+    e.train(
+        move || Ok(Input::constant(Dense::new(rows.clone(), 4, 2)?)),
+        steps(1),
+    )
+    .unwrap();
+    let new = model_dir::checkpoint_path(d.path(), 6);
+    assert_eq!(
+        params_json(&new),
+        params_json(&model_dir::checkpoint_path(d.path(), 5))
+    );
 }

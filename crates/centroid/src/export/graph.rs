@@ -19,13 +19,18 @@ pub const GRAPH_DEF_PRODUCER: i32 = 1645;
 
 /// Node names of the graph's public tensors (`<name>:0`).
 pub const CLUSTERS_NODE: &str = "clusters";
+/// The node of the normalised centres (cosine).
 pub const CLUSTERS_NORMALIZED_NODE: &str = "clusters_normalized";
+/// The node of the distances to every centre.
 pub const ALL_DISTANCES_NODE: &str = "all_distances";
+/// The node of the nearest centre.
 pub const CLUSTER_INDEX_NODE: &str = "cluster_index";
 
 /// One input placeholder of the graph.
 pub struct Placeholder {
+    /// The placeholder node of this input.
     pub node_name: String,
+    /// Its number of columns.
     pub width: usize,
 }
 
@@ -324,6 +329,7 @@ fn values_le<T: Float>(values: &[T]) -> Vec<u8> {
     out
 }
 
+/// A `type` attribute of this data type.
 pub fn type_attr(t: DataType) -> AttrValue {
     AttrValue {
         value: Some(Value::Type(t as i32)),

@@ -27,6 +27,9 @@
 //! what the estimator's `export_saved_model` needs).
 
 pub mod graph;
+/// Copies of TensorFlow's protobuf messages (prost-derived); their fields are
+/// documented in TensorFlow's `.proto` files, under the same names.
+#[allow(missing_docs)]
 pub mod proto;
 pub mod text;
 
@@ -54,8 +57,11 @@ pub const VARIABLES_DIR: &str = "variables";
 pub const SERVE_TAG: &str = "serve";
 /// Signature keys and their single output key.
 pub const SERVING_DEFAULT_SIGNATURE: &str = "serving_default";
+/// The signature giving the nearest cluster.
 pub const CLUSTER_INDEX_SIGNATURE: &str = "cluster_index";
+/// The signature giving the distances to every centre.
 pub const ALL_DISTANCES_SIGNATURE: &str = "all_distances";
+/// The output key of every signature.
 pub const OUTPUT_KEY: &str = "output";
 /// The method of every signature (TensorFlow's PREDICT_METHOD_NAME).
 pub const PREDICT_METHOD_NAME: &str = "tensorflow/serving/predict";
@@ -69,6 +75,7 @@ pub const TENSORFLOW_VERSION: &str = "2.15.1";
 /// columns joined left to right in this order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServingInputReceiver {
+    /// The serving inputs as (name, width), in the order they are joined.
     pub features: Vec<(String, usize)>,
 }
 

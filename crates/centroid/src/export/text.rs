@@ -131,6 +131,7 @@ fn quote(bytes: &[u8]) -> String {
 
 /// A message that can print its fields (not its own braces).
 pub trait WriteText {
+    /// Writes the message as text format fields.
     fn write_text(&self, w: &mut TextWriter);
 }
 
