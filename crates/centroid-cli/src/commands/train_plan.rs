@@ -474,14 +474,15 @@ mod tests {
             assert!(e.to_string().contains(message), "{extra:?}: {e}");
         }
         // A file that cannot be read: the reader's error, as it is.
+        let unreadable = || Error::InvalidData("c.npy: not a valid .npy file".into());
         let e = plan(
             &flags(&["--init", "c.npy"]),
             None,
             data(),
-            &mut |_: &Path| Err(Error::InvalidData("c.npy: not a valid .npy file".into())),
+            &mut |_: &Path| Err(unreadable()),
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "c.npy: not a valid .npy file");
+        assert_eq!(e.to_string(), unreadable().to_string());
     }
 
     #[test]
