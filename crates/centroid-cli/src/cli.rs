@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use centroid::{DType, Metric, ALL_DISTANCES, CLUSTER_INDEX};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::readers::Format;
@@ -64,12 +65,105 @@ pub enum DTypeArg {
     F64,
 }
 
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> DType {
+        match d {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::F64 => DType::F64,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DistanceArg {
     #[value(name = "squared_euclidean")]
     SquaredEuclidean,
     #[value(name = "cosine")]
     Cosine,
+}
+
+impl From<DistanceArg> for Metric {
+    fn from(d: DistanceArg) -> Metric {
+        match d {
+            DistanceArg::SquaredEuclidean => Metric::SquaredEuclidean,
+            DistanceArg::Cosine => Metric::Cosine,
+        }
+    }
+}
+
+/// The ways `--init` can place the first centres without a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitMethod {
+    #[value(name = "random")]
+    Random,
+    #[value(name = "kmeans_plus_plus")]
+    KMeansPlusPlus,
+}
+
+/// `--init`: a method by name, or else a file of centres. A file whose name
+/// is a method's name can be given as `./random`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitArg {
+    Method(InitMethod),
+    File(PathBuf),
+}
+
+fn parse_init(s: &str) -> Result<InitArg, String> {
+    Ok(match InitMethod::from_str(s, false) {
+        Ok(method) => InitArg::Method(method),
+        Err(_) => InitArg::File(PathBuf::from(s)),
+    })
+}
+
+/// One output of `predict`, named as the Estimator names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PredictKey {
+    #[value(name = "cluster_index")]
+    ClusterIndex,
+    #[value(name = "all_distances")]
+    AllDistances,
+}
+
+impl PredictKey {
+    /// The Estimator's name for this output.
+    pub fn name(self) -> &'static str {
+        match self {
+            PredictKey::ClusterIndex => CLUSTER_INDEX,
+            PredictKey::AllDistances => ALL_DISTANCES,
+        }
+    }
+}
+
+/// The trained model a command reads, and how to run it: the flags that
+/// `evaluate`, `predict` and `transform` share.
+#[derive(Args, Debug)]
+pub struct SavedModelArgs {
+    /// The model directory `train` wrote.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: PathBuf,
+
+    /// Use this checkpoint instead of the latest.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// What `predict` and `transform` read: the data, the model, and the rows
+/// per batch as the file streams through it.
+#[derive(Args, Debug)]
+pub struct PredictInputArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+
+    #[command(flatten)]
+    pub model: SavedModelArgs,
+
+    /// Rows per batch while streaming.
+    #[arg(long, value_name = "N", default_value_t = 16384)]
+    pub batch_size: usize,
 }
 
 #[derive(Args, Debug)]
@@ -88,8 +182,8 @@ pub struct TrainArgs {
 
     /// Initial centres: random, kmeans_plus_plus, or a file of k rows
     /// (.npy, .csv or .parquet).
-    #[arg(long, value_name = "random|kmeans_plus_plus|CENTRES.npy")]
-    pub init: Option<String>,
+    #[arg(long, value_name = "random|kmeans_plus_plus|CENTRES.npy", value_parser = parse_init)]
+    pub init: Option<InitArg>,
 
     /// Distance metric.
     #[arg(long, value_enum)]
@@ -162,11 +256,8 @@ pub struct TrainArgs {
 pub struct EvaluateArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    #[arg(long, value_name = "DIR")]
-    pub model_dir: PathBuf,
-    /// Evaluate this checkpoint instead of the latest.
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: SavedModelArgs,
     /// Keep this evaluation's metrics apart (model_dir/eval_NAME).
     #[arg(long)]
     pub name: Option<String>,
@@ -175,50 +266,37 @@ pub struct EvaluateArgs {
     /// whole file is one batch, so the loss is the sum over all rows.
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     #[command(flatten)]
-    pub data: DataArgs,
-    #[arg(long, value_name = "DIR")]
-    pub model_dir: PathBuf,
+    pub input: PredictInputArgs,
     /// Output file (.csv or .npy); CSV on standard output when absent.
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
     /// What to write: cluster_index, all_distances, or both.
-    #[arg(long, value_delimiter = ',', default_value = "cluster_index")]
-    pub keys: Vec<String>,
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: Option<PathBuf>,
-    /// Rows per batch while streaming.
-    #[arg(long, value_name = "N", default_value_t = 16384)]
-    pub batch_size: usize,
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "cluster_index"
+    )]
+    pub keys: Vec<PredictKey>,
 }
 
 #[derive(Args, Debug)]
 pub struct TransformArgs {
     #[command(flatten)]
-    pub data: DataArgs,
-    #[arg(long, value_name = "DIR")]
-    pub model_dir: PathBuf,
+    pub input: PredictInputArgs,
     /// Output file (.csv or .npy): one row of k distances per input row.
     #[arg(long, value_name = "PATH")]
     pub output: PathBuf,
-    #[arg(long, value_name = "PATH")]
-    pub checkpoint: Option<PathBuf>,
-    #[arg(long, value_name = "N", default_value_t = 16384)]
-    pub batch_size: usize,
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// The model directory `train` wrote.
     #[arg(long, value_name = "DIR")]
     pub model_dir: PathBuf,
     /// Print JSON.
@@ -230,6 +308,7 @@ pub struct InspectArgs {
 pub struct PlotArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// The model directory `train` wrote.
     #[arg(long, value_name = "DIR")]
     pub model_dir: PathBuf,
     /// The PNG file to write.
@@ -241,4 +320,88 @@ pub struct PlotArgs {
     /// Image width and height in pixels.
     #[arg(long, value_name = "WxH", default_value = "1600x700")]
     pub size: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["centroid"].iter().chain(args))
+    }
+
+    #[test]
+    fn init_is_a_method_by_name_or_else_a_file() {
+        let init = |value: &str| {
+            let cli = parse(&["train", "--data", "d", "--model-dir", "m", "--init", value]);
+            match cli.unwrap().command {
+                Command::Train(a) => a.init,
+                other => panic!("parsed as {other:?}"),
+            }
+        };
+        assert_eq!(init("random"), Some(InitArg::Method(InitMethod::Random)));
+        assert_eq!(
+            init("kmeans_plus_plus"),
+            Some(InitArg::Method(InitMethod::KMeansPlusPlus))
+        );
+        for file in ["centres.npy", "./random", "kmeans++", "Random"] {
+            assert_eq!(init(file), Some(InitArg::File(file.into())), "{file}");
+        }
+    }
+
+    #[test]
+    fn predict_keys_are_the_estimators_names() {
+        let keys = |args: &[&str]| {
+            let mut argv = vec!["predict", "--data", "d", "--model-dir", "m"];
+            argv.extend(args);
+            match parse(&argv).map(|c| c.command) {
+                Ok(Command::Predict(a)) => Ok(a.keys),
+                Ok(other) => panic!("parsed as {other:?}"),
+                Err(e) => Err(e.kind()),
+            }
+        };
+        assert_eq!(keys(&[]), Ok(vec![PredictKey::ClusterIndex]));
+        assert_eq!(
+            keys(&["--keys", "all_distances,cluster_index"]),
+            Ok(vec![PredictKey::AllDistances, PredictKey::ClusterIndex])
+        );
+        assert_eq!(
+            keys(&["--keys", "cluster_index,distances"]),
+            Err(clap::error::ErrorKind::InvalidValue)
+        );
+        // Every value clap accepts is a name the Estimator knows.
+        for key in PredictKey::value_variants() {
+            let flag_name = key.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(flag_name.as_deref(), Some(key.name()));
+        }
+        assert_eq!(PredictKey::ClusterIndex.name(), CLUSTER_INDEX);
+        assert_eq!(PredictKey::AllDistances.name(), ALL_DISTANCES);
+    }
+
+    #[test]
+    fn the_shared_flags_mean_the_same_in_every_command() {
+        let shared = ["--model-dir", "m", "--checkpoint", "c", "--threads", "3"];
+        for (cmd, own) in [
+            ("evaluate", &[][..]),
+            ("predict", &[][..]),
+            ("transform", &["--output", "o.npy"][..]),
+        ] {
+            let argv: Vec<&str> = [cmd, "--data", "d"]
+                .iter()
+                .chain(&shared)
+                .chain(own)
+                .copied()
+                .collect();
+            let cli = parse(&argv).unwrap_or_else(|e| panic!("{cmd}: {e}"));
+            let model = match &cli.command {
+                Command::Evaluate(a) => &a.model,
+                Command::Predict(a) => &a.input.model,
+                Command::Transform(a) => &a.input.model,
+                other => panic!("parsed as {other:?}"),
+            };
+            assert_eq!(model.model_dir, PathBuf::from("m"), "{cmd}");
+            assert_eq!(model.checkpoint, Some(PathBuf::from("c")), "{cmd}");
+            assert_eq!(model.threads, Some(3), "{cmd}");
+        }
+    }
 }

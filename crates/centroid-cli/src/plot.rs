@@ -1,26 +1,37 @@
-//! `centroid plot`: a PNG with the clusters (the data projected on its first
-//! two principal axes, coloured by nearest centre, centres marked) beside
-//! the training loss curve the Estimator recorded.
+//! Drawing `centroid plot`'s figure: a PNG with the clusters (points in
+//! the plane of two principal axes, coloured by nearest centre, centres
+//! marked) beside the training loss curve. Knows nothing of models or
+//! files beyond the image it writes; [`crate::commands`] computes the
+//! [`Figure`].
 
 use std::path::Path;
 
-use centroid::{Error, Features, Input, PredictArgs, PredictKeys, Result};
+use centroid::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
-
-use crate::cli::PlotArgs;
-use crate::commands::{open_for_model, read_train_losses};
-use crate::pca::Pca;
-use crate::readers::Source;
-use crate::saved;
 
 /// DejaVu Sans (Bitstream Vera licence, see assets/), embedded so that the
 /// plot needs no system font.
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
-/// Rows used to fit the projection (the plot itself shows up to --max-points).
-const PCA_FIT_ROWS: usize = 4000;
+/// What the figure shows.
+pub struct Figure<'a> {
+    pub title: String,
+    /// The sampled rows, projected.
+    pub points: &'a [(f64, f64)],
+    /// Each point's cluster.
+    pub labels: &'a [usize],
+    /// The centres, projected.
+    pub centres: &'a [(f64, f64)],
+    /// The share of the variance each of the two axes explains.
+    pub explained: [f64; 2],
+    /// Rows shown, of rows in the file.
+    pub shown: usize,
+    pub total: usize,
+    /// The per-step training losses: (global step, loss).
+    pub losses: &'a [(i64, f64)],
+}
 
 /// Matplotlib's "tab10" palette, then evenly spread hues for larger k.
 fn colour(j: usize) -> RGBColor {
@@ -62,50 +73,6 @@ fn hsl_to_rgb(h: f64, s: f64, l: f64) -> (u8, u8, u8) {
     (to(r), to(g), to(b))
 }
 
-fn parse_size(s: &str) -> Result<(u32, u32)> {
-    let bad = || Error::InvalidArgument(format!("--size must look like 1600x700, got {s:?}"));
-    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    let (w, h): (u32, u32) = (
-        w.trim().parse().map_err(|_| bad())?,
-        h.trim().parse().map_err(|_| bad())?,
-    );
-    if !(400..=10000).contains(&w) || !(300..=10000).contains(&h) {
-        return Err(Error::InvalidArgument(format!(
-            "--size {w}x{h} is out of range (400x300 to 10000x10000)"
-        )));
-    }
-    Ok((w, h))
-}
-
-/// Every `stride`-th row of the source, with the stride doubled whenever more
-/// than `max_rows` are kept, so memory stays bounded for any file length.
-fn sample_rows(source: &dyn Source, max_rows: usize) -> Result<(Vec<f64>, usize, usize)> {
-    let d = source.width();
-    let max_rows = max_rows.max(2);
-    let mut stride = match source.rows() {
-        Some(n) => n.div_ceil(max_rows).max(1),
-        None => 1,
-    };
-    let (mut kept, mut seen, mut total) = (Vec::new(), 0usize, 0usize);
-    for batch in source.batches(1 << 14)? {
-        let batch = batch?;
-        let v = batch.to_type::<f64>();
-        for row in v.chunks_exact(d) {
-            if seen % stride == 0 {
-                kept.extend_from_slice(row);
-                if kept.len() / d > max_rows {
-                    // Keep every other kept row: the rows at multiples of 2*stride.
-                    kept = kept.chunks_exact(d).step_by(2).flatten().copied().collect();
-                    stride *= 2;
-                }
-            }
-            seen += 1;
-            total += 1;
-        }
-    }
-    Ok((kept, d, total))
-}
-
 fn draw_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Io {
         action: "cannot draw",
@@ -114,93 +81,19 @@ fn draw_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-pub fn plot_command(a: PlotArgs) -> Result<()> {
-    let (w, h) = parse_size(&a.size)?;
-    if a.max_points == 0 {
-        return Err(Error::InvalidArgument(
-            "--max-points must be at least 1".into(),
-        ));
-    }
-    let loaded = saved::require(&a.model_dir)?;
-    let sig = loaded.signature.clone();
-    let source = open_for_model(&a.data, &a.model_dir, &loaded)?;
-    let est = saved::estimator(&a.model_dir, &loaded, None)?;
-    let (rows, d, total) = sample_rows(&*source, a.max_points)?;
-    let n = rows.len() / d;
-
-    // The points' clusters, as the model assigns them.
-    let sample = centroid::Dense::new(rows.clone(), n, d)?;
-    let mut labels: Vec<usize> = Vec::with_capacity(n);
-    let predictions = est.predict(
-        || {
-            Ok(Input::batches(std::iter::once(Ok(Features::Dense(
-                crate::readers::borrow(&sample),
-            )))))
-        },
-        PredictArgs {
-            predict_keys: Some(PredictKeys::CLUSTER_INDEX),
-            ..Default::default()
-        },
-    )?;
-    for b in predictions {
-        labels.extend(
-            b?.cluster_index
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| i.max(0) as usize),
-        );
-    }
-    let centres = loaded.state.clusters().to_type::<f64>().into_owned();
-    let k = sig.num_clusters;
-
-    let fit_stride = n.div_ceil(PCA_FIT_ROWS).max(1);
-    let fit_rows: Vec<f64> = rows
-        .chunks_exact(d)
-        .step_by(fit_stride)
-        .flatten()
-        .copied()
-        .collect();
-    let pca = Pca::fit(&fit_rows, fit_rows.len() / d, d);
-    let points: Vec<(f64, f64)> = rows.chunks_exact(d).map(|r| pca.project(r)).collect();
-    let centre_points: Vec<(f64, f64)> = centres.chunks_exact(d).map(|c| pca.project(c)).collect();
-    let losses = read_train_losses(&a.model_dir)?;
-
+/// Draws `figure` into a PNG of `width x height` pixels at `out`.
+pub fn draw(out: &Path, (width, height): (u32, u32), figure: &Figure<'_>) -> Result<()> {
     let _ = register_font("sans-serif", FontStyle::Normal, FONT);
-    let out = &a.output;
-    {
-        let root = BitMapBackend::new(out, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| draw_err(out, e))?;
-        let title = format!(
-            "{}: k = {k}, {}, {}, global step {}",
-            a.model_dir.file_name().map_or_else(
-                || a.model_dir.display().to_string(),
-                |f| f.to_string_lossy().into()
-            ),
-            sig.distance_metric.name(),
-            if sig.mode.use_mini_batch() {
-                "mini-batch"
-            } else {
-                "full batch"
-            },
-            loaded.state.global_step()
-        );
-        let root = root
-            .titled(&title, ("sans-serif", 26).into_font().color(&BLACK))
-            .map_err(|e| draw_err(out, e))?;
-        let (left, right) = root.split_horizontally((w as f64 * 0.58) as u32);
-        draw_clusters(&left, &points, &labels, &centre_points, &pca, n, total, k)
-            .map_err(|e| draw_err(out, e))?;
-        draw_losses(&right, &losses).map_err(|e| draw_err(out, e))?;
-        root.present().map_err(|e| draw_err(out, e))?;
-    }
-    println!(
-        "wrote {} ({w}x{h}): {n} of {total} rows, {k} clusters, {} recorded losses",
-        out.display(),
-        losses.len()
-    );
-    Ok(())
+    let root = BitMapBackend::new(out, (width, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_err(out, e))?;
+    let root = root
+        .titled(&figure.title, ("sans-serif", 26).into_font().color(&BLACK))
+        .map_err(|e| draw_err(out, e))?;
+    let (left, right) = root.split_horizontally((width as f64 * 0.58) as u32);
+    draw_clusters(&left, figure).map_err(|e| draw_err(out, e))?;
+    draw_losses(&right, figure.losses).map_err(|e| draw_err(out, e))?;
+    root.present().map_err(|e| draw_err(out, e))
 }
-
 /// A tick label with as many decimals as the axis span needs.
 fn tick(v: f64, span: f64) -> String {
     if v != 0.0 && (v.abs() >= 1e6 || v.abs() < 1e-3) {
@@ -242,17 +135,12 @@ fn padded_range(vals: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     (lo - pad)..(hi + pad)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn draw_clusters(
     area: &DrawingArea<BitMapBackend<'_>, Shift>,
-    points: &[(f64, f64)],
-    labels: &[usize],
-    centres: &[(f64, f64)],
-    pca: &Pca,
-    shown: usize,
-    total: usize,
-    k: usize,
+    figure: &Figure<'_>,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let (points, centres) = (figure.points, figure.centres);
+    let (shown, total, k) = (figure.shown, figure.total, centres.len());
     let all = points.iter().chain(centres);
     let xr = padded_range(all.clone().map(|p| p.0));
     let yr = padded_range(all.map(|p| p.1));
@@ -271,11 +159,11 @@ fn draw_clusters(
         .configure_mesh()
         .x_desc(format!(
             "PC 1 ({:.1}% of variance)",
-            pca.explained[0] * 100.0
+            figure.explained[0] * 100.0
         ))
         .y_desc(format!(
             "PC 2 ({:.1}% of variance)",
-            pca.explained[1] * 100.0
+            figure.explained[1] * 100.0
         ))
         .axis_desc_style(("sans-serif", 16))
         .label_style(("sans-serif", 13))
@@ -293,7 +181,7 @@ fn draw_clusters(
     chart.draw_series(
         points
             .iter()
-            .zip(labels)
+            .zip(figure.labels)
             .map(|(&p, &l)| Circle::new(p, radius, colour(l).mix(alpha).filled())),
     )?;
     // Centres: a large disc of the cluster's colour in a black ring, with

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
@@ -14,24 +15,17 @@ use predicates::prelude::*;
 fn full_lifecycle(data: &std::path::Path, rows: &[Vec<f64>], truth: &[usize], extra: &[&str]) {
     let dir = tmp();
     let model = p(&dir, "model");
-    let out = centroid()
-        .args(["train", "--data"])
-        .arg(data)
-        .arg("--model-dir")
-        .arg(&model)
-        .args([
-            "--num-clusters",
-            "3",
-            "--init",
-            "kmeans_plus_plus",
-            "--json",
-        ])
-        .args(extra)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(
+        on_model("train", data, &model)
+            .args([
+                "--num-clusters",
+                "3",
+                "--init",
+                "kmeans_plus_plus",
+                "--json",
+            ])
+            .args(extra),
+    );
     let trained = json(&out);
     assert_eq!(trained["num_clusters"], 3);
     assert_eq!(trained["num_features"], rows[0].len());
@@ -54,17 +48,7 @@ fn full_lifecycle(data: &std::path::Path, rows: &[Vec<f64>], truth: &[usize], ex
     }
 
     // predict: to standard output, CSV with a header.
-    let out = centroid()
-        .args(["predict", "--data"])
-        .arg(data)
-        .arg("--model-dir")
-        .arg(&model)
-        .args(extra)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(on_model("predict", data, &model).args(extra));
     let pred = parse_index_csv(&String::from_utf8(out).unwrap());
     let brute: Vec<usize> = rows.iter().map(|r| nearest(r, &centres).0).collect();
     assert_eq!(pred, brute);
@@ -72,17 +56,7 @@ fn full_lifecycle(data: &std::path::Path, rows: &[Vec<f64>], truth: &[usize], ex
 
     // evaluate: the whole file as one batch, so loss = the sum of squared
     // distances to the nearest centre.
-    let out = centroid()
-        .args(["evaluate", "--data"])
-        .arg(data)
-        .arg("--model-dir")
-        .arg(&model)
-        .args(extra)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(on_model("evaluate", data, &model).args(extra));
     let ev = json(&out);
     let inertia: f64 = rows.iter().map(|r| nearest(r, &centres).1).sum();
     let score = ev["score"].as_f64().unwrap();
@@ -102,11 +76,7 @@ fn full_lifecycle(data: &std::path::Path, rows: &[Vec<f64>], truth: &[usize], ex
 
     // transform: distances to every centre, as NPY.
     let npy = p(&dir, "dist.npy");
-    centroid()
-        .args(["transform", "--data"])
-        .arg(data)
-        .arg("--model-dir")
-        .arg(&model)
+    on_model("transform", data, &model)
         .arg("--output")
         .arg(&npy)
         .args(extra)
@@ -127,15 +97,7 @@ fn full_lifecycle(data: &std::path::Path, rows: &[Vec<f64>], truth: &[usize], ex
     }
 
     // inspect --json: parameters, variables with shapes, checkpoints.
-    let out = centroid()
-        .args(["inspect", "--json", "--model-dir"])
-        .arg(&model)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let info = json(&out);
+    let info = inspect_json(&model);
     assert_eq!(info["global_step"].as_i64().unwrap(), global_step);
     assert_eq!(info["parameters"]["num_clusters"], 3);
     assert_eq!(info["parameters"]["use_mini_batch"], false);
@@ -156,11 +118,7 @@ fn full_lifecycle(data: &std::path::Path, rows: &[Vec<f64>], truth: &[usize], ex
 
     // plot: a PNG of the requested size.
     let png = p(&dir, "plot.png");
-    centroid()
-        .args(["plot", "--data"])
-        .arg(data)
-        .arg("--model-dir")
-        .arg(&model)
+    on_model("plot", data, &model)
         .arg("--output")
         .arg(&png)
         .args(["--size", "1000x500"])
@@ -218,22 +176,11 @@ fn every_command_on_npy_f64_fortran_order() {
     // The model trained in f64, from the file's own type.
     let dir2 = tmp();
     let model = p(&dir2, "m");
-    centroid()
-        .args(["train", "-k", "3", "--data"])
-        .arg(&path)
-        .arg("--model-dir")
-        .arg(&model)
+    on_model("train", &path, &model)
+        .args(["-k", "3"])
         .assert()
         .success();
-    let out = centroid()
-        .args(["inspect", "--json", "--model-dir"])
-        .arg(&model)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(json(&out)["parameters"]["dtype"], "f64");
+    assert_eq!(inspect_json(&model)["parameters"]["dtype"], "f64");
 }
 
 #[test]
@@ -304,30 +251,12 @@ fn later_commands_reuse_the_trained_columns() {
     let path = p(&dir, "blobs.parquet");
     write_parquet(&path, &rows, 1000);
     let model = p(&dir, "m");
-    centroid()
-        .args([
-            "train",
-            "-k",
-            "3",
-            "--init",
-            "kmeans_plus_plus",
-            "--columns",
-            "x,y",
-            "--data",
-        ])
-        .arg(&path)
-        .arg("--model-dir")
-        .arg(&model)
+    on_model("train", &path, &model)
+        .args(["-k", "3", "--init", "kmeans_plus_plus", "--columns", "x,y"])
         .assert()
         .success();
     // No --columns: the model's own are used.
-    let out = centroid()
-        .args(["predict", "--data"])
-        .arg(&path)
-        .arg("--model-dir")
-        .arg(&model)
-        .assert()
-        .success();
+    let out = on_model("predict", &path, &model).assert().success();
     let pred = parse_index_csv(&String::from_utf8(out.get_output().stdout.clone()).unwrap());
     assert_same_partition(&pred, &truth, 3);
 }
@@ -340,24 +269,11 @@ fn second_train_resumes() {
     write_csv(&path, Some(&["x", "y"]), &rows, ',');
     let model = p(&dir, "m");
     let run = |extra: &[&str]| {
-        let out = centroid()
-            .args([
-                "train",
-                "--json",
-                "--mini-batch",
-                "--batch-size",
-                "30",
-                "--data",
-            ])
-            .arg(&path)
-            .arg("--model-dir")
-            .arg(&model)
-            .args(extra)
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
+        let out = stdout_of(
+            on_model("train", &path, &model)
+                .args(["--json", "--mini-batch", "--batch-size", "30"])
+                .args(extra),
+        );
         json(&out)
     };
     let first = run(&["-k", "3", "--steps", "3"]);
@@ -384,11 +300,8 @@ fn second_train_resumes() {
         .collect();
     assert_eq!(steps, (1..=9).collect::<Vec<_>>());
     // A different k is refused, naming both values.
-    centroid()
-        .args(["train", "-k", "4", "--data"])
-        .arg(&path)
-        .arg("--model-dir")
-        .arg(&model)
+    on_model("train", &path, &model)
+        .args(["-k", "4"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("num_clusters 3 on disk vs 4 here"));
@@ -404,26 +317,13 @@ fn mini_batch_streams_every_format() {
     write_parquet(&files[2], &rows, 64);
     for (i, f) in files.iter().enumerate() {
         let model = p(&dir, &format!("m{i}"));
-        let mut cmd = centroid();
-        cmd.args([
-            "train",
-            "--mini-batch",
-            "--batch-size",
-            "50",
-            "--epochs",
-            "3",
-            "-k",
-            "3",
-            "--json",
-        ])
-        .args(["--init", "kmeans_plus_plus", "--data"])
-        .arg(f)
-        .arg("--model-dir")
-        .arg(&model);
+        let mut cmd = on_model("train", f, &model);
+        cmd.args(["--mini-batch", "--batch-size", "50", "--epochs", "3"])
+            .args(["-k", "3", "--json", "--init", "kmeans_plus_plus"]);
         if i == 2 {
             cmd.args(["--columns", "x,y"]);
         }
-        let out = json(&cmd.assert().success().get_output().stdout);
+        let out = json_of(&mut cmd);
         // 300 rows / 50 = 6 batches per epoch; the Parquet reader may split
         // batches at row groups, so it can only be at least that.
         let steps = out["global_step"].as_i64().unwrap();
@@ -432,13 +332,7 @@ fn mini_batch_streams_every_format() {
         } else {
             assert!(steps >= 18, "{f:?}: {steps}");
         }
-        let out = centroid()
-            .args(["predict", "--data"])
-            .arg(f)
-            .arg("--model-dir")
-            .arg(&model)
-            .assert()
-            .success();
+        let out = on_model("predict", f, &model).assert().success();
         let pred = parse_index_csv(&String::from_utf8(out.get_output().stdout.clone()).unwrap());
         assert_same_partition(&pred, &truth, 3);
     }
@@ -447,25 +341,15 @@ fn mini_batch_streams_every_format() {
 #[test]
 fn predict_writes_csv_and_npy_files_with_the_requested_keys() {
     let (rows, _) = three_blobs();
-    let dir = tmp();
-    let data = p(&dir, "b.csv");
-    write_csv(&data, Some(&["x", "y"]), &rows, ',');
-    let model = p(&dir, "m");
-    centroid()
-        .args(["train", "-k", "3", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
+    let CsvWorkdir { dir, data, model } = csv_workdir(&rows);
+    on_model("train", &data, &model)
+        .args(["-k", "3"])
         .assert()
         .success();
     let centres = saved_centres(&model);
 
     let npy = p(&dir, "idx.npy");
-    centroid()
-        .args(["predict", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
+    on_model("predict", &data, &model)
         .arg("--output")
         .arg(&npy)
         .assert()
@@ -476,11 +360,8 @@ fn predict_writes_csv_and_npy_files_with_the_requested_keys() {
     assert_eq!(values, brute);
 
     let csv = p(&dir, "both.csv");
-    centroid()
-        .args(["predict", "--keys", "cluster_index,all_distances", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
+    on_model("predict", &data, &model)
+        .args(["--keys", "cluster_index,all_distances"])
         .arg("--output")
         .arg(&csv)
         .assert()
@@ -500,11 +381,8 @@ fn predict_writes_csv_and_npy_files_with_the_requested_keys() {
         }
     }
     // Two arrays do not fit one .npy file.
-    centroid()
-        .args(["predict", "--keys", "cluster_index,all_distances", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
+    on_model("predict", &data, &model)
+        .args(["--keys", "cluster_index,all_distances"])
         .arg("--output")
         .arg(p(&dir, "x.npy"))
         .assert()
@@ -515,161 +393,94 @@ fn predict_writes_csv_and_npy_files_with_the_requested_keys() {
 #[test]
 fn initial_centres_from_a_file() {
     let (rows, truth) = three_blobs();
-    let dir = tmp();
-    let data = p(&dir, "b.csv");
-    write_csv(&data, Some(&["x", "y"]), &rows, ',');
+    let CsvWorkdir { dir, data, .. } = csv_workdir(&rows);
     let init = p(&dir, "init.npy");
     // Centres near the blobs, in a chosen order: cluster j must be blob j.
     write_npy_f32(&init, &[vec![1.0, 1.0], vec![19.0, 1.0], vec![1.0, 19.0]]);
     let model = p(&dir, "m");
-    let out = centroid()
-        .args(["train", "--json", "--init"])
-        .arg(&init)
-        .arg("--data")
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
-        .assert()
-        .success();
-    assert_eq!(json(&out.get_output().stdout)["num_clusters"], 3);
-    let out = centroid()
-        .args(["predict", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
-        .assert()
-        .success();
-    let pred = parse_index_csv(&String::from_utf8(out.get_output().stdout.clone()).unwrap());
+    let trained = json_of(
+        on_model("train", &data, &model)
+            .arg("--json")
+            .arg("--init")
+            .arg(&init),
+    );
+    assert_eq!(trained["num_clusters"], 3);
+    let out = stdout_of(&mut on_model("predict", &data, &model));
+    let pred = parse_index_csv(&String::from_utf8(out).unwrap());
     assert_eq!(pred, truth);
-}
-
-/// Runs a failing command and checks its one-line message.
-fn fails_with(cmd: &mut assert_cmd::Command, needle: &str) {
-    let out = cmd.assert().failure().get_output().clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains(needle), "expected {needle:?} in {stderr:?}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "not one line: {stderr:?}"
-    );
-    assert!(stderr.starts_with("centroid: error: "), "{stderr:?}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr:?}"
-    );
 }
 
 #[test]
 fn bad_inputs_give_one_line_errors() {
     let (rows, _) = three_blobs();
     let dir = tmp();
+    let text_file = |name: &str, text: &str| {
+        let path = p(&dir, name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
     let good = p(&dir, "good.csv");
     write_csv(&good, Some(&["x", "y"]), &rows, ',');
     let model = p(&dir, "m");
-    centroid()
-        .args(["train", "-k", "3", "--data"])
-        .arg(&good)
-        .arg("--model-dir")
-        .arg(&model)
-        .assert()
-        .success();
+    stdout_of(on_model("train", &good, &model).args(["-k", "3"]));
 
-    // A missing file.
-    fails_with(
-        centroid()
-            .args(["train", "-k", "3", "--data"])
-            .arg(p(&dir, "nope.csv"))
-            .arg("--model-dir")
-            .arg(p(&dir, "m2")),
-        "nope.csv",
-    );
-    // A malformed line: its line number (header = line 1).
-    let bad = p(&dir, "bad.csv");
-    std::fs::write(&bad, "x,y\n1,2\n3,4\n5,oops\n7,8\n").unwrap();
-    fails_with(
-        centroid()
-            .args(["train", "-k", "2", "--data"])
-            .arg(&bad)
-            .arg("--model-dir")
-            .arg(p(&dir, "m3")),
-        "line 4, column \"y\": \"oops\" is not a number",
-    );
-    let ragged = p(&dir, "ragged.csv");
-    std::fs::write(&ragged, "x,y\n1,2\n3,4,5\n").unwrap();
-    fails_with(
-        centroid()
-            .args(["train", "-k", "1", "--data"])
-            .arg(&ragged)
-            .arg("--model-dir")
-            .arg(p(&dir, "m4")),
-        "line 3 has 3 fields, expected 2",
-    );
-    // NaN, in CSV and in NPY.
-    let nan = p(&dir, "nan.csv");
-    std::fs::write(&nan, "x,y\n1,2\nNaN,4\n").unwrap();
-    fails_with(
-        centroid()
-            .args(["train", "-k", "1", "--data"])
-            .arg(&nan)
-            .arg("--model-dir")
-            .arg(p(&dir, "m5")),
-        "line 3, column \"x\" is NaN",
-    );
+    let missing = p(&dir, "nope.csv");
+    let bad = text_file("bad.csv", "x,y\n1,2\n3,4\n5,oops\n7,8\n");
+    let ragged = text_file("ragged.csv", "x,y\n1,2\n3,4,5\n");
+    let nan = text_file("nan.csv", "x,y\n1,2\nNaN,4\n");
     let nan_npy = p(&dir, "nan.npy");
     write_npy_f32(&nan_npy, &[vec![1.0, 2.0], vec![3.0, f64::NAN]]);
-    fails_with(
-        centroid()
-            .args(["train", "-k", "1", "--data"])
-            .arg(&nan_npy)
-            .arg("--model-dir")
-            .arg(p(&dir, "m6")),
-        "row 1, column 1 is NaN",
-    );
-    // A width that differs from the model's.
     let wide = p(&dir, "wide.csv");
     write_csv(&wide, Some(&["a", "b", "c"]), &[vec![1.0, 2.0, 3.0]], ',');
-    fails_with(
-        centroid()
-            .args(["predict", "--data"])
-            .arg(&wide)
-            .arg("--model-dir")
-            .arg(&model),
-        "has 3 columns but the model",
-    );
-    // k larger than the data, known from the NPY header and found by the
-    // Estimator for CSV.
     let small = p(&dir, "small.npy");
     write_npy_f32(&small, &rows[..5]);
-    fails_with(
-        centroid()
-            .args(["train", "-k", "10", "--data"])
-            .arg(&small)
-            .arg("--model-dir")
-            .arg(p(&dir, "m7")),
-        "num_clusters = 10 is larger than the 5 rows",
-    );
     let small_csv = p(&dir, "small.csv");
     write_csv(&small_csv, None, &rows[..5], ',');
-    fails_with(
-        centroid()
-            .args(["train", "-k", "10", "--data"])
-            .arg(&small_csv)
-            .arg("--model-dir")
-            .arg(p(&dir, "m8")),
-        "larger than the 5 rows",
-    );
-    // An unknown column.
-    fails_with(
-        centroid()
-            .args(["train", "-k", "2", "--columns", "x,z", "--data"])
-            .arg(&good)
-            .arg("--model-dir")
-            .arg(p(&dir, "m9")),
-        "unknown column \"z\" (the file has: x, y)",
-    );
+    let fake = text_file("fake.npy", "x,y\n1,2\n");
+    let empty = p(&dir, "empty");
+    std::fs::create_dir(&empty).unwrap();
+
+    // (command, data, model directory (None: a new one), flags, what the
+    // message must say)
+    type Case<'a> = (&'a str, &'a Path, Option<&'a Path>, &'a [&'a str], &'a str);
+    #[rustfmt::skip]
+    let cases: &[Case] = &[
+        // A missing file.
+        ("train", &missing, None, &["-k", "3"], "nope.csv"),
+        // A malformed line: its line number (header = line 1).
+        ("train", &bad, None, &["-k", "2"], "line 4, column \"y\": \"oops\" is not a number"),
+        ("train", &ragged, None, &["-k", "1"], "line 3 has 3 fields, expected 2"),
+        // NaN, in CSV and in NPY.
+        ("train", &nan, None, &["-k", "1"], "line 3, column \"x\" is NaN"),
+        ("train", &nan_npy, None, &["-k", "1"], "row 1, column 1 is NaN"),
+        // A width that differs from the model's.
+        ("predict", &wide, Some(&model), &[], "has 3 columns but the model"),
+        // k larger than the data, known from the NPY header and found by
+        // the Estimator for CSV.
+        ("train", &small, None, &["-k", "10"], "num_clusters = 10 is larger than the 5 rows"),
+        ("train", &small_csv, None, &["-k", "10"], "larger than the 5 rows"),
+        // An unknown column.
+        ("train", &good, None, &["-k", "2", "--columns", "x,z"],
+         "unknown column \"z\" (the file has: x, y)"),
+        // A model directory with nothing in it.
+        ("evaluate", &good, Some(&empty), &[], "empty"),
+        // k-means++ in mini-batch mode needs k rows in the first batch.
+        ("train", &good, None,
+         &["-k", "5", "--mini-batch", "--batch-size", "3", "--init", "kmeans_plus_plus"],
+         "--batch-size 3 is smaller than k = 5"),
+        // Not an NPY file at all.
+        ("train", &fake, None, &["-k", "1"], "not a valid .npy file"),
+    ];
+    for (i, &(command, data, model_dir, flags, needle)) in cases.iter().enumerate() {
+        let fresh = p(&dir, &format!("new{i}"));
+        fails_with(
+            on_model(command, data, model_dir.unwrap_or(&fresh)).args(flags),
+            needle,
+        );
+    }
+
     // A damaged checkpoint (the only one): flip bytes in the middle.
-    let ck = centroid::checkpoint::latest(&model).unwrap();
+    let (ck, _) = latest_checkpoint_file(&model).unwrap();
     let mut bytes = std::fs::read(&ck).unwrap();
     let mid = bytes.len() - 8;
     for b in &mut bytes[mid..] {
@@ -677,51 +488,8 @@ fn bad_inputs_give_one_line_errors() {
     }
     std::fs::write(&ck, bytes).unwrap();
     fails_with(
-        centroid()
-            .args(["predict", "--data"])
-            .arg(&good)
-            .arg("--model-dir")
-            .arg(&model),
+        &mut on_model("predict", &good, &model),
         "damaged checkpoint",
-    );
-    // A model directory with nothing in it.
-    fails_with(
-        centroid()
-            .args(["evaluate", "--data"])
-            .arg(&good)
-            .arg("--model-dir")
-            .arg(p(&dir, "empty")),
-        "empty",
-    );
-    // k-means++ in mini-batch mode needs k rows in the first batch.
-    fails_with(
-        centroid()
-            .args([
-                "train",
-                "-k",
-                "5",
-                "--mini-batch",
-                "--batch-size",
-                "3",
-                "--init",
-                "kmeans_plus_plus",
-                "--data",
-            ])
-            .arg(&good)
-            .arg("--model-dir")
-            .arg(p(&dir, "m11")),
-        "--batch-size 3 is smaller than k = 5",
-    );
-    // Not an NPY file at all.
-    let fake = p(&dir, "fake.npy");
-    std::fs::write(&fake, "x,y\n1,2\n").unwrap();
-    fails_with(
-        centroid()
-            .args(["train", "-k", "1", "--data"])
-            .arg(&fake)
-            .arg("--model-dir")
-            .arg(p(&dir, "m10")),
-        "not a valid .npy file",
     );
 }
 
@@ -730,22 +498,12 @@ fn bundled_iris_trains_as_the_readme_shows() {
     let iris = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/iris.csv");
     let dir = tmp();
     let model = p(&dir, "iris");
-    let out = centroid()
-        .args([
-            "train",
-            "--data",
-            iris,
-            "-k",
-            "3",
-            "--init",
-            "kmeans_plus_plus",
-            "--json",
-        ])
-        .args(["--relative-tolerance", "0", "--steps", "60", "--model-dir"])
-        .arg(&model)
-        .assert()
-        .success();
-    let t = json(&out.get_output().stdout);
+    let iris = Path::new(iris);
+    let t = json_of(
+        on_model("train", iris, &model)
+            .args(["-k", "3", "--init", "kmeans_plus_plus", "--json"])
+            .args(["--relative-tolerance", "0", "--steps", "60"]),
+    );
     assert_eq!(t["num_features"], 4);
     // Every centre is the mean of the rows nearest to it (Lloyd's fixed
     // point), checked by brute force on the file.
@@ -758,12 +516,9 @@ fn bundled_iris_trains_as_the_readme_shows() {
     assert_eq!(rows.len(), 150);
     // scikit-learn 1.x: KMeans(3, n_init=10, random_state=0).fit(iris).inertia_
     // = 78.851441426146 (float64); this model computes in float32.
-    let out = centroid()
-        .args(["evaluate", "--data", iris, "--model-dir"])
-        .arg(&model)
-        .assert()
-        .success();
-    let score = json(&out.get_output().stdout)["score"].as_f64().unwrap();
+    let score = json_of(&mut on_model("evaluate", iris, &model))["score"]
+        .as_f64()
+        .unwrap();
     assert!(
         (score - 78.851441426146).abs() < 1e-4 * 78.85,
         "iris inertia {score}"
@@ -782,29 +537,26 @@ fn bundled_iris_trains_as_the_readme_shows() {
 #[test]
 fn log_lines_when_not_a_terminal_and_quiet_silences_them() {
     let (rows, _) = three_blobs();
-    let dir = tmp();
-    let data = p(&dir, "b.csv");
-    write_csv(&data, Some(&["x", "y"]), &rows, ',');
+    let CsvWorkdir { dir, data, .. } = csv_workdir(&rows);
+    let train = |model: &str, extra: &[&str]| {
+        on_model("train", &data, &p(&dir, model))
+            .args([
+                "-k",
+                "3",
+                "--mini-batch",
+                "--batch-size",
+                "10",
+                "--steps",
+                "6",
+            ])
+            .args(extra)
+            .assert()
+            .success()
+            .get_output()
+            .clone()
+    };
     // Standard error is a pipe here: plain lines every N steps.
-    let out = centroid()
-        .args([
-            "train",
-            "-k",
-            "3",
-            "--mini-batch",
-            "--batch-size",
-            "10",
-            "--steps",
-            "6",
-        ])
-        .args(["--log-step-count-steps", "2", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(p(&dir, "m"))
-        .assert()
-        .success()
-        .get_output()
-        .clone();
+    let out = train("m", &["--log-step-count-steps", "2"]);
     let stderr = String::from_utf8(out.stderr).unwrap();
     let logged: Vec<&str> = stderr.lines().collect();
     assert_eq!(logged.len(), 3, "{stderr}");
@@ -812,26 +564,7 @@ fn log_lines_when_not_a_terminal_and_quiet_silences_them() {
         assert!(line.starts_with(&format!("step {step}: loss = ")), "{line}");
         assert!(line.contains("steps/s"), "{line}");
     }
-    let out = centroid()
-        .args([
-            "train",
-            "-q",
-            "-k",
-            "3",
-            "--mini-batch",
-            "--batch-size",
-            "10",
-            "--steps",
-            "6",
-        ])
-        .args(["--log-step-count-steps", "1", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(p(&dir, "m2"))
-        .assert()
-        .success()
-        .get_output()
-        .clone();
+    let out = train("m2", &["-q", "--log-step-count-steps", "1"]);
     assert!(
         out.stderr.is_empty(),
         "{}",
@@ -842,10 +575,11 @@ fn log_lines_when_not_a_terminal_and_quiet_silences_them() {
 #[test]
 fn interrupt_saves_the_last_step() {
     let (rows, _) = three_blobs();
-    let dir = tmp();
-    let data = p(&dir, "b.csv");
-    write_csv(&data, Some(&["x", "y"]), &rows, ',');
-    let model = p(&dir, "m");
+    let CsvWorkdir {
+        dir: _dir,
+        data,
+        model,
+    } = csv_workdir(&rows);
     // A run that would take far longer than the test: stopped by SIGINT
     // once it has logged its first step (so the handler is in place).
     use std::io::BufRead;
@@ -889,19 +623,13 @@ fn interrupt_saves_the_last_step() {
         .and_then(|s| s.parse().ok())
         .unwrap();
     assert!(step > 0);
-    let ck = centroid::checkpoint::latest(&model).expect("a checkpoint was saved");
-    assert_eq!(centroid::checkpoint::step_of(&ck), Some(step));
+    let (_, saved_step) = latest_checkpoint_file(&model).expect("a checkpoint was saved");
+    assert_eq!(saved_step, step);
 }
 
 #[test]
 fn help_and_usage_errors() {
-    let out = centroid()
-        .arg("--help")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(centroid().arg("--help"));
     let help = String::from_utf8(out).unwrap();
     for cmd in [
         "train",
@@ -913,13 +641,7 @@ fn help_and_usage_errors() {
     ] {
         assert!(help.contains(cmd), "{help}");
     }
-    let out = centroid()
-        .args(["train", "--help"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(centroid().args(["train", "--help"]));
     let help = String::from_utf8(out).unwrap();
     for flag in [
         "--full-batch",
@@ -960,17 +682,6 @@ fn help_and_usage_errors() {
     );
 }
 
-fn fails_usage(cmd: &mut assert_cmd::Command, needle: &str) {
-    let out = cmd.assert().code(2).get_output().clone();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains(needle), "expected {needle:?} in {stderr:?}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "not one line: {stderr:?}"
-    );
-}
-
 #[test]
 fn cosine_distance_clusters_by_direction() {
     // Three directions, each at magnitudes from 1 to 50: squared Euclidean
@@ -998,32 +709,20 @@ fn cosine_distance_clusters_by_direction() {
     let data = p(&dir, "dirs.csv");
     write_csv(&data, Some(&["x", "y"]), &rows, ',');
     let model = p(&dir, "m");
-    centroid()
+    on_model("train", &data, &model)
         .args([
-            "train",
             "-k",
             "3",
             "--distance",
             "cosine",
             "--init",
             "kmeans_plus_plus",
-            "--data",
         ])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
         .assert()
         .success();
-    let out = centroid()
-        .args(["predict", "--keys", "cluster_index,all_distances", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = stdout_of(
+        on_model("predict", &data, &model).args(["--keys", "cluster_index,all_distances"]),
+    );
     let text = String::from_utf8(out).unwrap();
     let centres = saved_centres(&model);
     let mut pred = Vec::new();
@@ -1047,13 +746,13 @@ fn cosine_distance_clusters_by_direction() {
 #[test]
 fn asynchronous_mini_batch_keeps_its_working_copy() {
     let (rows, _) = three_blobs();
-    let dir = tmp();
-    let data = p(&dir, "b.csv");
-    write_csv(&data, Some(&["x", "y"]), &rows, ',');
-    let model = p(&dir, "m");
-    centroid()
+    let CsvWorkdir {
+        dir: _dir,
+        data,
+        model,
+    } = csv_workdir(&rows);
+    on_model("train", &data, &model)
         .args([
-            "train",
             "-k",
             "3",
             "--mini-batch",
@@ -1061,19 +760,12 @@ fn asynchronous_mini_batch_keeps_its_working_copy() {
             "4",
             "--batch-size",
             "20",
+            "--steps",
+            "6",
         ])
-        .args(["--steps", "6", "--data"])
-        .arg(&data)
-        .arg("--model-dir")
-        .arg(&model)
         .assert()
         .success();
-    let out = centroid()
-        .args(["inspect", "--json", "--model-dir"])
-        .arg(&model)
-        .assert()
-        .success();
-    let info = json(&out.get_output().stdout);
+    let info = inspect_json(&model);
     let names: Vec<&str> = info["variables"]
         .as_array()
         .unwrap()
@@ -1111,22 +803,16 @@ fn thread_count_does_not_change_the_model() {
     let mut results = Vec::new();
     for threads in ["1", "2"] {
         let model = p(&dir, &format!("m{threads}"));
-        centroid()
+        on_model("train", &data, &model)
+            .args(["-k", "5", "--init", "kmeans_plus_plus", "--seed", "3"])
             .args([
-                "train",
-                "-k",
-                "5",
-                "--init",
-                "kmeans_plus_plus",
-                "--seed",
-                "3",
                 "--threads",
                 threads,
+                "--relative-tolerance",
+                "0",
+                "--steps",
+                "20",
             ])
-            .args(["--relative-tolerance", "0", "--steps", "20", "--data"])
-            .arg(&data)
-            .arg("--model-dir")
-            .arg(&model)
             .assert()
             .success();
         results.push(saved_centres(&model));
@@ -1156,20 +842,12 @@ fn parquet_nulls_and_nan_are_located() {
     };
     let nulls = write("nulls.parquet", vec![Some(1.0), None, Some(3.0)]);
     fails_with(
-        centroid()
-            .args(["train", "-k", "1", "--data"])
-            .arg(&nulls)
-            .arg("--model-dir")
-            .arg(p(&dir, "m1")),
+        on_model("train", &nulls, &p(&dir, "m1")).args(["-k", "1"]),
         "row 1, column \"y\" is null",
     );
     let nan = write("nan.parquet", vec![Some(1.0), Some(2.0), Some(f64::NAN)]);
     fails_with(
-        centroid()
-            .args(["train", "-k", "1", "--data"])
-            .arg(&nan)
-            .arg("--model-dir")
-            .arg(p(&dir, "m2")),
+        on_model("train", &nan, &p(&dir, "m2")).args(["-k", "1"]),
         "row 2, column \"y\" is NaN",
     );
 }

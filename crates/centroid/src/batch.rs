@@ -473,9 +473,9 @@ mod tests {
         let c = MatRef::new(&cflat, 2, 2).unwrap();
         let fit = lloyd(x, None, c, 1, 0.0).unwrap();
         let (_, expect) = brute_lloyd_step(&pts, &init);
-        for j in 0..2 {
-            assert!((fit.centres.row(j)[0] - expect[j][0]).abs() < 1e-12);
-            assert!((fit.centres.row(j)[1] - expect[j][1]).abs() < 1e-12);
+        for (j, want) in expect.iter().enumerate() {
+            assert!((fit.centres.row(j)[0] - want[0]).abs() < 1e-12);
+            assert!((fit.centres.row(j)[1] - want[1]).abs() < 1e-12);
         }
         assert_eq!(fit.n_iter, 1);
         // Labels and inertia belong to the final centres.
@@ -666,9 +666,7 @@ mod tests {
         // terms unless they are added first.
         let (n, d) = (CHUNK_ROWS + 9, 70);
         let mut flat = wavy(n, d, 0.4);
-        for c in 0..d {
-            flat[c] = 1e8; // row 0
-        }
+        flat[..d].fill(1e8); // row 0
         let x = MatRef::new(&flat, n, d).unwrap();
         let got = in_pool(2, || column_means_like_numpy(x));
         for c in 0..d {

@@ -264,7 +264,7 @@ impl KMeansClustering {
                 self.config.save_checkpoints_steps,
                 self.config.save_checkpoints_secs,
             ) {
-                (Some(n), _) => (step as u64) % n == 0,
+                (Some(n), _) => (step as u64).is_multiple_of(n),
                 (None, Some(secs)) => last_save_time.elapsed().as_secs_f64() >= secs,
                 (None, None) => false,
             };
@@ -306,7 +306,7 @@ impl KMeansClustering {
 
     fn log_progress(&self, last: &mut (Instant, i64), step: i64, loss: f64) {
         if let Some(every) = self.config.log_step_count_steps {
-            if step >= 0 && (step as u64) % every == 0 {
+            if step >= 0 && (step as u64).is_multiple_of(every) {
                 let secs = last.0.elapsed().as_secs_f64();
                 let rate = if secs > 0.0 {
                     (step - last.1) as f64 / secs
@@ -578,7 +578,7 @@ impl KMeansClustering {
         }
         let mut ctx = RunContext::new(global_step);
         let (mut total, mut batches) = (0.0f64, 0u64);
-        while args.steps.map_or(true, |s| batches < s) {
+        while args.steps.is_none_or(|s| batches < s) {
             for h in args.hooks.iter_mut() {
                 h.before_run(&mut ctx)?;
             }

@@ -32,7 +32,7 @@ impl<'a, T: Copy> MatRef<'a, T> {
                 "rows must have at least one column".into(),
             ));
         }
-        if data.len() % cols != 0 {
+        if !data.len().is_multiple_of(cols) {
             return Err(Error::InvalidShape(format!(
                 "{} values do not make whole rows of width {cols}",
                 data.len()

@@ -343,6 +343,7 @@ fn lloyd_update<T: Float>(clusters: &mut Matrix<T>, stats: &ClusterStats, metric
 /// (`n_j = 0`) takes the batch mean.
 fn sculley_update<T: Float>(centres: &mut Matrix<T>, counts: &mut [i64], stats: &ClusterStats) {
     let d = stats.d;
+    #[allow(clippy::needless_range_loop)] // j indexes counts, stats and centre rows alike
     for j in 0..stats.k {
         let m = stats.counts[j] as i64;
         if m == 0 {

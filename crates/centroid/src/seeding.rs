@@ -171,7 +171,7 @@ pub fn kmeans_plus_plus_indices<T: Float>(
                 total += p;
                 cumulative[i] = total;
             }
-            if !(total > 0.0) || !total.is_finite() {
+            if !total.is_finite() || total <= 0.0 {
                 // Every remaining point sits on a chosen centre (or all
                 // weights are zero): any row not yet chosen is as good as
                 // another.
@@ -394,7 +394,7 @@ mod tests {
                 total += p;
                 cumulative[i] = total;
             }
-            if !(total > 0.0) || !total.is_finite() {
+            if !total.is_finite() || total <= 0.0 {
                 let free: Vec<usize> = (0..n).filter(|&i| !is_chosen[i]).collect();
                 let pick = free[rng.gen_range(0..free.len())];
                 take(pick, &mut min_dist);

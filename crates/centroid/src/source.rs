@@ -109,7 +109,7 @@ impl<'a> BatchSource<'a> {
                     return Ok(None);
                 }
                 let passed = validated.is_some_and(|(w, l)| {
-                    width.map_or(true, |want| want == w) && l == self.sq_norm_limit
+                    width.is_none_or(|want| want == w) && l == self.sq_norm_limit
                 });
                 if !passed {
                     batch.validate(width, &label)?;

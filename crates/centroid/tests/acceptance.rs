@@ -48,8 +48,7 @@ fn check_five_blobs(est: &KMeansClustering, b: &Blobs, rel: f64) {
     let idx: Vec<i64> = est
         .predict_cluster_index(constant(&fresh, 2))
         .unwrap()
-        .map(|r| r.unwrap())
-        .flatten()
+        .flat_map(|r| r.unwrap())
         .collect();
     // The learned cluster of each true centre: the nearest learned centre,
     // found by brute force; every fresh point must land there, and the five

@@ -437,21 +437,15 @@ fn check_finite<T: centroid::Float>(path: &Path, v: &[T], cols: usize) -> Result
     ))
 }
 
+/// The tests' hand-written NPY files, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/common/npy.rs"]
+mod npy_file;
+
 #[cfg(test)]
 mod tests {
+    use super::npy_file::header_bytes;
     use super::*;
-
-    fn header_bytes(dict: &str) -> Vec<u8> {
-        let mut h = dict.as_bytes().to_vec();
-        // Pad so that magic + length + dict + newline is a multiple of 64.
-        let pad = (64 - (10 + h.len() + 1) % 64) % 64;
-        h.resize(h.len() + pad, b' ');
-        h.push(b'\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-        out.extend_from_slice(&h);
-        out
-    }
 
     #[test]
     fn parses_headers_numpy_writes() {
@@ -508,19 +502,7 @@ mod map_tests {
     use super::*;
 
     fn write(path: &Path, descr: &str, fortran: bool, rows: usize, cols: usize, data: &[u8]) {
-        let dict = format!(
-            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({rows}, {cols}), }}",
-            if fortran { "True" } else { "False" }
-        );
-        let mut h = dict.into_bytes();
-        let pad = (64 - (10 + h.len() + 1) % 64) % 64;
-        h.resize(h.len() + pad, b' ');
-        h.push(b'\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-        out.extend_from_slice(&h);
-        out.extend_from_slice(data);
-        std::fs::write(path, out).unwrap();
+        super::npy_file::write_npy_bytes(path, descr, fortran, &[rows, cols], data);
     }
 
     #[test]

@@ -7,10 +7,75 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+mod npy;
+pub use npy::*;
+
 pub fn centroid() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_centroid"));
     c.env_remove("RUST_BACKTRACE");
     c
+}
+
+/// `centroid SUBCOMMAND --data DATA --model-dir MODEL`, to which a test adds
+/// its own flags.
+pub fn on_model(subcommand: &str, data: &Path, model: &Path) -> Command {
+    let mut c = centroid();
+    c.arg(subcommand)
+        .arg("--data")
+        .arg(data)
+        .arg("--model-dir")
+        .arg(model);
+    c
+}
+
+/// Runs a command that must succeed and returns its standard output.
+pub fn stdout_of(cmd: &mut Command) -> Vec<u8> {
+    cmd.assert().success().get_output().stdout.clone()
+}
+
+/// Runs a command that must succeed and prints JSON; the JSON.
+pub fn json_of(cmd: &mut Command) -> serde_json::Value {
+    json(&stdout_of(cmd))
+}
+
+/// `centroid inspect --json --model-dir MODEL`, parsed.
+pub fn inspect_json(model: &Path) -> serde_json::Value {
+    json_of(
+        centroid()
+            .args(["inspect", "--json", "--model-dir"])
+            .arg(model),
+    )
+}
+
+/// Runs a command that must fail with a one-line message containing
+/// `needle`, as every error the program reports (no panic, no backtrace).
+pub fn fails_with(cmd: &mut Command, needle: &str) {
+    let out = cmd.assert().failure().get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(needle), "expected {needle:?} in {stderr:?}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr:?}"
+    );
+    assert!(stderr.starts_with("centroid: error: "), "{stderr:?}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr:?}"
+    );
+}
+
+/// Runs a command that must be refused as a usage error (status 2), in one
+/// line containing `needle`.
+pub fn fails_usage(cmd: &mut Command, needle: &str) {
+    let out = cmd.assert().code(2).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(needle), "expected {needle:?} in {stderr:?}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr:?}"
+    );
 }
 
 /// SplitMix64: a tiny deterministic generator, so the tests need no crate.
@@ -82,34 +147,6 @@ pub fn write_csv(path: &Path, header: Option<&[&str]>, rows: &[Vec<f64>], delimi
     std::fs::write(path, s).unwrap();
 }
 
-/// Writes an .npy file by hand (version 1.0 header, padded to 64 bytes).
-pub fn write_npy_bytes(path: &Path, descr: &str, fortran: bool, shape: &[usize], data: &[u8]) {
-    let shape_s = match shape {
-        [n] => format!("({n},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let dict = format!(
-        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape_s}, }}",
-        if fortran { "True" } else { "False" }
-    );
-    let mut h = dict.into_bytes();
-    let pad = (64 - (10 + h.len() + 1) % 64) % 64;
-    h.resize(h.len() + pad, b' ');
-    h.push(b'\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(data);
-    std::fs::write(path, out).unwrap();
-}
-
 pub fn write_npy_f32(path: &Path, rows: &[Vec<f64>]) {
     let d = rows[0].len();
     let bytes: Vec<u8> = rows
@@ -132,63 +169,33 @@ pub fn write_npy_f64_fortran(path: &Path, rows: &[Vec<f64>]) {
     write_npy_bytes(path, "<f8", true, &[rows.len(), d], &bytes);
 }
 
-/// Reads an .npy the test wrote or the program wrote: (descr, shape, data
-/// as f64).
-pub fn read_npy(path: &Path) -> (String, Vec<usize>, Vec<f64>) {
-    let b = std::fs::read(path).unwrap();
-    assert_eq!(&b[..6], b"\x93NUMPY");
-    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
-    let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
-    let descr = header
-        .split("'descr': '")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap()
-        .to_string();
-    let shape_s = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = shape_s
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let data = &b[10 + hl..];
-    let values: Vec<f64> = match descr.as_str() {
-        "<i8" => data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
-        "<f4" => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
-            .collect(),
-        "<f8" => data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        other => panic!("unexpected descr {other}"),
-    };
-    assert_eq!(values.len(), shape.iter().product::<usize>());
-    (descr, shape, values)
-}
-
 /// The centres stored in the model's latest checkpoint, read through the
-/// checkpoint module (not through the command line).
+/// library's model_dir module (not through the command line).
 pub fn saved_centres(model_dir: &Path) -> Vec<Vec<f64>> {
-    let loaded = centroid::checkpoint::load_latest_good(model_dir)
+    let loaded = centroid::model_dir::load_latest_good(model_dir)
         .unwrap()
         .unwrap();
     let c = loaded.state.clusters();
     let d = c.cols();
     c.to_type::<f64>().chunks(d).map(|r| r.to_vec()).collect()
+}
+
+/// The newest checkpoint file in `model_dir` and its step, found by its
+/// name (`model.ckpt-STEP.safetensors`) rather than through the library.
+pub fn latest_checkpoint_file(model_dir: &Path) -> Option<(PathBuf, i64)> {
+    std::fs::read_dir(model_dir)
+        .ok()?
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            let step = name
+                .strip_prefix("model.ckpt-")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
+            Some((path, step))
+        })
+        .max_by_key(|&(_, step)| step)
 }
 
 pub fn sq_norm(a: &[f64]) -> f64 {
@@ -238,6 +245,22 @@ pub fn parse_index_csv(text: &str) -> Vec<usize> {
 pub fn json(out: &[u8]) -> serde_json::Value {
     serde_json::from_slice(out)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
+}
+
+/// A fresh folder holding `rows` as `b.csv` (header `x,y`), and the path of
+/// a model directory beside it (not created).
+pub struct CsvWorkdir {
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub model: PathBuf,
+}
+
+pub fn csv_workdir(rows: &[Vec<f64>]) -> CsvWorkdir {
+    let dir = tmp();
+    let data = p(&dir, "b.csv");
+    write_csv(&data, Some(&["x", "y"]), rows, ',');
+    let model = p(&dir, "m");
+    CsvWorkdir { dir, data, model }
 }
 
 pub fn tmp() -> tempfile::TempDir {
