@@ -15,6 +15,7 @@ use crate::cli::{self, Cli, Command, DTypeArg, DataArgs, DistanceArg};
 use crate::progress::Progress;
 use crate::readers::{self, ReadOptions, Source};
 use crate::saved;
+use crate::stream::{self, decode_position, FileStream, StreamSettings};
 use crate::writers::{NpyElem, TableWriter};
 
 /// Full-batch training without --steps/--max-steps runs at most this many
@@ -86,6 +87,7 @@ fn epoch_batches<'s>(
 fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
     let resumed = saved::latest(&a.model_dir)?;
     let start_step = resumed.as_ref().map_or(0, |l| l.state.global_step());
+    let saved_input = resumed.as_ref().and_then(|l| l.input_state.clone());
     let saved_sig = resumed.map(|l| l.signature);
     let sig = saved_sig.as_ref();
 
@@ -205,16 +207,6 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
             "--batch-size must be at least 1".into(),
         ));
     }
-    let kpp = matches!(
-        est.params().initial_clusters,
-        InitialClusters::KMeansPlusPlus
-    );
-    if sig.is_none() && mini && kpp && batch_size < est.params().num_clusters {
-        return Err(Error::InvalidArgument(format!(
-            "--init kmeans_plus_plus picks the {k} centres from the first batch: --batch-size {batch_size} is smaller than k = {k}",
-            k = est.params().num_clusters
-        )));
-    }
     let epochs = match (a.epochs, steps, max_steps) {
         (Some(0), _, _) => {
             return Err(Error::InvalidArgument("--epochs must be at least 1".into()))
@@ -236,8 +228,52 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         (_, Some(m)) => Some(m as i64),
         _ => None,
     };
-    if let (true, Some(e), Some(n)) = (mini, epochs, source.rows()) {
-        let per_epoch = n.div_ceil(batch_size) as i64;
+    // Mini-batch: the shuffled (or plain) stream, from where the last run
+    // stopped, and for a new model a sample of the whole file to start from.
+    let mut stream = None;
+    if mini {
+        let settings = StreamSettings::new(
+            batch_size,
+            !a.no_shuffle,
+            a.shuffle_buffer,
+            source.width(),
+            source.dtype(),
+            est.seed(),
+        )?;
+        let mut s = FileStream::new(&*source, settings, epochs)?;
+        let pos = match decode_position(&settings, s.file_rows(), saved_input.as_deref()) {
+            Ok(p) => p,
+            Err((p, note)) => {
+                if !quiet {
+                    eprintln!("centroid: note: {note}");
+                }
+                p
+            }
+        };
+        s.start_at(pos);
+        stream = Some((s, settings));
+    } else if a.no_shuffle || a.shuffle_buffer.is_some() {
+        return Err(Error::InvalidArgument(
+            "--shuffle-buffer and --no-shuffle apply to --mini-batch training".into(),
+        ));
+    }
+    // A new model's first input initialises it: random and k-means++ draw
+    // from a sample of the whole file (None here: the first row, which
+    // initial centres from a file only need for its width).
+    let init_sample = (sig.is_none() && mini).then(|| {
+        matches!(
+            est.params().initial_clusters,
+            InitialClusters::KMeansPlusPlus | InitialClusters::Random
+        )
+        .then(|| (est.params().num_clusters.saturating_mul(100)).max(batch_size))
+    });
+
+    if let (true, Some(e), Some(n)) = (
+        mini,
+        epochs,
+        stream.as_ref().map(|(s, _)| s.batches_per_epoch()),
+    ) {
+        let per_epoch = n as i64;
         let by_epochs = start_step + per_epoch * e as i64;
         last_step = Some(last_step.map_or(by_epochs, |l| l.min(by_epochs)));
     }
@@ -265,19 +301,56 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
 
     let whole = if mini { None } else { Some(source.read_all()?) };
     let src: &dyn Source = &*source;
+    let seed = est.seed();
+    let k = est.params().num_clusters;
+    let (stream, mut input_state) = match stream {
+        Some((s, settings)) => {
+            let (pos, rows) = (s.position(), s.file_rows());
+            let f = move || Some(stream::encode_position(&settings, rows, pos.get()));
+            (Some(s), Some(f))
+        }
+        None => (None, None),
+    };
     let result = {
         let args = TrainArgs {
             steps,
             max_steps,
             on_step: Some(&mut on_step),
             interrupt: Some(&mut interrupt),
+            input_state: input_state
+                .as_mut()
+                .map(|f| f as &mut dyn FnMut() -> Option<String>),
             ..Default::default()
         };
+        let mut stream = stream;
+        let mut init_sample = init_sample;
         let input_fn = || -> Result<Input<'_>> {
-            Ok(match &whole {
-                Some(all) => Input::constant(readers::borrow(all)),
-                None => Input::batches(epoch_batches(src, batch_size, epochs)),
-            })
+            if let Some(all) = &whole {
+                return Ok(Input::constant(readers::borrow(all)));
+            }
+            // A new model's first call initialises it: from a sample of the
+            // whole file, not from the first batch of a sorted file.
+            if let Some(sample_rows) = init_sample.take() {
+                let Some(m) = sample_rows else {
+                    let first = src.batches(1)?.take(1);
+                    return Ok(Input::batches(first.map(|b| b.map(Features::Dense))));
+                };
+                let sample = stream::reservoir_sample(src, m, seed)?;
+                if sample.rows() < k {
+                    return Err(Error::InvalidData(format!(
+                        "num_clusters = {k} is larger than the {} rows of {}",
+                        sample.rows(),
+                        src.path().display()
+                    )));
+                }
+                return Ok(Input::batches(std::iter::once(Ok(Features::Dense(
+                    sample,
+                )))));
+            }
+            let s = stream.take().ok_or_else(|| {
+                Error::InvalidArgument("the training stream was asked for twice".into())
+            })?;
+            Ok(Input::batches(s.map(|b| b.map(Features::Dense))))
         };
         est.train(input_fn, args).map(|_| ())
     };

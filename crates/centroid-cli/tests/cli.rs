@@ -693,24 +693,26 @@ fn bad_inputs_give_one_line_errors() {
             .arg(p(&dir, "empty")),
         "empty",
     );
-    // k-means++ in mini-batch mode needs k rows in the first batch.
+    // Mini-batch k-means++ draws its centres from a sample of the whole
+    // file (not the first batch): a batch smaller than k is fine, a file
+    // with fewer rows than k (a CSV file, whose length is found by reading
+    // it) is not.
+    centroid()
+        .args(["train", "-k", "5", "--mini-batch", "--batch-size", "3"])
+        .args(["--steps", "2", "--init", "kmeans_plus_plus", "--data"])
+        .arg(&good)
+        .arg("--model-dir")
+        .arg(p(&dir, "m11"))
+        .assert()
+        .success();
     fails_with(
         centroid()
-            .args([
-                "train",
-                "-k",
-                "5",
-                "--mini-batch",
-                "--batch-size",
-                "3",
-                "--init",
-                "kmeans_plus_plus",
-                "--data",
-            ])
+            .args(["train", "-k", "500", "--mini-batch", "--batch-size", "3"])
+            .args(["--init", "kmeans_plus_plus", "--data"])
             .arg(&good)
             .arg("--model-dir")
-            .arg(p(&dir, "m11")),
-        "--batch-size 3 is smaller than k = 5",
+            .arg(p(&dir, "m12")),
+        "num_clusters = 500 is larger than the 120 rows of",
     );
     // Not an NPY file at all.
     let fake = p(&dir, "fake.npy");
