@@ -57,21 +57,24 @@ fn shuffled_stream_on_sorted_data_is_as_good_as_full_batch() {
     let dir = tmp();
     let data = p(&dir, "sorted.npy");
     write_npy_f32(&data, &rows);
+    // All three start from the same centres (the first row of each
+    // cluster), so only the order the rows are read in differs.
+    let init = p(&dir, "init.npy");
+    let firsts: Vec<Vec<f64>> = (0..K).map(|j| rows[j * PER].clone()).collect();
+    write_npy_f32(&init, &firsts);
+    let init = init.to_str().unwrap();
     let mini = [
-        "-k",
-        "8",
         "--init",
-        "kmeans_plus_plus",
+        init,
         "--mini-batch",
         "--batch-size",
         "100",
         "--epochs",
         "2",
     ];
-    let full = ["-k", "8", "--init", "kmeans_plus_plus", "--full-batch"];
     train(&data, &p(&dir, "shuffled"), &mini);
     train(&data, &p(&dir, "plain"), &[&mini[..], &["--no-shuffle"]].concat());
-    train(&data, &p(&dir, "full"), &full);
+    train(&data, &p(&dir, "full"), &["--init", init, "--full-batch"]);
     let score = |m: &str| inertia(&rows, &saved_centres(&p(&dir, m)));
     let (shuffled, plain, full) = (score("shuffled"), score("plain"), score("full"));
     // Full batch (Lloyd to convergence) is the reference; the shuffled
@@ -84,6 +87,40 @@ fn shuffled_stream_on_sorted_data_is_as_good_as_full_batch() {
         shuffled < plain,
         "shuffled {shuffled:.1} vs file order {plain:.1}"
     );
+}
+
+#[test]
+fn a_new_model_starts_from_a_sample_of_the_whole_file() {
+    // Eight blobs 100 apart, one after another: the first batches hold
+    // blob 0 only, so centres chosen from them would all sit in blob 0.
+    let centres: Vec<Vec<f64>> = (0..K).map(|j| vec![100.0 * j as f64, 0.0]).collect();
+    let (mixed, _) = blobs(&centres, 500, 3);
+    let mut rows = mixed.clone();
+    rows.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    let dir = tmp();
+    let data = p(&dir, "sorted.csv");
+    write_csv(&data, None, &rows, ',');
+    for init in ["kmeans_plus_plus", "random"] {
+        let model = p(&dir, init);
+        train(
+            &data,
+            &model,
+            &["-k", "8", "--init", init, "--mini-batch", "--batch-size", "50"],
+        );
+        train(&data, &model, &["--steps", "1"]);
+        let got = saved_centres(&model);
+        let covered = centres
+            .iter()
+            .filter(|c| nearest(c, &got).1 < 4.0)
+            .count();
+        // k-means++ finds every blob; random draws of 8 from 8 equal blobs
+        // still land in more than one.
+        if init == "kmeans_plus_plus" {
+            assert_eq!(covered, K, "{got:?}");
+        } else {
+            assert!(covered >= 3, "{got:?}");
+        }
+    }
 }
 
 fn write_parquet_f64(path: &Path, rows: &[Vec<f64>], row_group: usize) {
@@ -121,7 +158,8 @@ fn resumed_equals_uninterrupted(data: &Path, dir: &tempfile::TempDir, n: u64, ex
     let twice = p(dir, &format!("twice{n}{}", extra.join("")));
     train(data, &once, &[&base[..], &["--steps", &two_n]].concat());
     train(data, &twice, &[&base[..], &["--steps", &n_s]].concat());
-    train(data, &twice, &["--steps", &n_s]);
+    // The batch size and buffer are flags of each call, not of the model.
+    train(data, &twice, &[&base[..], &["--steps", &n_s]].concat());
     let (a, b) = (saved_centres(&once), saved_centres(&twice));
     assert_eq!(a, b, "{} after {n} + {n} steps, {extra:?}", data.display());
     // Control: the same first run, its checkpoint copied without the
@@ -135,7 +173,7 @@ fn resumed_equals_uninterrupted(data: &Path, dir: &tempfile::TempDir, n: u64, ex
         .unwrap();
     assert!(loaded.input_state.is_some());
     centroid::checkpoint::save(&copy, &loaded.state, &loaded.signature, 0).unwrap();
-    train(data, &copy, &["--steps", &n_s]);
+    train(data, &copy, &[&base[..], &["--steps", &n_s]].concat());
     assert_ne!(saved_centres(&copy), a, "{} without a position", data.display());
 }
 
