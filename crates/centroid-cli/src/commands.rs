@@ -343,9 +343,7 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
                         src.path().display()
                     )));
                 }
-                return Ok(Input::batches(std::iter::once(Ok(Features::Dense(
-                    sample,
-                )))));
+                return Ok(Input::batches(std::iter::once(Ok(Features::Dense(sample)))));
             }
             let s = stream.take().ok_or_else(|| {
                 Error::InvalidArgument("the training stream was asked for twice".into())

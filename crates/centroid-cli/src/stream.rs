@@ -600,7 +600,9 @@ mod tests {
         ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>> {
             let b = batch_size.max(1);
             Ok(Box::new((0..self.n.div_ceil(b)).map(move |i| {
-                let v: Vec<f64> = (i * b..((i + 1) * b).min(self.n)).map(|r| r as f64).collect();
+                let v: Vec<f64> = (i * b..((i + 1) * b).min(self.n))
+                    .map(|r| r as f64)
+                    .collect();
                 let rows = v.len();
                 Dense::new(v, rows, 1)
             })))
@@ -682,11 +684,7 @@ mod tests {
         let src = numbered(25);
         let stream = FileStream::new(&src, settings(false, 10, 100), Some(2)).unwrap();
         let batches: Vec<Vec<usize>> = stream.map(|b| rows_of(&b.unwrap())).collect();
-        let one: Vec<Vec<usize>> = vec![
-            (0..10).collect(),
-            (10..20).collect(),
-            (20..25).collect(),
-        ];
+        let one: Vec<Vec<usize>> = vec![(0..10).collect(), (10..20).collect(), (20..25).collect()];
         assert_eq!(batches, [one.clone(), one].concat());
     }
 
@@ -731,7 +729,11 @@ mod tests {
                     .take(100 - stop)
                     .map(|b| rows_of(&b.unwrap()))
                     .collect();
-                assert_eq!([head, tail].concat(), whole, "shuffle {shuffle}, stop {stop}");
+                assert_eq!(
+                    [head, tail].concat(),
+                    whole,
+                    "shuffle {shuffle}, stop {stop}"
+                );
             }
         }
     }

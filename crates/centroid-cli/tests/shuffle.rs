@@ -73,7 +73,11 @@ fn shuffled_stream_on_sorted_data_is_as_good_as_full_batch() {
         "2",
     ];
     train(&data, &p(&dir, "shuffled"), &mini);
-    train(&data, &p(&dir, "plain"), &[&mini[..], &["--no-shuffle"]].concat());
+    train(
+        &data,
+        &p(&dir, "plain"),
+        &[&mini[..], &["--no-shuffle"]].concat(),
+    );
     train(&data, &p(&dir, "full"), &["--init", init, "--full-batch"]);
     let score = |m: &str| inertia(&rows, &saved_centres(&p(&dir, m)));
     let (shuffled, plain, full) = (score("shuffled"), score("plain"), score("full"));
@@ -105,14 +109,19 @@ fn a_new_model_starts_from_a_sample_of_the_whole_file() {
         train(
             &data,
             &model,
-            &["-k", "8", "--init", init, "--mini-batch", "--batch-size", "50"],
+            &[
+                "-k",
+                "8",
+                "--init",
+                init,
+                "--mini-batch",
+                "--batch-size",
+                "50",
+            ],
         );
         train(&data, &model, &["--steps", "1"]);
         let got = saved_centres(&model);
-        let covered = centres
-            .iter()
-            .filter(|c| nearest(c, &got).1 < 4.0)
-            .count();
+        let covered = centres.iter().filter(|c| nearest(c, &got).1 < 4.0).count();
         // k-means++ finds every blob; random draws of 8 from 8 equal blobs
         // still land in more than one.
         if init == "kmeans_plus_plus" {
@@ -174,7 +183,12 @@ fn resumed_equals_uninterrupted(data: &Path, dir: &tempfile::TempDir, n: u64, ex
     assert!(loaded.input_state.is_some());
     centroid::checkpoint::save(&copy, &loaded.state, &loaded.signature, 0).unwrap();
     train(data, &copy, &[&base[..], &["--steps", &n_s]].concat());
-    assert_ne!(saved_centres(&copy), a, "{} without a position", data.display());
+    assert_ne!(
+        saved_centres(&copy),
+        a,
+        "{} without a position",
+        data.display()
+    );
 }
 
 #[test]
