@@ -209,3 +209,46 @@ fn resuming_mid_epoch_continues_the_epoch_order() {
     }
     resumed_equals_uninterrupted(&npy, &dir, 100, &["--no-shuffle"]);
 }
+
+#[test]
+fn shuffle_flags_are_for_mini_batch_and_checked() {
+    let dir = tmp();
+    let data = p(&dir, "d.csv");
+    write_csv(&data, None, &three_blobs().0, ',');
+    let fails = |extra: &[&str], says: &str| {
+        let out = centroid()
+            .args(["train", "-k", "3", "--data"])
+            .arg(&data)
+            .arg("--model-dir")
+            .arg(p(&dir, "m"))
+            .args(extra)
+            .assert()
+            .failure()
+            .get_output()
+            .stderr
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(says), "{extra:?}: {text}");
+    };
+    fails(
+        &["--full-batch", "--no-shuffle"],
+        "apply to --mini-batch training",
+    );
+    fails(
+        &["--mini-batch", "--shuffle-buffer", "0"],
+        "--shuffle-buffer must be at least 1 row",
+    );
+    fails(
+        &["--mini-batch", "--no-shuffle", "--shuffle-buffer", "9"],
+        "cannot be used with",
+    );
+    let help = centroid()
+        .args(["train", "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let help = String::from_utf8(help).unwrap();
+    assert!(help.contains("--shuffle-buffer") && help.contains("--no-shuffle"));
+}
