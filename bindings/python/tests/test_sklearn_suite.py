@@ -8,9 +8,13 @@ runs against our classes, dense and sparse input alike. The two fixtures it
 takes from scikit-learn's conftest are defined below as scikit-learn's
 defaults define them.
 
-Excluded are only the tests that call scikit-learn's private helpers on our
-classes' internals or need scikit-learn's own implementation; each is listed
-in EXCLUDED with the reason.
+Nothing is excluded. The tests that call scikit-learn's private helpers
+(`_labels_inertia`, `_mini_batch_step`, `_inertia_dense`, ...) call them on
+arrays, not on our classes, and so test scikit-learn itself; the ones that
+call the private method `_init_centroids` on a `KMeans` call ours, which
+takes the same keywords; `_n_init` and `_init_size` are attributes of ours
+too. A test that cannot run against our classes would go into EXCLUDED with
+its reason.
 """
 
 from __future__ import annotations

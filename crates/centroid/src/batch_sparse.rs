@@ -167,15 +167,16 @@ pub fn lloyd<T: Float>(
         let prepared = SparseCentres::new(centres.view());
         sparse::assign_accumulate(x, sample_weight, &prepared, Some(&mut labels), &mut stats);
         iteration_losses.push(stats.loss);
-        let old = centres.clone();
-        relocate_empty_clusters(
-            x,
-            sample_weight,
-            &prepared,
-            old.view(),
-            &mut labels,
-            &mut stats,
-        );
+        if stats.weights.contains(&0.0) {
+            relocate_empty_clusters(
+                x,
+                sample_weight,
+                &prepared,
+                centres.view(),
+                &mut labels,
+                &mut stats,
+            );
+        }
         let shift = update_centres(&mut centres, &stats);
         if labels_old.as_deref() == Some(labels.as_slice()) {
             stop = LloydStop::Strict;

@@ -268,13 +268,23 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         return self._transform(X)
 
     def _transform(self, X: Any) -> np.ndarray:
-        if X.dtype == np.float32 and not _issparse(X):
-            # As scikit-learn does, in float64: a point on a centre is then at
-            # distance 0, not at float32 rounding noise.
-            d = _sq_distances(_c(X, np.float64), self._centers_as(np.float64))
-            return np.sqrt(d).astype(np.float32)
-        # Sparse distances are computed in float64 whatever the dtype.
-        return np.sqrt(_sq_distances(X, self._centers_as(X.dtype)))
+        if _issparse(X):
+            # The sparse kernel works in float64 and gives exactly 0 for a
+            # row equal to a centre.
+            return np.sqrt(_sq_distances(X, self._centers_as(X.dtype)))
+        # Dense: in float64 (as scikit-learn upcasts float32). The kernel's
+        # expansion ||x||^2 - 2 x.c + ||c||^2 loses the small distances to
+        # cancellation; those (below 1e-6 of the norms) are recomputed as
+        # ||x - c||^2, so a point on a centre is at distance exactly 0.
+        X64 = _c(X, np.float64)
+        C64 = self._centers_as(np.float64)
+        d = _sq_distances(X64, C64)
+        xx = np.einsum("ij,ij->i", X64, X64)
+        cc = np.einsum("ij,ij->i", C64, C64)
+        rows, cols = np.nonzero(d <= 1e-6 * (xx[:, None] + cc[None, :]))
+        if rows.size:
+            d[rows, cols] = np.einsum("ij,ij->i", X64[rows] - C64[cols], X64[rows] - C64[cols])
+        return np.sqrt(d).astype(X.dtype, copy=False)
 
     def fit_transform(self, X: ArrayLike, y: Any = None, sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
         """Fits and returns the distances of X to the centres."""

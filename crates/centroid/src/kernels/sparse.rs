@@ -477,12 +477,15 @@ fn potentials<T: Float>(
     total
 }
 
-/// Greedy k-means++ on sparse rows (as [`crate::seeding::kmeans_plus_plus`]
-/// on dense ones): each centre is the best of `1 + retries` rows drawn with
-/// probability proportional to `w * D(x)` (to the weight alone for the
-/// first), the one leaving the smallest potential winning, the first drawn
-/// on ties. Draws follow the serial f64 running total over the rows, so the
-/// same seed picks the same rows at any thread count. Returns the chosen
+/// Greedy k-means++ on sparse rows, drawing as
+/// [`crate::seeding::kmeans_plus_plus`] does on dense rows, so that the same
+/// seed picks the same rows from the same data, dense or sparse: each
+/// centre, the first included, is the best of `1 + retries` distinct rows
+/// drawn with probability proportional to `w * D(x)` (to `w` for the first):
+/// the first row whose serial f64 running total exceeds a uniform draw
+/// times the total. The candidate leaving the smallest potential wins, the
+/// first drawn on ties; when no potential is left, a row not yet chosen is
+/// drawn uniformly. The same rows at any thread count. Returns the chosen
 /// rows, densified.
 pub fn kmeans_plus_plus<T: Float>(
     x: CsrRef<'_, T>,
@@ -511,65 +514,71 @@ pub fn kmeans_plus_plus<T: Float>(
             )));
         }
     }
-    let mut out = Matrix::zeros(k, d);
-    if k == 0 {
-        return Ok(out);
+    if retries > crate::params::MAX_KMEANS_PLUS_PLUS_RETRIES as usize {
+        return Err(Error::InvalidArgument(format!(
+            "k-means++ takes at most {} retries, got {retries}",
+            crate::params::MAX_KMEANS_PLUS_PLUS_RETRIES
+        )));
     }
+    let mut out = Matrix::zeros(k, d);
     let mut rng = crate::seeding::rng_from_seed(seed);
     let weight = |i: usize| sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
-    // The first row whose running total of `term` exceeds a uniform draw
-    // times the total; the first row with a positive term when rounding
-    // leaves the draw at the very end, row 0 when every term is 0.
-    let draw = |rng: &mut rand_chacha::ChaCha8Rng, term: &dyn Fn(usize) -> f64| -> usize {
-        let total: f64 = (0..n).map(term).sum();
-        if !(total > 0.0) {
-            return 0;
-        }
-        let target = rng.gen::<f64>() * total;
-        let mut run = 0.0;
-        let mut last_positive = 0;
-        for i in 0..n {
-            let t = term(i);
-            if t > 0.0 {
-                last_positive = i;
-            }
-            run += t;
-            if run > target {
-                return i;
-            }
-        }
-        last_positive
-    };
     let mut min_dist = vec![f64::INFINITY; n];
+    let mut is_chosen = vec![false; n];
+    let mut cumulative = vec![0.0f64; n];
     let mut row = vec![T::zero(); d];
-    let first = draw(&mut rng, &weight);
-    x.row_dense(first, out.row_mut(0));
-    let c0 = SparseCentres::new(MatRef::new(out.row(0), 1, d)?);
-    potentials(x, None, &mut min_dist, &c0, Some(0));
-    for step in 1..k {
-        let mut candidates: Vec<usize> = Vec::with_capacity(1 + retries);
-        for _ in 0..1 + retries {
-            let i = draw(&mut rng, &|i| weight(i) * min_dist[i]);
-            if !candidates.contains(&i) {
-                candidates.push(i);
+    for step in 0..k {
+        let mut total = 0.0f64;
+        for (i, c) in cumulative.iter_mut().enumerate() {
+            total += if step == 0 {
+                weight(i)
+            } else {
+                weight(i) * min_dist[i]
+            };
+            *c = total;
+        }
+        let pick = if !(total > 0.0) || !total.is_finite() {
+            // Every row sits on a chosen centre (or no row has weight).
+            let free: Vec<usize> = (0..n).filter(|&i| !is_chosen[i]).collect();
+            if free.is_empty() {
+                return Err(Error::InvalidData(format!(
+                    "k-means++ ran out of rows after {step} of {k} centres"
+                )));
             }
-        }
-        let mut cand = Matrix::zeros(candidates.len(), d);
-        for (c, &i) in candidates.iter().enumerate() {
-            x.row_dense(i, &mut row);
-            cand.row_mut(c).copy_from_slice(&row);
-        }
-        let prepared = SparseCentres::new(cand.view());
-        let mut scratch = min_dist.clone();
-        let pots = potentials(x, sample_weight, &mut scratch, &prepared, None);
-        let mut best = 0;
-        for (c, &p) in pots.iter().enumerate() {
-            if p < pots[best] {
-                best = c;
+            free[rng.gen_range(0..free.len())]
+        } else {
+            let mut candidates: Vec<usize> = Vec::with_capacity(1 + retries);
+            for _ in 0..1 + retries {
+                let u = rng.gen::<f64>() * total;
+                let c = cumulative.partition_point(|&c| c <= u).min(n - 1);
+                if !candidates.contains(&c) {
+                    candidates.push(c);
+                }
             }
-        }
-        out.row_mut(step).copy_from_slice(cand.row(best));
-        let chosen = SparseCentres::new(MatRef::new(cand.row(best), 1, d)?);
+            let mut cand = Matrix::zeros(candidates.len(), d);
+            for (c, &i) in candidates.iter().enumerate() {
+                x.row_dense(i, &mut row);
+                cand.row_mut(c).copy_from_slice(&row);
+            }
+            let mut scratch = min_dist.clone();
+            let pots = potentials(
+                x,
+                sample_weight,
+                &mut scratch,
+                &SparseCentres::new(cand.view()),
+                None,
+            );
+            let mut best = 0;
+            for (c, &p) in pots.iter().enumerate() {
+                if p < pots[best] {
+                    best = c;
+                }
+            }
+            candidates[best]
+        };
+        is_chosen[pick] = true;
+        x.row_dense(pick, out.row_mut(step));
+        let chosen = SparseCentres::new(MatRef::new(out.row(step), 1, d)?);
         potentials(x, None, &mut min_dist, &chosen, Some(0));
     }
     Ok(out)
@@ -706,6 +715,30 @@ mod tests {
             for m in 0..j {
                 assert_ne!(a.row(j), a.row(m));
             }
+        }
+    }
+
+    #[test]
+    fn kmeans_plus_plus_picks_the_rows_the_dense_seeding_picks() {
+        // Well-separated distinct rows: the distances' last bits cannot
+        // change a draw, so both must follow the same random stream.
+        let (n, d, k) = (600, 12, 9);
+        let (ip, ix, dv) = sparse(n, d, 3, 0.5);
+        let x = CsrRef::new(n, d, &ip, &ix, &dv).unwrap();
+        let dense = x.to_dense();
+        let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 7) as f64).collect();
+        for weights in [None, Some(&w[..])] {
+            let a = kmeans_plus_plus(x, weights, k, 3, 7).unwrap();
+            let b = crate::seeding::kmeans_plus_plus(
+                dense.view(),
+                weights,
+                k,
+                3,
+                super::super::Metric::SquaredEuclidean,
+                7,
+            )
+            .unwrap();
+            assert_eq!(a.as_slice(), b.as_slice());
         }
     }
 
