@@ -67,7 +67,10 @@ def load_sparse(spec):
     import scipy.sparse as sp
     from sklearn.preprocessing import normalize
 
-    x = sp.random(spec["n"], spec["d"], density=spec["density"], format="csr", dtype=np.float32, random_state=0)
+    # A Generator, not random_state=0: with a legacy RandomState, scipy draws
+    # the positions as a permutation of all n * d cells (149 GiB here).
+    rng = np.random.default_rng(0)
+    x = sp.random(spec["n"], spec["d"], density=spec["density"], format="csr", dtype=np.float32, random_state=rng)
     return normalize(x, norm="l2", copy=False)
 
 

@@ -239,8 +239,8 @@ fn panel_dots<T: Float>(idx: &[i32], vals: &[T], panel: &[T]) -> [f64; PANEL] {
             .try_into()
             .expect("a panel row is PANEL values");
         let v = v.to_f64_exact();
-        for q in 0..PANEL {
-            acc[q] += v * col[q].to_f64_exact();
+        for (a, &c) in acc.iter_mut().zip(col) {
+            *a += v * c.to_f64_exact();
         }
     }
     acc
@@ -265,8 +265,8 @@ fn for_each_distance<T: Float>(
         for (r, &rn) in row_norms.iter().enumerate() {
             let (idx, vals) = x.row(start + r);
             let acc = panel_dots(idx, vals, panel);
-            for q in 0..width {
-                f(r, j0 + q, (rn - 2.0 * acc[q] + cn[q]).max(0.0));
+            for (q, (&dot, &c)) in acc.iter().zip(cn).enumerate() {
+                f(r, j0 + q, (rn - 2.0 * dot + c).max(0.0));
             }
         }
     }
