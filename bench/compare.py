@@ -319,6 +319,7 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sparse-rows", type=int, help="rows of the sparse shapes (a smaller run on a busy machine)")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -332,7 +333,9 @@ def main():
     rows, sparse_rows = [], []
     for name in names:
         if name in SPARSE_SHAPES or name in QUICK_SPARSE_SHAPES:
-            spec = {**SPARSE_SHAPES, **QUICK_SPARSE_SHAPES}[name]
+            spec = dict({**SPARSE_SHAPES, **QUICK_SPARSE_SHAPES}[name])
+            if args.sparse_rows:
+                spec["n"] = args.sparse_rows
             sparse_rows.append(run_sparse(name, spec, args.iters, args.threads, args.repeat))
             continue
         spec = {**SHAPES, **QUICK_SHAPES}[name]
