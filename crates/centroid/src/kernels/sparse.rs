@@ -4,11 +4,14 @@
 //!
 //! Distances use the expansion `||x||^2 - 2 x.c + ||c||^2` (clamped at 0),
 //! all in f64: row norms are computed once per pass, and `x.c` runs over the
-//! row's non-zeros only. The centres are stored transposed in panels of
-//! [`PANEL`] centres (`d x PANEL` values each, one cache line of f32 per
-//! feature), so each non-zero `(c, v)` adds `v * panel[c]` to [`PANEL`]
-//! running dot products at once; a chunk's rows all run against one panel
-//! before the next, so the panel stays in cache. A point equal to a centre
+//! row's non-zeros only. The centres are stored transposed in panels (`d`
+//! rows of `w` values: feature `c` of `w` centres side by side), so each
+//! non-zero `(c, v)` adds `v * panel[c]` to `w` running dot products at
+//! once; a chunk's rows all run against one panel before the next. When a
+//! panel of [`PANEL`] centres fits in L2 (small `d`), panels are that wide
+//! and stay in cache; for wide data (TF-IDF: `d` = 100 000) one panel holds
+//! all `k` centres, so each non-zero reads one contiguous run of `k` values
+//! instead of one cache line in each of `k / 16` panels. A point equal to a centre
 //! is at distance exactly 0: its norm, the centre's and the dot product are
 //! the same sums of the same products in the same order.
 //!
@@ -27,9 +30,22 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::matrix::{MatRef, Matrix};
 
-/// Centres per panel: the dot products one pass over a row's non-zeros
-/// computes.
+/// Centres per panel when a panel fits in cache: the dot products one pass
+/// over a row's non-zeros computes.
 pub const PANEL: usize = 16;
+
+/// The largest panel (bytes) kept narrow: about an L2 cache.
+const PANEL_CACHE_BYTES: usize = 1 << 20;
+
+/// The panel width for `k` centres of width `d`: [`PANEL`] when such a
+/// panel fits in [`PANEL_CACHE_BYTES`], else all `k` (rounded up to 8).
+fn panel_width<T>(k: usize, d: usize) -> usize {
+    if k <= PANEL || d * PANEL * std::mem::size_of::<T>() <= PANEL_CACHE_BYTES {
+        PANEL
+    } else {
+        k.div_ceil(8) * 8
+    }
+}
 
 /// A borrowed CSR matrix (scipy's layout): row `i`'s non-zeros are
 /// `data[indptr[i]..indptr[i + 1]]` in the columns named by `indices`,
@@ -186,31 +202,44 @@ fn sq_norm<T: Float>(vals: &[T]) -> f64 {
 }
 
 /// Dense centres laid out for sparse rows: panel `p` holds centres
-/// `p * PANEL ..` transposed (`d` rows of `PANEL` values, zero-padded), with
-/// the centres' squared norms in f64.
+/// `p * w ..` transposed (`d` rows of `w` values, zero-padded), with the
+/// centres' squared norms in f64.
 #[derive(Clone, Debug)]
 pub struct SparseCentres<T> {
     k: usize,
     d: usize,
+    /// Centres per panel.
+    w: usize,
     panels: Vec<T>,
     sq_norms: Vec<f64>,
 }
 
 impl<T: Float> SparseCentres<T> {
     pub fn new(centres: MatRef<'_, T>) -> Self {
+        Self::with_width(centres, panel_width::<T>(centres.rows(), centres.cols()))
+    }
+
+    /// Panels of `w` centres (tests run both layouts).
+    fn with_width(centres: MatRef<'_, T>, w: usize) -> Self {
         let (k, d) = (centres.rows(), centres.cols());
-        let n_panels = k.div_ceil(PANEL);
-        let mut panels = vec![T::zero(); n_panels * d * PANEL];
-        for j in 0..k {
-            let base = (j / PANEL) * d * PANEL + j % PANEL;
-            for (c, &v) in centres.row(j).iter().enumerate() {
-                panels[base + c * PANEL] = v;
+        let w = w.max(1);
+        let n_panels = k.div_ceil(w);
+        let mut panels = vec![T::zero(); n_panels * d * w];
+        for (p, block) in panels.chunks_exact_mut((d * w).max(1)).enumerate() {
+            // Row by row of the panel, so writes are sequential.
+            let j0 = p * w;
+            let width = w.min(k - j0);
+            for (c, out) in block.chunks_exact_mut(w).enumerate() {
+                for (q, o) in out[..width].iter_mut().enumerate() {
+                    *o = centres.row(j0 + q)[c];
+                }
             }
         }
         let sq_norms = (0..k).map(|j| sq_norm(centres.row(j))).collect();
         Self {
             k,
             d,
+            w,
             panels,
             sq_norms,
         }
@@ -226,11 +255,13 @@ impl<T: Float> SparseCentres<T> {
         &self.sq_norms
     }
     fn panel(&self, p: usize) -> &[T] {
-        &self.panels[p * self.d * PANEL..(p + 1) * self.d * PANEL]
+        let size = self.d * self.w;
+        &self.panels[p * size..(p + 1) * size]
     }
 }
 
-/// The dot products of one sparse row with the `PANEL` centres of `panel`.
+/// The dot products of one sparse row with the `PANEL` centres of `panel`
+/// (fixed width: the compiler keeps them in registers).
 #[inline]
 fn panel_dots<T: Float>(idx: &[i32], vals: &[T], panel: &[T]) -> [f64; PANEL] {
     let mut acc = [0.0f64; PANEL];
@@ -246,6 +277,21 @@ fn panel_dots<T: Float>(idx: &[i32], vals: &[T], panel: &[T]) -> [f64; PANEL] {
     acc
 }
 
+/// The dot products of one sparse row with the `acc.len()` centres of a
+/// wide `panel`, into `acc`.
+#[inline]
+fn wide_dots<T: Float>(idx: &[i32], vals: &[T], panel: &[T], acc: &mut [f64]) {
+    let w = acc.len();
+    acc.fill(0.0);
+    for (&c, &v) in idx.iter().zip(vals) {
+        let col = &panel[c as usize * w..][..w];
+        let v = v.to_f64_exact();
+        for (a, &c) in acc.iter_mut().zip(col) {
+            *a += v * c.to_f64_exact();
+        }
+    }
+}
+
 /// Runs `f(row, j, distance)` for every row `start..end` of `x` and every
 /// centre, panel by panel (each panel over all the rows), centres in
 /// increasing order for a given row.
@@ -257,14 +303,24 @@ fn for_each_distance<T: Float>(
     mut f: impl FnMut(usize, usize, f64),
 ) {
     let row_norms: Vec<f64> = (start..end).map(|i| sq_norm(x.row(i).1)).collect();
-    for p in 0..centres.k.div_ceil(PANEL) {
+    let w = centres.w;
+    let mut wide = vec![0.0f64; if w == PANEL { 0 } else { w }];
+    for p in 0..centres.k.div_ceil(w) {
         let panel = centres.panel(p);
-        let j0 = p * PANEL;
-        let width = PANEL.min(centres.k - j0);
+        let j0 = p * w;
+        let width = w.min(centres.k - j0);
         let cn = &centres.sq_norms[j0..j0 + width];
         for (r, &rn) in row_norms.iter().enumerate() {
             let (idx, vals) = x.row(start + r);
-            let acc = panel_dots(idx, vals, panel);
+            // The same sums in the same order either way.
+            let fixed;
+            let acc: &[f64] = if w == PANEL {
+                fixed = panel_dots(idx, vals, panel);
+                &fixed
+            } else {
+                wide_dots(idx, vals, panel, &mut wide);
+                &wide
+            };
             for (q, (&dot, &c)) in acc.iter().zip(cn).enumerate() {
                 f(r, j0 + q, (rn - 2.0 * dot + c).max(0.0));
             }
@@ -328,7 +384,11 @@ pub fn assign_accumulate<T: Float>(
     let (n, d, k) = (x.rows(), x.cols(), centres.k());
     check_shapes(x, centres);
     assert!(sample_weight.is_none_or(|w| w.len() == n));
-    assert_eq!((stats.k, stats.d), (k, d), "statistics shaped like the centres");
+    assert_eq!(
+        (stats.k, stats.d),
+        (k, d),
+        "statistics shaped like the centres"
+    );
     stats.clear();
     let mut own = Vec::new();
     let labels: &mut [u32] = match labels {
@@ -625,20 +685,33 @@ mod tests {
         let dense = x.to_dense();
         let cflat: Vec<f64> = (0..k * d).map(|i| (i as f64 * 0.37).cos()).collect();
         let c = MatRef::new(&cflat, k, d).unwrap();
-        let prepared = SparseCentres::new(c);
-        let (mut labels, mut scores) = (vec![0u32; n], vec![0.0f64; n]);
-        assign(x, &prepared, &mut labels, &mut scores);
-        let mut all = vec![0.0f64; n * k];
-        distances(x, &prepared, &mut all);
-        for i in 0..n {
-            let want: Vec<f64> = (0..k).map(|j| brute_dist(dense.row(i), c.row(j))).collect();
-            for j in 0..k {
-                assert!((all[i * k + j] - want[j]).abs() <= 1e-9 * (1.0 + want[j]));
+        // Narrow panels (16 centres) and one wide panel (all 37, padded).
+        for width in [PANEL, 40] {
+            let prepared = SparseCentres::with_width(c, width);
+            let (mut labels, mut scores) = (vec![0u32; n], vec![0.0f64; n]);
+            assign(x, &prepared, &mut labels, &mut scores);
+            let mut all = vec![0.0f64; n * k];
+            distances(x, &prepared, &mut all);
+            for i in 0..n {
+                let want: Vec<f64> = (0..k).map(|j| brute_dist(dense.row(i), c.row(j))).collect();
+                for j in 0..k {
+                    assert!((all[i * k + j] - want[j]).abs() <= 1e-9 * (1.0 + want[j]));
+                }
+                let best = want.iter().cloned().fold(f64::INFINITY, f64::min);
+                assert!(
+                    want[labels[i] as usize] <= best + 1e-9 * (1.0 + best),
+                    "row {i}"
+                );
+                assert!((scores[i] - best).abs() <= 1e-9 * (1.0 + best));
             }
-            let best = want.iter().cloned().fold(f64::INFINITY, f64::min);
-            assert!(want[labels[i] as usize] <= best + 1e-9 * (1.0 + best), "row {i}");
-            assert!((scores[i] - best).abs() <= 1e-9 * (1.0 + best));
         }
+    }
+
+    #[test]
+    fn wide_data_gets_one_panel_of_all_centres() {
+        assert_eq!(panel_width::<f32>(100, 100_000), 104);
+        assert_eq!(panel_width::<f32>(100, 1000), PANEL);
+        assert_eq!(panel_width::<f64>(8, 100_000), PANEL);
     }
 
     #[test]
@@ -649,11 +722,13 @@ mod tests {
         let x = CsrRef::new(n, d, &ip, &ix, &dv32).unwrap();
         let dense = x.to_dense();
         let c = MatRef::new(&dense.as_slice()[5 * d..8 * d], 3, d).unwrap();
-        let mut out = vec![1.0f32; n * 3];
-        distances(x, &SparseCentres::new(c), &mut out);
-        assert_eq!(out[5 * 3], 0.0);
-        assert_eq!(out[6 * 3 + 1], 0.0);
-        assert_eq!(out[7 * 3 + 2], 0.0);
+        for width in [PANEL, 8] {
+            let mut out = vec![1.0f32; n * 3];
+            distances(x, &SparseCentres::with_width(c, width), &mut out);
+            assert_eq!(out[5 * 3], 0.0);
+            assert_eq!(out[6 * 3 + 1], 0.0);
+            assert_eq!(out[7 * 3 + 2], 0.0);
+        }
     }
 
     #[test]
