@@ -133,7 +133,7 @@ fn weighted_total<T: Float>(scores: &[f64], sample_weight: Option<&[T]>) -> f64 
                 })
                 .sum::<f64>()
         })
-        .fold(0.0, |a, b| a + b)
+        .sum::<f64>()
 }
 
 /// Lloyd's algorithm on sparse rows from `initial_centres`, with
