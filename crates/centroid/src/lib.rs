@@ -5,6 +5,7 @@
 //! way: [`input`] -> validation -> [`kernels`] -> model state -> checkpoints.
 
 pub mod batch;
+pub mod batch_sparse;
 pub mod error;
 pub mod export;
 pub mod float;

@@ -48,6 +48,7 @@ mod amx;
 mod block;
 mod reference;
 mod simd;
+pub mod sparse;
 #[cfg(test)]
 mod tests;
 
