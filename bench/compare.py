@@ -53,6 +53,61 @@ QUICK_SHAPES = {
     "blobs-20k-8-k16": dict(n=20_000, d=8, k=16),
     "blobs-10k-64-k100": dict(n=10_000, d=64, k=100),
 }
+# Sparse (CSR, TF-IDF-like) shapes: scikit-learn and centroid only (faiss
+# takes no sparse input). Rows are L2-normalised.
+SPARSE_SHAPES = {
+    "sparse-200k-100k-k100": dict(n=200_000, d=100_000, density=0.001, k=100),
+}
+QUICK_SPARSE_SHAPES = {
+    "sparse-20k-10k-k20": dict(n=20_000, d=10_000, density=0.005, k=20),
+}
+
+
+def load_sparse(spec):
+    import scipy.sparse as sp
+    from sklearn.preprocessing import normalize
+
+    # A Generator, not random_state=0: with a legacy RandomState, scipy draws
+    # the positions as a permutation of all n * d cells (149 GiB here).
+    rng = np.random.default_rng(0)
+    x = sp.random(spec["n"], spec["d"], density=spec["density"], format="csr", dtype=np.float32, random_state=rng)
+    return normalize(x, norm="l2", copy=False)
+
+
+def sparse_inertia(x, centres):
+    """Exact inertia in f64 for CSR x, block by block."""
+    c = centres.astype(np.float64)
+    cc = (c * c).sum(1)
+    total = 0.0
+    for s in range(0, x.shape[0], 8192):
+        b = x[s : s + 8192].astype(np.float64)
+        d = np.asarray(b.multiply(b).sum(1)) - 2 * (b @ c.T) + cc[None, :]
+        total += np.maximum(d.min(1), 0).sum()
+    return total
+
+
+def run_sparse(name, spec, iters, threads, repeat):
+    """scikit-learn vs centroid.sklearn on a CSR matrix, from the same
+    k-means++ centres, `iters` iterations with tolerance 0."""
+    x = load_sparse(spec)
+    k = spec["k"]
+    c0 = initial_centres(x, k)
+    print(f"== {name}: {x.shape[0]} x {x.shape[1]} CSR, {x.nnz} non-zeros, k={k}, {iters} iterations, {threads} threads", flush=True)
+    t_sk, sk = median_time(run_sklearn(x, c0, iters, threads), repeat)
+    t_c, ck = median_time(run_centroid_kernel(x, c0, iters, threads), repeat)
+    ref = sparse_inertia(x, sk.cluster_centers_)
+    ours = sparse_inertia(x, ck.cluster_centers_)
+    per = {"sklearn": t_sk / sk.n_iter_, "centroid": t_c / ck.n_iter_}
+    row = dict(
+        shape=name,
+        per_iter=per,
+        iterations=dict(sklearn=int(sk.n_iter_), centroid=int(ck.n_iter_)),
+        ratio_vs_sklearn=per["centroid"] / per["sklearn"],
+        inertia_rel=float(abs(ours - ref) / ref),
+        inertia_ok=bool(abs(ours - ref) <= 1e-5 * ref),
+    )
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def load(spec):
@@ -264,6 +319,7 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sparse-rows", type=int, help="rows of the sparse shapes (a smaller run on a busy machine)")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -272,9 +328,16 @@ def main():
     import tempfile
 
     table = QUICK_SHAPES if args.quick else SHAPES
-    names = args.shapes or list(table)
-    rows = []
+    sparse_table = QUICK_SPARSE_SHAPES if args.quick else SPARSE_SHAPES
+    names = args.shapes or list(table) + list(sparse_table)
+    rows, sparse_rows = [], []
     for name in names:
+        if name in SPARSE_SHAPES or name in QUICK_SPARSE_SHAPES:
+            spec = dict({**SPARSE_SHAPES, **QUICK_SPARSE_SHAPES}[name])
+            if args.sparse_rows:
+                spec["n"] = args.sparse_rows
+            sparse_rows.append(run_sparse(name, spec, args.iters, args.threads, args.repeat))
+            continue
         spec = {**SHAPES, **QUICK_SHAPES}[name]
         try:
             x = load(spec)
@@ -370,6 +433,13 @@ def main():
                 f"predict {r['shape']}: sklearn {q['sklearn']:.3g} rows/s, faiss {q['faiss']:.3g} rows/s, "
                 f"centroid {q['centroid']:.3g} rows/s ({q['vs_best']:.2f}x the faster peer; label agreement {q['agree']})"
             )
+    for r in sparse_rows:
+        p = r["per_iter"]
+        print(
+            f"sparse {r['shape']}: sklearn {p['sklearn']:.4f} s/it, centroid {p['centroid']:.4f} s/it, "
+            f"ratio {r['ratio_vs_sklearn']:.2f}, inertia {'ok' if r['inertia_ok'] else 'DIFFERS'} "
+            f"(relative {r['inertia_rel']:.1e})"
+        )
     print("ratio = centroid's time per iteration / the faster of scikit-learn and faiss (lower is better)")
 
 

@@ -113,7 +113,7 @@ fn labels_to_numpy(py: Python<'_>, labels: Vec<u32>) -> PyResult<Bound<'_, PyAny
 }
 
 /// Lloyd's algorithm from `centers`: returns `(centers, labels, inertia,
-/// n_iter)`. `tol` is absolute (scikit-learn's scaled tolerance).
+/// n_iter, iteration_losses, stop, shift)` (see `sparse::LloydResult`). `tol` is absolute (scikit-learn's scaled tolerance).
 #[pyfunction]
 #[pyo3(signature = (x, sample_weight, centers, max_iter, tol))]
 fn lloyd<'py>(
@@ -123,7 +123,7 @@ fn lloyd<'py>(
     centers: &Bound<'py, PyAny>,
     max_iter: usize,
     tol: f64,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, f64, usize)> {
+) -> PyResult<crate::sparse::LloydResult<'py>> {
     dispatch!(py, x, sample_weight, centers, |v, T| {
         batch::lloyd::<T>(v.x, v.w, v.c, max_iter, tol).map(|f| {
             (
@@ -133,15 +133,26 @@ fn lloyd<'py>(
                 f.n_iter,
                 v.c.rows(),
                 v.c.cols(),
+                f.iteration_losses,
+                f.stop,
             )
         })
     })
-    .and_then(|(c, labels, inertia, n_iter, k, d)| {
+    .and_then(|(c, labels, inertia, n_iter, k, d, losses, stop)| {
         let centres = match c {
             Either::F32(c) => matrix_to_numpy(py, Matrix::new(c, k, d).py()?)?,
             Either::F64(c) => matrix_to_numpy(py, Matrix::new(c, k, d).py()?)?,
         };
-        Ok((centres, labels_to_numpy(py, labels)?, inertia, n_iter))
+        let (kind, shift) = crate::sparse::stop_parts(stop);
+        Ok((
+            centres,
+            labels_to_numpy(py, labels)?,
+            inertia,
+            n_iter,
+            losses,
+            kind,
+            shift,
+        ))
     })
 }
 

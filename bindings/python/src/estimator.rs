@@ -510,6 +510,7 @@ impl PyEstimator {
                     .collect(),
                 interrupt: Some(&mut poll),
                 on_step: None,
+                input_state: None,
             };
             inner.train(&mut make_input, args).map(|_| ())
         });

@@ -203,6 +203,17 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
 
+    /// Mini-batch: rows shuffled together. The file's blocks are visited in
+    /// a seeded random order each epoch and read into a buffer of this many
+    /// rows (rounded up to whole batches), whose rows are shuffled [default:
+    /// 64 batches, at most 16 MiB of rows, at least one batch].
+    #[arg(long, value_name = "N", conflicts_with = "no_shuffle")]
+    pub shuffle_buffer: Option<usize>,
+
+    /// Mini-batch: read the file in its own order (no shuffling).
+    #[arg(long)]
+    pub no_shuffle: bool,
+
     /// Mini-batch steps per centre update (> 1: asynchronous full batch).
     #[arg(long, value_name = "S")]
     pub steps_per_iteration: Option<u64>,

@@ -15,6 +15,7 @@ mod plot;
 mod progress;
 mod readers;
 mod saved;
+mod stream;
 mod writers;
 
 fn main() -> ExitCode {

@@ -464,10 +464,12 @@ fn bad_inputs_give_one_line_errors() {
          "unknown column \"z\" (the file has: x, y)"),
         // A model directory with nothing in it.
         ("evaluate", &good, Some(&empty), &[], "empty"),
-        // k-means++ in mini-batch mode needs k rows in the first batch.
+        // Mini-batch k-means++ draws from a sample of the whole file: a
+        // file with fewer rows than k (a CSV file, whose length is found by
+        // reading it) is refused.
         ("train", &good, None,
-         &["-k", "5", "--mini-batch", "--batch-size", "3", "--init", "kmeans_plus_plus"],
-         "--batch-size 3 is smaller than k = 5"),
+         &["-k", "500", "--mini-batch", "--batch-size", "3", "--init", "kmeans_plus_plus"],
+         "num_clusters = 500 is larger than the 120 rows of"),
         // Not an NPY file at all.
         ("train", &fake, None, &["-k", "1"], "not a valid .npy file"),
     ];
@@ -478,6 +480,13 @@ fn bad_inputs_give_one_line_errors() {
             needle,
         );
     }
+    // ... but a batch smaller than k is fine: the centres are not drawn
+    // from the first batch.
+    on_model("train", &good, &p(&dir, "kpp_small_batch"))
+        .args(["-k", "5", "--mini-batch", "--batch-size", "3"])
+        .args(["--steps", "2", "--init", "kmeans_plus_plus"])
+        .assert()
+        .success();
 
     // A damaged checkpoint (the only one): flip bytes in the middle.
     let (ck, _) = latest_checkpoint_file(&model).unwrap();

@@ -27,6 +27,23 @@ pub struct LloydFit<T> {
     pub inertia: f64,
     /// The number of Lloyd iterations run (at least 1).
     pub n_iter: usize,
+    /// Each iteration's loss: the weighted squared distances of the rows to
+    /// the centres they were assigned to in that iteration (scikit-learn's
+    /// verbose "Iteration i, inertia x").
+    pub iteration_losses: Vec<f64>,
+    /// Why the iterations stopped.
+    pub stop: LloydStop,
+}
+
+/// Why [`lloyd`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LloydStop {
+    /// An iteration gave the same labels as the one before.
+    Strict,
+    /// The squared centre shift (the value given) was at most `tol`.
+    Tolerance(f64),
+    /// `max_iter` iterations ran.
+    MaxIter,
 }
 
 /// Checks the shapes and values shared by every entry point.
@@ -200,6 +217,11 @@ fn relocate_empty_clusters<T: Float>(
     let dist: Vec<f64> = (0..x.rows())
         .map(|i| sq_dist(x.row(i), old_centres.row(labels[i] as usize)))
         .collect();
+    if dist.iter().all(|&v| v == 0.0) {
+        // More clusters than distinct rows: moving a row would only empty
+        // another cluster (scikit-learn >= 1.5 does not either).
+        return;
+    }
     let mut order: Vec<usize> = (0..x.rows()).collect();
     // Farthest first; equal distances keep the lower row first so the result
     // does not depend on the sort's internals.
@@ -247,32 +269,22 @@ pub fn lloyd<T: Float>(
     let mut labels = vec![0u32; n];
     let mut labels_old: Option<Vec<u32>> = None;
     let mut stats = ClusterStats::new(k, d);
-    let mut strict_convergence = false;
+    let mut stop = LloydStop::MaxIter;
+    let mut iteration_losses = Vec::new();
     let mut n_iter = 0;
     for _ in 0..max_iter {
         n_iter += 1;
         let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
         kernels::assign_accumulate(x, sample_weight, &prepared, Some(&mut labels), &mut stats);
+        iteration_losses.push(stats.loss);
         relocate_empty_clusters(x, sample_weight, centres.view(), &mut labels, &mut stats);
-        let mut shift = 0.0;
-        for j in 0..k {
-            let w = stats.weights[j];
-            if w <= 0.0 {
-                continue; // Nothing to move it (only with zero weights).
-            }
-            let row = centres.row_mut(j);
-            for (c, v) in row.iter_mut().enumerate() {
-                let new = T::from_f64_lossy(stats.sums[j * d + c] / w);
-                let delta = new.to_f64_exact() - v.to_f64_exact();
-                shift += delta * delta;
-                *v = new;
-            }
-        }
+        let shift = update_centres(&mut centres, &stats);
         if labels_old.as_deref() == Some(labels.as_slice()) {
-            strict_convergence = true;
+            stop = LloydStop::Strict;
             break;
         }
         if shift <= tol {
+            stop = LloydStop::Tolerance(shift);
             break;
         }
         match &mut labels_old {
@@ -280,7 +292,7 @@ pub fn lloyd<T: Float>(
             None => labels_old = Some(labels.clone()),
         }
     }
-    let inertia = if strict_convergence {
+    let inertia = if stop == LloydStop::Strict {
         inertia(x, sample_weight, centres.view(), &labels)
     } else {
         // Recompute labels so they match the final centres.
@@ -291,7 +303,42 @@ pub fn lloyd<T: Float>(
         labels,
         inertia,
         n_iter,
+        iteration_losses,
+        stop,
     })
+}
+
+/// Moves every centre to the weighted mean of its cluster (`stats`) and
+/// returns the sum of the squared shifts. A cluster without weight (empty,
+/// not relocated) takes the new position of the heaviest cluster (the first
+/// of equals), as scikit-learn >= 1.5 places it.
+pub(crate) fn update_centres<T: Float>(centres: &mut Matrix<T>, stats: &ClusterStats) -> f64 {
+    let (k, d) = (stats.k, stats.d);
+    let mut heaviest = 0;
+    for j in 1..k {
+        if stats.weights[j] > stats.weights[heaviest] {
+            heaviest = j;
+        }
+    }
+    let mean = |j: usize, c: usize| T::from_f64_lossy(stats.sums[j * d + c] / stats.weights[j]);
+    let mut shift = 0.0;
+    for j in 0..k {
+        let source = if stats.weights[j] > 0.0 {
+            j
+        } else if stats.weights[heaviest] > 0.0 {
+            heaviest
+        } else {
+            continue; // No weight anywhere: nothing moves.
+        };
+        for c in 0..d {
+            let new = mean(source, c);
+            let v = &mut centres.row_mut(j)[c];
+            let delta = new.to_f64_exact() - v.to_f64_exact();
+            shift += delta * delta;
+            *v = new;
+        }
+    }
+    shift
 }
 
 /// One mini-batch K-means step (scikit-learn's `MiniBatchKMeans` update):

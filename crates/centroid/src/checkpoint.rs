@@ -250,10 +250,25 @@ pub fn save(
     signature: &ModelSignature,
     keep_max: usize,
 ) -> Result<PathBuf> {
+    save_with_input_state(model_dir, state, signature, keep_max, None)
+}
+
+/// [`save`], also recording `input_state` under the metadata key
+/// [`INPUT_STATE_KEY`]: an opaque string from whoever feeds the input (the
+/// command line's position in its file stream), handed back as
+/// [`Loaded::input_state`] so that a resumed run continues where this one
+/// stopped.
+pub fn save_with_input_state(
+    model_dir: &Path,
+    state: &AnyState,
+    signature: &ModelSignature,
+    keep_max: usize,
+    input_state: Option<&str>,
+) -> Result<PathBuf> {
     fs::create_dir_all(model_dir)
         .map_err(|e| Error::io("cannot create model_dir", model_dir, e))?;
     let step = state.global_step();
-    let bytes = crate::model::with_state!(state, s, T => encode(s, signature)?);
+    let bytes = crate::model::with_state!(state, s, T => encode(s, signature, input_state)?);
     let path = checkpoint_path(model_dir, step);
     write_atomically(&path, &bytes)?;
 
@@ -341,7 +356,11 @@ fn dtype_of<T: Float>() -> Dtype {
     }
 }
 
-fn encode<T: Float>(s: &ModelState<T>, signature: &ModelSignature) -> Result<Vec<u8>> {
+fn encode<T: Float>(
+    s: &ModelState<T>,
+    signature: &ModelSignature,
+    input_state: Option<&str>,
+) -> Result<Vec<u8>> {
     let (k, d) = (s.k(), s.d());
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![
         (
@@ -398,6 +417,9 @@ fn encode<T: Float>(s: &ModelState<T>, signature: &ModelSignature) -> Result<Vec
         "params".to_string(),
         serde_json::to_string(signature).map_err(|e| Error::Export(e.to_string()))?,
     );
+    if let Some(i) = input_state {
+        meta.insert(INPUT_STATE_KEY.to_string(), i.to_string());
+    }
     let views: Vec<(String, TensorView<'_>)> = owned
         .iter()
         .map(|(n, dt, shape, b)| TensorView::new(*dt, shape.clone(), b).map(|v| (n.clone(), v)))
@@ -425,7 +447,13 @@ pub struct Loaded {
     pub state: AnyState,
     /// The parameters of the model that wrote it.
     pub signature: ModelSignature,
+    /// What the input's feeder recorded with this checkpoint (see
+    /// [`save_with_input_state`]); `None` for checkpoints without one.
+    pub input_state: Option<String>,
 }
+
+/// The metadata key of [`Loaded::input_state`].
+pub const INPUT_STATE_KEY: &str = "input_state";
 
 /// Reads and verifies one checkpoint file.
 pub fn load(path: &Path) -> Result<Loaded> {
@@ -437,10 +465,11 @@ pub fn load(path: &Path) -> Result<Loaded> {
 /// messages.
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded> {
     decode(bytes)
-        .map(|(state, signature)| Loaded {
+        .map(|(state, signature, input_state)| Loaded {
             path: path.to_path_buf(),
             state,
             signature,
+            input_state,
         })
         .map_err(|reason| Error::CorruptCheckpoint {
             path: path.to_path_buf(),
@@ -473,7 +502,9 @@ pub fn load_latest_good(model_dir: &Path) -> Result<Option<Loaded>> {
     }
 }
 
-fn decode(bytes: &[u8]) -> std::result::Result<(AnyState, ModelSignature), String> {
+type Decoded = (AnyState, ModelSignature, Option<String>);
+
+fn decode(bytes: &[u8]) -> std::result::Result<Decoded, String> {
     let (_, metadata) =
         SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
     let meta = metadata.metadata().clone().unwrap_or_default();
@@ -517,7 +548,8 @@ fn decode(bytes: &[u8]) -> std::result::Result<(AnyState, ModelSignature), Strin
         other => return Err(format!("`clusters` has unsupported dtype {other:?}")),
     };
     check_consistent(&state, &signature)?;
-    Ok((state, signature))
+    let input_state = meta.get(INPUT_STATE_KEY).cloned();
+    Ok((state, signature, input_state))
 }
 
 fn decode_state<'v, T: Float>(

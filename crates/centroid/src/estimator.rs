@@ -35,6 +35,10 @@ pub struct TrainArgs<'h> {
     pub interrupt: Option<&'h mut dyn FnMut() -> bool>,
     /// Called after every step with the global step and the step's loss.
     pub on_step: Option<&'h mut dyn FnMut(i64, f64)>,
+    /// Called at every checkpoint save: an opaque string (say, a position in
+    /// a file stream) stored with the checkpoint and handed back on restore
+    /// as [`crate::model_dir::Loaded::input_state`].
+    pub input_state: Option<&'h mut dyn FnMut() -> Option<String>>,
 }
 
 /// Arguments of [`KMeansClustering::evaluate`].
@@ -269,13 +273,13 @@ impl KMeansClustering {
                 (None, None) => false,
             };
             if due {
-                self.save(&state, &signature, &mut losses, &mut args.saving_listeners)?;
+                self.save(&state, &signature, &mut losses, &mut args)?;
                 last_saved = Some(step);
                 last_save_time = Instant::now();
             }
             if args.interrupt.as_mut().is_some_and(|f| f()) {
                 if last_saved != Some(step) {
-                    self.save(&state, &signature, &mut losses, &mut args.saving_listeners)?;
+                    self.save(&state, &signature, &mut losses, &mut args)?;
                 }
                 return Err(Error::Interrupted { global_step: step });
             }
@@ -292,7 +296,7 @@ impl KMeansClustering {
         })();
         outcome?;
         if last_saved != Some(state.global_step()) {
-            self.save(&state, &signature, &mut losses, &mut args.saving_listeners)?;
+            self.save(&state, &signature, &mut losses, &mut args)?;
         }
         let final_step = state.global_step();
         for l in args.saving_listeners.iter_mut() {
@@ -324,21 +328,23 @@ impl KMeansClustering {
         state: &AnyState,
         signature: &ModelSignature,
         losses: &mut Vec<(i64, f64)>,
-        listeners: &mut [Box<dyn CheckpointSaverListener + '_>],
+        args: &mut TrainArgs<'_>,
     ) -> Result<()> {
         let step = state.global_step();
-        for l in listeners.iter_mut() {
+        for l in args.saving_listeners.iter_mut() {
             l.before_save(step)?;
         }
-        let path = checkpoint::save(
+        let input_state = args.input_state.as_mut().and_then(|f| f());
+        let path = checkpoint::save_with_input_state(
             &self.model_dir,
             state,
             signature,
             self.config.keep_checkpoint_max,
+            input_state.as_deref(),
         )?;
         log::info!("saved checkpoint for step {step} to {}", path.display());
         model_dir::append_losses(&self.model_dir, losses)?;
-        for l in listeners.iter_mut() {
+        for l in args.saving_listeners.iter_mut() {
             l.after_save(step)?;
         }
         Ok(())

@@ -4,10 +4,11 @@
 //! behaviour (see `ARCHITECTURE.md` for the map of the code). Data flows one
 //! way: [`Input`] -> validation -> kernels -> model state -> checkpoints.
 //!
-//! The public surface is the list of re-exports below, plus three modules:
-//! [`model_dir`] (the layout of a model directory), [`batch`] and
-//! [`seeding`] (plain functional K-means for the scikit-learn classes and
-//! the benchmarks), and [`export`] (SavedModel writing). `kernels` is
+//! The public surface is the list of re-exports below, plus these modules:
+//! [`model_dir`] (the layout of a model directory), [`batch`],
+//! [`batch_sparse`] and [`seeding`] (plain functional K-means, dense and
+//! sparse, for the scikit-learn classes and the benchmarks), and [`export`]
+//! (SavedModel writing). `kernels` is
 //! public only for the benchmarks and the Python binding, and hidden from
 //! the documentation: it is not a stable interface.
 
@@ -15,6 +16,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod batch;
+pub mod batch_sparse;
 mod checkpoint;
 mod error;
 mod estimator;

@@ -1,5 +1,7 @@
 //! Choosing the first centres: distinct random rows and greedy k-means++.
 
+use std::collections::HashSet;
+
 use rand::seq::index;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -135,16 +137,15 @@ pub fn kmeans_plus_plus_indices<T: Float>(
         // total is drawn. The running total is a serial f64 sum; the last
         // pass's chunk sums give the same sums when they are exact.
         let fast = last.as_ref().filter(|l| l.sums_are_exact());
-        let mut candidates: Vec<usize> = Vec::with_capacity(candidates_per_step.min(n));
-        // Candidates are drawn with replacement; a repeated row scores the
-        // same as its first draw, which wins ties, so scoring each distinct
-        // row once, in order of first draw, picks the same winner.
-        let mut drawn = std::collections::HashSet::with_capacity(candidates_per_step.min(n));
-        if let Some(l) = fast {
+        let candidates: Vec<usize> = if let Some(l) = fast {
             #[cfg(test)]
             tests::FAST_STEPS.with(|c| c.set(c.get() + 1));
             let total = l.total;
             let mut terms = ChunkTerms::default();
+            let mut candidates = Vec::with_capacity(candidates_per_step.min(n));
+            // As in draw_candidates: each distinct row once, in order of
+            // first draw.
+            let mut drawn = HashSet::with_capacity(candidates_per_step.min(n));
             for _ in 0..candidates_per_step {
                 let u = rng.gen::<f64>() * total;
                 let c = l.locate(u, x, sample_weight, &min_dist, &mut terms);
@@ -152,6 +153,7 @@ pub fn kmeans_plus_plus_indices<T: Float>(
                     candidates.push(c);
                 }
             }
+            candidates
         } else {
             if let Some(p) = pending {
                 // The running total needs every row's weight: fold the last
@@ -160,43 +162,26 @@ pub fn kmeans_plus_plus_indices<T: Float>(
                 kernels::update_min_distances(x, &one, &mut min_dist);
                 pending = None;
             }
-            cumulative.resize(n, 0.0);
-            let mut total = 0.0f64;
-            for i in 0..n {
-                let p = if step == 0 {
-                    weight(i)
-                } else {
-                    weight(i) * min_dist[i]
-                };
-                total += p;
-                cumulative[i] = total;
-            }
-            if !total.is_finite() || total <= 0.0 {
-                // Every remaining point sits on a chosen centre (or all
-                // weights are zero): any row not yet chosen is as good as
-                // another.
-                let free: Vec<usize> = (0..n).filter(|&i| !is_chosen[i]).collect();
-                if free.is_empty() {
-                    // n >= k rows and fewer than k chosen: cannot happen.
-                    return Err(Error::data(format!(
-                        "k-means++ ran out of rows after {step} of {k} centres"
-                    )));
-                }
-                let pick = free[rng.gen_range(0..free.len())];
-                is_chosen[pick] = true;
-                chosen.push(pick);
-                pending = Some(pick);
-                last = None;
-                continue;
-            }
-            for _ in 0..candidates_per_step {
-                let u = rng.gen::<f64>() * total;
-                let c = cumulative.partition_point(|&c| c <= u).min(n - 1);
-                if drawn.insert(c) {
-                    candidates.push(c);
+            match draw_candidates(
+                step,
+                k,
+                weight,
+                &min_dist,
+                &is_chosen,
+                candidates_per_step,
+                &mut cumulative,
+                rng,
+            )? {
+                Draw::Candidates(candidates) => candidates,
+                Draw::Uniform(pick) => {
+                    is_chosen[pick] = true;
+                    chosen.push(pick);
+                    pending = Some(pick);
+                    last = None;
+                    continue;
                 }
             }
-        }
+        };
 
         // One pass: fold `pending` in, then score every candidate against
         // the updated distances. Only per-chunk sums are kept, never the
@@ -224,6 +209,71 @@ pub fn kmeans_plus_plus_indices<T: Float>(
         last = Some(LastPass::new(prepared, scored, fold, best));
     }
     Ok(chosen)
+}
+
+/// What one step of greedy k-means++ drew.
+pub(crate) enum Draw {
+    /// No sampling weight is left (every remaining row sits on a chosen
+    /// centre, or no row has weight): a row not yet chosen, drawn
+    /// uniformly, since any is as good as another.
+    Uniform(usize),
+    /// The distinct candidates, in order of first draw.
+    Candidates(Vec<usize>),
+}
+
+/// Step `step`'s draws, by definition: the sampling weight of row `i` is
+/// `weight(i) * min_dist[i]` (`weight(i)` for the first centre), and each
+/// of the `candidates_per_step` draws is the first row whose serial f64
+/// running total exceeds a uniform draw times the total. Candidates are
+/// drawn with replacement; a repeated row scores the same as its first
+/// draw, which wins ties, so each distinct row is kept once, in order of
+/// first draw. `cumulative` is scratch. The dense seeding (when its chunk
+/// sums cannot stand in for the running total) and the sparse seeding
+/// ([`crate::kernels::sparse::kmeans_plus_plus`]) both draw here, so the
+/// same seed picks the same rows from the same data.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn draw_candidates(
+    step: usize,
+    k: usize,
+    weight: impl Fn(usize) -> f64,
+    min_dist: &[f64],
+    is_chosen: &[bool],
+    candidates_per_step: usize,
+    cumulative: &mut Vec<f64>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Draw> {
+    let n = min_dist.len();
+    cumulative.resize(n, 0.0);
+    let mut total = 0.0f64;
+    for i in 0..n {
+        let p = if step == 0 {
+            weight(i)
+        } else {
+            weight(i) * min_dist[i]
+        };
+        total += p;
+        cumulative[i] = total;
+    }
+    if !total.is_finite() || total <= 0.0 {
+        let free: Vec<usize> = (0..n).filter(|&i| !is_chosen[i]).collect();
+        if free.is_empty() {
+            // n >= k rows and fewer than k chosen: cannot happen.
+            return Err(Error::data(format!(
+                "k-means++ ran out of rows after {step} of {k} centres"
+            )));
+        }
+        return Ok(Draw::Uniform(free[rng.gen_range(0..free.len())]));
+    }
+    let mut candidates = Vec::with_capacity(candidates_per_step.min(n));
+    let mut drawn = HashSet::with_capacity(candidates_per_step.min(n));
+    for _ in 0..candidates_per_step {
+        let u = rng.gen::<f64>() * total;
+        let c = cumulative.partition_point(|&c| c <= u).min(n - 1);
+        if drawn.insert(c) {
+            candidates.push(c);
+        }
+    }
+    Ok(Draw::Candidates(candidates))
 }
 
 /// The pass that scored the latest chosen centre, kept to draw the next

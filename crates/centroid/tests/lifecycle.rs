@@ -190,6 +190,46 @@ fn checkpoints_every_n_steps_keep_the_newest() {
 }
 
 #[test]
+fn input_state_is_saved_with_each_checkpoint_and_read_back() {
+    let b = blobs(200, 4, 40.0, 4);
+    let d = tempfile::tempdir().unwrap();
+    let mut e = est(params(true, 1), d.path(), config(Some(2)));
+    // The feeder reports how many batches it has handed out; each save
+    // records the count at that moment.
+    let served = std::cell::Cell::new(0u64);
+    let mut state = || Some(format!("served {}", served.get()));
+    let input_fn = || {
+        let points = &b.points;
+        let served = &served;
+        Ok(Input::batches((0..).map(move |_| {
+            served.set(served.get() + 1);
+            Ok(Features::Dense(Dense::new(&points[..], 200, 2).unwrap()))
+        })))
+    };
+    let args = TrainArgs {
+        steps: Some(5),
+        input_state: Some(&mut state),
+        ..Default::default()
+    };
+    e.train(input_fn, args).unwrap();
+    // Initialisation took one batch of its own; steps 2, 4 and the end (5)
+    // were saved after 3, 5 and 6 batches.
+    for (step, want) in [(2, "served 3"), (4, "served 5"), (5, "served 6")] {
+        let path = d.path().join(format!("model.ckpt-{step}.safetensors"));
+        let loaded = centroid::model_dir::load(&path).unwrap();
+        assert_eq!(loaded.input_state.as_deref(), Some(want), "step {step}");
+    }
+    // Without the callback (and in checkpoints written before it existed)
+    // there is none.
+    e.train(constant(&b.points, 2), steps(1)).unwrap();
+    let loaded = centroid::model_dir::load_latest_good(d.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.state.global_step(), 6);
+    assert_eq!(loaded.input_state, None);
+}
+
+#[test]
 fn a_damaged_checkpoint_is_detected_and_the_previous_one_used() {
     let b = blobs(200, 4, 40.0, 5);
     let d = tempfile::tempdir().unwrap();
@@ -303,25 +343,35 @@ fn steps_and_max_steps() {
         std::fs::read(e.latest_checkpoint().unwrap()).unwrap(),
         before
     );
-    for bad in [
-        TrainArgs {
-            steps: Some(1),
-            max_steps: Some(9),
-            ..Default::default()
-        },
-        TrainArgs {
-            steps: Some(0),
-            ..Default::default()
-        },
-        TrainArgs {
-            max_steps: Some(0),
-            ..Default::default()
-        },
-    ] {
-        assert!(matches!(
-            e.train(constant(&b.points, 2), bad),
-            Err(Error::InvalidArgument(_))
-        ));
+    let cases = [
+        (
+            TrainArgs {
+                steps: Some(1),
+                max_steps: Some(9),
+                ..Default::default()
+            },
+            ParamError::StepsAndMaxSteps,
+        ),
+        (
+            TrainArgs {
+                steps: Some(0),
+                ..Default::default()
+            },
+            ParamError::NoSteps,
+        ),
+        (
+            TrainArgs {
+                max_steps: Some(0),
+                ..Default::default()
+            },
+            ParamError::NoMaxSteps,
+        ),
+    ];
+    for (bad, want) in cases {
+        match e.train(constant(&b.points, 2), bad) {
+            Err(Error::Param(got)) => assert_eq!(got, want),
+            other => panic!("expected {want:?}, got {:?}", other.err()),
+        }
     }
 }
 

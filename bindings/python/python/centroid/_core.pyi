@@ -18,11 +18,46 @@ TRAIN_LOSSES_FILE: str
 _Float = Union[np.float32, np.float64]
 _FloatArray = npt.NDArray[Any]
 
+_LloydResult = Tuple[_FloatArray, npt.NDArray[np.int32], float, int, List[float], str, float]
+
 def lloyd(
     x: _FloatArray, sample_weight: Optional[_FloatArray], centers: _FloatArray, max_iter: int, tol: float
-) -> Tuple[_FloatArray, npt.NDArray[np.int32], float, int]:
+) -> _LloydResult:
     """Lloyd's algorithm from `centers` (scikit-learn's rules); returns
-    (centers, labels, inertia, n_iter). `tol` is absolute."""
+    (centers, labels, inertia, n_iter, iteration_losses, stop, shift):
+    `stop` is "strict", "tol" (the last squared centre shift in `shift`) or
+    "max_iter". `tol` is absolute."""
+
+class _Csr:
+    """What the sparse_* functions take: a scipy CSR matrix's parts."""
+
+    shape: Tuple[int, int]
+    indptr: npt.NDArray[np.int64]
+    indices: npt.NDArray[np.int32]
+    data: _FloatArray
+
+def sparse_lloyd(
+    x: _Csr, sample_weight: Optional[_FloatArray], centers: _FloatArray, max_iter: int, tol: float
+) -> _LloydResult:
+    """`lloyd` on CSR rows (not centred)."""
+
+def sparse_minibatch_step(
+    x: _Csr, sample_weight: Optional[_FloatArray], centers: _FloatArray, weight_sums: npt.NDArray[np.float64]
+) -> float:
+    """`minibatch_step` on CSR rows."""
+
+def sparse_labels_inertia(
+    x: _Csr, sample_weight: Optional[_FloatArray], centers: _FloatArray
+) -> Tuple[npt.NDArray[np.int32], float]:
+    """`labels_inertia` on CSR rows."""
+
+def sparse_sq_distances(x: _Csr, centers: _FloatArray) -> _FloatArray:
+    """`sq_distances` on CSR rows (computed in float64)."""
+
+def sparse_kmeans_plus_plus(
+    x: _Csr, sample_weight: Optional[_FloatArray], k: int, num_retries: int, seed: int
+) -> _FloatArray:
+    """Greedy k-means++ on CSR rows (the dense version's draws): k rows, dense."""
 
 def minibatch_step(
     x: _FloatArray, sample_weight: Optional[_FloatArray], centers: _FloatArray, weight_sums: npt.NDArray[np.float64]

@@ -3,10 +3,16 @@
 A batch becomes a C-contiguous float32/float64 2-D array, or a dict of
 1-D/2-D such arrays. Arrays already in that form pass through untouched
 (the core then reads them in place); anything else is converted once.
+
+A `scipy.sparse` batch is densified here, one batch at a time: the
+Estimator's model works on dense batches (the scikit-learn classes, not the
+Estimator, cluster sparse data without densifying it). Feed a large sparse
+data set as an iterator of batches so that only one batch is dense at once.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Callable, Dict, Tuple, Union
 
@@ -17,9 +23,19 @@ LABELS_ERROR = "KMeansClustering does not take labels"
 Batch = Union[np.ndarray, Dict[str, np.ndarray]]
 
 
+def _is_sparse(value: Any) -> bool:
+    # scipy is optional: a value can only be a scipy.sparse matrix if scipy
+    # has been imported.
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and bool(sparse.issparse(value))
+
+
 def as_float_array(value: Any, what: str) -> np.ndarray:
     """`value` as a C-contiguous float32 or float64 array (float64 stays
-    float64; every other numeric type becomes float32)."""
+    float64; every other numeric type becomes float32). A scipy.sparse
+    matrix or array is densified."""
+    if _is_sparse(value):
+        value = value.toarray()
     if isinstance(value, np.ndarray):
         arr = value
     elif hasattr(value, "__array__") or isinstance(value, (list, tuple)) or np.isscalar(value):
@@ -39,6 +55,7 @@ def as_float_array(value: Any, what: str) -> np.ndarray:
 def _is_batch(value: Any) -> bool:
     return (
         isinstance(value, (np.ndarray, Mapping, list, tuple))
+        or _is_sparse(value)
         or hasattr(value, "__array__")
         or np.isscalar(value)
     )

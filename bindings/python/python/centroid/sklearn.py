@@ -7,19 +7,27 @@ schedule, so that the same explicit initial centres give the same result.
 k-means++ seeding is centroid's (greedy, with scikit-learn's number of
 candidates), drawn from a seed taken from `random_state`.
 
-This module imports scikit-learn; the rest of `centroid` does not.
+`scipy.sparse` matrices and arrays are accepted wherever scikit-learn
+accepts them: CSR is read in place by the Rust core's sparse kernels (other
+formats are converted to CSR once, and indices sorted on a copy when they
+are not). Sparse data is not centred, as in scikit-learn.
+
+This module imports scikit-learn (and scipy, which scikit-learn needs); the
+rest of `centroid` does not.
 """
 
 from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
+from types import SimpleNamespace
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _core
@@ -30,15 +38,104 @@ ArrayLike = Any
 InitType = Union[str, ArrayLike, Callable[..., ArrayLike]]
 
 
-def _tolerance(X: np.ndarray, tol: float) -> float:
+try:
+    import scipy.sparse as _sp
+except ImportError:  # scipy is optional for the rest of centroid
+    _sp = None
+
+
+def _issparse(X: Any) -> bool:
+    return _sp is not None and _sp.issparse(X)
+
+
+def _tolerance(X: Any, tol: float) -> float:
     """scikit-learn's data-dependent tolerance: tol * mean feature variance."""
     if tol == 0:
         return 0.0
+    if _issparse(X):
+        return float(np.mean(mean_variance_axis(X, axis=0)[1]) * tol)
     return float(np.mean(np.var(X, axis=0)) * tol)
 
 
-def _c(a: np.ndarray, dtype: Any) -> np.ndarray:
+def _c(a: Any, dtype: Any) -> Any:
+    if _issparse(a):
+        return _canonical_csr(a)
     return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _canonical_csr(X: Any) -> Any:
+    """X as CSR with sorted, unique column indices: X itself when it already
+    is, else a converted or sorted copy (the caller's matrix is never
+    changed)."""
+    if X.format != "csr":
+        X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def _csr(X: Any) -> SimpleNamespace:
+    """A CSR matrix as the core takes it: int64 indptr, int32 indices and the
+    values, borrowed when they already have those types."""
+    if X.shape[1] > np.iinfo(np.int32).max:
+        raise ValueError(f"a sparse matrix may have at most {np.iinfo(np.int32).max} columns, got {X.shape[1]}")
+    return SimpleNamespace(
+        shape=(int(X.shape[0]), int(X.shape[1])),
+        indptr=np.ascontiguousarray(X.indptr, dtype=np.int64),
+        indices=np.ascontiguousarray(X.indices, dtype=np.int32),
+        data=np.ascontiguousarray(X.data),
+    )
+
+
+# The core's entry points, dense or sparse by the type of X.
+
+
+def _lloyd(X: Any, sw: Any, centers: np.ndarray, max_iter: int, tol: float) -> tuple:
+    if _issparse(X):
+        return _core.sparse_lloyd(_csr(X), sw, centers, max_iter, tol)
+    return _core.lloyd(X, sw, centers, max_iter, tol)
+
+
+def _labels_inertia(X: Any, sw: Any, centers: np.ndarray) -> tuple:
+    if _issparse(X):
+        return _core.sparse_labels_inertia(_csr(X), sw, centers)
+    return _core.labels_inertia(X, sw, centers)
+
+
+def _sq_distances(X: Any, centers: np.ndarray) -> np.ndarray:
+    if _issparse(X):
+        return _core.sparse_sq_distances(_csr(X), centers)
+    return _core.sq_distances(X, centers)
+
+
+def _minibatch_step(X: Any, sw: Any, centers: np.ndarray, counts: np.ndarray) -> float:
+    if _issparse(X):
+        return _core.sparse_minibatch_step(_csr(X), sw, centers, counts)
+    return _core.minibatch_step(X, sw, centers, counts)
+
+
+def _kmeans_plus_plus(X: Any, sw: Any, k: int, retries: int, seed: int) -> np.ndarray:
+    if _issparse(X):
+        return _core.sparse_kmeans_plus_plus(_csr(X), sw, k, retries, seed)
+    return _core.kmeans_plus_plus(X, sw, k, retries, seed)
+
+
+def _rows(X: Any, idx: Any) -> np.ndarray:
+    """Rows of X as a dense C-contiguous array."""
+    rows = X[idx]
+    if _issparse(rows):
+        rows = rows.toarray()
+    return np.ascontiguousarray(rows, dtype=X.dtype)
+
+
+def _validate(est: Any, X: Any, **kwargs: Any) -> Any:
+    """validate_data for float32/float64, C order, CSR accepted; sparse input
+    comes back as canonical CSR."""
+    X = validate_data(est, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", **kwargs)
+    if _issparse(X):
+        X = _canonical_csr(X)
+    return X
 
 
 class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
@@ -108,14 +205,21 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     def _init_centroids(
         self,
-        X: np.ndarray,
+        X: Any,
+        x_squared_norms: Any = None,
+        *,
         init: Any,
         random_state: np.random.RandomState,
         sample_weight: np.ndarray,
         init_size: Optional[int] = None,
+        n_centroids: Optional[int] = None,
     ) -> np.ndarray:
+        """`n_centroids` (default `n_clusters`) initial centres. Keyword
+        names follow scikit-learn's private method of the same name, which
+        its tests call; `x_squared_norms` is not needed and ignored."""
         n_samples = X.shape[0]
-        k = self.n_clusters
+        k = self.n_clusters if n_centroids is None else int(n_centroids)
+        sample_weight = np.asarray(sample_weight, dtype=X.dtype)
         if init_size is not None and init_size < n_samples:
             idx = random_state.randint(0, n_samples, init_size)
             X = X[idx]
@@ -126,22 +230,22 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             # greedy k-means++ tries 1 + R.
             retries = 1 + int(np.log(k))
             seed = int(random_state.randint(0, np.iinfo(np.int32).max))
-            centers = _core.kmeans_plus_plus(_c(X, X.dtype), _c(sample_weight, X.dtype), k, retries, seed)
+            centers = _kmeans_plus_plus(_c(X, X.dtype), _c(sample_weight, X.dtype), k, retries, seed)
         elif isinstance(init, str) and init == "random":
             seeds = random_state.choice(n_samples, size=k, replace=False, p=sample_weight / sample_weight.sum())
-            centers = X[seeds]
+            centers = _rows(X, seeds)
         elif isinstance(init, np.ndarray):
             centers = init
         else:  # callable
             centers = init(X, k, random_state=random_state)
+            if _issparse(centers):
+                centers = centers.toarray()
             centers = check_array(centers, dtype=X.dtype, copy=False, order="C")
             self._validate_center_shape(X, centers)
         return _c(centers, X.dtype)
 
-    def _check_test_data(self, X: ArrayLike) -> np.ndarray:
-        return validate_data(
-            self, X, accept_sparse=False, reset=False, dtype=[np.float64, np.float32], order="C"
-        )
+    def _check_test_data(self, X: ArrayLike) -> Any:
+        return _validate(self, X, reset=False)
 
     def _centers_as(self, dtype: Any) -> np.ndarray:
         return _c(self.cluster_centers_, dtype)
@@ -150,7 +254,7 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         """The index of the nearest centre of every sample (int32)."""
         check_is_fitted(self)
         X = self._check_test_data(X)
-        labels, _ = _core.labels_inertia(X, None, self._centers_as(X.dtype))
+        labels, _ = _labels_inertia(X, None, self._centers_as(X.dtype))
         return labels
 
     def fit_predict(self, X: ArrayLike, y: Any = None, sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
@@ -163,25 +267,41 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         X = self._check_test_data(X)
         return self._transform(X)
 
-    def _transform(self, X: np.ndarray) -> np.ndarray:
-        return np.sqrt(_core.sq_distances(X, self._centers_as(X.dtype)))
+    def _transform(self, X: Any) -> np.ndarray:
+        if _issparse(X):
+            # The sparse kernel works in float64 and gives exactly 0 for a
+            # row equal to a centre.
+            return np.sqrt(_sq_distances(X, self._centers_as(X.dtype)))
+        # Dense: in float64 (as scikit-learn upcasts float32). The kernel's
+        # expansion ||x||^2 - 2 x.c + ||c||^2 loses the small distances to
+        # cancellation; those (below 1e-6 of the norms) are recomputed as
+        # ||x - c||^2, so a point on a centre is at distance exactly 0.
+        X64 = _c(X, np.float64)
+        C64 = self._centers_as(np.float64)
+        d = _sq_distances(X64, C64)
+        xx = np.einsum("ij,ij->i", X64, X64)
+        cc = np.einsum("ij,ij->i", C64, C64)
+        rows, cols = np.nonzero(d <= 1e-6 * (xx[:, None] + cc[None, :]))
+        if rows.size:
+            d[rows, cols] = np.einsum("ij,ij->i", X64[rows] - C64[cols], X64[rows] - C64[cols])
+        return np.sqrt(d).astype(X.dtype, copy=False)
 
     def fit_transform(self, X: ArrayLike, y: Any = None, sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
         """Fits and returns the distances of X to the centres."""
         self.fit(X, sample_weight=sample_weight)
-        return self._transform(validate_data(self, X, reset=False, dtype=[np.float64, np.float32], order="C"))
+        return self._transform(_validate(self, X, reset=False))
 
     def score(self, X: ArrayLike, y: Any = None, sample_weight: Optional[ArrayLike] = None) -> float:
         """Minus the (weighted) sum of squared distances of X to the nearest centres."""
         check_is_fitted(self)
         X = self._check_test_data(X)
         sw = None if sample_weight is None else _c(_check_sample_weight(sample_weight, X, dtype=X.dtype), X.dtype)
-        _, inertia = _core.labels_inertia(X, sw, self._centers_as(X.dtype))
+        _, inertia = _labels_inertia(X, sw, self._centers_as(X.dtype))
         return -float(inertia)
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -222,10 +342,16 @@ class KMeans(_BaseKMeans):
         X_orig = X
         # No copy yet: with copy_x the centred copy below is the copy, made in
         # one pass instead of a copy and then an in-place subtraction.
-        X = validate_data(self, X, accept_sparse=False, dtype=[np.float64, np.float32], order="C", copy=False)
+        X = _validate(self, X, copy=False)
         self._check_common(X)
         if self.algorithm not in ("lloyd", "elkan"):
             raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}")
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         random_state = check_random_state(self.random_state)
         weighted = sample_weight is not None
         sample_weight = _c(_check_sample_weight(sample_weight, X, dtype=X.dtype), X.dtype)
@@ -236,8 +362,10 @@ class KMeans(_BaseKMeans):
         # With copy_x, a copy is needed when X is the caller's memory
         # (scikit-learn's own test); the centred array is that copy, the
         # same values as a copy centred in place.
-        copy = self.copy_x and np.may_share_memory(X, X_orig)
-        if X.shape[1] >= 2:
+        copy = self.copy_x and not _issparse(X) and np.may_share_memory(X, X_orig)
+        if _issparse(X):
+            X_mean = None  # sparse data is not centred (scikit-learn neither)
+        elif X.shape[1] >= 2:
             # NumPy's mean and subtraction, to the bit, in one serial and
             # one parallel pass (NumPy's broadcasting is slow on narrow rows).
             X, X_mean = _core.center(X, copy)
@@ -247,23 +375,34 @@ class KMeans(_BaseKMeans):
                 X = X - X_mean
             else:
                 X -= X_mean
-        if isinstance(init, np.ndarray):
+        if isinstance(init, np.ndarray) and X_mean is not None:
             init = init - X_mean
         best = None
         for _ in range(self._n_init):
-            centers_init = self._init_centroids(X, init, random_state, sample_weight)
+            centers_init = self._init_centroids(
+                X, init=init, random_state=random_state, sample_weight=sample_weight
+            )
             if self.verbose:
                 print("Initialization complete")
-            centers, labels, inertia, n_iter = _core.lloyd(
+            centers, labels, inertia, n_iter, losses, stop, shift = _lloyd(
                 X, sample_weight if weighted else None, centers_init, int(self.max_iter), self._tol
             )
+            if self.verbose:
+                # scikit-learn's messages, after the fact.
+                for i, loss in enumerate(losses):
+                    print(f"Iteration {i}, inertia {loss}.")
+                if stop == "strict":
+                    print(f"Converged at iteration {n_iter - 1}: strict convergence.")
+                elif stop == "tol":
+                    print(f"Converged at iteration {n_iter - 1}: center shift {shift} within tolerance {self._tol}.")
             if best is None or (inertia < best[2] and not _is_same_clustering(labels, best[1], self.n_clusters)):
                 best = (centers, labels, inertia, n_iter)
         assert best is not None
-        if not self.copy_x:
+        if not self.copy_x and X_mean is not None:
             X += X_mean
         centers, labels, inertia, n_iter = best
-        centers = centers + X_mean
+        if X_mean is not None:
+            centers = centers + X_mean
         # Labels are 0..k-1: counting them is one pass, np.unique sorts.
         distinct = int(np.count_nonzero(np.bincount(labels, minlength=self.n_clusters)))
         if distinct < self.n_clusters:
@@ -370,7 +509,7 @@ class MiniBatchKMeans(_BaseKMeans):
         """One mini-batch step: returns (new centres, batch inertia). Updates
         `self._counts` in place."""
         new = centers.copy()
-        inertia = _core.minibatch_step(X, sample_weight, new, self._counts)
+        inertia = _minibatch_step(X, sample_weight, new, self._counts)
         ratio = float(self.reassignment_ratio)
         if random_reassign and ratio > 0:
             to_reassign = self._counts < ratio * self._counts.max()
@@ -382,7 +521,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 chosen = random_state.choice(X.shape[0], replace=False, size=n_reassigns)
                 if self.verbose:
                     print(f"[MiniBatchKMeans] Reassigning {n_reassigns} cluster centers.")
-                new[to_reassign] = X[chosen]
+                new[to_reassign] = _rows(X, chosen)
             if (~to_reassign).any():
                 self._counts[to_reassign] = np.min(self._counts[~to_reassign])
         return new, inertia
@@ -391,13 +530,22 @@ class MiniBatchKMeans(_BaseKMeans):
         batch_inertia /= self._batch_size
         step = step + 1
         if step == 1:
+            if self.verbose:
+                print(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}")
             return False
         if self._ewa_inertia is None:
             self._ewa_inertia = batch_inertia
         else:
             alpha = min(self._batch_size * 2.0 / (n_samples + 1), 1.0)
             self._ewa_inertia = self._ewa_inertia * (1 - alpha) + batch_inertia * alpha
+        if self.verbose:
+            print(
+                f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}, "
+                f"ewa inertia: {self._ewa_inertia}"
+            )
         if self._tol > 0.0 and centers_squared_diff <= self._tol:
+            if self.verbose:
+                print(f"Converged (small centers change) at step {step}/{n_steps}")
             return True
         if self._ewa_inertia_min is None or self._ewa_inertia < self._ewa_inertia_min:
             self._no_improvement = 0
@@ -405,12 +553,14 @@ class MiniBatchKMeans(_BaseKMeans):
         else:
             self._no_improvement += 1
         if self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement:
+            if self.verbose:
+                print(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
             return True
         return False
 
     def fit(self, X: ArrayLike, y: Any = None, sample_weight: Optional[ArrayLike] = None) -> "MiniBatchKMeans":
         """Computes the clustering by mini-batch steps over X; returns self."""
-        X = validate_data(self, X, accept_sparse=False, dtype=[np.float64, np.float32], order="C")
+        X = _validate(self, X)
         self._check_params(X)
         random_state = check_random_state(self.random_state)
         sample_weight = _c(_check_sample_weight(sample_weight, X, dtype=X.dtype), X.dtype)
@@ -422,9 +572,15 @@ class MiniBatchKMeans(_BaseKMeans):
         X_valid, sw_valid = _c(X[valid_idx], X.dtype), _c(sample_weight[valid_idx], X.dtype)
         best_inertia = None
         init_centers = None
-        for _ in range(self._n_init):
-            centers = self._init_centroids(X, init, random_state, sample_weight, init_size=self._init_size)
-            _, inertia = _core.labels_inertia(X_valid, sw_valid, centers)
+        for init_idx in range(self._n_init):
+            if self.verbose:
+                print(f"Init {init_idx + 1}/{self._n_init} with method {init}")
+            centers = self._init_centroids(
+                X, init=init, random_state=random_state, sample_weight=sample_weight, init_size=self._init_size
+            )
+            _, inertia = _labels_inertia(X_valid, sw_valid, centers)
+            if self.verbose:
+                print(f"Inertia for init {init_idx + 1}/{self._n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
                 init_centers, best_inertia = centers, inertia
         centers = init_centers
@@ -452,7 +608,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self.n_steps_ = i + 1
         self.n_iter_ = int(np.ceil(((i + 1) * self._batch_size) / n_samples))
         if self.compute_labels:
-            self.labels_, inertia = _core.labels_inertia(X, sample_weight, centers)
+            self.labels_, inertia = _labels_inertia(X, sample_weight, centers)
             self.inertia_ = float(inertia)
         else:
             self.inertia_ = float(self._ewa_inertia * sum_of_weights) if self._ewa_inertia is not None else 0.0
@@ -461,9 +617,7 @@ class MiniBatchKMeans(_BaseKMeans):
     def partial_fit(self, X: ArrayLike, y: Any = None, sample_weight: Optional[ArrayLike] = None) -> "MiniBatchKMeans":
         """Updates the centres with one mini-batch step over X; returns self."""
         has_centers = hasattr(self, "cluster_centers_")
-        X = validate_data(
-            self, X, accept_sparse=False, dtype=[np.float64, np.float32], order="C", reset=not has_centers
-        )
+        X = _validate(self, X, reset=not has_centers)
         self._random_state = getattr(self, "_random_state", check_random_state(self.random_state))
         sample_weight = _c(_check_sample_weight(sample_weight, X, dtype=X.dtype), X.dtype)
         self.n_steps_ = getattr(self, "n_steps_", 0)
@@ -473,14 +627,14 @@ class MiniBatchKMeans(_BaseKMeans):
             if init is None:
                 init = self.init
             self.cluster_centers_ = self._init_centroids(
-                X, init, self._random_state, sample_weight, init_size=self._init_size
+                X, init=init, random_state=self._random_state, sample_weight=sample_weight, init_size=self._init_size
             )
             self._counts = np.zeros(self.n_clusters, dtype=np.float64)
             self._n_since_last_reassign = 0
         centers = self._centers_as(X.dtype)
         self.cluster_centers_, _ = self._step(X, sample_weight, centers, self._random_state, self._random_reassign())
         if self.compute_labels:
-            self.labels_, inertia = _core.labels_inertia(X, sample_weight, self.cluster_centers_)
+            self.labels_, inertia = _labels_inertia(X, sample_weight, self.cluster_centers_)
             self.inertia_ = float(inertia)
         self.n_steps_ += 1
         self._n_features_out = self.cluster_centers_.shape[0]

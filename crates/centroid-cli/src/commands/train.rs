@@ -6,19 +6,24 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use centroid::{DType, Dense, Input, KMeansClustering, KMeansParams, Result, TrainArgs};
+use centroid::{
+    DType, Dense, Error, Features, InitialClusters, Input, KMeansClustering, KMeansParams, Result,
+    TrainArgs,
+};
 use serde_json::json;
 
+use super::read_options;
 use super::train_plan::{self, DataFacts};
-use super::{epoch_batches, read_options};
 use crate::cli;
 use crate::progress::Progress;
 use crate::readers::{self, ReadOptions, Source};
 use crate::saved;
+use crate::stream::{self, decode_position, FileStream, StreamSettings};
 
 pub fn run(a: cli::TrainArgs, quiet: bool) -> Result<()> {
     let resumed = saved::latest(&a.model_dir)?;
     let start_step = resumed.as_ref().map_or(0, |l| l.state.global_step());
+    let saved_input = resumed.as_ref().and_then(|l| l.input_state.clone());
     let sig = resumed.as_ref().map(|l| &l.signature);
     let saved_params = sig.map(KMeansParams::from_signature);
 
@@ -41,11 +46,57 @@ pub fn run(a: cli::TrainArgs, quiet: bool) -> Result<()> {
             a.model_dir.display()
         );
     }
-    let last_step = plan.last_step(start_step, source.rows());
     let (steps, max_steps, epochs) = (plan.steps, plan.max_steps, plan.epochs);
     let batch_size = plan.batch_size;
-    let mut est = KMeansClustering::new(plan.params, Some(a.model_dir.clone()), Some(plan.config))?;
+    let mut est = KMeansClustering::new(
+        plan.params.clone(),
+        Some(a.model_dir.clone()),
+        Some(plan.config.clone()),
+    )?;
     let mini = est.params().mode().use_mini_batch();
+
+    // Mini-batch: the shuffled (or plain) stream, from where the last run
+    // stopped, and for a new model a sample of the whole file to start from.
+    let mut stream = None;
+    if mini {
+        let settings = StreamSettings::new(
+            batch_size,
+            !a.no_shuffle,
+            a.shuffle_buffer,
+            source.width(),
+            source.dtype(),
+            est.seed(),
+        )?;
+        let mut s = FileStream::new(&*source, settings, epochs)?;
+        let pos = match decode_position(&settings, s.file_rows(), saved_input.as_deref()) {
+            Ok(p) => p,
+            Err((p, note)) => {
+                if !quiet {
+                    eprintln!("centroid: note: {note}");
+                }
+                p
+            }
+        };
+        s.start_at(pos);
+        stream = Some((s, settings));
+    }
+    // A new model's first input initialises it: random and k-means++ draw
+    // from a sample of the whole file (None here: the first row, which
+    // initial centres from a file only need for its width).
+    let init_sample = (sig.is_none() && mini).then(|| {
+        matches!(
+            est.params().initial_clusters(),
+            InitialClusters::KMeansPlusPlus | InitialClusters::Random
+        )
+        .then(|| (est.params().num_clusters().saturating_mul(100)).max(batch_size))
+    });
+    // The stream knows the file's length even where the reader does not
+    // (CSV): its passes bound the last step.
+    let rows = match &stream {
+        Some((s, _)) => Some(s.file_rows()),
+        None => source.rows(),
+    };
+    let last_step = plan.last_step(start_step, rows);
 
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -70,19 +121,54 @@ pub fn run(a: cli::TrainArgs, quiet: bool) -> Result<()> {
 
     let whole = if mini { None } else { Some(source.read_all()?) };
     let src: &dyn Source = &*source;
+    let seed = est.seed();
+    let k = est.params().num_clusters();
+    let (stream, mut input_state) = match stream {
+        Some((s, settings)) => {
+            let (pos, rows) = (s.position(), s.file_rows());
+            let f = move || Some(stream::encode_position(&settings, rows, pos.get()));
+            (Some(s), Some(f))
+        }
+        None => (None, None),
+    };
     let result = {
         let args = TrainArgs {
             steps,
             max_steps,
             on_step: Some(&mut on_step),
             interrupt: Some(&mut interrupt),
+            input_state: input_state
+                .as_mut()
+                .map(|f| f as &mut dyn FnMut() -> Option<String>),
             ..Default::default()
         };
+        let mut stream = stream;
+        let mut init_sample = init_sample;
         let input_fn = || -> Result<Input<'_>> {
-            Ok(match &whole {
-                Some(all) => Input::constant(readers::borrow(all)),
-                None => Input::batches(epoch_batches(src, batch_size, epochs)),
-            })
+            if let Some(all) = &whole {
+                return Ok(Input::constant(readers::borrow(all)));
+            }
+            // A new model's first call initialises it: from a sample of the
+            // whole file, not from the first batch of a sorted file.
+            if let Some(sample_rows) = init_sample.take() {
+                let Some(m) = sample_rows else {
+                    let first = src.batches(1)?.take(1);
+                    return Ok(Input::batches(first.map(|b| b.map(Features::Dense))));
+                };
+                let sample = stream::reservoir_sample(src, m, seed)?;
+                if sample.rows() < k {
+                    return Err(Error::InvalidData(format!(
+                        "num_clusters = {k} is larger than the {} rows of {}",
+                        sample.rows(),
+                        src.path().display()
+                    )));
+                }
+                return Ok(Input::batches(std::iter::once(Ok(Features::Dense(sample)))));
+            }
+            let s = stream.take().ok_or_else(|| {
+                Error::InvalidArgument("the training stream was asked for twice".into())
+            })?;
+            Ok(Input::batches(s.map(|b| b.map(Features::Dense))))
         };
         est.train(input_fn, args).map(|_| ())
     };

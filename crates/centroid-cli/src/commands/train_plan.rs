@@ -177,13 +177,6 @@ pub fn plan(
             "--batch-size must be at least 1".into(),
         ));
     }
-    let kpp = matches!(params.initial_clusters(), InitialClusters::KMeansPlusPlus);
-    if new_model && mini && kpp && batch_size < params.num_clusters() {
-        return Err(Error::InvalidArgument(format!(
-            "--init kmeans_plus_plus picks the {k} centres from the first batch: --batch-size {batch_size} is smaller than k = {k}",
-            k = params.num_clusters()
-        )));
-    }
     let epochs = match (a.epochs, steps, max_steps) {
         (Some(0), _, _) => {
             return Err(Error::InvalidArgument("--epochs must be at least 1".into()))
@@ -196,6 +189,11 @@ pub fn plan(
         return Err(Error::InvalidArgument(
             "--epochs applies to --mini-batch training; full batch runs --steps Lloyd iterations"
                 .into(),
+        ));
+    }
+    if !mini && (a.no_shuffle || a.shuffle_buffer.is_some()) {
+        return Err(Error::InvalidArgument(
+            "--shuffle-buffer and --no-shuffle apply to --mini-batch training".into(),
         ));
     }
     Ok(TrainPlan {
@@ -361,6 +359,19 @@ mod tests {
         // --steps alone: no bound on the passes.
         let p = plan_new(&["-k", "3", "--mini-batch", "--steps", "5"]).unwrap();
         assert_eq!((p.steps, p.max_steps, p.epochs), (Some(5), None, None));
+        // k-means++ draws from a sample of the whole file, not the first
+        // batch: a batch smaller than k is fine.
+        let p = plan_new(&[
+            "-k",
+            "5",
+            "--mini-batch",
+            "--batch-size",
+            "3",
+            "--init",
+            "kmeans_plus_plus",
+        ])
+        .unwrap();
+        assert_eq!((p.params.num_clusters(), p.batch_size), (5, 3));
     }
 
     #[test]
@@ -455,10 +466,6 @@ mod tests {
             rows: Some(2),
             ..data()
         };
-        let unknown_rows = DataFacts {
-            rows: None,
-            ..data()
-        };
         #[rustfmt::skip]
         let cases: &[(&[&str], DataFacts, &str, &str)] = &[
             (&[], data(), "argument",
@@ -473,10 +480,10 @@ mod tests {
             (&["-k", "3", "--mini-batch", "--batch-size", "0"], data(), "argument",
              "--batch-size must be at least 1"),
             (&["-k", "3", "--batch-size", "0"], data(), "argument", "--batch-size must be at least 1"),
-            (&["-k", "5", "--mini-batch", "--batch-size", "3", "--init", "kmeans_plus_plus"],
-             unknown_rows, "argument",
-             "--init kmeans_plus_plus picks the 5 centres from the first batch: \
-              --batch-size 3 is smaller than k = 5"),
+            (&["-k", "3", "--no-shuffle"], data(), "argument",
+             "--shuffle-buffer and --no-shuffle apply to --mini-batch training"),
+            (&["-k", "3", "--full-batch", "--shuffle-buffer", "64"], data(), "argument",
+             "--shuffle-buffer and --no-shuffle apply to --mini-batch training"),
             (&["-k", "3", "--mini-batch", "--epochs", "0"], data(), "argument",
              "--epochs must be at least 1"),
             (&["-k", "3", "--epochs", "2"], data(), "argument",

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use centroid::{DType, Dense, Error, Result};
 
-use super::{non_finite, read_error, select_columns, Buffer, ReadOptions, Source};
+use super::{
+    non_finite, read_error, select_columns, Block, BlockStart, Buffer, ReadOptions, Source,
+};
 
 pub struct CsvSource {
     path: PathBuf,
@@ -158,6 +160,14 @@ fn reader_for(path: &Path, delimiter: u8) -> Result<csv::Reader<BufReader<File>>
         .from_reader(BufReader::with_capacity(256 * 1024, file)))
 }
 
+/// A block ended before the rows counted when it was found.
+fn changed(path: &Path) -> Error {
+    Error::InvalidData(format!(
+        "{}: the file has fewer rows than when it was opened (was it changed while training?)",
+        path.display()
+    ))
+}
+
 fn csv_error(path: &Path, e: csv::Error) -> Error {
     let line = e
         .position()
@@ -178,6 +188,17 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
 impl Source for CsvSource {
     fn path(&self) -> &Path {
         &self.path
+    }
+    fn blocks(&self, target_rows: usize) -> Result<Vec<Block>> {
+        self.scan_blocks(target_rows)
+    }
+    fn read_block(
+        &self,
+        block: &Block,
+        skip: usize,
+        chunk: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>> {
+        self.block_reader(block, skip, chunk)
     }
     fn width(&self) -> usize {
         self.selected.len()
@@ -235,6 +256,96 @@ impl Source for CsvSource {
 }
 
 impl CsvSource {
+    /// One pass over the records (not parsing the numbers), noting where
+    /// every `target_rows`-th one starts.
+    fn scan_blocks(&self, target_rows: usize) -> Result<Vec<Block>> {
+        let target = target_rows.max(1);
+        let mut reader = reader_for(&self.path, self.delimiter)?;
+        let mut record = csv::ByteRecord::new();
+        if self.has_header {
+            reader
+                .read_byte_record(&mut record)
+                .map_err(|e| csv_error(&self.path, e))?;
+        }
+        let mut blocks: Vec<Block> = Vec::new();
+        let mut rows = 0;
+        while reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_error(&self.path, e))?
+        {
+            if rows % target == 0 {
+                let start = record.position().cloned().ok_or_else(|| {
+                    Error::InvalidData(format!(
+                        "{}: no position for record {rows}",
+                        self.path.display()
+                    ))
+                })?;
+                blocks.push(Block {
+                    first_row: rows,
+                    rows: 0,
+                    start: BlockStart::Text(start),
+                });
+            }
+            if let Some(b) = blocks.last_mut() {
+                b.rows += 1;
+            }
+            rows += 1;
+        }
+        Ok(blocks)
+    }
+
+    fn block_reader(
+        &self,
+        block: &Block,
+        skip: usize,
+        chunk: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>> {
+        let BlockStart::Text(start) = &block.start else {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not a block of this CSV file",
+                self.path.display()
+            )));
+        };
+        let mut reader = reader_for(&self.path, self.delimiter)?;
+        reader
+            .seek(start.clone())
+            .map_err(|e| csv_error(&self.path, e))?;
+        let mut record = csv::ByteRecord::new();
+        let width = self.selected.len();
+        let chunk = chunk.max(1);
+        let mut left = block.rows;
+        // Skipped records are read but not parsed.
+        for _ in 0..skip.min(block.rows) {
+            let more = reader
+                .read_byte_record(&mut record)
+                .map_err(|e| csv_error(&self.path, e))?;
+            if !more {
+                return Err(changed(&self.path));
+            }
+            left -= 1;
+        }
+        Ok(Box::new(std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            let n = chunk.min(left);
+            let mut buf = Buffer::with_capacity(self.dtype, n * width);
+            for _ in 0..n {
+                let step = match reader.read_byte_record(&mut record) {
+                    Ok(true) => self.parse_record(&record, &mut buf),
+                    Ok(false) => Err(changed(&self.path)),
+                    Err(e) => Err(csv_error(&self.path, e)),
+                };
+                if let Err(e) = step {
+                    left = 0;
+                    return Some(Err(e));
+                }
+            }
+            left -= n;
+            Some(buf.into_dense(n, width))
+        })))
+    }
+
     fn parse_record(&self, record: &csv::ByteRecord, buf: &mut Buffer) -> Result<()> {
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != self.fields {

@@ -71,6 +71,18 @@ pub trait Source {
         &self,
         batch_size: usize,
     ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>>;
+    /// The file cut into runs of consecutive rows, of about `target_rows`
+    /// each where the format allows (Parquet: its row groups), that
+    /// [`Source::read_block`] reads without reading the rows before them.
+    /// For the shuffled stream (`crate::stream`).
+    fn blocks(&self, target_rows: usize) -> Result<Vec<Block>>;
+    /// Rows `skip..` of `block`, in pieces of at most `chunk` rows.
+    fn read_block(
+        &self,
+        block: &Block,
+        skip: usize,
+        chunk: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>>;
     /// All rows as one batch; borrowed from the file where it can be.
     fn read_all(&self) -> Result<Dense<'_>> {
         let mut parts = Vec::new();
@@ -79,6 +91,38 @@ pub trait Source {
         }
         concat(parts, self.width(), self.dtype(), self.path())
     }
+}
+
+/// A run of consecutive rows of a file (see [`Source::blocks`]).
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// 0-based index of the block's first row in the file.
+    pub first_row: usize,
+    pub rows: usize,
+    /// Where the block starts, in the terms of its format.
+    pub(crate) start: BlockStart,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum BlockStart {
+    /// Found from `first_row` (NPY).
+    Row,
+    /// A record boundary in a text file.
+    Text(::csv::Position),
+    /// A Parquet row group.
+    RowGroup(usize),
+}
+
+/// Blocks of `target` rows (the last shorter) over `rows` rows.
+pub(crate) fn row_blocks(rows: usize, target: usize) -> Vec<Block> {
+    let target = target.max(1);
+    (0..rows.div_ceil(target))
+        .map(|i| Block {
+            first_row: i * target,
+            rows: target.min(rows - i * target),
+            start: BlockStart::Row,
+        })
+        .collect()
 }
 
 /// Opens `path` in the format the options or its extension name.

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use centroid::{DType, Dense, Error, Result};
 
-use super::{non_finite, read_error, select_columns, Buffer, ReadOptions, Source};
+use super::{
+    non_finite, read_error, row_blocks, select_columns, Block, Buffer, ReadOptions, Source,
+};
 
 /// The element type stored in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -381,6 +383,29 @@ impl Source for NpySource {
             let r1 = (r0 + batch_size).min(self.rows);
             let out = self.read_rows(r0, r1);
             r0 = if out.is_ok() { r1 } else { self.rows };
+            Some(out)
+        })))
+    }
+
+    fn blocks(&self, target_rows: usize) -> Result<Vec<Block>> {
+        Ok(row_blocks(self.rows, target_rows))
+    }
+
+    fn read_block(
+        &self,
+        block: &Block,
+        skip: usize,
+        chunk: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>> {
+        let (chunk, end) = (chunk.max(1), block.first_row + block.rows);
+        let mut r0 = block.first_row + skip.min(block.rows);
+        Ok(Box::new(std::iter::from_fn(move || {
+            if r0 >= end {
+                return None;
+            }
+            let r1 = (r0 + chunk).min(end);
+            let out = self.read_rows(r0, r1);
+            r0 = if out.is_ok() { r1 } else { end };
             Some(out)
         })))
     }

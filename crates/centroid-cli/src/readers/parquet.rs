@@ -16,10 +16,12 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use centroid::{DType, Dense, Error, Result};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::ProjectionMask;
 
-use super::{non_finite, read_error, select_columns, Buffer, ReadOptions, Source};
+use super::{
+    non_finite, read_error, select_columns, Block, BlockStart, Buffer, ReadOptions, Source,
+};
 
 pub struct ParquetSource {
     path: PathBuf,
@@ -209,6 +211,69 @@ fn to_f64(col: &ArrayRef) -> Option<Vec<f64>> {
 impl Source for ParquetSource {
     fn path(&self) -> &Path {
         &self.path
+    }
+    fn blocks(&self, _target_rows: usize) -> Result<Vec<Block>> {
+        // Row groups are the units a Parquet file can be read from without
+        // decoding what comes before; cutting them finer would decode the
+        // start of a group once per piece.
+        let b = builder(&self.path)?;
+        let mut first_row = 0;
+        let mut blocks = Vec::new();
+        for (g, rg) in b.metadata().row_groups().iter().enumerate() {
+            let rows = usize::try_from(rg.num_rows()).unwrap_or(0);
+            if rows > 0 {
+                blocks.push(Block {
+                    first_row,
+                    rows,
+                    start: BlockStart::RowGroup(g),
+                });
+            }
+            first_row += rows;
+        }
+        Ok(blocks)
+    }
+    fn read_block(
+        &self,
+        block: &Block,
+        skip: usize,
+        chunk: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>> {
+        let BlockStart::RowGroup(group) = block.start else {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not a block of this Parquet file",
+                self.path.display()
+            )));
+        };
+        let skip = skip.min(block.rows);
+        let b = builder(&self.path)?;
+        let mask = ProjectionMask::roots(b.parquet_schema(), self.indices.iter().copied());
+        let mut b = b
+            .with_projection(mask)
+            .with_row_groups(vec![group])
+            .with_batch_size(chunk.max(1));
+        if skip > 0 {
+            b = b.with_row_selection(RowSelection::from(vec![
+                RowSelector::skip(skip),
+                RowSelector::select(block.rows - skip),
+            ]));
+        }
+        let mut reader = b.build().map_err(|e| parquet_error(&self.path, e))?;
+        let mut first_row = block.first_row + skip;
+        let mut done = false;
+        Ok(Box::new(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let out = match reader.next()? {
+                Ok(batch) => self.convert(&batch, first_row),
+                Err(e) => Err(parquet_error(&self.path, e)),
+            };
+            match &out {
+                Ok(d) => first_row += d.rows(),
+                Err(_) => done = true,
+            }
+            Some(out)
+        })))
     }
     fn width(&self) -> usize {
         self.names.len()

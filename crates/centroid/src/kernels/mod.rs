@@ -54,6 +54,7 @@ mod reference;
 mod scalar;
 mod seeding_pass;
 pub(crate) mod simd;
+pub mod sparse;
 #[cfg(test)]
 mod tests;
 mod tile;
