@@ -43,9 +43,13 @@ def _params(fn):
 def _stub_public():
     """Top-level names the stub declares for the extension: functions,
     classes and annotated constants. Type aliases (plain assignments to
-    `_Private` names) exist only in the stub."""
+    `_Private` names) and private classes the extension does not export
+    (`_Csr`: the shape of an argument) are typing helpers that exist only
+    in the stub."""
     out = {}
     for node in _stub_module().body:
+        if isinstance(node, ast.ClassDef) and node.name.startswith("_") and not hasattr(_core, node.name):
+            continue
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             out[node.name] = node
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):

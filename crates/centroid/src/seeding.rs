@@ -95,27 +95,7 @@ pub fn kmeans_plus_plus_indices<T: Float>(
             "k-means++ needs at least num_clusters = {k} rows in the first batch, got {n}"
         )));
     }
-    if let Some(w) = sample_weight {
-        if w.len() != n {
-            return Err(Error::InvalidShape(format!(
-                "{} sample weights for {n} rows",
-                w.len()
-            )));
-        }
-        if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= T::zero())) {
-            return Err(Error::data(format!(
-                "sample weight {i} is {}; weights must be finite and >= 0",
-                w[i]
-            )));
-        }
-    }
-    if retries > MAX_KMEANS_PLUS_PLUS_RETRIES as usize {
-        return Err(ParamError::TooManyRetries {
-            got: i64::try_from(retries).unwrap_or(i64::MAX),
-            max: MAX_KMEANS_PLUS_PLUS_RETRIES,
-        }
-        .into());
-    }
+    check_weights_and_retries(n, sample_weight, retries)?;
     let weight = |i: usize| sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
     let candidates_per_step = 1 + retries;
 
@@ -209,6 +189,38 @@ pub fn kmeans_plus_plus_indices<T: Float>(
         last = Some(LastPass::new(prepared, scored, fold, best));
     }
     Ok(chosen)
+}
+
+/// What both k-means++ seedings (dense and sparse) check besides the data:
+/// one finite, non-negative weight per row, and at most
+/// [`MAX_KMEANS_PLUS_PLUS_RETRIES`] retries.
+pub(crate) fn check_weights_and_retries<T: Float>(
+    n: usize,
+    sample_weight: Option<&[T]>,
+    retries: usize,
+) -> Result<()> {
+    if let Some(w) = sample_weight {
+        if w.len() != n {
+            return Err(Error::InvalidShape(format!(
+                "{} sample weights for {n} rows",
+                w.len()
+            )));
+        }
+        if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= T::zero())) {
+            return Err(Error::data(format!(
+                "sample weight {i} is {}; weights must be finite and >= 0",
+                w[i]
+            )));
+        }
+    }
+    if retries > MAX_KMEANS_PLUS_PLUS_RETRIES as usize {
+        return Err(ParamError::TooManyRetries {
+            got: i64::try_from(retries).unwrap_or(i64::MAX),
+            max: MAX_KMEANS_PLUS_PLUS_RETRIES,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// What one step of greedy k-means++ drew.

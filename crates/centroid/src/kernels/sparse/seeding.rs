@@ -9,7 +9,7 @@ use super::{for_each_distance, CsrRef, SparseCentres, CHUNK_ROWS};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::matrix::{MatRef, Matrix};
-use crate::seeding::{draw_candidates, Draw};
+use crate::seeding::{check_weights_and_retries, draw_candidates, Draw};
 
 /// `sum_i w_i min(min_dist[i], d(x_i, c))` for each centre `c` of
 /// `candidates`, chunk sums added in chunk order; and, when `fold` is set,
@@ -78,26 +78,7 @@ pub fn kmeans_plus_plus<T: Float>(
             "k-means++ needs at least {k} rows, got {n}"
         )));
     }
-    if let Some(w) = sample_weight {
-        if w.len() != n {
-            return Err(Error::InvalidShape(format!(
-                "{} sample weights for {n} rows",
-                w.len()
-            )));
-        }
-        if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= T::zero())) {
-            return Err(Error::InvalidData(format!(
-                "sample_weight[{i}] = {} is not a finite non-negative number",
-                w[i]
-            )));
-        }
-    }
-    if retries > crate::params::MAX_KMEANS_PLUS_PLUS_RETRIES as usize {
-        return Err(Error::InvalidArgument(format!(
-            "k-means++ takes at most {} retries, got {retries}",
-            crate::params::MAX_KMEANS_PLUS_PLUS_RETRIES
-        )));
-    }
+    check_weights_and_retries(n, sample_weight, retries)?;
     let mut out = Matrix::zeros(k, d);
     let mut rng = crate::seeding::rng_from_seed(seed);
     let weight = |i: usize| sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
