@@ -185,3 +185,17 @@ def test_run_config_read_from_a_tensorflow_shaped_object(tmp_path):
         KMeansClustering(3, config=tf_like)
     with pytest.raises(ValueError, match="tf.estimator.RunConfig"):
         KMeansClustering(3, config={"model_dir": "x"})
+
+
+def test_a_damaged_checkpoint_warning_reaches_python_logging(tmp_path, caplog):
+    est = _est(tmp_path, save_checkpoints_steps=1, save_checkpoints_secs=None)
+    est.train(lambda: X, steps=2)
+    latest = tmp_path / "model.ckpt-2.safetensors"
+    data = bytearray(latest.read_bytes())
+    data[-1] ^= 0xFF  # flip bits of the last value: the CRC no longer matches
+    latest.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="centroid"):
+        centres = est.cluster_centers()
+    np.testing.assert_allclose(centres, lloyd_reference(X, INIT, 1)[1][-1], rtol=1e-5)  # step 1's
+    warnings = [r for r in caplog.records if r.name.startswith("centroid") and r.levelno == logging.WARNING]
+    assert warnings and "model.ckpt-1" in warnings[0].getMessage()

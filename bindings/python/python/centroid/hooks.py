@@ -400,8 +400,8 @@ class _HookRunner:
 
     def begin(self) -> None:
         for i, (h, orig) in enumerate(self._hooks):
-            if h is None:  # a SummarySaverHook in evaluate/predict: nothing to record
-                self._hooks[i] = (_SummarySaverStandIn(orig, self._model_dir or "."), orig)
+            if h is None:  # a SummarySaverHook in evaluate/predict: no training loss to record
+                self._hooks[i] = (SessionRunHook(), orig)
         with self._graph_scope():
             for h, _ in self._hooks:
                 _call(h, "begin")
@@ -434,7 +434,9 @@ class _HookRunner:
 
     def after_run(self, run_context: SessionRunContext, run_values: SessionRunValues) -> None:
         before = run_values.global_step - 1 if self.mode == "train" else run_values.global_step
-        loss = None if run_values.loss != run_values.loss else np.float32(run_values.loss)
+        # The loss in the model's own type, as TensorFlow fetches it.
+        dtype = getattr(run_values.clusters, "dtype", np.dtype(np.float32))
+        loss = None if run_values.loss != run_values.loss else dtype.type(run_values.loss)
         fetched = {"global_step": np.int64(before), "loss": loss, "clusters": run_values.clusters}
         self.current = {"global_step": np.int64(run_values.global_step), "loss": loss, "clusters": run_values.clusters}
         run_context.session = self._session
