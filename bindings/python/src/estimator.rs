@@ -242,10 +242,14 @@ impl PyHook {
                     "hook",
                 )?,
                 Some(v) => {
+                    let clusters = match ctx.clusters() {
+                        Some(c) => Some(dense_to_numpy(py, c).map_err(wrap)?),
+                        None => None,
+                    };
                     let pvalues = self
                         .values_class
                         .bind(py)
-                        .call1((v.global_step, v.loss))
+                        .call1((v.global_step, v.loss, clusters))
                         .map_err(wrap)?;
                     call_optional(
                         py,
@@ -263,6 +267,20 @@ impl PyHook {
                 .map_err(wrap)?;
             if stop || self.interrupt.is_set() {
                 ctx.request_stop();
+            }
+            // What a TensorFlow hook's SessionRunArgs or CheckpointSaverHook
+            // asked of the loop (see centroid/hooks.py).
+            let asked = |attr: &str| -> PyResult<bool> {
+                match pctx.getattr(attr) {
+                    Ok(v) => v.is_truthy(),
+                    Err(_) => Ok(false),
+                }
+            };
+            if asked("clusters_requested").map_err(wrap)? {
+                ctx.request_clusters();
+            }
+            if asked("checkpoint_requested").map_err(wrap)? {
+                ctx.request_checkpoint();
             }
             Ok(())
         })
@@ -358,6 +376,10 @@ fn config_from_py(obj: &Bound<'_, PyAny>) -> PyResult<RunConfig> {
         save_checkpoints_secs: get("save_checkpoints_secs")?.extract()?,
         keep_checkpoint_max: get("keep_checkpoint_max")?.extract()?,
         log_step_count_steps: get("log_step_count_steps")?.extract()?,
+        save_summary_steps: match obj.getattr("save_summary_steps") {
+            Ok(v) => v.extract()?,
+            Err(_) => RunConfig::default().save_summary_steps,
+        },
         num_threads: get("num_threads")?.extract()?,
     })
 }
@@ -596,8 +618,9 @@ impl PyEstimator {
     }
 
     /// Writes a SavedModel under `export_dir_base/<timestamp>`; `features`
-    /// are the serving inputs as (name, width), in join order.
-    #[pyo3(signature = (export_dir_base, features, assets_extra, as_text, checkpoint_path))]
+    /// are the serving inputs as (name, width), in join order, parsed from
+    /// serialized tf.Example protos when `parse_examples`.
+    #[pyo3(signature = (export_dir_base, features, assets_extra, as_text, checkpoint_path, parse_examples=false))]
     fn export_saved_model(
         &self,
         py: Python<'_>,
@@ -606,9 +629,13 @@ impl PyEstimator {
         assets_extra: Vec<(String, PathBuf)>,
         as_text: bool,
         checkpoint_path: Option<PathBuf>,
+        parse_examples: bool,
     ) -> PyResult<PathBuf> {
         let inner = &self.inner;
-        let receiver = ServingInputReceiver { features };
+        let receiver = ServingInputReceiver {
+            features,
+            parse_examples,
+        };
         py.allow_threads(|| {
             inner.export_saved_model(
                 &export_dir_base,

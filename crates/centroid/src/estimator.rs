@@ -18,6 +18,7 @@ use crate::model::{with_state, AnyState, ModelFn, ModelState, PredictKeys, Predi
 use crate::params::{InitialClusters, KMeansParams, RunConfig, ALL_DISTANCES, CLUSTER_INDEX};
 use crate::seeding;
 use crate::source::{ended_early, BatchSource};
+use crate::summary::EventWriter;
 
 /// Arguments of [`KMeansClustering::train`].
 #[derive(Default)]
@@ -212,7 +213,11 @@ impl KMeansClustering {
         let mut prev_loss: Option<f64> = None;
         let mut losses: Vec<(i64, f64)> = Vec::new();
         let mut last_save_time = Instant::now();
-        let mut last_log = (Instant::now(), state.global_step());
+        let mut progress = Progress::default();
+        let first_step = state.global_step();
+        let mut events = EventWriter::new(&self.model_dir);
+        let mut last_summary: Option<(i64, f64)> = None;
+        let mut final_loss: Option<(i64, f64)> = None;
 
         let outcome: Result<()> = (|| loop {
             let step = state.global_step();
@@ -225,6 +230,7 @@ impl KMeansClustering {
                 )));
             }
             ctx.set_global_step(step);
+            ctx.reset_fetches();
             for h in args.hooks.iter_mut() {
                 h.before_run(&mut ctx)?;
             }
@@ -232,6 +238,7 @@ impl KMeansClustering {
             let Some(batch) = source.next(Some(d))? else {
                 return Ok(());
             };
+            let step_before = step;
             let model_fn = &self.model_fn;
             let loss = self.pool.install(|| -> Result<f64> {
                 with_state!(&mut state, s, T => {
@@ -245,15 +252,32 @@ impl KMeansClustering {
             drop(batch);
             let step = state.global_step();
             losses.push((step, loss));
+            final_loss = Some((step, loss));
             if let Some(cb) = args.on_step.as_mut() {
                 cb(step, loss);
             }
-            self.log_progress(&mut last_log, step, loss);
+            self.log_progress(
+                &mut progress,
+                &mut events,
+                first_step,
+                step_before,
+                loss,
+                state.dtype(),
+            )?;
+            if self.summary_due(first_step, step) {
+                events.scalars(step, &[("loss", loss)])?;
+                last_summary = Some((step, loss));
+            } else {
+                last_summary = None;
+            }
             let values = RunValues {
                 global_step: step,
                 loss,
             };
             ctx.set_global_step(step);
+            if ctx.clusters_requested() {
+                ctx.set_clusters(Some(state.clusters()));
+            }
             for h in args.hooks.iter_mut() {
                 h.after_run(&mut ctx, &values)?;
             }
@@ -264,7 +288,7 @@ impl KMeansClustering {
                 (Some(n), _) => (step as u64) % n == 0,
                 (None, Some(secs)) => last_save_time.elapsed().as_secs_f64() >= secs,
                 (None, None) => false,
-            };
+            } || ctx.checkpoint_requested();
             if due {
                 self.save(&state, &signature, &mut losses, &mut args)?;
                 last_saved = Some(step);
@@ -288,8 +312,17 @@ impl KMeansClustering {
             prev_loss = Some(loss);
         })();
         outcome?;
+        // TensorBoard's curve ends at the last step, as the logs do.
+        if let Some((step, loss)) = final_loss.filter(|_| self.summaries_on()) {
+            if last_summary.map(|(s, _)| s) != Some(step) {
+                events.scalars(step, &[("loss", loss)])?;
+            }
+        }
         if last_saved != Some(state.global_step()) {
             self.save(&state, &signature, &mut losses, &mut args)?;
+        }
+        if let Some((_, loss)) = final_loss {
+            log::info!("Loss for final step: {}.", loss_text(loss, state.dtype()));
         }
         let final_step = state.global_step();
         for l in args.saving_listeners.iter_mut() {
@@ -301,19 +334,70 @@ impl KMeansClustering {
         Ok(self)
     }
 
-    fn log_progress(&self, last: &mut (Instant, i64), step: i64, loss: f64) {
-        if let Some(every) = self.config.log_step_count_steps {
-            if step >= 0 && (step as u64) % every == 0 {
-                let secs = last.0.elapsed().as_secs_f64();
-                let rate = if secs > 0.0 {
-                    (step - last.1) as f64 / secs
-                } else {
-                    f64::INFINITY
-                };
-                log::info!("global_step = {step}, loss = {loss} ({rate:.3} steps/sec)");
-                *last = (Instant::now(), step);
+    fn summaries_on(&self) -> bool {
+        self.config.save_summary_steps.is_some_and(|n| n > 0)
+    }
+
+    /// Whether the loss after global step `step` goes to TensorBoard: as
+    /// TensorFlow's SummarySaverHook, after the first step of a `train`
+    /// call and every `save_summary_steps` steps from there.
+    fn summary_due(&self, first_step: i64, step: i64) -> bool {
+        match self.config.save_summary_steps {
+            Some(n) if n > 0 => {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                (step - first_step - 1) % n == 0
             }
+            _ => false,
         }
+    }
+
+    /// TensorFlow's training log lines: `loss = L, step = S` (S the global
+    /// step the step started from) on the first step of a call and every
+    /// `log_step_count_steps` steps after it, with the seconds since the
+    /// previous such line; and `global_step/sec: R` every
+    /// `log_step_count_steps` steps counted from the first, which also goes
+    /// to TensorBoard.
+    fn log_progress(
+        &self,
+        progress: &mut Progress,
+        events: &mut EventWriter,
+        first_step: i64,
+        step_before: i64,
+        loss: f64,
+        dtype: DType,
+    ) -> Result<()> {
+        let Some(every) = self.config.log_step_count_steps else {
+            return Ok(());
+        };
+        let every = i64::try_from(every).unwrap_or(i64::MAX);
+        let now = Instant::now();
+        let loss = loss_text(loss, dtype);
+        // The rate first, as TensorFlow's hooks print them.
+        let step = step_before.saturating_add(1);
+        match progress.rate_mark {
+            None => progress.rate_mark = Some((now, step)),
+            Some((t, s)) if step - s >= every => {
+                let secs = (now - t).as_secs_f64();
+                if secs > 0.0 {
+                    let rate = (step - s) as f64 / secs;
+                    log::info!("global_step/sec: {rate:.6}");
+                    events.scalars(step, &[("global_step/sec", rate)])?;
+                }
+                progress.rate_mark = Some((now, step));
+            }
+            Some(_) => {}
+        }
+        if (step_before - first_step) % every == 0 {
+            match progress.last_loss_line {
+                None => log::info!("loss = {loss}, step = {step_before}"),
+                Some(t) => log::info!(
+                    "loss = {loss}, step = {step_before} ({:.3} sec)",
+                    (now - t).as_secs_f64()
+                ),
+            }
+            progress.last_loss_line = Some(now);
+        }
+        Ok(())
     }
 
     fn save(
@@ -335,7 +419,7 @@ impl KMeansClustering {
             self.config.keep_checkpoint_max,
             input_state.as_deref(),
         )?;
-        log::info!("saved checkpoint for step {step} to {}", path.display());
+        log::info!("Saving checkpoints for {step} into {}.", path.display());
         self.append_losses(losses)?;
         for l in args.saving_listeners.iter_mut() {
             l.after_save(step)?;
@@ -458,7 +542,7 @@ impl KMeansClustering {
                 let p = checkpoint::resolve(p);
                 if !p.is_file() {
                     return Err(Error::io(
-                        "cannot read checkpoint",
+                        CHECKPOINT_NOT_FOUND,
                         &p,
                         std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint"),
                     ));
@@ -647,6 +731,9 @@ impl KMeansClustering {
             global_step,
         };
         self.record_eval(args.name.as_deref(), &result)?;
+        log::info!(
+            "Saving dict for global step {global_step}: global_step = {global_step}, loss = {mean}, score = {mean}"
+        );
         Ok(result)
     }
 
@@ -668,6 +755,7 @@ impl KMeansClustering {
     fn record_eval(&self, name: Option<&str>, r: &EvalResult) -> Result<()> {
         let dir = self.eval_dir(name)?;
         fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        EventWriter::new(&dir).scalars(r.global_step, &[("loss", r.loss), ("score", r.score)])?;
         let path = dir.join("metrics.jsonl");
         let line =
             serde_json::json!({"global_step": r.global_step, "loss": r.loss, "score": r.score})
@@ -808,6 +896,25 @@ impl KMeansClustering {
         })
     }
 }
+
+/// A loss as TensorFlow prints it: in the model's own precision.
+fn loss_text(loss: f64, dtype: DType) -> String {
+    match dtype {
+        DType::F32 => format!("{}", loss as f32),
+        DType::F64 => format!("{loss}"),
+    }
+}
+
+/// When the last training log lines were written.
+#[derive(Default)]
+struct Progress {
+    last_loss_line: Option<Instant>,
+    rate_mark: Option<(Instant, i64)>,
+}
+
+/// The action of the I/O error for a `checkpoint_path` that does not exist
+/// (the Python bindings raise TensorFlow's `ValueError` for it).
+pub const CHECKPOINT_NOT_FOUND: &str = "cannot read checkpoint";
 
 /// The file of per-step training losses in `model_dir`.
 pub const TRAIN_LOSSES_FILE: &str = "train_losses.csv";

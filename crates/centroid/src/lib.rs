@@ -26,6 +26,7 @@ pub mod model;
 pub mod params;
 pub mod seeding;
 mod source;
+pub mod summary;
 
 pub use checkpoint::Tensor;
 pub use estimator::{

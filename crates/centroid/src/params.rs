@@ -218,6 +218,10 @@ pub struct RunConfig {
     /// How many checkpoints to keep; 0 keeps all.
     pub keep_checkpoint_max: usize,
     pub log_step_count_steps: Option<u64>,
+    /// Write the training loss to TensorBoard's event file every this many
+    /// steps (and at the first and last step of each `train` call); `None`
+    /// or 0 writes none.
+    pub save_summary_steps: Option<u64>,
     /// Worker threads; `None` uses every core.
     pub num_threads: Option<usize>,
 }
@@ -231,6 +235,7 @@ impl Default for RunConfig {
             save_checkpoints_secs: Some(DEFAULT_SAVE_CHECKPOINTS_SECS),
             keep_checkpoint_max: 5,
             log_step_count_steps: Some(100),
+            save_summary_steps: Some(100),
             num_threads: None,
         }
     }

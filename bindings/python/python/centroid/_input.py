@@ -123,7 +123,9 @@ def normalize_result(result: Any) -> Tuple[bool, Any]:
 def wrap_input_fn(input_fn: Callable[[], Any]) -> Callable[[], Tuple[bool, Any]]:
     """The input function the core calls: the user's, normalised."""
     if not callable(input_fn):
-        raise ValueError(f"input_fn must be callable, got {type(input_fn).__name__}")
+        from .errors import ArgumentTypeError
+
+        raise ArgumentTypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
 
     def call() -> Tuple[bool, Any]:
         return normalize_result(input_fn())
