@@ -12,6 +12,7 @@ mod arrays;
 mod batch;
 mod errors;
 mod estimator;
+mod partial;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -28,5 +29,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TRAIN_LOSSES_FILE", centroid::TRAIN_LOSSES_FILE)?;
     batch::register(m)?;
     estimator::register(m)?;
+    partial::register(m)?;
     Ok(())
 }

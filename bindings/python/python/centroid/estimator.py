@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 import numpy as np
 
 from . import _core
-from ._input import as_float_array, wrap_input_fn
+from ._input import as_float_array, is_dask_collection, wrap_input_fn
 from .hooks import _HookAdapter, _ListenerAdapter
 from .run_config import RunConfig
 
@@ -213,7 +213,29 @@ class KMeansClustering:
         if steps is not None and max_steps is not None:
             raise ValueError("give steps or max_steps, not both")
         listeners = [_ListenerAdapter(l) for l in (saving_listeners or [])]
-        self._core.train(wrap_input_fn(input_fn), _hooks(hooks), steps, max_steps, listeners)
+        if not callable(input_fn):
+            raise ValueError(f"input_fn must be callable, got {type(input_fn).__name__}")
+        # The first call tells dask input apart; the core then gets that
+        # same result on its first call, so input_fn runs as often as ever.
+        first = [input_fn()]
+        if is_dask_collection(first[0]):
+            from .dask import EstimatorInput
+
+            source = EstimatorInput(
+                first[0],
+                use_mini_batch=self._params["use_mini_batch"],
+                metric=self._params["distance_metric"],
+                feature_columns=self._params["feature_columns"],
+            )
+            self._core.train_from_statistics(
+                wrap_input_fn(source.initial_batches), source.statistics, _hooks(hooks), steps, max_steps, listeners
+            )
+            return self
+
+        def replay() -> Any:
+            return first.pop() if first else input_fn()
+
+        self._core.train(wrap_input_fn(replay), _hooks(hooks), steps, max_steps, listeners)
         return self
 
     # -------------------------------------------------------------- evaluate
