@@ -211,7 +211,7 @@ def test_non_finite_value_names_partition_and_row(client, bad):
     x = blobs(2000, 3, 2, seed=10)
     x[1234, 2] = bad  # partition 2 of 500-row chunks, local row 234
     init = x[:2].copy()
-    with pytest.raises(ValueError, match=r"partition 2 \(global rows 1000 to 1499\): row 234, column 2"):
+    with pytest.raises(ValueError, match=r"partition 2 \(global rows 1000 to 1499\): .*row 234, column 2 of the data is not finite"):
         KMeans(2, init=init).fit(da.from_array(x, chunks=(500, 3)))
 
 

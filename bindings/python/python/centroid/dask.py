@@ -90,8 +90,10 @@ class DaskPartitions:
     def __init__(self, X: Any, sample_weight: Any = None, what: str = "X", dtype: Optional[np.dtype] = None) -> None:
         self.feature_names: Optional[np.ndarray] = None
         if _is_dataframe(X):
+            from pandas.api.types import is_numeric_dtype
+
             for name, dtype in X.dtypes.items():
-                if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+                if not is_numeric_dtype(dtype):
                     raise ValueError(
                         f"{what}: column {name!r} has dtype {dtype}, which is not numeric; "
                         "K-means needs numeric columns only"
