@@ -83,6 +83,11 @@ def check_worker_versions() -> None:
         driver.check_versions(str(_core.VERSION), client.run(_worker_version))
 
 
+def _is_nan(v: Any) -> bool:
+    """Unknown chunk sizes are NaN."""
+    return isinstance(v, float) and v != v
+
+
 class DaskPartitions:
     """A dask Array (chunked along rows) or DataFrame of numeric columns as
     the driver's `Partitions`: one partition per row block."""
@@ -108,7 +113,7 @@ class DaskPartitions:
             raise ValueError(f"{what} must be 2-D (rows x features), got {arr.ndim} dimensions")
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise ValueError(f"{what} has dtype {arr.dtype}, which is not numeric")
-        if any(math_isnan(c) for c in arr.chunks[0]):
+        if any(_is_nan(c) for c in arr.chunks[0]):
             arr = arr.compute_chunk_sizes()
         if len(arr.chunks[1]) > 1:
             # One block per row range: the kernel needs whole rows.
@@ -157,10 +162,6 @@ class DaskPartitions:
         return out
 
 
-def math_isnan(v: Any) -> bool:
-    return isinstance(v, float) and v != v
-
-
 def _labels_block(block: Any, centers: np.ndarray, metric: str) -> np.ndarray:
     block = np.ascontiguousarray(block, dtype=centers.dtype)
     if block.shape[0] == 0:
@@ -192,6 +193,9 @@ class KMeans:
     Attributes after `fit`: `cluster_centers_` (NumPy), `labels_` (a lazy
     dask Array), `inertia_`, `n_iter_`, `n_features_in_`, and
     `feature_names_in_` for DataFrames.
+
+    An `_on_iteration` attribute, when set to a callable, is called with the
+    iteration number after every Lloyd update (tests and benchmarks use it).
     """
 
     def __init__(
@@ -388,6 +392,8 @@ def from_npy(path: Union[str, os.PathLike], chunk_rows: int = 100_000) -> da.Arr
     n, d = head.shape
     dtype = head.dtype
     del head
+    if n == 0:
+        raise ValueError(f"{path} is empty (0 rows)")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     blocks = [
