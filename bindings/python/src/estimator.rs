@@ -19,10 +19,11 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use centroid::kernels::ClusterStats;
 use centroid::{
     CheckpointSaverListener, Column, Dense, EvalArgs, Features, InitFn, InitialClusters, Input,
     KMeansClustering, KMeansParams, Metric, PredictArgs, PredictionBatch, Predictions, RunConfig,
-    RunContext, RunValues, ServingInputReceiver, SessionRunHook, Tensor, TrainArgs,
+    RunContext, RunValues, ServingInputReceiver, SessionRunHook, StepStatistics, Tensor, TrainArgs,
 };
 use pyo3::exceptions::{PyKeyboardInterrupt, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -475,47 +476,43 @@ impl PyEstimator {
         max_steps: Option<u64>,
         saving_listeners: Vec<Py<PyAny>>,
     ) -> PyResult<()> {
-        let keep = KeepAlive::default();
-        let interrupt = Interrupt::default();
-        let mut hooks: Vec<PyHook> = hooks
-            .into_iter()
-            .map(|h| PyHook::new(py, h, &interrupt))
-            .collect::<PyResult<_>>()?;
-        let mut listeners: Vec<PyListener> = saving_listeners
-            .into_iter()
-            .map(|obj| PyListener {
-                obj,
-                interrupt: interrupt.clone(),
-            })
-            .collect();
-        let inner = &mut self.inner;
-        let result = py.allow_threads(|| {
-            let mut make_input = || call_input_fn(&input_fn, &keep, &interrupt);
-            let mut poll = || interrupt.poll();
-            let args = TrainArgs {
-                steps,
-                max_steps,
-                hooks: hooks
-                    .iter_mut()
-                    .map(|h| h as &mut dyn SessionRunHook)
-                    .collect(),
-                saving_listeners: listeners
-                    .iter_mut()
-                    .map(|l| l as &mut dyn CheckpointSaverListener)
-                    .collect(),
-                interrupt: Some(&mut poll),
-                on_step: None,
-                input_state: None,
-            };
-            inner.train(&mut make_input, args).map(|_| ())
-        });
-        match (result, interrupt.take()) {
-            (Err(e @ centroid::Error::Interrupted { .. }), _) => Err(to_pyerr(e)),
-            (_, Some(held)) => Err(held),
-            (r, None) => r.py(),
-        }
+        self.run_train(
+            py,
+            input_fn,
+            None,
+            hooks,
+            steps,
+            max_steps,
+            saving_listeners,
+        )
     }
 
+    /// Training whose steps' statistics come from
+    /// `statistics_fn(global_step, centres) -> dict | None` (partial
+    /// statistics merged over a cluster's partitions; see
+    /// `centroid._partitioned`). `input_fn` only initialises a fresh model.
+    #[pyo3(signature = (input_fn, statistics_fn, hooks, steps, max_steps, saving_listeners))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_from_statistics(
+        &mut self,
+        py: Python<'_>,
+        input_fn: Py<PyAny>,
+        statistics_fn: Py<PyAny>,
+        hooks: Vec<Py<PyAny>>,
+        steps: Option<u64>,
+        max_steps: Option<u64>,
+        saving_listeners: Vec<Py<PyAny>>,
+    ) -> PyResult<()> {
+        self.run_train(
+            py,
+            input_fn,
+            Some(statistics_fn),
+            hooks,
+            steps,
+            max_steps,
+            saving_listeners,
+        )
+    }
     #[pyo3(signature = (input_fn, steps, hooks, checkpoint_path, name))]
     fn evaluate(
         &self,
@@ -706,5 +703,96 @@ impl PredictIter {
                 Ok(Some((index, distances)))
             }
         }
+    }
+}
+
+impl PyEstimator {
+    #[allow(clippy::too_many_arguments)]
+    fn run_train(
+        &mut self,
+        py: Python<'_>,
+        input_fn: Py<PyAny>,
+        statistics: Option<Py<PyAny>>,
+        hooks: Vec<Py<PyAny>>,
+        steps: Option<u64>,
+        max_steps: Option<u64>,
+        saving_listeners: Vec<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let keep = KeepAlive::default();
+        let interrupt = Interrupt::default();
+        let mut hooks: Vec<PyHook> = hooks
+            .into_iter()
+            .map(|h| PyHook::new(py, h, &interrupt))
+            .collect::<PyResult<_>>()?;
+        let mut listeners: Vec<PyListener> = saving_listeners
+            .into_iter()
+            .map(|obj| PyListener {
+                obj,
+                interrupt: interrupt.clone(),
+            })
+            .collect();
+        let inner = &mut self.inner;
+        let result = py.allow_threads(|| {
+            let mut make_input = || call_input_fn(&input_fn, &keep, &interrupt);
+            let mut poll = || interrupt.poll();
+            let args = TrainArgs {
+                steps,
+                max_steps,
+                hooks: hooks
+                    .iter_mut()
+                    .map(|h| h as &mut dyn SessionRunHook)
+                    .collect(),
+                saving_listeners: listeners
+                    .iter_mut()
+                    .map(|l| l as &mut dyn CheckpointSaverListener)
+                    .collect(),
+                interrupt: Some(&mut poll),
+                on_step: None,
+                input_state: None,
+            };
+            match statistics {
+                None => inner.train(&mut make_input, args).map(|_| ()),
+                Some(f) => {
+                    let mut source = PyStatistics(f);
+                    inner
+                        .train_from_statistics(&mut make_input, &mut source, args)
+                        .map(|_| ())
+                }
+            }
+        });
+        match (result, interrupt.take()) {
+            (Err(e @ centroid::Error::Interrupted { .. }), _) => Err(to_pyerr(e)),
+            (_, Some(held)) => Err(held),
+            (r, None) => r.py(),
+        }
+    }
+}
+
+/// A Python `statistics_fn(global_step, centres)` as the core's source of
+/// per-step statistics.
+struct PyStatistics(Py<PyAny>);
+
+impl StepStatistics for PyStatistics {
+    fn next(
+        &mut self,
+        global_step: i64,
+        centres: &Dense<'_>,
+    ) -> centroid::Result<Option<ClusterStats>> {
+        Python::with_gil(|py| {
+            let wrap = |e: PyErr| callback_error("statistics_fn", e);
+            let c = dense_to_numpy(py, centres).map_err(wrap)?;
+            let out = self.0.bind(py).call1((global_step, c)).map_err(wrap)?;
+            if out.is_none() {
+                return Ok(None);
+            }
+            let d = out.downcast::<PyDict>().map_err(|_| {
+                wrap(PyTypeError::new_err(
+                    "statistics_fn must return a dict of partial statistics or None",
+                ))
+            })?;
+            crate::partial::stats_from_dict(d, 0)
+                .map(|p| Some(p.stats))
+                .map_err(wrap)
+        })
     }
 }

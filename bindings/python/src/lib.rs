@@ -13,6 +13,7 @@ mod batch;
 mod errors;
 mod estimator;
 mod sparse;
+mod partial;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -38,5 +39,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     batch::register(m)?;
     estimator::register(m)?;
     sparse::register(m)?;
+    partial::register(m)?;
     Ok(())
 }

@@ -14,7 +14,9 @@ use crate::float::{DType, Float};
 use crate::hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
 use crate::input::{Dense, Input};
 use crate::matrix::{MatRef, Matrix};
-use crate::model::{with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};
+use crate::model::{
+    dense_from, with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch,
+};
 use crate::params::{InitialClusters, KMeansParams, RunConfig, ALL_DISTANCES, CLUSTER_INDEX};
 use crate::seeding;
 use crate::source::{ended_early, BatchSource};
@@ -38,6 +40,20 @@ pub struct TrainArgs<'h> {
     /// a file stream) stored with the checkpoint and handed back on restore
     /// as [`checkpoint::Loaded::input_state`].
     pub input_state: Option<&'h mut dyn FnMut() -> Option<String>>,
+}
+
+/// Where [`KMeansClustering::train_from_statistics`] gets every step's
+/// statistics: a distributed engine that runs the partition task
+/// ([`crate::partial::partition_stats`]) over its partitions and merges the
+/// results in partition order.
+pub trait StepStatistics {
+    /// The statistics of training step `global_step` (the step about to
+    /// run) under `centres`; `None` when the input has ended.
+    fn next(
+        &mut self,
+        global_step: i64,
+        centres: &Dense<'_>,
+    ) -> Result<Option<crate::kernels::ClusterStats>>;
 }
 
 /// Arguments of [`KMeansClustering::evaluate`].
@@ -166,10 +182,36 @@ impl KMeansClustering {
     /// Trains for `steps` more steps, up to `max_steps`, until the input ends,
     /// the relative tolerance is met, or a hook asks to stop. Initialises a
     /// fresh model first; resumes from the latest checkpoint otherwise.
-    pub fn train<'a, F>(&mut self, mut input_fn: F, mut args: TrainArgs<'_>) -> Result<&mut Self>
+    pub fn train<'a, F>(&mut self, mut input_fn: F, args: TrainArgs<'_>) -> Result<&mut Self>
     where
         F: FnMut() -> Result<Input<'a>>,
     {
+        self.train_loop(&mut input_fn, None, args)
+    }
+
+    /// Trains as [`train`](Self::train) does (steps, hooks, tolerance,
+    /// checkpoints), but every step's statistics come from `statistics`
+    /// instead of a batch: a distributed engine computes them over the
+    /// partitions of its data. `input_fn` is called only to initialise a
+    /// fresh model (its first batch, as in `train`).
+    pub fn train_from_statistics<'a, F>(
+        &mut self,
+        mut input_fn: F,
+        statistics: &mut dyn StepStatistics,
+        args: TrainArgs<'_>,
+    ) -> Result<&mut Self>
+    where
+        F: FnMut() -> Result<Input<'a>>,
+    {
+        self.train_loop(&mut input_fn, Some(statistics), args)
+    }
+
+    fn train_loop<'a>(
+        &mut self,
+        input_fn: &mut dyn FnMut() -> Result<Input<'a>>,
+        mut statistics: Option<&mut dyn StepStatistics>,
+        mut args: TrainArgs<'_>,
+    ) -> Result<&mut Self> {
         let (steps, max_steps) = (args.steps, args.max_steps);
         match (steps, max_steps) {
             (Some(_), Some(_)) => return Err(Error::arg("give steps or max_steps, not both")),
@@ -205,9 +247,15 @@ impl KMeansClustering {
             None => (self.initialize(input_fn()?)?, None),
         };
         let signature = self.signature(&state);
-        let mut source =
-            BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), false)?;
-        source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
+        let mut source = match statistics {
+            Some(_) => None,
+            None => {
+                let mut source =
+                    BatchSource::new(input_fn()?, self.params.feature_columns.as_deref(), false)?;
+                source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
+                Some(source)
+            }
+        };
         let d = state.d();
         let mut ctx = RunContext::new(state.global_step());
         let mut prev_loss: Option<f64> = None;
@@ -234,22 +282,39 @@ impl KMeansClustering {
             for h in args.hooks.iter_mut() {
                 h.before_run(&mut ctx)?;
             }
-            let what = source.next_label();
-            let Some(batch) = source.next(Some(d))? else {
-                return Ok(());
-            };
             let step_before = step;
             let model_fn = &self.model_fn;
-            let loss = self.pool.install(|| -> Result<f64> {
-                with_state!(&mut state, s, T => {
-                    let data = batch.to_type_checked::<T>(&what)?;
-                    let x = MatRef::new(&data, batch.rows(), d)?;
-                    let loss = model_fn.train_step(s, x);
-                    check_step(s, loss, &what)?;
-                    Ok(loss)
-                })
-            })?;
-            drop(batch);
+            let loss = match (&mut source, &mut statistics) {
+                (Some(source), _) => {
+                    let what = source.next_label();
+                    let Some(batch) = source.next(Some(d))? else {
+                        return Ok(());
+                    };
+                    self.pool.install(|| -> Result<f64> {
+                        with_state!(&mut state, s, T => {
+                            let data = batch.to_type_checked::<T>(&what)?;
+                            let x = MatRef::new(&data, batch.rows(), d)?;
+                            let loss = model_fn.train_step(s, x);
+                            check_step(s, loss, &what)?;
+                            Ok(loss)
+                        })
+                    })?
+                }
+                (None, Some(statistics)) => {
+                    let what = format!("the statistics of step {step}");
+                    let centres =
+                        with_state!(&state, s, T => dense_from(&model_fn.step_centres(s)));
+                    let Some(stats) = statistics.next(step, &centres)? else {
+                        return Ok(());
+                    };
+                    with_state!(&mut state, s, T => {
+                        let loss = model_fn.train_step_with_statistics(s, &stats)?;
+                        check_step(s, loss, &what)?;
+                        loss
+                    })
+                }
+                (None, None) => unreachable!("training has a batch source or a statistics source"),
+            };
             let step = state.global_step();
             losses.push((step, loss));
             final_loss = Some((step, loss));

@@ -24,13 +24,15 @@ pub mod estimator;
 pub mod hooks;
 pub mod model;
 pub mod params;
+pub mod partial;
 pub mod seeding;
 mod source;
 pub mod summary;
 
 pub use checkpoint::Tensor;
 pub use estimator::{
-    EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, TrainArgs, TRAIN_LOSSES_FILE,
+    EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, StepStatistics, TrainArgs,
+    TRAIN_LOSSES_FILE,
 };
 pub use export::ServingInputReceiver;
 pub use hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};

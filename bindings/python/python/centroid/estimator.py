@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 import numpy as np
 
 from . import _core
-from ._input import LABELS_ERROR, as_float_array, normalize_batch, wrap_input_fn
+from ._input import LABELS_ERROR, as_float_array, is_dask_collection, normalize_batch, wrap_input_fn
 from .errors import ArgumentTypeError
 from .hooks import _HookRunner, _ListenerAdapter
 from .run_config import RunConfig
@@ -218,14 +218,35 @@ class KMeansClustering:
         max_steps = _positive("max_steps", max_steps)
         if steps is not None and max_steps is not None:
             raise ValueError("give steps or max_steps, not both")
-        wrapped = wrap_input_fn(input_fn)
+        if not callable(input_fn):
+            raise ValueError(f"input_fn must be callable, got {type(input_fn).__name__}")
         listeners = list(saving_listeners or [])
         runner = _hooks(hooks)
         if runner:
             # TensorFlow CheckpointSaverHooks bring listeners of their own.
             listeners += runner[0].checkpoint_listeners(self.model_dir)
         listeners = [_ListenerAdapter(l) for l in listeners]
-        self._core.train(wrapped, runner, steps, max_steps, listeners)
+        # The first call tells dask input apart; the core then gets that
+        # same result on its first call, so input_fn runs as often as ever.
+        first = [input_fn()]
+        if is_dask_collection(first[0]):
+            from .dask import EstimatorInput
+
+            source = EstimatorInput(
+                first[0],
+                use_mini_batch=self._params["use_mini_batch"],
+                metric=self._params["distance_metric"],
+                feature_columns=self._params["feature_columns"],
+            )
+            self._core.train_from_statistics(
+                wrap_input_fn(source.initial_batches), source.statistics, runner, steps, max_steps, listeners
+            )
+            return self
+
+        def replay() -> Any:
+            return first.pop() if first else input_fn()
+
+        self._core.train(wrap_input_fn(replay), runner, steps, max_steps, listeners)
         return self
 
     # -------------------------------------------------------------- evaluate
