@@ -21,9 +21,12 @@ pub use matrix::{MatRef, Matrix};
 pub mod checkpoint;
 pub mod estimator;
 pub mod hooks;
+pub mod lock;
+mod loss_log;
 pub mod model;
 pub mod params;
 pub mod seeding;
+pub mod safe_io;
 mod source;
 
 pub use checkpoint::Tensor;

@@ -19,7 +19,10 @@ use centroid::{DType, Dense, Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use super::{non_finite, read_error, select_columns, Buffer, ReadOptions, Source};
+use super::{
+    guard_decoder, non_finite, read_error, select_columns, too_large_for_f32, Buffer, ReadOptions,
+    Source,
+};
 
 pub struct ParquetSource {
     path: PathBuf,
@@ -55,7 +58,9 @@ fn is_numeric(t: &DataType) -> bool {
 
 fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).map_err(|e| read_error(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+    guard_decoder(path, "Parquet", || {
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+    })
 }
 
 impl ParquetSource {
@@ -86,6 +91,18 @@ impl ParquetSource {
                 (num, other.into_iter().map(|i| all[i].clone()).collect())
             }
         };
+        // Batches are read by column name: a name used twice would read
+        // the first column twice.
+        if let Some(&i) = indices
+            .iter()
+            .find(|&&i| all.iter().filter(|n| **n == all[i]).count() > 1)
+        {
+            return Err(Error::InvalidData(format!(
+                "{}: the column name {:?} appears more than once; give the columns distinct names",
+                path.display(),
+                all[i]
+            )));
+        }
         if indices.is_empty() {
             return Err(Error::InvalidData(format!(
                 "{} has no numeric columns",
@@ -162,6 +179,13 @@ impl ParquetSource {
                         v,
                     ));
                 }
+                if self.dtype == DType::F32 && (v as f32).is_infinite() {
+                    return Err(too_large_for_f32(
+                        &self.path,
+                        format!("row {}, column {:?}", first_row + r, self.names[j]),
+                        v,
+                    ));
+                }
                 buf.push(v);
             }
         }
@@ -224,21 +248,27 @@ impl Source for ParquetSource {
         batch_size: usize,
     ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>> {
         let b = builder(&self.path)?;
-        let mask = ProjectionMask::roots(b.parquet_schema(), self.indices.iter().copied());
-        let mut reader = b
-            .with_projection(mask)
-            .with_batch_size(batch_size.max(1))
-            .build()
-            .map_err(|e| parquet_error(&self.path, e))?;
+        let mut reader = guard_decoder(&self.path, "Parquet", || {
+            let mask = ProjectionMask::roots(b.parquet_schema(), self.indices.iter().copied());
+            b.with_projection(mask)
+                .with_batch_size(batch_size.max(1))
+                .build()
+                .map_err(|e| parquet_error(&self.path, e))
+        })?;
         let mut first_row = 0;
         let mut done = false;
         Ok(Box::new(std::iter::from_fn(move || {
             if done {
                 return None;
             }
-            let out = match reader.next()? {
-                Ok(batch) => self.convert(&batch, first_row),
-                Err(e) => Err(parquet_error(&self.path, e)),
+            let next = guard_decoder(&self.path, "Parquet", || Ok(reader.next()));
+            let out = match next {
+                Ok(None) => return None,
+                Ok(Some(Ok(batch))) => {
+                    guard_decoder(&self.path, "Parquet", || self.convert(&batch, first_row))
+                }
+                Ok(Some(Err(e))) => Err(parquet_error(&self.path, e)),
+                Err(e) => Err(e),
             };
             match &out {
                 Ok(d) => first_row += d.rows(),
