@@ -419,7 +419,9 @@ impl PyEstimator {
         }
         let warnings = py.import("warnings")?;
         let category = py.import("builtins")?.getattr("RuntimeWarning")?;
-        let logger = py.import("logging")?.call_method1("getLogger", ("centroid",))?;
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", ("centroid",))?;
         for message in pending {
             logger.call_method1("warning", (message.as_str(),))?;
             warnings.call_method1("warn", (message.as_str(), &category, 2))?;
@@ -689,16 +691,17 @@ impl PyEstimator {
         let guard = self.busy()?;
         let inner = &*guard;
         let receiver = ServingInputReceiver { features };
-        let result = py.allow_threads(|| {
-            inner.export_saved_model(
-                &export_dir_base,
-                &receiver,
-                &assets_extra,
-                as_text,
-                checkpoint_path.as_deref(),
-            )
-        })
-        .py();
+        let result = py
+            .allow_threads(|| {
+                inner.export_saved_model(
+                    &export_dir_base,
+                    &receiver,
+                    &assets_extra,
+                    as_text,
+                    checkpoint_path.as_deref(),
+                )
+            })
+            .py();
         drop(guard);
         self.finish(py, result)
     }
@@ -727,15 +730,14 @@ impl PredictIter {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<BatchOut<'py>>> {
-        let mut slot = match self.predictions.try_lock() {
-            Ok(g) => g,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                return Err(PyRuntimeError::new_err(
+        let mut slot =
+            match self.predictions.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Err(PyRuntimeError::new_err(
                     "this predict generator is being advanced on another thread at the same time",
-                ))
-            }
-        };
+                )),
+            };
         let Some(predictions) = slot.as_mut() else {
             return Ok(None);
         };

@@ -75,8 +75,8 @@ fn mutate(seed: &[u8], others: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
                 // A length or count field set to an extreme.
                 let width = [1usize, 2, 4, 8][rng.below(4)];
                 let i = rng.below(len - width + 1);
-                let extreme: u64 = [0, 1, u64::MAX, i64::MAX as u64, 1 << 31, 0x7fff_ffff]
-                    [rng.below(6)];
+                let extreme: u64 =
+                    [0, 1, u64::MAX, i64::MAX as u64, 1 << 31, 0x7fff_ffff][rng.below(6)];
                 b[i..i + width].copy_from_slice(&extreme.to_le_bytes()[..width]);
             }
             _ => {}
@@ -175,8 +175,12 @@ fn npy(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
 }
 
 fn npy_seeds() -> Vec<Vec<u8>> {
-    let f32s: Vec<u8> = (0..6).flat_map(|i| (i as f32 * 1.5).to_le_bytes()).collect();
-    let f64s: Vec<u8> = (0..6).flat_map(|i| (i as f64 - 2.0).to_le_bytes()).collect();
+    let f32s: Vec<u8> = (0..6)
+        .flat_map(|i| (i as f32 * 1.5).to_le_bytes())
+        .collect();
+    let f64s: Vec<u8> = (0..6)
+        .flat_map(|i| (i as f64 - 2.0).to_le_bytes())
+        .collect();
     let i64s: Vec<u8> = (0..6i64).flat_map(|i| (i * 7).to_be_bytes()).collect();
     vec![
         npy("<f4", false, "(3, 2)", &f32s),
@@ -223,7 +227,11 @@ fn checkpoint_seeds(dir: &Path) -> (Vec<u8>, Vec<Vec<u8>>) {
         p.mini_batch_steps_per_iteration = if mini { 2 } else { 1 };
         let mut est = centroid::KMeansClustering::new(p, Some(model.clone()), None).unwrap();
         let input = || -> centroid::Result<centroid::Input<'_>> {
-            Ok(centroid::Input::constant(centroid::Dense::new(&data[..], 6, 2)?))
+            Ok(centroid::Input::constant(centroid::Dense::new(
+                &data[..],
+                6,
+                2,
+            )?))
         };
         est.train(
             input,
@@ -246,13 +254,17 @@ fn checkpoint_seeds(dir: &Path) -> (Vec<u8>, Vec<Vec<u8>>) {
 #[test]
 fn fuzz_csv() {
     let dir = tempfile::tempdir().unwrap();
-    fuzz("csv", &csv_seeds(), &|b| read_data(dir.path(), Format::Csv, "csv", b));
+    fuzz("csv", &csv_seeds(), &|b| {
+        read_data(dir.path(), Format::Csv, "csv", b)
+    });
 }
 
 #[test]
 fn fuzz_npy() {
     let dir = tempfile::tempdir().unwrap();
-    fuzz("npy", &npy_seeds(), &|b| read_data(dir.path(), Format::Npy, "npy", b));
+    fuzz("npy", &npy_seeds(), &|b| {
+        read_data(dir.path(), Format::Npy, "npy", b)
+    });
 }
 
 #[test]

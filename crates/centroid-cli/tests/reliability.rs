@@ -31,8 +31,21 @@ fn write_points(path: &Path, n: usize, seed: u64) {
 /// Mini-batch training that runs until stopped.
 fn endless_training(data: &Path, model: &Path) -> Child {
     bin()
-        .args(["train", "-q", "--mini-batch", "--batch-size", "8", "--num-clusters", "4"])
-        .args(["--max-steps", "1000000000", "--save-checkpoints-steps", "1000000"])
+        .args([
+            "train",
+            "-q",
+            "--mini-batch",
+            "--batch-size",
+            "8",
+            "--num-clusters",
+            "4",
+        ])
+        .args([
+            "--max-steps",
+            "1000000000",
+            "--save-checkpoints-steps",
+            "1000000",
+        ])
         .arg("--data")
         .arg(data)
         .arg("--model-dir")
@@ -53,7 +66,10 @@ fn wait_for_steps(model: &Path, steps: usize) {
         if n >= steps {
             return;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "training never started");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "training never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -86,7 +102,9 @@ fn sigterm_saves_the_last_finished_step() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(step >= 20, "{stderr}");
-    let loaded = centroid::checkpoint::load_latest_good(&model).unwrap().unwrap();
+    let loaded = centroid::checkpoint::load_latest_good(&model)
+        .unwrap()
+        .unwrap();
     assert_eq!(loaded.state.global_step(), step);
 }
 
@@ -99,7 +117,7 @@ fn a_second_trainer_is_refused_with_the_holder_s_pid() {
     let first = endless_training(&data, &model);
     wait_for_steps(&model, 5);
     let out = bin()
-        .args(["train", "-q", "--steps", "3", "--data"])
+        .args(["train", "-q", "--num-clusters", "4", "--steps", "3", "--data"])
         .arg(&data)
         .arg("--model-dir")
         .arg(&model)
@@ -112,7 +130,11 @@ fn a_second_trainer_is_refused_with_the_holder_s_pid() {
         "{stderr}"
     );
     // Readers need no lock.
-    let inspect = bin().args(["inspect", "--model-dir"]).arg(&model).output().unwrap();
+    let inspect = bin()
+        .args(["inspect", "--model-dir"])
+        .arg(&model)
+        .output()
+        .unwrap();
     signal(&first, "-TERM");
     let _ = first.wait_with_output();
     // inspect may run before the first save; either way it must not be refused.
@@ -175,7 +197,11 @@ fn a_damaged_checkpoint_is_reported_once_and_marked_by_inspect() {
         .get_output()
         .clone();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().filter(|l| l.contains("warning")).count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("warning")).count(),
+        1,
+        "{stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("to global step 3"));
 }
 
@@ -192,7 +218,15 @@ fn a_very_wide_csv_or_a_huge_batch_size_does_not_abort() {
     }
     std::fs::write(&wide, text).unwrap();
     centroid()
-        .args(["train", "-q", "--num-clusters", "2", "--steps", "1", "--data"])
+        .args([
+            "train",
+            "-q",
+            "--num-clusters",
+            "2",
+            "--steps",
+            "1",
+            "--data",
+        ])
         .arg(&wide)
         .arg("--model-dir")
         .arg(p(&dir, "m1"))
@@ -225,21 +259,37 @@ fn sigkill_at_random_moments_then_resume_gives_the_same_bits() {
     write_csv(&data, None, &rows, ',');
     let run = |model: &PathBuf| {
         let mut c = bin();
-        c.args(["train", "-q", "--num-clusters", "12", "--init", "kmeans_plus_plus"])
-            .args(["--max-steps", "150", "--relative-tolerance", "0"])
-            .args(["--save-checkpoints-steps", "4", "--keep-checkpoint-max", "3"])
-            .arg("--data")
-            .arg(&data)
-            .arg("--model-dir")
-            .arg(model)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        c.args([
+            "train",
+            "-q",
+            "--num-clusters",
+            "12",
+            "--init",
+            "kmeans_plus_plus",
+        ])
+        .args(["--max-steps", "150", "--relative-tolerance", "0"])
+        .args([
+            "--save-checkpoints-steps",
+            "4",
+            "--keep-checkpoint-max",
+            "3",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--model-dir")
+        .arg(model)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
         c
     };
     let straight = p(&dir, "straight");
     let t0 = Instant::now();
     let out = run(&straight).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let full = t0.elapsed();
 
     let killed = p(&dir, "killed");
@@ -256,7 +306,11 @@ fn sigkill_at_random_moments_then_resume_gives_the_same_bits() {
         let _ = child.wait();
     }
     let out = run(&killed).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let last = "model.ckpt-150.safetensors";
     assert_eq!(
@@ -275,7 +329,10 @@ fn sigkill_at_random_moments_then_resume_gives_the_same_bits() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!names.iter().any(|n| n.contains(".tmp-")), "{names:?}");
-    let checkpoints = names.iter().filter(|n| n.starts_with("model.ckpt-")).count();
+    let checkpoints = names
+        .iter()
+        .filter(|n| n.starts_with("model.ckpt-"))
+        .count();
     assert!(checkpoints <= 3, "{names:?}");
 }
 
@@ -293,7 +350,15 @@ fn duplicate_parquet_column_names_are_refused_naming_the_column() {
     w.write(&batch).unwrap();
     w.close().unwrap();
     let out = centroid()
-        .args(["train", "-q", "--num-clusters", "1", "--steps", "1", "--data"])
+        .args([
+            "train",
+            "-q",
+            "--num-clusters",
+            "1",
+            "--steps",
+            "1",
+            "--data",
+        ])
         .arg(&path)
         .arg("--model-dir")
         .arg(p(&dir, "m"))
@@ -303,7 +368,10 @@ fn duplicate_parquet_column_names_are_refused_naming_the_column() {
         .get_output()
         .clone();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("\"v\"") && stderr.contains("more than once"), "{stderr}");
+    assert!(
+        stderr.contains("\"v\"") && stderr.contains("more than once"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -312,11 +380,20 @@ fn a_mapped_npy_truncated_while_training_is_a_clear_error() {
     let path = p(&dir, "big.npy");
     let (n, d) = (20_000usize, 8usize);
     let mut r = Rng::new(5);
-    let rows: Vec<Vec<f64>> = (0..n).map(|_| (0..d).map(|_| r.uniform()).collect()).collect();
+    let rows: Vec<Vec<f64>> = (0..n)
+        .map(|_| (0..d).map(|_| r.uniform()).collect())
+        .collect();
     write_npy_f32(&path, &rows);
     let model = p(&dir, "m");
     let child = bin()
-        .args(["train", "-q", "--num-clusters", "8", "--relative-tolerance", "0"])
+        .args([
+            "train",
+            "-q",
+            "--num-clusters",
+            "8",
+            "--relative-tolerance",
+            "0",
+        ])
         .args(["--max-steps", "100000000"])
         .arg("--data")
         .arg(&path)
@@ -336,7 +413,10 @@ fn a_mapped_npy_truncated_while_training_is_a_clear_error() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("big.npy") && stderr.contains("shrank"), "{stderr}");
+    assert!(
+        stderr.contains("big.npy") && stderr.contains("shrank"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
@@ -364,7 +444,15 @@ fn smaller_defects_fail_at_once_with_the_place() {
     let ok = p(&dir, "ok.csv");
     std::fs::write(&ok, "a,b\n1,2\n3,4\n5,6\n").unwrap();
     let out = centroid()
-        .args(["train", "-q", "--num-clusters", "1", "--threads", "8000", "--data"])
+        .args([
+            "train",
+            "-q",
+            "--num-clusters",
+            "1",
+            "--threads",
+            "8000",
+            "--data",
+        ])
         .arg(&ok)
         .arg("--model-dir")
         .arg(p(&dir, "m2"))

@@ -204,7 +204,10 @@ pub fn save(
         // Files older than the oldest kept checkpoint that the index no
         // longer names (a run killed between writing the index and removing
         // them) are beyond keep_max too.
-        dropped.extend(older_files_on_disk(model_dir, kept.first().and_then(|p| step_of(p))));
+        dropped.extend(older_files_on_disk(
+            model_dir,
+            kept.first().and_then(|p| step_of(p)),
+        ));
         dropped.sort();
         dropped.dedup();
     }

@@ -682,7 +682,8 @@ impl KMeansClustering {
         let dir = self.eval_dir(name)?;
         fs::create_dir_all(&self.model_dir)
             .map_err(|e| Error::io("cannot create model_dir", &self.model_dir, e))?;
-        crate::safe_io::ensure_real_dir(&dir).map_err(|e| Error::io("cannot write into", &dir, e))?;
+        crate::safe_io::ensure_real_dir(&dir)
+            .map_err(|e| Error::io("cannot write into", &dir, e))?;
         let path = dir.join("metrics.jsonl");
         let line =
             serde_json::json!({"global_step": r.global_step, "loss": r.loss, "score": r.score})
@@ -974,9 +975,7 @@ fn check_model_dir(dir: &Path) -> Result<()> {
         ));
     }
     if dir.as_os_str().as_encoded_bytes().contains(&0) {
-        return Err(Error::arg(format!(
-            "model_dir {dir:?} contains a NUL byte"
-        )));
+        return Err(Error::arg(format!("model_dir {dir:?} contains a NUL byte")));
     }
     match fs::metadata(dir) {
         Ok(m) if !m.is_dir() => Err(Error::arg(format!(

@@ -25,8 +25,8 @@ pub mod lock;
 mod loss_log;
 pub mod model;
 pub mod params;
-pub mod seeding;
 pub mod safe_io;
+pub mod seeding;
 mod source;
 
 pub use checkpoint::Tensor;

@@ -58,11 +58,7 @@ mod imp {
             .open(path)
             .map_err(|e| {
                 if e.raw_os_error() == Some(libc::ELOOP) {
-                    Error::io(
-                        "cannot lock model_dir: the lock file is a symlink",
-                        path,
-                        e,
-                    )
+                    Error::io("cannot lock model_dir: the lock file is a symlink", path, e)
                 } else {
                     Error::io("cannot open the model_dir lock file", path, e)
                 }

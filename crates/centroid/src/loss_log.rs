@@ -23,7 +23,9 @@ const HEADER: &str = "global_step,loss\n";
 /// The open loss log of one training run; hold the model_dir lock.
 pub struct LossLog {
     path: PathBuf,
-    file: File,
+    /// Opened on the first step, so a run that fails before its first step
+    /// leaves no file behind.
+    file: Option<File>,
 }
 
 impl LossLog {
@@ -41,34 +43,41 @@ impl LossLog {
                     ),
                 ))
             }
-            Ok(_) => Some(
-                std::fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?,
-            ),
+            Ok(_) => Some(std::fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?),
             Err(_) => None,
         };
-        let kept = match &existing {
-            None => Some(HEADER.to_string()),
-            Some(bytes) => kept_lines(bytes, resume_step),
-        };
-        if let Some(text) = kept {
+        if let Some(text) = existing.and_then(|bytes| kept_lines(&bytes, resume_step)) {
             write_atomically(&path, text.as_bytes())?;
         }
-        let file = safe_io::open_append(&path).map_err(|e| Error::io("cannot append to", &path, e))?;
-        Ok(LossLog { path, file })
+        Ok(LossLog { path, file: None })
     }
 
     /// Records one finished step.
     pub fn record(&mut self, step: i64, loss: f64) -> Result<()> {
-        self.file
-            .write_all(format!("{step},{loss:e}\n").as_bytes())
-            .map_err(|e| Error::io("cannot append to", &self.path, e))
+        let path = &self.path;
+        let file = match &mut self.file {
+            Some(f) => f,
+            slot => {
+                if std::fs::symlink_metadata(path).is_err() {
+                    write_atomically(path, HEADER.as_bytes())?;
+                }
+                let f = safe_io::open_append(path)
+                    .map_err(|e| Error::io("cannot append to", path, e))?;
+                slot.insert(f)
+            }
+        };
+        file.write_all(format!("{step},{loss:e}\n").as_bytes())
+            .map_err(|e| Error::io("cannot append to", path, e))
     }
 
     /// Flushes the lines written so far to disk (with each checkpoint).
     pub fn sync(&mut self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("cannot write", &self.path, e))
+        match &self.file {
+            Some(f) => f
+                .sync_data()
+                .map_err(|e| Error::io("cannot write", &self.path, e)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -85,9 +94,12 @@ fn kept_lines(bytes: &[u8], resume_step: i64) -> Option<String> {
     };
     changed |= complete.len() != body.len();
     for line in complete.lines() {
-        let step = line
-            .split_once(',')
-            .and_then(|(s, l)| l.trim().parse::<f64>().ok().and(s.trim().parse::<i64>().ok()));
+        let step = line.split_once(',').and_then(|(s, l)| {
+            l.trim()
+                .parse::<f64>()
+                .ok()
+                .and(s.trim().parse::<i64>().ok())
+        });
         match step {
             Some(s) if s <= resume_step => {
                 out.push_str(line);

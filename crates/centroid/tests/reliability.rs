@@ -150,7 +150,10 @@ fn format_1_checkpoints_stay_readable_and_resume() {
         [(5.0 + 8.0 + 9.0) / 3.0, (8.0 + 8.0 + 11.0) / 3.0],
     ];
     for (c, m) in centres.iter().zip(&means) {
-        assert!((c[0] - m[0]).abs() < 1e-5 && (c[1] - m[1]).abs() < 1e-5, "{c:?} vs {m:?}");
+        assert!(
+            (c[0] - m[0]).abs() < 1e-5 && (c[1] - m[1]).abs() < 1e-5,
+            "{c:?} vs {m:?}"
+        );
     }
     let asynchronous =
         checkpoint::load(&fixture("async_mini_batch/model.ckpt-4.safetensors")).unwrap();
@@ -219,7 +222,11 @@ fn symlinks_inside_model_dir_are_never_written_through() {
     std::fs::create_dir(&model).unwrap();
     // Temporaries under the names the old code chose (pid and a counter).
     for n in 0..400 {
-        for name in ["checkpoint", "model.ckpt-1.safetensors", "model.ckpt-2.safetensors"] {
+        for name in [
+            "checkpoint",
+            "model.ckpt-1.safetensors",
+            "model.ckpt-2.safetensors",
+        ] {
             let planted = model.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
             symlink(&victim, planted).unwrap();
         }

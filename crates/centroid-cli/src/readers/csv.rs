@@ -296,9 +296,7 @@ impl CsvSource {
 /// Values to reserve for a batch before reading it: at most 64 Ki values
 /// (or one row), never more than the batch can hold.
 fn initial_capacity(batch_size: usize, width: usize) -> usize {
-    batch_size
-        .saturating_mul(width)
-        .min((64 * 1024).max(width))
+    batch_size.saturating_mul(width).min((64 * 1024).max(width))
 }
 
 #[cfg(test)]

@@ -111,7 +111,11 @@ pub fn in_guarded_decoder() -> bool {
 /// Runs a third-party decoder over a file that may be malformed. A panic in
 /// it (a bug on input it did not expect) becomes the ordinary one-line data
 /// error naming the file, not a crash.
-pub(crate) fn guard_decoder<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guard_decoder<T>(
+    path: &Path,
+    what: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let was = DECODING.with(|d| d.replace(true));
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     DECODING.with(|d| d.set(was));

@@ -245,7 +245,12 @@ impl LiteralParser<'_> {
         self.skip_ws();
         let q = match self.s.get(self.i) {
             Some(&q @ (b'\'' | b'"')) => q,
-            _ => return Err(format!("malformed header: expected a string at byte {}", self.i)),
+            _ => {
+                return Err(format!(
+                    "malformed header: expected a string at byte {}",
+                    self.i
+                ))
+            }
         };
         self.i += 1;
         let start = self.i;
@@ -638,7 +643,9 @@ mod tests {
         );
         bytes.extend_from_slice(&[0u8; 8]);
         std::fs::write(&path, bytes).unwrap();
-        let err = NpySource::open(&path, &ReadOptions::default()).err().unwrap();
+        let err = NpySource::open(&path, &ReadOptions::default())
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("too large"), "{err}");
     }
 
