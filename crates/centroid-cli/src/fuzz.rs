@@ -216,6 +216,11 @@ fn parquet_seeds() -> Vec<Vec<u8>> {
     out
 }
 
+/// Six rows of two features as one constant batch.
+fn constant_input(data: &[f32]) -> centroid::Result<centroid::Input<'_>> {
+    Ok(centroid::Input::constant(centroid::Dense::new(data, 6, 2)?))
+}
+
 /// A small trained model's checkpoint directory: (index text, checkpoint).
 fn checkpoint_seeds(dir: &Path) -> (Vec<u8>, Vec<Vec<u8>>) {
     let mut seeds = Vec::new();
@@ -226,15 +231,8 @@ fn checkpoint_seeds(dir: &Path) -> (Vec<u8>, Vec<Vec<u8>>) {
         p.use_mini_batch = mini;
         p.mini_batch_steps_per_iteration = if mini { 2 } else { 1 };
         let mut est = centroid::KMeansClustering::new(p, Some(model.clone()), None).unwrap();
-        let input = || -> centroid::Result<centroid::Input<'_>> {
-            Ok(centroid::Input::constant(centroid::Dense::new(
-                &data[..],
-                6,
-                2,
-            )?))
-        };
         est.train(
-            input,
+            || constant_input(&data),
             centroid::TrainArgs {
                 steps: Some(2),
                 ..Default::default()
