@@ -117,7 +117,15 @@ fn a_second_trainer_is_refused_with_the_holder_s_pid() {
     let first = endless_training(&data, &model);
     wait_for_steps(&model, 5);
     let out = bin()
-        .args(["train", "-q", "--num-clusters", "4", "--steps", "3", "--data"])
+        .args([
+            "train",
+            "-q",
+            "--num-clusters",
+            "4",
+            "--steps",
+            "3",
+            "--data",
+        ])
         .arg(&data)
         .arg("--model-dir")
         .arg(&model)
