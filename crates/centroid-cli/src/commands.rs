@@ -195,6 +195,7 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         ..RunConfig::default()
     };
     let mut est = KMeansClustering::new(params, Some(a.model_dir.clone()), Some(config))?;
+    saved::quiet_warnings(&mut est);
     let mini = est.params().use_mini_batch;
 
     let (steps, max_steps) = match (a.steps, a.max_steps) {
@@ -281,7 +282,9 @@ fn train(a: cli::TrainArgs, quiet: bool) -> Result<()> {
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = Arc::clone(&interrupted);
-        // Failing to install the handler only loses the graceful save.
+        // Ctrl-C, SIGTERM and SIGHUP (ctrlc's "termination" feature) all
+        // stop after the current step and save it; a second one exits at
+        // once. Failing to install the handler only loses the graceful save.
         let _ = ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
@@ -584,7 +587,9 @@ fn inspect(a: cli::InspectArgs) -> Result<()> {
         .into_iter()
         .map(|p| {
             let bytes = std::fs::metadata(&p).map(|m| m.len()).ok();
-            json!({"path": p, "global_step": checkpoint::step_of(&p), "bytes": bytes})
+            // Every listed checkpoint is read back, so a damaged one shows.
+            let damaged = checkpoint::load(&p).err().map(|e| e.to_string());
+            json!({"path": p, "global_step": checkpoint::step_of(&p), "bytes": bytes, "damaged": damaged})
         })
         .collect();
     let losses = read_train_losses(&a.model_dir).unwrap_or_default();
@@ -636,8 +641,12 @@ fn inspect(a: cli::InspectArgs) -> Result<()> {
     }
     println!("checkpoints:");
     for c in &checkpoints {
+        let damaged = match c["damaged"].as_str() {
+            Some(reason) => format!(" DAMAGED: {reason}"),
+            None => String::new(),
+        };
         println!(
-            "  step {:<10} {} ({} bytes)",
+            "  step {:<10} {} ({} bytes){damaged}",
             c["global_step"],
             c["path"].as_str().unwrap_or(""),
             c["bytes"]

@@ -12,12 +12,32 @@ use centroid::{
 };
 
 /// The newest good checkpoint in `model_dir`, if any. A damaged checkpoint
-/// with no good one before it is an error.
+/// with no good one before it is an error; one skipped for an older good
+/// one is a warning line on standard error, naming both.
 pub fn latest(model_dir: &Path) -> Result<Option<Loaded>> {
     if !model_dir.exists() {
         return Ok(None);
     }
-    checkpoint::load_latest_good(model_dir)
+    let (loaded, skipped) = checkpoint::load_latest_good_reporting(model_dir)?;
+    if let Some(l) = &loaded {
+        for e in &skipped {
+            eprintln!(
+                "centroid: warning: {}",
+                one_line(&checkpoint::fallback_message(e, l))
+            );
+        }
+    }
+    Ok(loaded)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The CLI reports a damaged checkpoint once, when it first loads the model
+/// (`latest`); the Estimator's own loads after that stay quiet.
+pub fn quiet_warnings(est: &mut KMeansClustering) {
+    est.set_warning_handler(std::sync::Arc::new(|_: &str| {}));
 }
 
 /// The newest good checkpoint, or an error saying the model is not trained.
@@ -81,11 +101,13 @@ pub fn estimator(
         num_threads: threads,
         ..RunConfig::default()
     };
-    KMeansClustering::new(
+    let mut est = KMeansClustering::new(
         params_of(&loaded.signature)?,
         Some(model_dir.to_path_buf()),
         Some(config),
-    )
+    )?;
+    quiet_warnings(&mut est);
+    Ok(est)
 }
 
 /// Checks that a data source has the model's width, naming both.

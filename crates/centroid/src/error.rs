@@ -40,6 +40,10 @@ pub enum Error {
     #[error("damaged checkpoint {}: {reason}", .path.display())]
     CorruptCheckpoint { path: PathBuf, reason: String },
 
+    /// Another training run holds the model directory's lock.
+    #[error("model_dir {} is in use: {holder}; wait for it to finish or use another model_dir", .model_dir.display())]
+    ModelDirBusy { model_dir: PathBuf, holder: String },
+
     /// Reading or writing a file failed.
     #[error("{action} {}: {source}", .path.display())]
     Io {

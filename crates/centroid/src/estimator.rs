@@ -13,6 +13,8 @@ use crate::export::{self, ServingInputReceiver};
 use crate::float::{DType, Float};
 use crate::hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
 use crate::input::{Dense, Input};
+use crate::lock::ModelDirLock;
+use crate::loss_log::LossLog;
 use crate::matrix::{MatRef, Matrix};
 use crate::model::{
     dense_from, with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch,
@@ -93,7 +95,12 @@ pub struct KMeansClustering {
     model_fn: ModelFn,
     seed: u64,
     pool: Arc<rayon::ThreadPool>,
+    warn: WarningHandler,
 }
+
+/// Where the Estimator's warnings go (see
+/// [`KMeansClustering::set_warning_handler`]).
+pub type WarningHandler = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for KMeansClustering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,7 +160,26 @@ impl KMeansClustering {
             config,
             seed,
             pool: Arc::new(pool),
+            warn: Arc::new(|m: &str| log::warn!("{m}")),
         })
+    }
+
+    /// Sends the Estimator's warnings (a damaged checkpoint skipped for the
+    /// previous good one) to `handler` instead of the `log` crate.
+    pub fn set_warning_handler(&mut self, handler: WarningHandler) {
+        self.warn = handler;
+    }
+
+    /// Loads the newest good checkpoint, reporting each damaged newer one
+    /// skipped on the way to the warning handler.
+    fn load_latest_good(&self) -> Result<Option<Loaded>> {
+        let (loaded, skipped) = checkpoint::load_latest_good_reporting(&self.model_dir)?;
+        if let Some(l) = &loaded {
+            for e in &skipped {
+                (self.warn)(&checkpoint::fallback_message(e, l));
+            }
+        }
+        Ok(loaded)
     }
 
     pub fn config(&self) -> &RunConfig {
@@ -174,9 +200,14 @@ impl KMeansClustering {
         self.seed
     }
 
-    /// The newest checkpoint's path, if there is one.
+    /// The path of the checkpoint the Estimator would use: the newest one
+    /// that reads back intact (a damaged newer one is skipped, as loading
+    /// does). None when there is none.
     pub fn latest_checkpoint(&self) -> Option<PathBuf> {
-        checkpoint::latest(&self.model_dir)
+        checkpoint::load_latest_good_reporting(&self.model_dir)
+            .ok()
+            .and_then(|(loaded, _)| loaded)
+            .map(|l| l.path)
     }
 
     /// Trains for `steps` more steps, up to `max_steps`, until the input ends,
@@ -220,8 +251,11 @@ impl KMeansClustering {
             _ => {}
         }
         check_model_dir(&self.model_dir)?;
+        // One writer per model_dir: held until this call returns.
+        let _lock = self.lock_model_dir()?;
         let restored = self.restore_latest()?;
         let start_step = restored.as_ref().map_or(0, |l| l.state.global_step());
+        checkpoint::clean_up(&self.model_dir, start_step, self.config.keep_checkpoint_max);
         // global_step is an int64: larger step counts mean "no limit".
         let as_step = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let last_step: Option<i64> = match (steps, max_steps) {
@@ -259,7 +293,7 @@ impl KMeansClustering {
         let d = state.d();
         let mut ctx = RunContext::new(state.global_step());
         let mut prev_loss: Option<f64> = None;
-        let mut losses: Vec<(i64, f64)> = Vec::new();
+        let mut losses = LossLog::open(&self.model_dir, start_step)?;
         let mut last_save_time = Instant::now();
         let mut progress = Progress::default();
         let first_step = state.global_step();
@@ -316,7 +350,7 @@ impl KMeansClustering {
                 (None, None) => unreachable!("training has a batch source or a statistics source"),
             };
             let step = state.global_step();
-            losses.push((step, loss));
+            losses.record(step, loss)?;
             final_loss = Some((step, loss));
             if let Some(cb) = args.on_step.as_mut() {
                 cb(step, loss);
@@ -469,7 +503,7 @@ impl KMeansClustering {
         &self,
         state: &AnyState,
         signature: &ModelSignature,
-        losses: &mut Vec<(i64, f64)>,
+        losses: &mut LossLog,
         args: &mut TrainArgs<'_>,
     ) -> Result<()> {
         let step = state.global_step();
@@ -485,34 +519,18 @@ impl KMeansClustering {
             input_state.as_deref(),
         )?;
         log::info!("Saving checkpoints for {step} into {}.", path.display());
-        self.append_losses(losses)?;
+        losses.sync()?;
         for l in args.saving_listeners.iter_mut() {
             l.after_save(step)?;
         }
         Ok(())
     }
 
-    /// Appends the per-step losses since the last save to
-    /// `model_dir/train_losses.csv` (for plots of the training curve).
-    fn append_losses(&self, losses: &mut Vec<(i64, f64)>) -> Result<()> {
-        if losses.is_empty() {
-            return Ok(());
-        }
-        let path = self.model_dir.join(TRAIN_LOSSES_FILE);
-        let fresh = !path.exists();
-        let mut text = String::new();
-        if fresh {
-            text.push_str("global_step,loss\n");
-        }
-        for (s, l) in losses.drain(..) {
-            text.push_str(&format!("{s},{l:e}\n"));
-        }
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| Error::io("cannot append to", &path, e))
+    /// Creates `model_dir` if needed and takes its one-writer lock.
+    fn lock_model_dir(&self) -> Result<ModelDirLock> {
+        fs::create_dir_all(&self.model_dir)
+            .map_err(|e| Error::io("cannot create model_dir", &self.model_dir, e))?;
+        ModelDirLock::acquire(&self.model_dir)
     }
 
     fn signature(&self, state: &AnyState) -> ModelSignature {
@@ -546,7 +564,7 @@ impl KMeansClustering {
 
     /// The latest good checkpoint, checked against these parameters.
     fn restore_latest(&self) -> Result<Option<Loaded>> {
-        let loaded = checkpoint::load_latest_good(&self.model_dir)?;
+        let loaded = self.load_latest_good()?;
         if let Some(l) = &loaded {
             self.check_compatible(&l.signature)?;
         }
@@ -614,7 +632,8 @@ impl KMeansClustering {
                 }
                 checkpoint::load(&p)?
             }
-            None => checkpoint::load_latest_good(&self.model_dir)?
+            None => self
+                .load_latest_good()?
                 .ok_or_else(|| Error::NoCheckpoint(self.model_dir.clone()))?,
         };
         self.check_compatible(&loaded.signature)?;
@@ -819,17 +838,17 @@ impl KMeansClustering {
 
     fn record_eval(&self, name: Option<&str>, r: &EvalResult) -> Result<()> {
         let dir = self.eval_dir(name)?;
-        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+        fs::create_dir_all(&self.model_dir)
+            .map_err(|e| Error::io("cannot create model_dir", &self.model_dir, e))?;
+        crate::safe_io::ensure_real_dir(&dir)
+            .map_err(|e| Error::io("cannot write into", &dir, e))?;
         EventWriter::new(&dir).scalars(r.global_step, &[("loss", r.loss), ("score", r.score)])?;
         let path = dir.join("metrics.jsonl");
         let line =
             serde_json::json!({"global_step": r.global_step, "loss": r.loss, "score": r.score})
                 .to_string()
                 + "\n";
-        fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        crate::safe_io::open_append(&path)
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .map_err(|e| Error::io("cannot append to", &path, e))
     }
@@ -1125,8 +1144,17 @@ fn fresh_temp_dir() -> Result<PathBuf> {
     Err(Error::arg("cannot find a free temporary model_dir name"))
 }
 
-/// Refuses a `model_dir` that exists but is not a folder.
+/// Refuses an empty `model_dir` (it would silently mean the current
+/// folder), one with a NUL byte, and one that exists but is not a folder.
 fn check_model_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Err(Error::arg(
+            "model_dir is empty; give a folder (\".\" for the current one)",
+        ));
+    }
+    if dir.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(Error::arg(format!("model_dir {dir:?} contains a NUL byte")));
+    }
     match fs::metadata(dir) {
         Ok(m) if !m.is_dir() => Err(Error::arg(format!(
             "model_dir {} exists and is not a folder",

@@ -207,6 +207,10 @@ pub fn resolve_retries(num_retries: i64, k: usize) -> usize {
 /// The default checkpoint interval, in seconds.
 pub const DEFAULT_SAVE_CHECKPOINTS_SECS: f64 = 600.0;
 
+/// The most worker threads a model runs: far above any core count today,
+/// low enough that a typo (8000) is refused instead of stalling the machine.
+pub const MAX_THREADS: usize = 1024;
+
 /// Where and how often the Estimator saves, and how it computes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
@@ -261,6 +265,11 @@ impl RunConfig {
         }
         if self.num_threads == Some(0) {
             return Err(Error::arg("num_threads must be at least 1"));
+        }
+        if let Some(n) = self.num_threads.filter(|&n| n > MAX_THREADS) {
+            return Err(Error::arg(format!(
+                "num_threads = {n} is more than centroid runs ({MAX_THREADS}); leave it unset to use every core"
+            )));
         }
         if self.log_step_count_steps == Some(0) {
             return Err(Error::arg("log_step_count_steps must be at least 1"));

@@ -169,7 +169,12 @@ impl EventWriter {
             file_version: Some("brain.Event:2".to_string()),
             summary: None,
         };
-        fs::write(&path, tfrecord(&prost::Message::encode_to_vec(&first)))
+        // create_new (O_EXCL) neither follows nor replaces a planted symlink.
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&tfrecord(&prost::Message::encode_to_vec(&first))))
             .map_err(|e| Error::io("cannot write", &path, e))?;
         self.path = Some(path.clone());
         Ok(path)
@@ -193,9 +198,7 @@ impl EventWriter {
                     .collect(),
             }),
         };
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
+        crate::safe_io::open_append(&path)
             .and_then(|mut f| f.write_all(&tfrecord(&prost::Message::encode_to_vec(&event))))
             .map_err(|e| Error::io("cannot append to", &path, e))
     }

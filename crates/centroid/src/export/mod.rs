@@ -237,6 +237,16 @@ pub fn export_timestamped<T: Float>(
     as_text: bool,
 ) -> Result<PathBuf> {
     const ATTEMPTS: usize = 10;
+    // A base that is a file would fail every attempt below; say so at once.
+    if let Ok(m) = fs::metadata(export_dir_base) {
+        if !m.is_dir() {
+            return Err(Error::io(
+                "cannot export under",
+                export_dir_base,
+                io::Error::other("it exists and is not a folder"),
+            ));
+        }
+    }
     for _ in 0..ATTEMPTS {
         let seconds = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
