@@ -64,6 +64,20 @@ fn typed<'k, T: Element + Copy>(
             keep.hold(a.clone().into_any().unbind());
             // SAFETY: `keep` holds a reference to the array for all of 'k, so
             // its buffer is neither freed nor reallocated during 'k.
+            //
+            // Writes are another matter: the GIL is released while the
+            // kernels read this slice, and another Python thread may write
+            // the same array then (the read-only borrow above ends here, and
+            // NumPy's writeable flag is the user's to set). We do not copy
+            // to prevent it: copying every batch would undo the zero-copy
+            // path for all users to guard against a data race in the
+            // caller's own program. The race cannot break memory safety
+            // (the values are plain f32/f64 bits, every bit pattern is a
+            // valid float, and the buffer's length and address are fixed);
+            // its worst outcome is a step computed from a mix of old and new
+            // values, which the NaN/inf checks on the step's result still
+            // catch when a written value is not finite. The Python docs say
+            // not to write arrays passed to a running call.
             let borrowed: &'k [T] = unsafe { std::slice::from_raw_parts(ptr, len) };
             return Ok((Cow::Borrowed(borrowed), shape));
         }

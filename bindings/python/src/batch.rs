@@ -27,10 +27,10 @@ fn not_contiguous(what: &str) -> PyErr {
 }
 
 /// Borrowed views of the data, the optional weights and the centres.
-struct Views<'a, T> {
-    x: MatRef<'a, T>,
-    w: Option<&'a [T]>,
-    c: MatRef<'a, T>,
+pub(crate) struct Views<'a, T> {
+    pub x: MatRef<'a, T>,
+    pub w: Option<&'a [T]>,
+    pub c: MatRef<'a, T>,
 }
 
 /// Runs `f` on typed views of `x`, `sample_weight` and `centers`, which must
@@ -50,8 +50,9 @@ macro_rules! dispatch {
         }
     }};
 }
+pub(crate) use dispatch;
 
-fn run_typed<'py, T, R, F>(
+pub(crate) fn run_typed<'py, T, R, F>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     w: Option<&Bound<'py, PyAny>>,
@@ -103,7 +104,7 @@ where
     py.allow_threads(move || f(views)).py()
 }
 
-fn labels_to_numpy(py: Python<'_>, labels: Vec<u32>) -> PyResult<Bound<'_, PyAny>> {
+pub(crate) fn labels_to_numpy(py: Python<'_>, labels: Vec<u32>) -> PyResult<Bound<'_, PyAny>> {
     let n = labels.len();
     to_numpy(
         py,
@@ -157,7 +158,7 @@ fn lloyd<'py>(
 }
 
 /// A vector of either float type (the result of a dtype dispatch).
-enum Either {
+pub(crate) enum Either {
     F32(Vec<f32>),
     F64(Vec<f64>),
 }

@@ -19,13 +19,16 @@ use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use centroid::kernels::ClusterStats;
 use centroid::{
     CheckpointSaverListener, Column, Dense, EvalArgs, Features, InitFn, InitialClusters, Input,
     KMeansClustering, KMeansParams, Metric, Mode, PredictArgs, PredictKeys, PredictionBatch,
     Predictions, Retries, RunConfig, RunContext, RunValues, ServingInputReceiver, SessionRunHook,
-    Tensor, TrainArgs,
+    StepStatistics, Tensor, TrainArgs,
 };
-use pyo3::exceptions::{PyKeyboardInterrupt, PyStopIteration, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyKeyboardInterrupt, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -78,13 +81,17 @@ impl Interrupt {
     }
 }
 
-/// Moves a value into `allow_threads`. Everything wrapped here only touches
-/// Python through `Python::with_gil`, so running it without the GIL held is
-/// sound; the wrapper exists because the core's iterator types are boxed
-/// trait objects that do not carry `Send` in their type.
+/// Moves a value into `allow_threads`, or to another Python thread (a
+/// predict generator resumed elsewhere). Everything wrapped here only
+/// touches Python through `Python::with_gil`, so using it from any thread,
+/// with or without the GIL, is sound; the wrapper exists because the core's
+/// iterator types are boxed trait objects that do not carry `Send` in their
+/// type.
 struct AssertSend<T>(T);
-// SAFETY: see above; the wrapped values are used on the calling thread only
-// (allow_threads runs its closure on the current thread).
+// SAFETY: see above. The wrapped values are used by one thread at a time
+// (allow_threads runs its closure on the current thread; PredictIter keeps
+// its predictions behind a Mutex); what they hold is owned data, `Py`
+// handles, and array buffers kept alive by `KeepAlive` handles.
 unsafe impl<T> Send for AssertSend<T> {}
 impl<T> AssertSend<T> {
     fn get(&mut self) -> &mut T {
@@ -258,10 +265,14 @@ impl PyHook {
                     "hook",
                 )?,
                 Some(v) => {
+                    let clusters = match ctx.clusters() {
+                        Some(c) => Some(dense_to_numpy(py, c).map_err(wrap)?),
+                        None => None,
+                    };
                     let pvalues = self
                         .values_class
                         .bind(py)
-                        .call1((v.global_step, v.loss))
+                        .call1((v.global_step, v.loss, clusters))
                         .map_err(wrap)?;
                     call_optional(
                         py,
@@ -279,6 +290,20 @@ impl PyHook {
                 .map_err(wrap)?;
             if stop || self.interrupt.is_set() {
                 ctx.request_stop();
+            }
+            // What a TensorFlow hook's SessionRunArgs or CheckpointSaverHook
+            // asked of the loop (see centroid/hooks.py).
+            let asked = |attr: &str| -> PyResult<bool> {
+                match pctx.getattr(attr) {
+                    Ok(v) => v.is_truthy(),
+                    Err(_) => Ok(false),
+                }
+            };
+            if asked("clusters_requested").map_err(wrap)? {
+                ctx.request_clusters();
+            }
+            if asked("checkpoint_requested").map_err(wrap)? {
+                ctx.request_checkpoint();
             }
             Ok(())
         })
@@ -392,6 +417,10 @@ fn config_from_py(obj: &Bound<'_, PyAny>) -> PyResult<RunConfig> {
         save_checkpoints_secs: get("save_checkpoints_secs")?.extract()?,
         keep_checkpoint_max: get("keep_checkpoint_max")?.extract()?,
         log_step_count_steps: get("log_step_count_steps")?.extract()?,
+        save_summary_steps: match obj.getattr("save_summary_steps") {
+            Ok(v) => v.extract()?,
+            Err(_) => RunConfig::default().save_summary_steps,
+        },
         num_threads: get("num_threads")?.extract()?,
     })
 }
@@ -406,9 +435,62 @@ fn tensor_to_numpy(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// The core estimator. Python's `centroid.KMeansClustering` wraps it.
+///
+/// One call runs at a time: the model is behind a lock that a second thread
+/// finds taken (a clear error rather than PyO3's "Already borrowed"), and
+/// the constant attributes are kept outside it so they read at any time.
 #[pyclass(module = "centroid._core", name = "_Estimator")]
 pub struct PyEstimator {
-    inner: KMeansClustering,
+    inner: Mutex<KMeansClustering>,
+    model_dir: PathBuf,
+    num_clusters: usize,
+    seed: u64,
+    /// Warnings the core raised during the current call (a damaged
+    /// checkpoint skipped), emitted as Python warnings when it returns.
+    warnings: Arc<Mutex<Vec<String>>>,
+}
+
+impl PyEstimator {
+    /// The model, or an error when another thread is using it.
+    fn busy(&self) -> PyResult<std::sync::MutexGuard<'_, KMeansClustering>> {
+        match self.inner.try_lock() {
+            Ok(g) => Ok(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => Err(PyRuntimeError::new_err(
+                "this KMeansClustering is already running a call (train, evaluate, predict, ...) on another thread; \
+                 an estimator runs one call at a time: wait for it, or give each thread its own estimator",
+            )),
+        }
+    }
+
+    /// Emits the core's warnings of the call that just ended: a
+    /// `RuntimeWarning` through `warnings.warn` and a record on the
+    /// `centroid` logger.
+    fn emit_warnings(&self, py: Python<'_>) -> PyResult<()> {
+        let pending: Vec<String> = match self.warnings.lock() {
+            Ok(mut g) => g.drain(..).collect(),
+            Err(p) => p.into_inner().drain(..).collect(),
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let warnings = py.import("warnings")?;
+        let category = py.import("builtins")?.getattr("RuntimeWarning")?;
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", ("centroid",))?;
+        for message in pending {
+            logger.call_method1("warning", (message.as_str(),))?;
+            warnings.call_method1("warn", (message.as_str(), &category, 2))?;
+        }
+        Ok(())
+    }
+
+    /// Emits the warnings, then returns `result` (a raised warning wins).
+    fn finish<T>(&self, py: Python<'_>, result: PyResult<T>) -> PyResult<T> {
+        self.emit_warnings(py)?;
+        result
+    }
 }
 
 #[pymethods]
@@ -457,28 +539,40 @@ impl PyEstimator {
             .check()
             .py()?;
         let config = config.map(config_from_py).transpose()?;
-        let inner = KMeansClustering::new(params, model_dir, config).py()?;
-        Ok(Self { inner })
+        let mut inner = KMeansClustering::new(params, model_dir, config).py()?;
+        let warnings: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = Arc::clone(&warnings);
+        inner.set_warning_handler(Arc::new(move |m: &str| match sink.lock() {
+            Ok(mut g) => g.push(m.to_string()),
+            Err(p) => p.into_inner().push(m.to_string()),
+        }));
+        Ok(Self {
+            model_dir: inner.model_dir().to_path_buf(),
+            num_clusters: inner.params().num_clusters(),
+            seed: inner.seed(),
+            inner: Mutex::new(inner),
+            warnings,
+        })
     }
 
     #[getter]
     fn model_dir(&self) -> PathBuf {
-        self.inner.model_dir().to_path_buf()
+        self.model_dir.clone()
     }
 
     #[getter]
     fn num_clusters(&self) -> usize {
-        self.inner.params().num_clusters()
+        self.num_clusters
     }
 
     #[getter]
     fn seed(&self) -> u64 {
-        self.inner.seed()
+        self.seed
     }
 
     #[pyo3(signature = (input_fn, hooks, steps, max_steps, saving_listeners))]
     fn train(
-        &mut self,
+        &self,
         py: Python<'_>,
         input_fn: Py<PyAny>,
         hooks: Vec<Py<PyAny>>,
@@ -486,41 +580,43 @@ impl PyEstimator {
         max_steps: Option<u64>,
         saving_listeners: Vec<Py<PyAny>>,
     ) -> PyResult<()> {
-        let keep = KeepAlive::default();
-        let interrupt = Interrupt::default();
-        let hooks = py_hooks(py, hooks, &interrupt)?;
-        let listeners: Vec<PyListener> = saving_listeners
-            .into_iter()
-            .map(|obj| PyListener {
-                obj,
-                interrupt: interrupt.clone(),
-            })
-            .collect();
-        let inner = &mut self.inner;
-        let result = py.allow_threads(|| {
-            let mut make_input = || call_input_fn(&input_fn, &keep, &interrupt);
-            let mut poll = || interrupt.poll();
-            let args = TrainArgs {
-                steps,
-                max_steps,
-                hooks: boxed_hooks(hooks),
-                saving_listeners: listeners
-                    .into_iter()
-                    .map(|l| Box::new(l) as Box<dyn CheckpointSaverListener>)
-                    .collect(),
-                interrupt: Some(&mut poll),
-                on_step: None,
-                input_state: None,
-            };
-            inner.train(&mut make_input, args).map(|_| ())
-        });
-        match (result, interrupt.take()) {
-            (Err(e @ centroid::Error::Interrupted { .. }), _) => Err(to_pyerr(e)),
-            (_, Some(held)) => Err(held),
-            (r, None) => r.py(),
-        }
+        self.run_train(
+            py,
+            input_fn,
+            None,
+            hooks,
+            steps,
+            max_steps,
+            saving_listeners,
+        )
     }
 
+    /// Training whose steps' statistics come from
+    /// `statistics_fn(global_step, centres) -> dict | None` (partial
+    /// statistics merged over a cluster's partitions; see
+    /// `centroid._partitioned`). `input_fn` only initialises a fresh model.
+    #[pyo3(signature = (input_fn, statistics_fn, hooks, steps, max_steps, saving_listeners))]
+    #[allow(clippy::too_many_arguments)]
+    fn train_from_statistics(
+        &self,
+        py: Python<'_>,
+        input_fn: Py<PyAny>,
+        statistics_fn: Py<PyAny>,
+        hooks: Vec<Py<PyAny>>,
+        steps: Option<u64>,
+        max_steps: Option<u64>,
+        saving_listeners: Vec<Py<PyAny>>,
+    ) -> PyResult<()> {
+        self.run_train(
+            py,
+            input_fn,
+            Some(statistics_fn),
+            hooks,
+            steps,
+            max_steps,
+            saving_listeners,
+        )
+    }
     #[pyo3(signature = (input_fn, steps, hooks, checkpoint_path, name))]
     fn evaluate(
         &self,
@@ -534,7 +630,8 @@ impl PyEstimator {
         let keep = KeepAlive::default();
         let interrupt = Interrupt::default();
         let hooks = py_hooks(py, hooks, &interrupt)?;
-        let inner = &self.inner;
+        let guard = self.busy()?;
+        let inner = &*guard;
         let result = py.allow_threads(|| {
             let make_input = || call_input_fn(&input_fn, &keep, &interrupt);
             let args = EvalArgs {
@@ -545,10 +642,11 @@ impl PyEstimator {
             };
             inner.evaluate(make_input, args)
         });
+        drop(guard);
         if let Some(held) = interrupt.take() {
-            return Err(held);
+            return self.finish(py, Err(held));
         }
-        let r = result.py()?;
+        let r = self.finish(py, result.py())?;
         Ok((r.score, r.loss, r.global_step))
     }
 
@@ -581,35 +679,44 @@ impl PyEstimator {
             hooks: boxed_hooks(hooks),
             checkpoint_path,
         };
-        let predictions = self.inner.predict(make_input, args).py()?;
+        let predictions = self.busy()?.predict(make_input, args).py();
+        let predictions = self.finish(py, predictions)?;
         Ok(PredictIter {
-            predictions: Some(AssertSend(predictions)),
+            predictions: Mutex::new(Some(AssertSend(predictions))),
             interrupt,
         })
     }
 
     fn cluster_centers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let inner = &self.inner;
-        let c = py.allow_threads(|| inner.cluster_centers()).py()?;
+        let guard = self.busy()?;
+        let inner = &*guard;
+        let c = py.allow_threads(|| inner.cluster_centers()).py();
+        drop(guard);
+        let c = self.finish(py, c)?;
         dense_to_numpy(py, &c)
     }
 
-    fn get_variable_names(&self) -> PyResult<Vec<String>> {
-        self.inner.get_variable_names().py()
+    fn get_variable_names(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let names = self.busy()?.get_variable_names().py();
+        self.finish(py, names)
     }
 
     fn get_variable_value<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let t = self.inner.get_variable_value(name).py()?;
+        let t = self.busy()?.get_variable_value(name).py();
+        let t = self.finish(py, t)?;
         tensor_to_numpy(py, t)
     }
 
-    fn latest_checkpoint(&self) -> Option<PathBuf> {
-        self.inner.latest_checkpoint()
+    fn latest_checkpoint(&self) -> PyResult<Option<PathBuf>> {
+        Ok(self.busy()?.latest_checkpoint())
     }
 
     /// Writes a SavedModel under `export_dir_base/<timestamp>`; `features`
-    /// are the serving inputs as (name, width), in join order.
-    #[pyo3(signature = (export_dir_base, features, assets_extra, as_text, checkpoint_path))]
+    /// are the serving inputs as (name, width), in join order, parsed from
+    /// serialized tf.Example protos when `parse_examples`.
+    #[pyo3(signature = (export_dir_base, features, assets_extra, as_text, checkpoint_path, parse_examples=false))]
+    // The Python method's arguments, one for one.
+    #[allow(clippy::too_many_arguments)]
     fn export_saved_model(
         &self,
         py: Python<'_>,
@@ -618,26 +725,36 @@ impl PyEstimator {
         assets_extra: Vec<(String, PathBuf)>,
         as_text: bool,
         checkpoint_path: Option<PathBuf>,
+        parse_examples: bool,
     ) -> PyResult<PathBuf> {
-        let inner = &self.inner;
-        let receiver = ServingInputReceiver { features };
-        py.allow_threads(|| {
-            inner.export_saved_model(
-                &export_dir_base,
-                &receiver,
-                &assets_extra,
-                as_text,
-                checkpoint_path.as_deref(),
-            )
-        })
-        .py()
+        let guard = self.busy()?;
+        let inner = &*guard;
+        let receiver = ServingInputReceiver {
+            features,
+            parse_examples,
+        };
+        let result = py
+            .allow_threads(|| {
+                inner.export_saved_model(
+                    &export_dir_base,
+                    &receiver,
+                    &assets_extra,
+                    as_text,
+                    checkpoint_path.as_deref(),
+                )
+            })
+            .py();
+        drop(guard);
+        self.finish(py, result)
     }
 }
 
-/// The lazy result of `_Estimator.predict`.
-#[pyclass(module = "centroid._core", unsendable)]
+/// The lazy result of `_Estimator.predict`. It may be advanced from any
+/// Python thread (a generator handed to another thread keeps working); one
+/// thread at a time, the others get an error.
+#[pyclass(module = "centroid._core")]
 pub struct PredictIter {
-    predictions: Option<AssertSend<Predictions<'static>>>,
+    predictions: Mutex<Option<AssertSend<Predictions<'static>>>>,
     interrupt: Interrupt,
 }
 
@@ -649,23 +766,31 @@ impl PredictIter {
         slf
     }
 
-    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<BatchOut<'py>>> {
-        let Some(predictions) = self.predictions.as_mut() else {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<BatchOut<'py>>> {
+        let mut slot =
+            match self.predictions.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Err(PyRuntimeError::new_err(
+                    "this predict generator is being advanced on another thread at the same time",
+                )),
+            };
+        let Some(predictions) = slot.as_mut() else {
             return Ok(None);
         };
         let mut target = AssertSend(predictions.get());
         let next = py.allow_threads(move || target.get().next());
         if let Some(held) = self.interrupt.take() {
-            self.predictions = None;
+            *slot = None;
             return Err(held);
         }
         match next {
             None => {
-                self.predictions = None;
+                *slot = None;
                 Ok(None)
             }
             Some(Err(e)) => {
-                self.predictions = None;
+                *slot = None;
                 Err(to_pyerr(e))
             }
             Some(Ok(PredictionBatch {
@@ -686,5 +811,93 @@ impl PredictIter {
                 Ok(Some((index, distances)))
             }
         }
+    }
+}
+
+impl PyEstimator {
+    #[allow(clippy::too_many_arguments)]
+    fn run_train(
+        &self,
+        py: Python<'_>,
+        input_fn: Py<PyAny>,
+        statistics: Option<Py<PyAny>>,
+        hooks: Vec<Py<PyAny>>,
+        steps: Option<u64>,
+        max_steps: Option<u64>,
+        saving_listeners: Vec<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let keep = KeepAlive::default();
+        let interrupt = Interrupt::default();
+        let hooks = py_hooks(py, hooks, &interrupt)?;
+        let listeners: Vec<PyListener> = saving_listeners
+            .into_iter()
+            .map(|obj| PyListener {
+                obj,
+                interrupt: interrupt.clone(),
+            })
+            .collect();
+        let mut guard = self.busy()?;
+        let inner = &mut *guard;
+        let result = py.allow_threads(|| {
+            let mut make_input = || call_input_fn(&input_fn, &keep, &interrupt);
+            let mut poll = || interrupt.poll();
+            let args = TrainArgs {
+                steps,
+                max_steps,
+                hooks: boxed_hooks(hooks),
+                saving_listeners: listeners
+                    .into_iter()
+                    .map(|l| Box::new(l) as Box<dyn CheckpointSaverListener>)
+                    .collect(),
+                interrupt: Some(&mut poll),
+                on_step: None,
+                input_state: None,
+            };
+            match statistics {
+                None => inner.train(&mut make_input, args).map(|_| ()),
+                Some(f) => {
+                    let mut source = PyStatistics(f);
+                    inner
+                        .train_from_statistics(&mut make_input, &mut source, args)
+                        .map(|_| ())
+                }
+            }
+        });
+        drop(guard);
+        let result = match (result, interrupt.take()) {
+            (Err(e @ centroid::Error::Interrupted { .. }), _) => Err(to_pyerr(e)),
+            (_, Some(held)) => Err(held),
+            (r, None) => r.py(),
+        };
+        self.finish(py, result)
+    }
+}
+
+/// A Python `statistics_fn(global_step, centres)` as the core's source of
+/// per-step statistics.
+struct PyStatistics(Py<PyAny>);
+
+impl StepStatistics for PyStatistics {
+    fn next(
+        &mut self,
+        global_step: i64,
+        centres: &Dense<'_>,
+    ) -> centroid::Result<Option<ClusterStats>> {
+        Python::with_gil(|py| {
+            let wrap = |e: PyErr| callback_error("statistics_fn", e);
+            let c = dense_to_numpy(py, centres).map_err(wrap)?;
+            let out = self.0.bind(py).call1((global_step, c)).map_err(wrap)?;
+            if out.is_none() {
+                return Ok(None);
+            }
+            let d = out.downcast::<PyDict>().map_err(|_| {
+                wrap(PyTypeError::new_err(
+                    "statistics_fn must return a dict of partial statistics or None",
+                ))
+            })?;
+            crate::partial::stats_from_dict(d, 0)
+                .map(|p| Some(p.stats))
+                .map_err(wrap)
+        })
     }
 }

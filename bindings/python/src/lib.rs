@@ -12,10 +12,19 @@ mod arrays;
 mod batch;
 mod errors;
 mod estimator;
+mod partial;
 mod sparse;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The core's `log` records (training progress, damaged-checkpoint
+    // warnings) go to Python's `logging`, under the logger "centroid".
+    // Levels are looked up on every record, not cached, so that a level
+    // set after the import (logging.basicConfig, pytest's caplog) applies;
+    // the core logs a few lines per `log_step_count_steps` steps.
+    // Another extension may have installed a logger already; then ours
+    // stays off rather than failing the import.
+    let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Nothing)?.install();
     m.add(
         "SQUARED_EUCLIDEAN_DISTANCE",
         centroid::SQUARED_EUCLIDEAN_DISTANCE,
@@ -30,5 +39,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     batch::register(m)?;
     estimator::register(m)?;
     sparse::register(m)?;
+    partial::register(m)?;
     Ok(())
 }

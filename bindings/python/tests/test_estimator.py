@@ -361,9 +361,26 @@ def test_model_dir_defaults(tmp_path):
 def test_model_fn_runs_on_its_own(tmp_path, blobs):
     est = _kmeans(tmp_path, False)
     est.train(lambda: blobs.points, steps=2)
-    out = est.model_fn(blobs.points[:4])
-    np.testing.assert_array_equal(out["cluster_index"], [int(i) for i in est.predict_cluster_index(lambda: blobs.points[:4])])
-    assert est.model_fn(blobs.points, mode="eval")["loss"] == pytest.approx(est.score(lambda: blobs.points))
+    spec = est.model_fn(blobs.points[:4], None, "infer", None)
+    assert spec.mode == "infer"
+    np.testing.assert_array_equal(
+        spec.predictions["cluster_index"], [int(i) for i in est.predict_cluster_index(lambda: blobs.points[:4])]
+    )
+    # Brute force: each row's squared distance to every centre.
+    centres = est.cluster_centers().astype(np.float64)
+    d = ((blobs.points[:, None, :].astype(np.float64) - centres[None]) ** 2).sum(-1)
+    spec = est.model_fn(features=blobs.points, labels=None, mode=centroid.ModeKeys.EVAL, config=est.config)
+    assert spec.mode == "eval"
+    assert spec.loss == pytest.approx(d.min(1).sum(), rel=1e-5)
+    assert spec.eval_metric_ops["score"][0] == pytest.approx(est.score(lambda: blobs.points), rel=1e-5)
+    # float32 distances by ||x||^2 - 2 x.c + ||c||^2: absolute error ~ eps * ||x||^2.
+    np.testing.assert_allclose(spec.predictions["all_distances"], d, rtol=1e-4, atol=1e-6 * d.max())
+    assert set(spec.export_outputs) == {"serving_default", "cluster_index", "all_distances"}
+    np.testing.assert_array_equal(spec.export_outputs["serving_default"].outputs["output"], d.argmin(1))
+    with pytest.raises(ValueError, match="labels"):
+        est.model_fn(blobs.points, np.zeros(len(blobs.points)), "eval", None)
+    with pytest.raises(ValueError, match="train"):
+        est.model_fn(blobs.points, None, "train", None)
 
 
 # ------------------------------------------------------------------ errors

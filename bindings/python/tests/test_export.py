@@ -21,7 +21,7 @@ def trained(tmp_path):
 
 def test_export_writes_a_timestamped_saved_model(tmp_path, trained):
     before = int(__import__("time").time())
-    path = trained.export_savedmodel(str(tmp_path / "export"))
+    path = trained.export_savedmodel(str(tmp_path / "export"), {"x": 3})
     assert os.path.dirname(path) == str(tmp_path / "export")
     assert int(os.path.basename(path)) >= before
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
@@ -50,7 +50,13 @@ def test_export_errors(tmp_path, trained):
     with pytest.raises(ValueError, match="sum to 2"):
         trained.export_savedmodel(str(tmp_path / "e"), serving_input_receiver_fn={"x": 2})
     with pytest.raises(FileNotFoundError):
-        trained.export_savedmodel(str(tmp_path / "e"), assets_extra={"a": str(tmp_path / "missing")})
+        trained.export_savedmodel(str(tmp_path / "e"), {"x": 3}, assets_extra={"a": str(tmp_path / "missing")})
+    # As TensorFlow: the serving input is required.
+    with pytest.raises(ValueError, match="input_receiver_fn must be defined"):
+        trained.export_savedmodel(str(tmp_path / "e"), None)
     fresh = KMeansClustering(3, model_dir=str(tmp_path / "fresh"))
+    # ValueError as TensorFlow; still a RuntimeError for older callers.
+    with pytest.raises(ValueError, match="no checkpoint"):
+        fresh.export_savedmodel(str(tmp_path / "e"), {"x": 3})
     with pytest.raises(RuntimeError, match="no checkpoint"):
-        fresh.export_savedmodel(str(tmp_path / "e"))
+        fresh.export_savedmodel(str(tmp_path / "e"), {"x": 3})

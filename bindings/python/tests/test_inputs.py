@@ -66,8 +66,9 @@ def test_labels_are_refused(tmp_path):
         est.train(lambda: (POINTS, np.zeros(6)), steps=1)
     with pytest.raises(ValueError, match="KMeansClustering does not take labels"):
         est.train(lambda: iter([(POINTS, np.zeros(6))]), steps=1)
+    # numpy_input_fn yields (features, labels) as TensorFlow's; training refuses them.
     with pytest.raises(ValueError, match="does not take labels"):
-        numpy_input_fn(POINTS, y=np.zeros(6))
+        est.train(numpy_input_fn(POINTS, y=np.zeros(6), shuffle=False), steps=1)
 
 
 def test_array_like_objects_and_conversions(tmp_path):
@@ -164,9 +165,12 @@ def test_tf_data_like_iterables_are_batch_sequences(tmp_path):
 
 def test_numpy_input_fn_batches_epochs_and_order():
     x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    # As TensorFlow's: batches run across the epoch boundary.
     batches = list(numpy_input_fn(x, batch_size=4, num_epochs=2, shuffle=False)())
-    assert [len(b) for b in batches] == [4, 4, 2, 4, 4, 2]
-    np.testing.assert_array_equal(np.concatenate(batches[:3]), x)
+    assert [len(b) for b in batches] == [4, 4, 4, 4, 4]
+    np.testing.assert_array_equal(np.concatenate(batches), np.concatenate([x, x]))
+    batches = list(numpy_input_fn(x, batch_size=3, num_epochs=1, shuffle=False)())
+    assert [len(b) for b in batches] == [3, 3, 3, 1]
     shuffled = list(numpy_input_fn(x, batch_size=3, num_epochs=1, shuffle=True, seed=1)())
     again = list(numpy_input_fn(x, batch_size=3, num_epochs=1, shuffle=True, seed=1)())
     joined = np.concatenate(shuffled)
@@ -174,7 +178,7 @@ def test_numpy_input_fn_batches_epochs_and_order():
     assert not np.array_equal(joined, x)
     for a, b in zip(shuffled, again):
         np.testing.assert_array_equal(a, b)
-    forever = numpy_input_fn(x, batch_size=4, num_epochs=None)()
+    forever = numpy_input_fn(x, batch_size=4, num_epochs=None, shuffle=False)()
     assert len([next(forever) for _ in range(50)]) == 50
 
 
@@ -186,11 +190,16 @@ def test_numpy_input_fn_dicts_and_errors(tmp_path):
     est.train(fn, steps=1)
     np.testing.assert_array_equal(est.cluster_centers(), AFTER_ONE_STEP)
     with pytest.raises(ValueError, match="different lengths"):
-        numpy_input_fn({"a": np.zeros(3), "b": np.zeros(4)})
+        numpy_input_fn({"a": np.zeros(3), "b": np.zeros(4)}, shuffle=False)
     with pytest.raises(ValueError, match="batch_size"):
-        numpy_input_fn(POINTS, batch_size=0)
+        numpy_input_fn(POINTS, batch_size=0, shuffle=False)
     with pytest.raises(ValueError, match="num_epochs"):
-        numpy_input_fn(POINTS, num_epochs=0)
+        numpy_input_fn(POINTS, num_epochs=0, shuffle=False)
+    # As TensorFlow: shuffle must be given, as a bool.
+    with pytest.raises(ValueError, match="shuffle must be provided"):
+        numpy_input_fn(POINTS)
+    with pytest.raises(ValueError, match="shuffle must be provided"):
+        numpy_input_fn(POINTS, shuffle=1)
 
 
 def test_numpy_input_fn_mini_batch_training(tmp_path, blobs):

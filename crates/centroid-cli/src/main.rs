@@ -10,16 +10,23 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+#[cfg(test)]
+mod fuzz;
 mod pca;
 mod plot;
 mod progress;
 mod readers;
 mod saved;
+mod sigbus;
 mod stream;
 mod writers;
 
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
+        if readers::in_guarded_decoder() {
+            // Becomes an ordinary data error naming the file.
+            return;
+        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()

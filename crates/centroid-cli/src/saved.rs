@@ -13,12 +13,32 @@ pub use centroid::model_dir::{Loaded, ModelSignature};
 use centroid::{Error, KMeansClustering, KMeansParams, Result, RunConfig};
 
 /// The newest good checkpoint in `model_dir`, if any. A damaged checkpoint
-/// with no good one before it is an error.
+/// with no good one before it is an error; one skipped for an older good
+/// one is a warning line on standard error, naming both.
 pub fn latest(model_dir: &Path) -> Result<Option<Loaded>> {
     if !model_dir.exists() {
         return Ok(None);
     }
-    model_dir::load_latest_good(model_dir)
+    let (loaded, skipped) = model_dir::load_latest_good_reporting(model_dir)?;
+    if let Some(l) = &loaded {
+        for e in &skipped {
+            eprintln!(
+                "centroid: warning: {}",
+                one_line(&model_dir::fallback_message(e, l))
+            );
+        }
+    }
+    Ok(loaded)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The CLI reports a damaged checkpoint once, when it first loads the model
+/// (`latest`); the Estimator's own loads after that stay quiet.
+pub fn quiet_warnings(est: &mut KMeansClustering) {
+    est.set_warning_handler(std::sync::Arc::new(|_: &str| {}));
 }
 
 /// The newest good checkpoint, or an error saying the model is not trained.
@@ -43,11 +63,13 @@ pub fn estimator(
         num_threads: threads,
         ..RunConfig::default()
     };
-    KMeansClustering::new(
+    let mut est = KMeansClustering::new(
         KMeansParams::from_signature(&loaded.signature).check()?,
         Some(model_dir.to_path_buf()),
         Some(config),
-    )
+    )?;
+    quiet_warnings(&mut est);
+    Ok(est)
 }
 
 /// Checks that a data source has the model's width, naming both.
@@ -105,6 +127,9 @@ pub struct CheckpointInfo {
     pub path: PathBuf,
     pub global_step: Option<i64>,
     pub bytes: Option<u64>,
+    /// Why the file does not read back, when it does not: every listed
+    /// checkpoint is read, so a damaged one shows.
+    pub damaged: Option<String>,
 }
 
 /// The checkpoints in `model_dir`, oldest first.
@@ -114,6 +139,7 @@ pub fn checkpoints(model_dir: &Path) -> Vec<CheckpointInfo> {
         .map(|path| CheckpointInfo {
             global_step: model_dir::step_of(&path),
             bytes: std::fs::metadata(&path).map(|m| m.len()).ok(),
+            damaged: model_dir::load(&path).err().map(|e| e.to_string()),
             path,
         })
         .collect()

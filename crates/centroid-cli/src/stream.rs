@@ -325,7 +325,9 @@ impl<'s> FileStream<'s> {
                 source.path().display()
             )));
         }
-        if settings.shuffle && settings.buffer_rows > u32::MAX as usize {
+        // A window never holds more than the file's rows, so only that many
+        // need to be addressable.
+        if settings.shuffle && settings.buffer_rows.min(file_rows) > u32::MAX as usize {
             return Err(Error::InvalidArgument(format!(
                 "--shuffle-buffer {} is larger than {} rows",
                 settings.buffer_rows,

@@ -36,6 +36,17 @@ fn full_lifecycle(data: &std::path::Path, rows: &[Vec<f64>], truth: &[usize], ex
         "Lloyd needs at least 2 steps to see convergence: {trained}"
     );
 
+    // TensorBoard's event file, written by the Estimator the command trains.
+    assert!(
+        std::fs::read_dir(&model).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("events.out.tfevents.")),
+        "no TensorBoard event file in {}",
+        model.display()
+    );
+
     // On separated blobs Lloyd ends at the blob means.
     let centres = saved_centres(&model);
     let means = blob_means(rows, truth, 3);

@@ -71,6 +71,7 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let serving_input = ServingInputReceiver {
         features: feature_list,
+        ..Default::default()
     };
     let k: usize = k.parse().map_err(|e| format!("bad K {k:?}: {e}"))?;
     let values = read_f64s(centres_file)?;

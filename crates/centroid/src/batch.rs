@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
+use crate::partial;
 
 /// The outcome of [`lloyd`].
 #[derive(Clone, Debug)]
@@ -47,7 +48,7 @@ pub enum LloydStop {
 }
 
 /// Checks the shapes and values shared by every entry point.
-fn check_inputs<T: Float>(
+pub(crate) fn check_inputs<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
     centres: MatRef<'_, T>,
@@ -123,7 +124,7 @@ fn first_where<T: Float>(
 }
 
 /// `||a - b||^2`, accumulated in `f64`.
-fn sq_dist<T: Float>(a: &[T], b: &[T]) -> f64 {
+pub(crate) fn sq_dist<T: Float>(a: &[T], b: &[T]) -> f64 {
     a.iter()
         .zip(b)
         .map(|(&p, &q)| {
@@ -199,9 +200,10 @@ fn assign_with_inertia<T: Float>(
 }
 
 /// Moves empty clusters to the rows farthest from their centres, as
-/// scikit-learn does: the farthest row (by squared distance to its assigned
-/// old centre) goes to the first empty cluster, the next farthest to the
-/// second, and so on; each moved row leaves its old cluster's sums.
+/// scikit-learn does (see [`partial::relocate_empty_clusters`], which this
+/// shares with the partitioned path): the farthest row (by squared distance
+/// to its assigned old centre) goes to the first empty cluster, the next
+/// farthest to the second, and so on.
 fn relocate_empty_clusters<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -209,11 +211,10 @@ fn relocate_empty_clusters<T: Float>(
     labels: &mut [u32],
     stats: &mut ClusterStats,
 ) {
-    let empty: Vec<usize> = (0..stats.k).filter(|&j| stats.weights[j] == 0.0).collect();
+    let empty = partial::empty_clusters(stats);
     if empty.is_empty() {
         return;
     }
-    let d = stats.d;
     let dist: Vec<f64> = (0..x.rows())
         .map(|i| sq_dist(x.row(i), old_centres.row(labels[i] as usize)))
         .collect();
@@ -226,19 +227,19 @@ fn relocate_empty_clusters<T: Float>(
     // Farthest first; equal distances keep the lower row first so the result
     // does not depend on the sort's internals.
     order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
-    for (&new_j, &row) in empty.iter().zip(&order) {
-        let w = sample_weight.map_or(1.0, |w| w[row].to_f64_exact());
-        let old_j = labels[row] as usize;
-        for (c, &v) in x.row(row).iter().enumerate() {
-            let v = v.to_f64_exact() * w;
-            stats.sums[old_j * d + c] -= v;
-            stats.sums[new_j * d + c] = v;
-        }
-        stats.weights[new_j] = w;
-        stats.weights[old_j] -= w;
-        stats.counts[new_j] = 1;
-        stats.counts[old_j] = stats.counts[old_j].saturating_sub(1);
-        labels[row] = new_j as u32;
+    let farthest: Vec<partial::FarRow> = order
+        .iter()
+        .take(empty.len())
+        .map(|&i| partial::FarRow {
+            row: i as u64,
+            distance: dist[i],
+            label: labels[i],
+            weight: sample_weight.map_or(1.0, |w| w[i].to_f64_exact()),
+            values: x.row(i).iter().map(|v| v.to_f64_exact()).collect(),
+        })
+        .collect();
+    for (row, new_j) in partial::relocate_empty_clusters(stats, &farthest) {
+        labels[row as usize] = new_j;
     }
 }
 
@@ -365,18 +366,7 @@ pub fn minibatch_step<T: Float>(
     let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
     let mut stats = ClusterStats::new(k, d);
     kernels::assign_accumulate(x, sample_weight, &prepared, labels, &mut stats);
-    for (j, weight_sum) in weight_sums.iter_mut().enumerate() {
-        let m = stats.weights[j];
-        if m <= 0.0 {
-            continue;
-        }
-        let total = *weight_sum + m;
-        for (c, v) in centres.row_mut(j).iter_mut().enumerate() {
-            *v =
-                T::from_f64_lossy((v.to_f64_exact() * *weight_sum + stats.sums[j * d + c]) / total);
-        }
-        *weight_sum = total;
-    }
+    partial::minibatch_update(centres, weight_sums, &stats)?;
     Ok(stats.loss)
 }
 

@@ -2,11 +2,15 @@
 //!
 //! Each checkpoint is one safetensors file, `model.ckpt-<step>.safetensors`,
 //! holding the variables under their spec names and, as metadata, the format
-//! version, the global step, the model's parameters and a CRC-32 of the tensor
-//! bytes (safetensors validates its header but not the values). A file is
-//! written whole or not at all: written under a temporary name, flushed to
-//! disk, then renamed. The index file `checkpoint` names the latest and the
-//! kept checkpoints, in TensorFlow's text layout.
+//! version, the global step, the model's parameters and CRC-32s (safetensors
+//! validates its header but not the values). Format 1 checksums the tensor
+//! bytes only; format 2 adds `file_crc32`, a CRC-32 of the whole file taken
+//! with that field's own eight hex digits set to `0`, so an edited parameter
+//! in the header is caught too. Both formats are read. A file is written
+//! whole or not at all: written under a fresh, unpredictable temporary name
+//! opened with `O_EXCL` (never through a planted symlink), flushed to disk,
+//! then renamed. The index file `checkpoint` names the latest and the kept
+//! checkpoints, in TensorFlow's text layout.
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,7 +29,12 @@ use crate::model::{AnyState, ModelState};
 use crate::params::{InitKind, Mode, Retries};
 
 pub const FORMAT_NAME: &str = "centroid-checkpoint";
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this centroid writes; it reads every version up to it.
+pub const FORMAT_VERSION: u32 = 2;
+/// Metadata key of the whole-file CRC-32 (format 2 on).
+const FILE_CRC_KEY: &str = "file_crc32";
+/// The value `file_crc32` has while the file's CRC-32 is computed.
+const FILE_CRC_PLACEHOLDER: &str = "00000000";
 /// The index file in `model_dir` naming the latest and the kept checkpoints.
 pub const INDEX_FILE: &str = "checkpoint";
 const PREFIX: &str = "model.ckpt-";
@@ -296,7 +305,18 @@ pub fn save_with_input_state(
     } else {
         0
     };
-    let dropped: Vec<PathBuf> = kept.drain(..drop_count).collect();
+    let mut dropped: Vec<PathBuf> = kept.drain(..drop_count).collect();
+    if keep_max > 0 {
+        // Files older than the oldest kept checkpoint that the index no
+        // longer names (a run killed between writing the index and removing
+        // them) are beyond keep_max too.
+        dropped.extend(older_files_on_disk(
+            model_dir,
+            kept.first().and_then(|p| step_of(p)),
+        ));
+        dropped.sort();
+        dropped.dedup();
+    }
     let mut index = format!("model_checkpoint_path: {:?}\n", file_name(&path));
     for p in &kept {
         index.push_str(&format!("all_model_checkpoint_paths: {:?}\n", file_name(p)));
@@ -311,6 +331,19 @@ pub fn save_with_input_state(
     Ok(path)
 }
 
+/// Checkpoint files in `model_dir` of steps before `step`.
+fn older_files_on_disk(model_dir: &Path, step: Option<i64>) -> Vec<PathBuf> {
+    let (Some(step), Ok(entries)) = (step, fs::read_dir(model_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| step_of(p).is_some_and(|s| s < step))
+        .collect()
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -319,20 +352,15 @@ fn file_name(p: &Path) -> String {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the
 /// new one, never a part: temporary file, fsync, rename, fsync of the folder.
+/// The temporary file has an unpredictable name and is created with
+/// `O_EXCL`, so a file or symlink planted under a guessed name is never
+/// written through; the rename replaces a symlink at `path` rather than
+/// following it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    // Unique per write, so two Estimators of one process saving into the
-    // same folder never share a temporary file.
-    static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name(path),
-        std::process::id(),
-        WRITES.fetch_add(1, Ordering::Relaxed)
-    ));
+    let (tmp, mut f) = crate::safe_io::create_temporary(dir, &file_name(path))
+        .map_err(|e| Error::io("cannot create a temporary file for", path, e))?;
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -413,6 +441,7 @@ fn encode<T: Float>(
     meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
     meta.insert("global_step".to_string(), s.global_step.to_string());
     meta.insert("crc32".to_string(), format!("{checksum:08x}"));
+    meta.insert(FILE_CRC_KEY.to_string(), FILE_CRC_PLACEHOLDER.to_string());
     meta.insert(
         "params".to_string(),
         serde_json::to_string(signature).map_err(|e| Error::Export(e.to_string()))?,
@@ -425,8 +454,86 @@ fn encode<T: Float>(
         .map(|(n, dt, shape, b)| TensorView::new(*dt, shape.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::InvalidShape(format!("checkpoint tensor: {e}")))?;
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::InvalidShape(format!("checkpoint encoding: {e}")))
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::InvalidShape(format!("checkpoint encoding: {e}")))?;
+    let mut bytes = canonical_header(bytes)
+        .map_err(|e| Error::InvalidShape(format!("checkpoint encoding: {e}")))?;
+    let at = file_crc_position(&bytes)
+        .map_err(|e| Error::InvalidShape(format!("checkpoint encoding: {e}")))?;
+    let crc = file_checksum(&bytes, at);
+    bytes[at..at + 8].copy_from_slice(format!("{crc:08x}").as_bytes());
+    Ok(bytes)
+}
+
+/// Rewrites a safetensors file's JSON header with its keys in sorted order.
+/// safetensors takes the metadata as a `HashMap`, whose order changes from
+/// process to process; sorted keys make a checkpoint's bytes a function of
+/// its contents alone, so a resumed run writes the same file as an
+/// uninterrupted one. The tensor bytes and their offsets are untouched; the
+/// header is padded with spaces to a multiple of 8 bytes, as safetensors
+/// pads it.
+fn canonical_header(bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    let header_len = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or("shorter than a safetensors header")?;
+    let end = header_len
+        .checked_add(8)
+        .filter(|&e| e <= bytes.len())
+        .ok_or("the header runs past the end of the file")?;
+    // serde_json's Map is a BTreeMap (no preserve_order): keys come out sorted.
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[8..end]).map_err(|e| e.to_string())?;
+    let mut json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - end);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
+}
+
+/// Where the eight hex digits of `file_crc32` sit in a checkpoint's bytes:
+/// inside the JSON header, right after the one `"file_crc32":"`. (Every
+/// other string in the header is a key or value whose quotes JSON escapes,
+/// so the pattern cannot occur elsewhere by accident.)
+fn file_crc_position(bytes: &[u8]) -> std::result::Result<usize, String> {
+    let header_len = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or("shorter than a safetensors header")?;
+    let end = usize::try_from(header_len)
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&e| e <= bytes.len())
+        .ok_or("the header runs past the end of the file")?;
+    let pattern = format!("\"{FILE_CRC_KEY}\":\"");
+    let header = &bytes[8..end];
+    let mut found = header
+        .windows(pattern.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pattern.as_bytes())
+        .map(|(i, _)| 8 + i + pattern.len());
+    let at = found.next().ok_or("missing whole-file checksum")?;
+    if found.next().is_some() {
+        return Err("the whole-file checksum appears twice".into());
+    }
+    if at + 9 > end || bytes[at + 8] != b'"' {
+        return Err("the whole-file checksum is not 8 hex digits".into());
+    }
+    Ok(at)
+}
+
+/// The CRC-32 of the whole file with the checksum's own digits taken as `0`.
+fn file_checksum(bytes: &[u8], at: usize) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..at]);
+    h.update(FILE_CRC_PLACEHOLDER.as_bytes());
+    h.update(&bytes[at + 8..]);
+    h.finalize()
 }
 
 fn checksum<'b>(tensors: impl Iterator<Item = (&'b str, &'b [u8])>) -> u32 {
@@ -465,6 +572,13 @@ pub fn load(path: &Path) -> Result<Loaded> {
 /// messages.
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded> {
     decode(bytes)
+        .and_then(|(state, signature, input_state)| match step_of(path) {
+            Some(named) if named != state.global_step() => Err(format!(
+                "the file name says step {named} but the checkpoint holds global_step {}",
+                state.global_step()
+            )),
+            _ => Ok((state, signature, input_state)),
+        })
         .map(|(state, signature, input_state)| Loaded {
             path: path.to_path_buf(),
             state,
@@ -478,27 +592,78 @@ pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded> {
 }
 
 /// Loads the newest checkpoint that reads back intact. A damaged newer one is
-/// skipped with a warning, so a crash or a bad disk block costs at most the
-/// steps since the previous save. `Ok(None)` when there is no checkpoint.
+/// skipped with a warning (to the `log` crate), so a crash or a bad disk
+/// block costs at most the steps since the previous save. `Ok(None)` when
+/// there is no checkpoint.
 pub fn load_latest_good(model_dir: &Path) -> Result<Option<Loaded>> {
-    let all = list(model_dir);
-    let mut first_error = None;
-    for path in all.iter().rev() {
-        match load(path) {
-            Ok(l) => {
-                if let Some(e) = &first_error {
-                    log::warn!("{e}; using the previous checkpoint {}", path.display());
-                }
-                return Ok(Some(l));
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
+    let (loaded, skipped) = load_latest_good_reporting(model_dir)?;
+    if let Some(l) = &loaded {
+        for e in &skipped {
+            log::warn!("{}", fallback_message(e, l));
         }
     }
-    match first_error {
+    Ok(loaded)
+}
+
+/// As [`load_latest_good`], and also returns the error of every damaged
+/// checkpoint skipped, newest first, for the caller to report.
+pub fn load_latest_good_reporting(model_dir: &Path) -> Result<(Option<Loaded>, Vec<Error>)> {
+    let all = list(model_dir);
+    let mut skipped = Vec::new();
+    for path in all.iter().rev() {
+        match load(path) {
+            Ok(l) => return Ok((Some(l), skipped)),
+            Err(e) => skipped.push(e),
+        }
+    }
+    match skipped.into_iter().next() {
         Some(e) => Err(e),
-        None => Ok(None),
+        None => Ok((None, Vec::new())),
+    }
+}
+
+/// The one-line warning for a damaged checkpoint skipped in favour of `used`.
+pub fn fallback_message(damaged: &Error, used: &Loaded) -> String {
+    format!(
+        "{damaged}; using the checkpoint of step {} instead ({})",
+        used.state.global_step(),
+        used.path.display()
+    )
+}
+
+/// Tidies `model_dir` before training resumes from `resume_step` (0 for a
+/// fresh model): removes the temporary files a killed writer left, and the
+/// oldest checkpoints up to `resume_step` beyond `keep_max` (0 keeps all),
+/// whether or not the index still names them. Checkpoints after
+/// `resume_step` (damaged ones, skipped when loading) are left for the user
+/// to look at. Call only while holding the model_dir lock.
+pub fn clean_up(model_dir: &Path, resume_step: i64, keep_max: usize) {
+    let removed = crate::safe_io::remove_stale_temporaries(model_dir);
+    if removed > 0 {
+        log::info!(
+            "removed {removed} temporary file(s) an interrupted run left in {}",
+            model_dir.display()
+        );
+    }
+    if keep_max == 0 {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(model_dir) else {
+        return;
+    };
+    let mut steps: Vec<i64> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| step_of(&e.path()))
+        .filter(|&s| s <= resume_step)
+        .collect();
+    steps.sort_unstable();
+    let extra = steps.len().saturating_sub(keep_max);
+    for s in &steps[..extra] {
+        let p = checkpoint_path(model_dir, *s);
+        if let Err(e) = fs::remove_file(&p) {
+            log::warn!("could not remove old checkpoint {}: {e}", p.display());
+        }
     }
 }
 
@@ -519,6 +684,16 @@ fn decode(bytes: &[u8]) -> std::result::Result<Decoded, String> {
         return Err(format!(
             "format version {version} is newer than this centroid reads ({FORMAT_VERSION})"
         ));
+    }
+    if version >= 2 {
+        let at = file_crc_position(bytes)?;
+        let stored = std::str::from_utf8(&bytes[at..at + 8]).unwrap_or("");
+        let actual = format!("{:08x}", file_checksum(bytes, at));
+        if stored != actual {
+            return Err(format!(
+                "whole-file checksum mismatch (stored {stored:?}, computed {actual}): the file is damaged or was edited"
+            ));
+        }
     }
     let st = SafeTensors::deserialize(bytes).map_err(|e| format!("unreadable tensors ({e})"))?;
     let mut names: Vec<&str> = st.names();
@@ -548,6 +723,14 @@ fn decode(bytes: &[u8]) -> std::result::Result<Decoded, String> {
         other => return Err(format!("`clusters` has unsupported dtype {other:?}")),
     };
     check_consistent(&state, &signature)?;
+    if let Some(m) = meta.get("global_step") {
+        if m.parse::<i64>().ok() != Some(state.global_step()) {
+            return Err(format!(
+                "the header says global_step {m:?} but the variable holds {}",
+                state.global_step()
+            ));
+        }
+    }
     let input_state = meta.get(INPUT_STATE_KEY).cloned();
     Ok((state, signature, input_state))
 }

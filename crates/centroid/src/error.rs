@@ -57,6 +57,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// Another training run holds the model directory's lock.
+    #[error("model_dir {} is in use: {holder}; wait for it to finish or use another model_dir", .model_dir.display())]
+    ModelDirBusy {
+        /// The model directory.
+        model_dir: PathBuf,
+        /// Who holds it, as the lock file says.
+        holder: String,
+    },
+
     /// Reading or writing a file failed.
     #[error("{action} {}: {source}", .path.display())]
     Io {
@@ -178,6 +187,22 @@ pub enum ParamError {
     /// An evaluation name that is not a plain folder name.
     #[error("evaluation name {0:?} must be a plain folder name")]
     BadEvaluationName(String),
+    /// `num_threads` beyond the most centroid runs (a typo, say).
+    #[error(
+        "num_threads = {got} is more than centroid runs ({max}); leave it unset to use every core"
+    )]
+    TooManyThreads {
+        /// The value given.
+        got: usize,
+        /// The largest value accepted.
+        max: usize,
+    },
+    /// `model_dir` is the empty path (which would mean the current folder).
+    #[error("model_dir is empty; give a folder (\".\" for the current one)")]
+    EmptyModelDir,
+    /// `model_dir` contains a NUL byte.
+    #[error("model_dir {0:?} contains a NUL byte")]
+    NulInModelDir(PathBuf),
 }
 
 impl Error {

@@ -12,12 +12,17 @@ use crate::export::{self, ServingInputReceiver};
 use crate::float::{DType, Float};
 use crate::hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
 use crate::input::{Dense, Input};
+use crate::lock::ModelDirLock;
+use crate::loss_log::LossLog;
 use crate::matrix::{MatRef, Matrix};
-use crate::model::{with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};
+use crate::model::{
+    dense_from, with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch,
+};
 use crate::model_dir;
 use crate::params::{InitialClusters, RunConfig, ValidKMeansParams};
 use crate::seeding;
 use crate::source::{ended_early, BatchSource};
+use crate::summary::EventWriter;
 
 /// Arguments of [`KMeansClustering::train`].
 #[derive(Default)]
@@ -39,6 +44,20 @@ pub struct TrainArgs<'h> {
     /// a file stream) stored with the checkpoint and handed back on restore
     /// as [`crate::model_dir::Loaded::input_state`].
     pub input_state: Option<&'h mut dyn FnMut() -> Option<String>>,
+}
+
+/// Where [`KMeansClustering::train_from_statistics`] gets every step's
+/// statistics: a distributed engine that runs the partition task
+/// ([`crate::partial::partition_stats`]) over its partitions and merges the
+/// results in partition order.
+pub trait StepStatistics {
+    /// The statistics of training step `global_step` (the step about to
+    /// run) under `centres`; `None` when the input has ended.
+    fn next(
+        &mut self,
+        global_step: i64,
+        centres: &Dense<'_>,
+    ) -> Result<Option<crate::kernels::ClusterStats>>;
 }
 
 /// Arguments of [`KMeansClustering::evaluate`].
@@ -86,7 +105,12 @@ pub struct KMeansClustering {
     model_fn: ModelFn,
     seed: u64,
     pool: Arc<rayon::ThreadPool>,
+    warn: WarningHandler,
 }
+
+/// Where the Estimator's warnings go (see
+/// [`KMeansClustering::set_warning_handler`]).
+pub type WarningHandler = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl std::fmt::Debug for KMeansClustering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,7 +165,26 @@ impl KMeansClustering {
             config,
             seed,
             pool: Arc::new(pool),
+            warn: Arc::new(|m: &str| log::warn!("{m}")),
         })
+    }
+
+    /// Sends the Estimator's warnings (a damaged checkpoint skipped for the
+    /// previous good one) to `handler` instead of the `log` crate.
+    pub fn set_warning_handler(&mut self, handler: WarningHandler) {
+        self.warn = handler;
+    }
+
+    /// Loads the newest good checkpoint, reporting each damaged newer one
+    /// skipped on the way to the warning handler.
+    fn load_latest_good(&self) -> Result<Option<Loaded>> {
+        let (loaded, skipped) = checkpoint::load_latest_good_reporting(&self.model_dir)?;
+        if let Some(l) = &loaded {
+            for e in &skipped {
+                (self.warn)(&checkpoint::fallback_message(e, l));
+            }
+        }
+        Ok(loaded)
     }
 
     /// The run configuration, with `model_dir` filled in.
@@ -165,18 +208,49 @@ impl KMeansClustering {
         self.seed
     }
 
-    /// The newest checkpoint's path, if there is one.
+    /// The path of the checkpoint the Estimator would use: the newest one
+    /// that reads back intact (a damaged newer one is skipped, as loading
+    /// does). None when there is none.
     pub fn latest_checkpoint(&self) -> Option<PathBuf> {
-        checkpoint::latest(&self.model_dir)
+        checkpoint::load_latest_good_reporting(&self.model_dir)
+            .ok()
+            .and_then(|(loaded, _)| loaded)
+            .map(|l| l.path)
     }
 
     /// Trains for `steps` more steps, up to `max_steps`, until the input ends,
     /// the relative tolerance is met, or a hook asks to stop. Initialises a
     /// fresh model first; resumes from the latest checkpoint otherwise.
-    pub fn train<'a, F>(&mut self, mut input_fn: F, mut args: TrainArgs<'_>) -> Result<&mut Self>
+    pub fn train<'a, F>(&mut self, mut input_fn: F, args: TrainArgs<'_>) -> Result<&mut Self>
     where
         F: FnMut() -> Result<Input<'a>>,
     {
+        self.train_loop(&mut input_fn, None, args)
+    }
+
+    /// Trains as [`train`](Self::train) does (steps, hooks, tolerance,
+    /// checkpoints), but every step's statistics come from `statistics`
+    /// instead of a batch: a distributed engine computes them over the
+    /// partitions of its data. `input_fn` is called only to initialise a
+    /// fresh model (its first batch, as in `train`).
+    pub fn train_from_statistics<'a, F>(
+        &mut self,
+        mut input_fn: F,
+        statistics: &mut dyn StepStatistics,
+        args: TrainArgs<'_>,
+    ) -> Result<&mut Self>
+    where
+        F: FnMut() -> Result<Input<'a>>,
+    {
+        self.train_loop(&mut input_fn, Some(statistics), args)
+    }
+
+    fn train_loop<'a>(
+        &mut self,
+        input_fn: &mut dyn FnMut() -> Result<Input<'a>>,
+        mut statistics: Option<&mut dyn StepStatistics>,
+        mut args: TrainArgs<'_>,
+    ) -> Result<&mut Self> {
         let (steps, max_steps) = (args.steps, args.max_steps);
         match (steps, max_steps) {
             (Some(_), Some(_)) => return Err(ParamError::StepsAndMaxSteps.into()),
@@ -185,8 +259,11 @@ impl KMeansClustering {
             _ => {}
         }
         check_model_dir(&self.model_dir)?;
+        // One writer per model_dir: held until this call returns.
+        let _lock = self.lock_model_dir()?;
         let restored = self.restore_latest()?;
         let start_step = restored.as_ref().map_or(0, |l| l.state.global_step());
+        checkpoint::clean_up(&self.model_dir, start_step, self.config.keep_checkpoint_max);
         // global_step is an int64: larger step counts mean "no limit".
         let as_step = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let last_step: Option<i64> = match (steps, max_steps) {
@@ -212,14 +289,25 @@ impl KMeansClustering {
             None => (self.initialize(input_fn()?)?, None),
         };
         let signature = self.signature(&state);
-        let mut source = BatchSource::new(input_fn()?, self.params.feature_columns(), false)?;
-        source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
+        let mut source = match statistics {
+            Some(_) => None,
+            None => {
+                let mut source =
+                    BatchSource::new(input_fn()?, self.params.feature_columns(), false)?;
+                source.set_sq_norm_limit(self.sq_norm_limit(state.dtype()));
+                Some(source)
+            }
+        };
         let d = state.d();
         let mut ctx = RunContext::new(state.global_step());
         let mut prev_loss: Option<f64> = None;
-        let mut losses: Vec<(i64, f64)> = Vec::new();
+        let mut losses = LossLog::open(&self.model_dir, start_step)?;
         let mut last_save_time = Instant::now();
-        let mut last_log = (Instant::now(), state.global_step());
+        let mut progress = Progress::default();
+        let first_step = state.global_step();
+        let mut events = EventWriter::new(&self.model_dir);
+        let mut last_summary: Option<(i64, f64)> = None;
+        let mut final_loss: Option<(i64, f64)> = None;
 
         let outcome: Result<()> = (|| loop {
             let step = state.global_step();
@@ -232,35 +320,71 @@ impl KMeansClustering {
                 )));
             }
             ctx.set_global_step(step);
+            ctx.reset_fetches();
             for h in args.hooks.iter_mut() {
                 h.before_run(&mut ctx)?;
             }
-            let what = source.next_label();
-            let Some(batch) = source.next(Some(d))? else {
-                return Ok(());
-            };
+            let step_before = step;
             let model_fn = &self.model_fn;
-            let loss = self.pool.install(|| -> Result<f64> {
-                with_state!(&mut state, s, T => {
-                    let data = batch.to_type_checked::<T>(&what)?;
-                    let x = MatRef::new(&data, batch.rows(), d)?;
-                    let loss = model_fn.train_step(s, x);
-                    check_step(s, loss, &what)?;
-                    Ok(loss)
-                })
-            })?;
-            drop(batch);
+            let loss = match (&mut source, &mut statistics) {
+                (Some(source), _) => {
+                    let what = source.next_label();
+                    let Some(batch) = source.next(Some(d))? else {
+                        return Ok(());
+                    };
+                    self.pool.install(|| -> Result<f64> {
+                        with_state!(&mut state, s, T => {
+                            let data = batch.to_type_checked::<T>(&what)?;
+                            let x = MatRef::new(&data, batch.rows(), d)?;
+                            let loss = model_fn.train_step(s, x);
+                            check_step(s, loss, &what)?;
+                            Ok(loss)
+                        })
+                    })?
+                }
+                (None, Some(statistics)) => {
+                    let what = format!("the statistics of step {step}");
+                    let centres =
+                        with_state!(&state, s, T => dense_from(&model_fn.step_centres(s)));
+                    let Some(stats) = statistics.next(step, &centres)? else {
+                        return Ok(());
+                    };
+                    with_state!(&mut state, s, T => {
+                        let loss = model_fn.train_step_with_statistics(s, &stats)?;
+                        check_step(s, loss, &what)?;
+                        loss
+                    })
+                }
+                (None, None) => unreachable!("training has a batch source or a statistics source"),
+            };
             let step = state.global_step();
-            losses.push((step, loss));
+            losses.record(step, loss)?;
+            final_loss = Some((step, loss));
             if let Some(cb) = args.on_step.as_mut() {
                 cb(step, loss);
             }
-            self.log_progress(&mut last_log, step, loss);
+            self.log_progress(
+                &mut progress,
+                &mut events,
+                first_step,
+                step_before,
+                loss,
+                state.dtype(),
+            )?;
+            if self.summary_due(first_step, step) {
+                events.scalars(step, &[("loss", loss)])?;
+                last_summary = Some((step, loss));
+            } else {
+                last_summary = None;
+            }
             let values = RunValues {
                 global_step: step,
                 loss,
             };
             ctx.set_global_step(step);
+            if ctx.clusters_requested() {
+                ctx.set_clusters(Some(state.clusters()));
+            }
             for h in args.hooks.iter_mut() {
                 h.after_run(&mut ctx, &values)?;
             }
@@ -271,7 +395,7 @@ impl KMeansClustering {
                 (Some(n), _) => (step as u64).is_multiple_of(n),
                 (None, Some(secs)) => last_save_time.elapsed().as_secs_f64() >= secs,
                 (None, None) => false,
-            };
+            } || ctx.checkpoint_requested();
             if due {
                 self.save(&state, &signature, &mut losses, &mut args)?;
                 last_saved = Some(step);
@@ -295,8 +419,17 @@ impl KMeansClustering {
             prev_loss = Some(loss);
         })();
         outcome?;
+        // TensorBoard's curve ends at the last step, as the logs do.
+        if let Some((step, loss)) = final_loss.filter(|_| self.summaries_on()) {
+            if last_summary.map(|(s, _)| s) != Some(step) {
+                events.scalars(step, &[("loss", loss)])?;
+            }
+        }
         if last_saved != Some(state.global_step()) {
             self.save(&state, &signature, &mut losses, &mut args)?;
+        }
+        if let Some((_, loss)) = final_loss {
+            log::info!("Loss for final step: {}.", loss_text(loss, state.dtype()));
         }
         let final_step = state.global_step();
         for l in args.saving_listeners.iter_mut() {
@@ -308,26 +441,77 @@ impl KMeansClustering {
         Ok(self)
     }
 
-    fn log_progress(&self, last: &mut (Instant, i64), step: i64, loss: f64) {
-        if let Some(every) = self.config.log_step_count_steps {
-            if step >= 0 && (step as u64).is_multiple_of(every) {
-                let secs = last.0.elapsed().as_secs_f64();
-                let rate = if secs > 0.0 {
-                    (step - last.1) as f64 / secs
-                } else {
-                    f64::INFINITY
-                };
-                log::info!("global_step = {step}, loss = {loss} ({rate:.3} steps/sec)");
-                *last = (Instant::now(), step);
+    fn summaries_on(&self) -> bool {
+        self.config.save_summary_steps.is_some_and(|n| n > 0)
+    }
+
+    /// Whether the loss after global step `step` goes to TensorBoard: as
+    /// TensorFlow's SummarySaverHook, after the first step of a `train`
+    /// call and every `save_summary_steps` steps from there.
+    fn summary_due(&self, first_step: i64, step: i64) -> bool {
+        match self.config.save_summary_steps {
+            Some(n) if n > 0 => {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                (step - first_step - 1) % n == 0
             }
+            _ => false,
         }
+    }
+
+    /// TensorFlow's training log lines: `loss = L, step = S` (S the global
+    /// step the step started from) on the first step of a call and every
+    /// `log_step_count_steps` steps after it, with the seconds since the
+    /// previous such line; and `global_step/sec: R` every
+    /// `log_step_count_steps` steps counted from the first, which also goes
+    /// to TensorBoard.
+    fn log_progress(
+        &self,
+        progress: &mut Progress,
+        events: &mut EventWriter,
+        first_step: i64,
+        step_before: i64,
+        loss: f64,
+        dtype: DType,
+    ) -> Result<()> {
+        let Some(every) = self.config.log_step_count_steps else {
+            return Ok(());
+        };
+        let every = i64::try_from(every).unwrap_or(i64::MAX);
+        let now = Instant::now();
+        let loss = loss_text(loss, dtype);
+        // The rate first, as TensorFlow's hooks print them.
+        let step = step_before.saturating_add(1);
+        match progress.rate_mark {
+            None => progress.rate_mark = Some((now, step)),
+            Some((t, s)) if step - s >= every => {
+                let secs = (now - t).as_secs_f64();
+                if secs > 0.0 {
+                    let rate = (step - s) as f64 / secs;
+                    log::info!("global_step/sec: {rate:.6}");
+                    events.scalars(step, &[("global_step/sec", rate)])?;
+                }
+                progress.rate_mark = Some((now, step));
+            }
+            Some(_) => {}
+        }
+        if (step_before - first_step) % every == 0 {
+            match progress.last_loss_line {
+                None => log::info!("loss = {loss}, step = {step_before}"),
+                Some(t) => log::info!(
+                    "loss = {loss}, step = {step_before} ({:.3} sec)",
+                    (now - t).as_secs_f64()
+                ),
+            }
+            progress.last_loss_line = Some(now);
+        }
+        Ok(())
     }
 
     fn save(
         &self,
         state: &AnyState,
         signature: &ModelSignature,
-        losses: &mut Vec<(i64, f64)>,
+        losses: &mut LossLog,
         args: &mut TrainArgs<'_>,
     ) -> Result<()> {
         let step = state.global_step();
@@ -342,12 +526,19 @@ impl KMeansClustering {
             self.config.keep_checkpoint_max,
             input_state.as_deref(),
         )?;
-        log::info!("saved checkpoint for step {step} to {}", path.display());
-        model_dir::append_losses(&self.model_dir, losses)?;
+        log::info!("Saving checkpoints for {step} into {}.", path.display());
+        losses.sync()?;
         for l in args.saving_listeners.iter_mut() {
             l.after_save(step)?;
         }
         Ok(())
+    }
+
+    /// Creates `model_dir` if needed and takes its one-writer lock.
+    fn lock_model_dir(&self) -> Result<ModelDirLock> {
+        fs::create_dir_all(&self.model_dir)
+            .map_err(|e| Error::io("cannot create model_dir", &self.model_dir, e))?;
+        ModelDirLock::acquire(&self.model_dir)
     }
 
     fn signature(&self, state: &AnyState) -> ModelSignature {
@@ -380,7 +571,7 @@ impl KMeansClustering {
 
     /// The latest good checkpoint, checked against these parameters.
     fn restore_latest(&self) -> Result<Option<Loaded>> {
-        let loaded = checkpoint::load_latest_good(&self.model_dir)?;
+        let loaded = self.load_latest_good()?;
         if let Some(l) = &loaded {
             self.check_compatible(&l.signature)?;
         }
@@ -435,14 +626,15 @@ impl KMeansClustering {
                 let p = checkpoint::resolve(p);
                 if !p.is_file() {
                     return Err(Error::io(
-                        "cannot read checkpoint",
+                        CHECKPOINT_NOT_FOUND,
                         &p,
                         std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint"),
                     ));
                 }
                 checkpoint::load(&p)?
             }
-            None => checkpoint::load_latest_good(&self.model_dir)?
+            None => self
+                .load_latest_good()?
                 .ok_or_else(|| Error::NoCheckpoint(self.model_dir.clone()))?,
         };
         self.check_compatible(&loaded.signature)?;
@@ -628,6 +820,9 @@ impl KMeansClustering {
             global_step,
         };
         model_dir::record_eval(&self.model_dir, args.name.as_deref(), &result)?;
+        log::info!(
+            "Saving dict for global step {global_step}: global_step = {global_step}, loss = {mean}, score = {mean}"
+        );
         Ok(result)
     }
 
@@ -758,6 +953,25 @@ impl KMeansClustering {
     }
 }
 
+/// A loss as TensorFlow prints it: in the model's own precision.
+fn loss_text(loss: f64, dtype: DType) -> String {
+    match dtype {
+        DType::F32 => format!("{}", loss as f32),
+        DType::F64 => format!("{loss}"),
+    }
+}
+
+/// When the last training log lines were written.
+#[derive(Default)]
+struct Progress {
+    last_loss_line: Option<Instant>,
+    rate_mark: Option<(Instant, i64)>,
+}
+
+/// The action of the I/O error for a `checkpoint_path` that does not exist
+/// (the Python bindings raise TensorFlow's `ValueError` for it).
+pub const CHECKPOINT_NOT_FOUND: &str = "cannot read checkpoint";
+
 /// The lazy result of [`KMeansClustering::predict`].
 pub struct Predictions<'a> {
     model_fn: ModelFn,
@@ -869,8 +1083,15 @@ fn fresh_temp_dir() -> Result<PathBuf> {
     Err(Error::arg("cannot find a free temporary model_dir name"))
 }
 
-/// Refuses a `model_dir` that exists but is not a folder.
+/// Refuses an empty `model_dir` (it would silently mean the current
+/// folder), one with a NUL byte, and one that exists but is not a folder.
 fn check_model_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Err(ParamError::EmptyModelDir.into());
+    }
+    if dir.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(ParamError::NulInModelDir(dir.to_path_buf()).into());
+    }
     match fs::metadata(dir) {
         Ok(m) if !m.is_dir() => Err(ParamError::ModelDirNotAFolder(dir.to_path_buf()).into()),
         _ => Ok(()),

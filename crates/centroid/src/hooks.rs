@@ -5,20 +5,54 @@
 //! checkpoints already written stay.
 
 use crate::error::Result;
+use crate::input::Dense;
 
 /// What a hook may do to the loop it runs in.
 #[derive(Debug, Default)]
 pub struct RunContext {
     stop_requested: bool,
     global_step: i64,
+    clusters_requested: bool,
+    clusters: Option<Dense<'static>>,
+    checkpoint_requested: bool,
 }
 
 impl RunContext {
     pub(crate) fn new(global_step: i64) -> Self {
         Self {
-            stop_requested: false,
             global_step,
+            ..Self::default()
         }
+    }
+    /// Asks, in `before_run`, for the centres after this step to be
+    /// available to `after_run` through [`RunContext::clusters`] (as a
+    /// TensorFlow hook fetches the `clusters` variable). Training only.
+    pub fn request_clusters(&mut self) {
+        self.clusters_requested = true;
+    }
+    /// Asks the training loop to write a checkpoint after this step (as a
+    /// TensorFlow `CheckpointSaverHook` does on its own schedule).
+    pub fn request_checkpoint(&mut self) {
+        self.checkpoint_requested = true;
+    }
+    pub(crate) fn checkpoint_requested(&self) -> bool {
+        self.checkpoint_requested
+    }
+    /// The centres after the step, when a hook asked for them.
+    pub fn clusters(&self) -> Option<&Dense<'static>> {
+        self.clusters.as_ref()
+    }
+    pub(crate) fn clusters_requested(&self) -> bool {
+        self.clusters_requested
+    }
+    pub(crate) fn set_clusters(&mut self, clusters: Option<Dense<'static>>) {
+        self.clusters = clusters;
+    }
+    /// Forgets the previous step's requests and centres.
+    pub(crate) fn reset_fetches(&mut self) {
+        self.clusters_requested = false;
+        self.clusters = None;
+        self.checkpoint_requested = false;
     }
     /// Asks the loop to stop after the current step.
     pub fn request_stop(&mut self) {

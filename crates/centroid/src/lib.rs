@@ -7,10 +7,11 @@
 //! The public surface is the list of re-exports below, plus these modules:
 //! [`model_dir`] (the layout of a model directory), [`batch`],
 //! [`batch_sparse`] and [`seeding`] (plain functional K-means, dense and
-//! sparse, for the scikit-learn classes and the benchmarks), and [`export`]
-//! (SavedModel writing). `kernels` is
-//! public only for the benchmarks and the Python binding, and hidden from
-//! the documentation: it is not a stable interface.
+//! sparse, for the scikit-learn classes and the benchmarks), [`partial`]
+//! (one partition's statistics and their merge, for Dask), [`summary`]
+//! (TensorBoard event files) and [`export`] (SavedModel writing).
+//! `kernels` is public only for the benchmarks and the Python binding, and
+//! hidden from the documentation: it is not a stable interface.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -30,16 +31,24 @@ mod inputs;
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod kernels;
+mod lock;
+mod loss_log;
 mod matrix;
 mod model;
 pub mod model_dir;
 mod params;
+pub mod partial;
+mod safe_io;
 pub mod seeding;
 mod source;
+pub mod summary;
 
 pub use checkpoint::Tensor;
 pub use error::{Error, ParamError, Result};
-pub use estimator::{EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, TrainArgs};
+pub use estimator::{
+    EvalArgs, EvalResult, KMeansClustering, PredictArgs, Predictions, StepStatistics, TrainArgs,
+    WarningHandler, CHECKPOINT_NOT_FOUND,
+};
 pub use export::ServingInputReceiver;
 pub use float::{DType, Float};
 pub use hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};

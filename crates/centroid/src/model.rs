@@ -5,6 +5,7 @@
 //! on its own: give it centres and batches, and it applies the update rules
 //! of full-batch Lloyd, Sculley's mini-batch, or the asynchronous full batch.
 
+use crate::error::{Error, Result};
 use crate::float::{DType, Float};
 use crate::input::Dense;
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres};
@@ -241,9 +242,54 @@ impl ModelFn {
     pub fn train_step<T: Float>(&self, state: &mut ModelState<T>, x: MatRef<'_, T>) -> f64 {
         let (k, d) = (state.k(), state.d());
         let mut stats = ClusterStats::new(k, d);
+        self.publish_if_due(state);
+        let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
+        kernels::assign_accumulate(x, None, &prepared, None, &mut stats);
+        self.apply_update(state, &stats);
+        stats.loss
+    }
+
+    /// The centres the next training step assigns rows to: the master
+    /// centres, or the working copy when the asynchronous mode publishes it
+    /// at the start of that step. A caller that computes a step's
+    /// statistics elsewhere (on partitions of a cluster) assigns to these.
+    pub fn step_centres<T: Float>(&self, state: &ModelState<T>) -> Matrix<T> {
+        let mut next = state.clone();
+        self.publish_if_due(&mut next);
+        next.clusters
+    }
+
+    /// One training step from statistics computed elsewhere against
+    /// [`step_centres`](Self::step_centres) (for full batch: merged over
+    /// every partition of the data): applies the same update rule as
+    /// [`train_step`](Self::train_step) and returns the statistics' loss.
+    pub fn train_step_with_statistics<T: Float>(
+        &self,
+        state: &mut ModelState<T>,
+        stats: &ClusterStats,
+    ) -> Result<f64> {
+        let (k, d) = (state.k(), state.d());
+        if (stats.k, stats.d) != (k, d)
+            || stats.sums.len() != k * d
+            || stats.weights.len() != k
+            || stats.counts.len() != k
+        {
+            return Err(Error::InvalidShape(format!(
+                "the step's statistics are for {} clusters x {} features but the model has {k} x {d}",
+                stats.k, stats.d
+            )));
+        }
+        self.publish_if_due(state);
+        self.apply_update(state, stats);
+        Ok(stats.loss)
+    }
+
+    /// Asynchronous mode: publishes the working copy at the start of steps
+    /// S+1, 2S+1, ...
+    fn publish_if_due<T: Float>(&self, state: &mut ModelState<T>) {
+        let k = state.k();
         if let (Some(remaining), Some(working)) = (state.update_in_steps, &state.clusters_updated) {
             if remaining <= 0 {
-                // Publish the working copy at the start of steps S+1, 2S+1, ...
                 state.clusters = working.clone();
                 if self.metric() == Metric::Cosine {
                     for j in 0..k {
@@ -256,18 +302,20 @@ impl ModelFn {
                 state.update_in_steps = Some(self.steps_per_iteration());
             }
         }
-        let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
-        kernels::assign_accumulate(x, None, &prepared, None, &mut stats);
+    }
 
+    /// The update rule on one step's statistics, and `global_step + 1`.
+    fn apply_update<T: Float>(&self, state: &mut ModelState<T>, stats: &ClusterStats) {
+        let k = state.k();
         if self.params.mode() == Mode::FullBatch {
-            lloyd_update(&mut state.clusters, &stats, self.metric());
+            lloyd_update(&mut state.clusters, stats, self.metric());
         } else {
             let counts = state.cluster_counts.get_or_insert_with(|| vec![0; k]);
             let target = match state.clusters_updated.as_mut() {
                 Some(working) => working,
                 None => &mut state.clusters,
             };
-            sculley_update(target, counts, &stats);
+            sculley_update(target, counts, stats);
             if let Some(r) = state.update_in_steps.as_mut() {
                 *r = r.saturating_sub(1);
             }
@@ -275,7 +323,6 @@ impl ModelFn {
         // The Estimator refuses to step past i64::MAX; on its own the model
         // stays there rather than wrapping.
         state.global_step = state.global_step.saturating_add(1);
-        stats.loss
     }
 
     /// The loss of a batch (sum of each row's distance to its nearest

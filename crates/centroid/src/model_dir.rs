@@ -1,8 +1,9 @@
 //! The layout of a model directory, in one place: the checkpoints and their
-//! index (`checkpoint`), the per-step training losses (`train_losses.csv`),
-//! and the evaluation metrics (`eval/metrics.jsonl`, or
-//! `eval_<name>/metrics.jsonl` for a named evaluation). The Estimator writes
-//! them through this module and the command line reads them through it.
+//! index (`checkpoint`), the one-writer lock (`.lock`, [`ModelDirLock`]),
+//! the per-step training losses (`train_losses.csv`), and the evaluation
+//! metrics (`eval/metrics.jsonl` and a TensorBoard event file, or
+//! `eval_<name>/...` for a named evaluation). The Estimator writes them
+//! through this module and the command line reads them through it.
 
 use std::fs;
 use std::io::Write;
@@ -10,11 +11,15 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ParamError, Result};
 use crate::estimator::EvalResult;
+use crate::safe_io;
+use crate::summary::EventWriter;
 
 pub use crate::checkpoint::{
-    checkpoint_path, latest, list, load, load_bytes, load_latest_good, resolve, step_of, variable,
-    variable_names, Loaded, ModelSignature, INDEX_FILE,
+    checkpoint_path, fallback_message, latest, list, load, load_bytes, load_latest_good,
+    load_latest_good_reporting, resolve, step_of, variable, variable_names, Loaded, ModelSignature,
+    INDEX_FILE, INPUT_STATE_KEY,
 };
+pub use crate::lock::ModelDirLock;
 
 /// Writes a checkpoint file and updates the index: for tests that need
 /// checkpoints the Estimator would never write.
@@ -48,40 +53,21 @@ pub fn eval_dir(model_dir: &Path, name: Option<&str>) -> Result<PathBuf> {
     }
 }
 
-/// Appends the per-step losses since the last save to the training losses
-/// file (for plots of the training curve), emptying `losses`.
-pub(crate) fn append_losses(model_dir: &Path, losses: &mut Vec<(i64, f64)>) -> Result<()> {
-    if losses.is_empty() {
-        return Ok(());
-    }
-    let path = train_losses_path(model_dir);
-    let fresh = !path.exists();
-    let mut text = String::new();
-    if fresh {
-        text.push_str("global_step,loss\n");
-    }
-    for (s, l) in losses.drain(..) {
-        text.push_str(&format!("{s},{l:e}\n"));
-    }
-    append(&path, text.as_bytes())
-}
-
-/// Appends one evaluation's result to its metrics file.
+/// Appends one evaluation's result to its metrics file, and to the
+/// evaluation folder's TensorBoard event file.
 pub(crate) fn record_eval(model_dir: &Path, name: Option<&str>, r: &EvalResult) -> Result<()> {
     let dir = eval_dir(model_dir, name)?;
-    fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+    fs::create_dir_all(model_dir)
+        .map_err(|e| Error::io("cannot create model_dir", model_dir, e))?;
+    // Not through a link someone planted: the folder is made here or is a
+    // real one.
+    safe_io::ensure_real_dir(&dir).map_err(|e| Error::io("cannot write into", &dir, e))?;
+    EventWriter::new(&dir).scalars(r.global_step, &[("loss", r.loss), ("score", r.score)])?;
     let path = dir.join(EVAL_METRICS_FILE);
     let line = serde_json::json!({"global_step": r.global_step, "loss": r.loss, "score": r.score})
         .to_string()
         + "\n";
-    append(&path, line.as_bytes())
-}
-
-fn append(path: &Path, bytes: &[u8]) -> Result<()> {
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| Error::io("cannot append to", path, e))
+    safe_io::open_append(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .map_err(|e| Error::io("cannot append to", &path, e))
 }

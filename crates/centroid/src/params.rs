@@ -516,6 +516,10 @@ pub const MAX_KMEANS_PLUS_PLUS_RETRIES: i64 = 10_000;
 /// The default checkpoint interval, in seconds.
 pub const DEFAULT_SAVE_CHECKPOINTS_SECS: f64 = 600.0;
 
+/// The most worker threads a model runs: far above any core count today,
+/// low enough that a typo (8000) is refused instead of stalling the machine.
+pub const MAX_THREADS: usize = 1024;
+
 /// Where and how often the Estimator saves, and how it computes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
@@ -531,6 +535,10 @@ pub struct RunConfig {
     pub keep_checkpoint_max: usize,
     /// Log the loss and the speed every this many steps.
     pub log_step_count_steps: Option<u64>,
+    /// Write the training loss to TensorBoard's event file every this many
+    /// steps (and at the first and last step of each `train` call); `None`
+    /// or 0 writes none.
+    pub save_summary_steps: Option<u64>,
     /// Worker threads; `None` uses every core.
     pub num_threads: Option<usize>,
 }
@@ -544,6 +552,7 @@ impl Default for RunConfig {
             save_checkpoints_secs: Some(DEFAULT_SAVE_CHECKPOINTS_SECS),
             keep_checkpoint_max: 5,
             log_step_count_steps: Some(100),
+            save_summary_steps: Some(100),
             num_threads: None,
         }
     }
@@ -565,6 +574,13 @@ impl RunConfig {
         }
         if self.num_threads == Some(0) {
             return Err(ParamError::NoThreads.into());
+        }
+        if let Some(n) = self.num_threads.filter(|&n| n > MAX_THREADS) {
+            return Err(ParamError::TooManyThreads {
+                got: n,
+                max: MAX_THREADS,
+            }
+            .into());
         }
         if self.log_step_count_steps == Some(0) {
             return Err(ParamError::NoLogSteps.into());

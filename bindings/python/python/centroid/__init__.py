@@ -6,7 +6,7 @@
 `MiniBatchKMeans`. The work is done by a Rust core.
 """
 
-from . import hooks, inputs
+from . import errors, hooks, inputs, serving
 from ._core import (
     ALL_DISTANCES,
     CLUSTER_INDEX,
@@ -16,12 +16,16 @@ from ._core import (
     SCORE,
     SQUARED_EUCLIDEAN_DISTANCE,
 )
-from .estimator import KMeansClustering, ModelFn
+from .estimator import EstimatorSpec, KMeansClustering, ModeKeys, ModelFn
 from .run_config import RunConfig
 
 __all__ = [
     "KMeansClustering",
     "ModelFn",
+    "ModeKeys",
+    "EstimatorSpec",
+    "errors",
+    "serving",
     "RunConfig",
     "hooks",
     "inputs",

@@ -52,6 +52,12 @@ def as_float_array(value: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def is_dask_collection(value: Any) -> bool:
+    """Whether `value` is a dask Array or DataFrame (without importing dask)."""
+    cls = type(value)
+    return cls.__module__.split(".")[0] == "dask" and cls.__name__ in ("Array", "DataFrame")
+
+
 def _is_batch(value: Any) -> bool:
     return (
         isinstance(value, (np.ndarray, Mapping, list, tuple))
@@ -108,6 +114,13 @@ def normalize_result(result: Any) -> Tuple[bool, Any]:
     `(False, iterator of batches)`."""
     if result is None:
         raise ValueError("input_fn returned None; it must return an array, a dict of arrays, or an iterator of them")
+    if is_dask_collection(result):
+        # Evaluation and prediction read a dask collection one partition
+        # at a time, each partition one batch (training maps over the
+        # partitions on the cluster instead: see centroid.dask).
+        from .dask import partition_batches
+
+        return False, _Batches(partition_batches(result))
     if _is_batch(result):
         return True, normalize_batch(result)
     if isinstance(result, Iterator):
@@ -123,7 +136,9 @@ def normalize_result(result: Any) -> Tuple[bool, Any]:
 def wrap_input_fn(input_fn: Callable[[], Any]) -> Callable[[], Tuple[bool, Any]]:
     """The input function the core calls: the user's, normalised."""
     if not callable(input_fn):
-        raise ValueError(f"input_fn must be callable, got {type(input_fn).__name__}")
+        from .errors import ArgumentTypeError
+
+        raise ArgumentTypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
 
     def call() -> Tuple[bool, Any]:
         return normalize_result(input_fn())

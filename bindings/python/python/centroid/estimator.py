@@ -9,11 +9,13 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Unio
 import numpy as np
 
 from . import _core
-from ._input import as_float_array, wrap_input_fn
-from .hooks import _HookAdapter, _ListenerAdapter
+from ._input import LABELS_ERROR, as_float_array, is_dask_collection, normalize_batch, wrap_input_fn
+from .errors import ArgumentTypeError
+from .hooks import _HookRunner, _ListenerAdapter
 from .run_config import RunConfig
+from .serving import serving_features
 
-__all__ = ["KMeansClustering"]
+__all__ = ["KMeansClustering", "ModeKeys", "EstimatorSpec", "PredictOutput"]
 
 InputFn = Callable[[], Any]
 _PathLike = Union[str, "os.PathLike[str]"]
@@ -65,8 +67,11 @@ def _wrap_init_fn(fn: Callable[..., Any]) -> Callable[[np.ndarray, int], np.ndar
     return call
 
 
-def _hooks(hooks: Optional[Sequence[Any]]) -> List[Any]:
-    return [_HookAdapter(h) for h in (hooks or [])]
+def _hooks(hooks: Optional[Sequence[Any]], mode: str = "train") -> List[Any]:
+    """The caller's hooks as one runner (TensorFlow's call order across
+    hooks), or none at all."""
+    hooks = list(hooks or [])
+    return [_HookRunner(hooks, mode)] if hooks else []
 
 
 class KMeansClustering:
@@ -127,7 +132,8 @@ class KMeansClustering:
         feature_columns: Optional[Sequence[Any]] = None,
     ) -> None:
         if config is not None and not isinstance(config, RunConfig):
-            raise ValueError(f"config must be a centroid.RunConfig, got {type(config).__name__}")
+            # tf.estimator.RunConfig (or tf.compat.v1's): read by field name.
+            config = RunConfig.from_tensorflow(config)
         if isinstance(initial_clusters, str):
             init: Any = initial_clusters
         elif callable(initial_clusters) and not hasattr(initial_clusters, "__array__"):
@@ -141,7 +147,7 @@ class KMeansClustering:
         else:
             k = num_clusters
         if isinstance(k, bool) or not hasattr(k, "__index__"):
-            raise ValueError(f"num_clusters must be a positive integer, got {num_clusters!r}")
+            raise ArgumentTypeError(f"num_clusters must be a positive integer, got {num_clusters!r}")
         k = int(k.__index__())
         if k < 1 and not isinstance(init, np.ndarray):
             raise ValueError(f"num_clusters must be at least 1, got {k}")
@@ -212,8 +218,35 @@ class KMeansClustering:
         max_steps = _positive("max_steps", max_steps)
         if steps is not None and max_steps is not None:
             raise ValueError("give steps or max_steps, not both")
-        listeners = [_ListenerAdapter(l) for l in (saving_listeners or [])]
-        self._core.train(wrap_input_fn(input_fn), _hooks(hooks), steps, max_steps, listeners)
+        if not callable(input_fn):
+            raise ValueError(f"input_fn must be callable, got {type(input_fn).__name__}")
+        listeners = list(saving_listeners or [])
+        runner = _hooks(hooks)
+        if runner:
+            # TensorFlow CheckpointSaverHooks bring listeners of their own.
+            listeners += runner[0].checkpoint_listeners(self.model_dir)
+        listeners = [_ListenerAdapter(l) for l in listeners]
+        # The first call tells dask input apart; the core then gets that
+        # same result on its first call, so input_fn runs as often as ever.
+        first = [input_fn()]
+        if is_dask_collection(first[0]):
+            from .dask import EstimatorInput
+
+            source = EstimatorInput(
+                first[0],
+                use_mini_batch=self._params["use_mini_batch"],
+                metric=self._params["distance_metric"],
+                feature_columns=self._params["feature_columns"],
+            )
+            self._core.train_from_statistics(
+                wrap_input_fn(source.initial_batches), source.statistics, runner, steps, max_steps, listeners
+            )
+            return self
+
+        def replay() -> Any:
+            return first.pop() if first else input_fn()
+
+        self._core.train(wrap_input_fn(replay), runner, steps, max_steps, listeners)
         return self
 
     # -------------------------------------------------------------- evaluate
@@ -233,13 +266,14 @@ class KMeansClustering:
         the nearest centre. `steps` caps the number of batches.
 
         Raises:
-          RuntimeError: no checkpoint yet (train first).
-          FileNotFoundError: `checkpoint_path` does not exist.
-          ValueError: bad data.
+          ValueError: no checkpoint yet (`centroid.errors.NotTrainedError`),
+            `checkpoint_path` does not exist
+            (`centroid.errors.CheckpointNotFoundError`), or bad data.
         """
         steps = _positive("steps", steps)
+        wrapped = wrap_input_fn(input_fn)
         path = None if checkpoint_path is None else os.fspath(checkpoint_path)
-        score, loss, step = self._core.evaluate(wrap_input_fn(input_fn), steps, _hooks(hooks), path, name)
+        score, loss, step = self._core.evaluate(wrapped, steps, _hooks(hooks, "eval"), path, name)
         return {"score": float(score), "loss": float(loss), "global_step": int(step)}
 
     # --------------------------------------------------------------- predict
@@ -258,15 +292,15 @@ class KMeansClustering:
         of arrays per input batch. A single batch is predicted once.
 
         Raises (on the first `next()`):
-          RuntimeError: no checkpoint yet.
-          ValueError: an unknown predict key, or bad data.
+          ValueError: no checkpoint yet (`centroid.errors.NotTrainedError`),
+            an unknown predict key, or bad data.
         """
         if isinstance(predict_keys, str):
             predict_keys = [predict_keys]
         keys = None if predict_keys is None else [str(k) for k in predict_keys]
         path = None if checkpoint_path is None else os.fspath(checkpoint_path)
         wrapped = wrap_input_fn(input_fn)
-        hook_list = _hooks(hooks)
+        hook_list = _hooks(hooks, "infer")
 
         def generate() -> Iterator[Dict[str, Any]]:
             for index, distances in self._core.predict(wrapped, keys, hook_list, path):
@@ -311,7 +345,7 @@ class KMeansClustering:
         """The centres [k, d] of the latest checkpoint.
 
         Raises:
-          RuntimeError: no checkpoint yet.
+          ValueError: no checkpoint yet (`centroid.errors.NotTrainedError`).
         """
         return self._core.cluster_centers()
 
@@ -321,14 +355,19 @@ class KMeansClustering:
         `update_in_steps`)."""
         return list(self._core.get_variable_names())
 
-    def get_variable_value(self, name: str) -> Any:
-        """The value of one variable in the latest checkpoint: an array, or a
-        NumPy scalar for scalar variables.
+    def get_variable_value(self, name: Union[str, Sequence[str]]) -> Any:
+        """The value of a variable in the latest checkpoint: an array, or a
+        NumPy scalar for scalar variables. Given a list of names, a list of
+        values in the same order.
 
         Raises:
-          ValueError: no such variable.
-          RuntimeError: no checkpoint yet.
+          ValueError: no such variable, or no checkpoint yet
+            (`centroid.errors.NotTrainedError`).
         """
+        if not isinstance(name, str) and isinstance(name, Sequence):
+            return [self.get_variable_value(n) for n in name]
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"name must be a variable name or a list of them, got {name!r}")
         value = self._core.get_variable_value(name)
         return value[()] if value.ndim == 0 else value
 
@@ -344,6 +383,8 @@ class KMeansClustering:
         assets_extra: Optional[Dict[str, _PathLike]] = None,
         as_text: bool = False,
         checkpoint_path: Optional[_PathLike] = None,
+        experimental_mode: Optional[str] = None,
+        strip_default_attrs: Optional[bool] = None,
     ) -> str:
         """Writes a TensorFlow SavedModel of the latest (or the given)
         checkpoint under `export_dir_base/<seconds since the epoch>` and
@@ -353,29 +394,41 @@ class KMeansClustering:
 
         Args:
           export_dir_base: the folder to create the export in.
-          serving_input_receiver_fn: the serving inputs: None (one input "x"
-            holding whole rows), a dict of feature name -> width (or shape),
-            a list of (name, width) pairs, a receiver object with a
-            `features` dict, or a function returning one of those. Features
-            are joined as in training (sorted names, or `feature_columns`
-            order).
+          serving_input_receiver_fn: the serving inputs (required, as in
+            TensorFlow): a function returning a receiver (TensorFlow's
+            `build_raw_serving_input_receiver_fn` or
+            `build_parsing_serving_input_receiver_fn`, or a hand-written one
+            building `tf.compat.v1.placeholder`s; see `centroid.serving`), or
+            directly a dict of feature name -> width (or shape), a list of
+            (name, width) pairs, or a receiver object with a `features` dict.
+            Features are joined as in training (sorted names, or
+            `feature_columns` order).
           assets_extra: destination name under `assets.extra/` -> source file.
           as_text: write `saved_model.pbtxt` instead of `saved_model.pb`.
           checkpoint_path: the checkpoint to export (default: the latest).
 
         Raises:
-          RuntimeError: no checkpoint yet, or the export failed.
-          ValueError: the serving inputs do not add up to the model's width.
-          FileNotFoundError: an `assets_extra` source or `checkpoint_path` is missing.
+          ValueError: no `serving_input_receiver_fn`, no checkpoint yet
+            (`centroid.errors.NotTrainedError`), a missing `checkpoint_path`,
+            or serving inputs that do not add up to the model's width.
+          RuntimeError: the export failed.
+          FileNotFoundError: an `assets_extra` source is missing.
         """
+        if serving_input_receiver_fn is None:
+            raise ValueError(
+                "An input_receiver_fn must be defined: pass serving_input_receiver_fn, e.g. "
+                "{'x': num_features} for one input 'x' holding whole rows"
+            )
+        if experimental_mode not in (None, "infer", "predict"):
+            raise ValueError(f"only the predict mode can be exported, got experimental_mode={experimental_mode!r}")
         export = getattr(self._core, "export_saved_model", None)
         if export is None:
             raise RuntimeError("this build of centroid cannot export SavedModels")
         d = int(self.cluster_centers().shape[1])
-        features = _serving_features(serving_input_receiver_fn, d, self._params["feature_columns"])
+        features, parse_examples = serving_features(serving_input_receiver_fn, d, self._params["feature_columns"])
         assets = [(str(k), os.fspath(v)) for k, v in (assets_extra or {}).items()]
         path = None if checkpoint_path is None else os.fspath(checkpoint_path)
-        return os.fspath(export(os.fspath(export_dir_base), features, assets, bool(as_text), path))
+        return os.fspath(export(os.fspath(export_dir_base), features, assets, bool(as_text), path, parse_examples))
 
     export_saved_model = export_savedmodel
 
@@ -405,54 +458,56 @@ class KMeansClustering:
         return f"KMeansClustering(num_clusters={self._core.num_clusters}, model_dir={self.model_dir!r})"
 
 
-def _width(spec: Any, name: str) -> int:
-    """The width of a serving feature given as an int, a shape, or anything
-    with a `shape` (a placeholder, an array, a tf.TensorSpec)."""
-    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-        return int(spec)
-    shape = getattr(spec, "shape", spec)
-    try:
-        dims = list(shape)
-    except TypeError:
-        raise ValueError(f"serving feature {name!r}: cannot tell its width from {spec!r}") from None
-    if len(dims) <= 1:
-        return 1
-    last = dims[-1]
-    last = getattr(last, "value", last)  # TF1 Dimension
-    if last is None:
-        raise ValueError(f"serving feature {name!r} has an unknown width")
-    return int(last)
+class ModeKeys:
+    """The modes a `model_fn` runs in (TensorFlow's `tf.estimator.ModeKeys`)."""
+
+    TRAIN = "train"
+    EVAL = "eval"
+    PREDICT = "infer"
 
 
-def _serving_features(spec: Any, d: int, feature_columns: Optional[List[str]]) -> List[Any]:
-    """The serving input as (name, width) pairs, joined left to right as
-    training joined the features. `spec` may be None (one feature "x" holding
-    whole rows), a dict of name -> width or shape, a list of (name, width)
-    pairs, an object with a `features` dict (a ServingInputReceiver), or a
-    function returning one of those."""
-    if callable(spec) and not isinstance(spec, Mapping):
-        spec = spec()
-    if spec is None:
-        return [("x", d)]
-    features = getattr(spec, "features", spec)
-    if isinstance(features, Mapping):
-        if feature_columns is not None:
-            missing = [k for k in feature_columns if k not in features]
-            if missing:
-                raise ValueError(f"the serving input lacks the feature columns {missing}")
-            names = list(feature_columns)
-        else:
-            names = sorted(features)
-        return [(str(k), _width(features[k], str(k))) for k in names]
-    if hasattr(features, "shape"):  # one tensor: whole rows
-        return [("x", _width(features, "x"))]
-    try:
-        return [(str(name), _width(w, str(name))) for name, w in features]
-    except (TypeError, ValueError) as e:
-        raise ValueError(
-            "serving_input_receiver_fn must give None, a dict of name -> width, a list of (name, width) "
-            f"pairs, or a receiver with a features dict ({e})"
-        ) from None
+class PredictOutput:
+    """One output of an exported signature (as TensorFlow's
+    `tf.estimator.export.PredictOutput`): `outputs` maps "output" to the
+    values."""
+
+    def __init__(self, outputs: Any) -> None:
+        self.outputs = dict(outputs) if isinstance(outputs, Mapping) else {"output": outputs}
+
+    def __repr__(self) -> str:
+        return f"PredictOutput(keys={sorted(self.outputs)})"
+
+
+class EstimatorSpec:
+    """What `model_fn` returns (shaped as TensorFlow's `tf.estimator.EstimatorSpec`,
+    holding NumPy values instead of tensors).
+
+    Attributes:
+      mode: the `ModeKeys` value the model ran in.
+      predictions: `{"cluster_index": [n], "all_distances": [n, k]}`.
+      loss: the batch's loss: the sum over its rows of the distance to the
+        nearest centre.
+      eval_metric_ops: `{"score": (loss, None)}`: TensorFlow's (value,
+        update op) pairs, with nothing left to update.
+      export_outputs: `{"serving_default", "cluster_index",
+        "all_distances"}` -> `PredictOutput`, the signatures an export holds.
+    """
+
+    def __init__(self, mode: str, predictions: Dict[str, np.ndarray], loss: float) -> None:
+        self.mode = mode
+        self.predictions = predictions
+        self.loss = loss
+        self.eval_metric_ops: Dict[str, Any] = {_core.SCORE: (loss, None)}
+        index = predictions[_core.CLUSTER_INDEX]
+        self.export_outputs = {
+            "serving_default": PredictOutput(index),
+            _core.CLUSTER_INDEX: PredictOutput(index),
+            _core.ALL_DISTANCES: PredictOutput(predictions[_core.ALL_DISTANCES]),
+        }
+        self.train_op = None
+
+    def __repr__(self) -> str:
+        return f"EstimatorSpec(mode={self.mode!r}, loss={self.loss!r})"
 
 
 class ModelFn:
@@ -468,13 +523,32 @@ class ModelFn:
         """The model's parameters."""
         return self._estimator.params
 
-    def __call__(self, features: Any, mode: str = "infer") -> Dict[str, Any]:
-        """Runs the model on one batch. `mode` "infer"/"predict" gives
-        `{"cluster_index", "all_distances"}`; "eval" gives `{"loss"}`."""
-        batch = features
-        if mode in ("infer", "predict"):
-            rows = list(self._estimator.predict(lambda: batch, yield_single_examples=False))
-            return rows[0]
-        if mode == "eval":
-            return {"loss": self._estimator.evaluate(lambda: batch, steps=1)["loss"]}
-        raise ValueError(f"unknown mode {mode!r}; accepted: 'infer', 'predict', 'eval'")
+    def __call__(
+        self, features: Any, labels: Any = None, mode: Optional[str] = None, config: Any = None
+    ) -> EstimatorSpec:
+        """Runs the model on one batch of NumPy features (an array [n, d] or
+        a dict of arrays), with TensorFlow's `model_fn(features, labels,
+        mode, config)` signature, and returns an `EstimatorSpec`. `mode` is
+        `ModeKeys.PREDICT` ("infer", the default) or `ModeKeys.EVAL`
+        ("eval"); training runs through `train()`. `labels` must be None and
+        `config` is not used (the estimator's own applies).
+
+        Raises:
+          ValueError: labels, an unknown mode, or bad features.
+        """
+        if labels is not None:
+            raise ValueError(LABELS_ERROR)
+        mode = ModeKeys.PREDICT if mode is None else str(mode)
+        if mode == "predict":
+            mode = ModeKeys.PREDICT
+        if mode not in (ModeKeys.PREDICT, ModeKeys.EVAL):
+            raise ValueError(
+                f"model_fn runs in mode {ModeKeys.PREDICT!r} or {ModeKeys.EVAL!r} on NumPy features, got {mode!r}; "
+                "train with train()"
+            )
+        batch = normalize_batch(features, "features")
+        out = next(iter(self._estimator.predict(lambda: batch, yield_single_examples=False)))
+        index = out[_core.CLUSTER_INDEX]
+        distances = out[_core.ALL_DISTANCES]
+        loss = float(np.sum(distances[np.arange(len(index)), index], dtype=np.float64))
+        return EstimatorSpec(mode, {_core.CLUSTER_INDEX: index, _core.ALL_DISTANCES: distances}, loss)

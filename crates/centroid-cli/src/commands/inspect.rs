@@ -16,7 +16,9 @@ pub fn run(a: InspectArgs) -> Result<()> {
         .collect();
     let checkpoints: Vec<serde_json::Value> = saved::checkpoints(&a.model_dir)
         .into_iter()
-        .map(|c| json!({"path": c.path, "global_step": c.global_step, "bytes": c.bytes}))
+        .map(|c| {
+            json!({"path": c.path, "global_step": c.global_step, "bytes": c.bytes, "damaged": c.damaged})
+        })
         .collect();
     let losses = saved::read_train_losses(&a.model_dir).unwrap_or_default();
     let params = json!({
@@ -67,8 +69,12 @@ pub fn run(a: InspectArgs) -> Result<()> {
     }
     println!("checkpoints:");
     for c in &checkpoints {
+        let damaged = match c["damaged"].as_str() {
+            Some(reason) => format!(" DAMAGED: {reason}"),
+            None => String::new(),
+        };
         println!(
-            "  step {:<10} {} ({} bytes)",
+            "  step {:<10} {} ({} bytes){damaged}",
             c["global_step"],
             c["path"].as_str().unwrap_or(""),
             c["bytes"]

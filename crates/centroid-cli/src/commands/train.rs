@@ -53,6 +53,7 @@ pub fn run(a: cli::TrainArgs, quiet: bool) -> Result<()> {
         Some(a.model_dir.clone()),
         Some(plan.config.clone()),
     )?;
+    saved::quiet_warnings(&mut est);
     let mini = est.params().mode().use_mini_batch();
 
     // Mini-batch: the shuffled (or plain) stream, from where the last run
@@ -101,7 +102,9 @@ pub fn run(a: cli::TrainArgs, quiet: bool) -> Result<()> {
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = Arc::clone(&interrupted);
-        // Failing to install the handler only loses the graceful save.
+        // Ctrl-C, SIGTERM and SIGHUP (ctrlc's "termination" feature) all
+        // stop after the current step and save it; a second one exits at
+        // once. Failing to install the handler only loses the graceful save.
         let _ = ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use centroid::{DType, Dense, Error, Result};
 
 use super::{
-    non_finite, read_error, select_columns, Block, BlockStart, Buffer, ReadOptions, Source,
+    non_finite, read_error, select_columns, too_large_for_f32, Block, BlockStart, Buffer,
+    ReadOptions, Source,
 };
 
 pub struct CsvSource {
@@ -227,7 +228,10 @@ impl Source for CsvSource {
                 return None;
             }
             let width = self.selected.len();
-            let mut buf = Buffer::with_capacity(self.dtype, batch_size * width);
+            // Room for the rows actually read, not for the batch asked for:
+            // a huge --batch-size or a very wide file must not reserve
+            // memory the data never fills. The buffer grows as rows arrive.
+            let mut buf = Buffer::with_capacity(self.dtype, initial_capacity(batch_size, width));
             let mut rows = 0;
             while rows < batch_size {
                 match reader.read_byte_record(&mut record) {
@@ -241,7 +245,10 @@ impl Source for CsvSource {
                         return Some(Err(csv_error(&self.path, e)));
                     }
                 }
-                if let Err(e) = self.parse_record(&record, &mut buf) {
+                if let Err(e) = buf
+                    .reserve_row(width, &self.path)
+                    .and_then(|_| self.parse_record(&record, &mut buf))
+                {
                     done = true;
                     return Some(Err(e));
                 }
@@ -383,15 +390,35 @@ impl CsvSource {
                     v,
                 ));
             }
+            if self.dtype == DType::F32 && (v as f32).is_infinite() {
+                return Err(too_large_for_f32(
+                    &self.path,
+                    format!("line {line}, {}", column()),
+                    v,
+                ));
+            }
             buf.push(v);
         }
         Ok(())
     }
 }
 
+/// Values to reserve for a batch before reading it: at most 64 Ki values
+/// (or one row), never more than the batch can hold.
+fn initial_capacity(batch_size: usize, width: usize) -> usize {
+    batch_size.saturating_mul(width).min((64 * 1024).max(width))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserves_for_rows_read_not_rows_asked() {
+        assert_eq!(initial_capacity(1 << 40, 100_000), 100_000);
+        assert_eq!(initial_capacity(usize::MAX, 3), 64 * 1024);
+        assert_eq!(initial_capacity(2, 3), 6);
+    }
 
     #[test]
     fn sniffs_common_delimiters() {

@@ -142,6 +142,41 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<Box<dyn Source>> {
     }
 }
 
+thread_local! {
+    static DECODING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside [`guard_decoder`]: the panic hook
+/// stays quiet there, since the panic becomes an ordinary error.
+pub fn in_guarded_decoder() -> bool {
+    DECODING.with(|d| d.get())
+}
+
+/// Runs a third-party decoder over a file that may be malformed. A panic in
+/// it (a bug on input it did not expect) becomes the ordinary one-line data
+/// error naming the file, not a crash.
+pub(crate) fn guard_decoder<T>(
+    path: &Path,
+    what: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let was = DECODING.with(|d| d.replace(true));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    DECODING.with(|d| d.set(was));
+    out.unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown fault".into());
+        Err(Error::InvalidData(format!(
+            "{}: cannot read {what}: the file is malformed ({})",
+            path.display(),
+            msg.split_whitespace().collect::<Vec<_>>().join(" ")
+        )))
+    })
+}
+
 /// A borrowed view of an owned or borrowed batch (no copy).
 pub fn borrow<'b>(d: &'b Dense<'_>) -> Dense<'b> {
     let dense = match d.data() {
@@ -196,6 +231,22 @@ impl Buffer {
             DType::F64 => Buffer::F64(Vec::with_capacity(n)),
         }
     }
+    /// Makes room for one more row of `width` values, or says the batch
+    /// does not fit in memory.
+    pub fn reserve_row(&mut self, width: usize, path: &Path) -> Result<()> {
+        let ok = match self {
+            Buffer::F32(b) => b.try_reserve(width).is_ok(),
+            Buffer::F64(b) => b.try_reserve(width).is_ok(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidData(format!(
+                "{}: a batch of rows of {width} values does not fit in memory; use a smaller --batch-size",
+                path.display()
+            )))
+        }
+    }
     #[inline]
     pub fn push(&mut self, v: f64) {
         match self {
@@ -215,6 +266,14 @@ impl Buffer {
 pub(crate) fn non_finite(path: &Path, place: String, v: f64) -> Error {
     let kind = if v.is_nan() { "NaN" } else { "infinite" };
     Error::InvalidData(format!("{}: {place} is {kind}", path.display()))
+}
+
+/// The error for a finite value beyond float32's range, located in the file.
+pub(crate) fn too_large_for_f32(path: &Path, place: String, v: f64) -> Error {
+    Error::InvalidData(format!(
+        "{}: {place} is {v:e}, beyond float32's range; use --dtype f64 or scale the data down",
+        path.display()
+    ))
 }
 
 /// An I/O error while reading `path`.

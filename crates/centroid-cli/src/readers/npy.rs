@@ -120,57 +120,24 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
     }
     let text =
         std::str::from_utf8(&bytes[start..end]).map_err(|_| bad(path, "the header is not text"))?;
-    let value_of = |key: &str| -> Result<&str> {
-        let pat_a = format!("'{key}'");
-        let pat_b = format!("\"{key}\"");
-        let at = text
-            .find(&pat_a)
-            .map(|i| i + pat_a.len())
-            .or_else(|| text.find(&pat_b).map(|i| i + pat_b.len()))
-            .ok_or_else(|| bad(path, format!("the header has no {key:?}")))?;
-        let rest = text[at..].trim_start();
-        let rest = rest
-            .strip_prefix(':')
-            .ok_or_else(|| bad(path, format!("malformed {key:?} entry")))?;
-        Ok(rest.trim_start())
+    let dict = HeaderDict::parse(text).map_err(|m| bad(path, m))?;
+    let (elem, little_endian) = match &dict.descr {
+        HeaderValue::Str(d) => parse_descr(path, d)?,
+        _ => {
+            return Err(Error::InvalidData(format!(
+                "{}: structured arrays are not supported; save a plain 2-D numeric array",
+                path.display()
+            )))
+        }
     };
-    let descr_v = value_of("descr")?;
-    let quote = descr_v.chars().next().filter(|c| *c == '\'' || *c == '"');
-    let Some(q) = quote else {
-        return Err(Error::InvalidData(format!(
-            "{}: structured arrays are not supported; save a plain 2-D numeric array",
-            path.display()
-        )));
+    let fortran_order = match dict.fortran_order {
+        HeaderValue::Bool(b) => b,
+        _ => return Err(bad(path, "fortran_order is not True or False")),
     };
-    let descr_end = descr_v[1..]
-        .find(q)
-        .ok_or_else(|| bad(path, "malformed descr"))?;
-    let (elem, little_endian) = parse_descr(path, &descr_v[1..1 + descr_end])?;
-    let fortran_v = value_of("fortran_order")?;
-    let fortran_order = if fortran_v.starts_with("True") {
-        true
-    } else if fortran_v.starts_with("False") {
-        false
-    } else {
-        return Err(bad(path, "malformed fortran_order"));
+    let shape = match dict.shape {
+        HeaderValue::Tuple(dims) => dims,
+        _ => return Err(bad(path, "shape is not a tuple of integers")),
     };
-    let shape_v = value_of("shape")?;
-    let shape_v = shape_v
-        .strip_prefix('(')
-        .ok_or_else(|| bad(path, "malformed shape"))?;
-    let close = shape_v
-        .find(')')
-        .ok_or_else(|| bad(path, "malformed shape"))?;
-    let shape = shape_v[..close]
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim_end_matches('L')
-                .parse::<usize>()
-                .map_err(|_| bad(path, format!("bad dimension {s:?}")))
-        })
-        .collect::<Result<Vec<usize>>>()?;
     Ok(Header {
         elem,
         little_endian,
@@ -178,6 +145,198 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         shape,
         data_offset: end,
     })
+}
+
+/// A value of the header dictionary.
+#[derive(Debug, PartialEq)]
+enum HeaderValue {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<usize>),
+    /// Anything else (a list: a structured dtype).
+    Other,
+}
+
+/// The header dictionary, parsed as the Python literal it is: exactly the
+/// keys `descr`, `fortran_order` and `shape`, each once.
+struct HeaderDict {
+    descr: HeaderValue,
+    fortran_order: HeaderValue,
+    shape: HeaderValue,
+}
+
+impl HeaderDict {
+    fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut p = LiteralParser {
+            s: text.as_bytes(),
+            i: 0,
+        };
+        p.expect(b'{')?;
+        let (mut descr, mut fortran, mut shape) = (None, None, None);
+        loop {
+            p.skip_ws();
+            if p.eat(b'}') {
+                break;
+            }
+            let key = p.string()?;
+            p.skip_ws();
+            p.expect(b':')?;
+            let value = p.value()?;
+            let slot = match key.as_str() {
+                "descr" => &mut descr,
+                "fortran_order" => &mut fortran,
+                "shape" => &mut shape,
+                other => return Err(format!("unexpected key {other:?} in the header")),
+            };
+            if slot.replace(value).is_some() {
+                return Err(format!("the header has {key:?} twice"));
+            }
+            p.skip_ws();
+            if p.eat(b',') {
+                continue;
+            }
+            p.skip_ws();
+            p.expect(b'}')?;
+            break;
+        }
+        p.skip_ws();
+        if p.i != p.s.len() {
+            return Err("text after the header dictionary".into());
+        }
+        let missing = |k: &str| format!("the header has no {k:?}");
+        Ok(HeaderDict {
+            descr: descr.ok_or_else(|| missing("descr"))?,
+            fortran_order: fortran.ok_or_else(|| missing("fortran_order"))?,
+            shape: shape.ok_or_else(|| missing("shape"))?,
+        })
+    }
+}
+
+/// Just enough of Python's literal syntax for NPY headers.
+struct LiteralParser<'t> {
+    s: &'t [u8],
+    i: usize,
+}
+
+impl LiteralParser<'_> {
+    fn skip_ws(&mut self) {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+            self.i += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.s.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn expect(&mut self, c: u8) -> std::result::Result<(), String> {
+        self.skip_ws();
+        if self.eat(c) {
+            Ok(())
+        } else {
+            Err(format!(
+                "malformed header: expected {:?} at byte {}",
+                c as char, self.i
+            ))
+        }
+    }
+    fn string(&mut self) -> std::result::Result<String, String> {
+        self.skip_ws();
+        let q = match self.s.get(self.i) {
+            Some(&q @ (b'\'' | b'"')) => q,
+            _ => {
+                return Err(format!(
+                    "malformed header: expected a string at byte {}",
+                    self.i
+                ))
+            }
+        };
+        self.i += 1;
+        let start = self.i;
+        while self.i < self.s.len() && self.s[self.i] != q {
+            if self.s[self.i] == b'\\' {
+                return Err("escapes in header strings are not supported".into());
+            }
+            self.i += 1;
+        }
+        if self.i >= self.s.len() {
+            return Err("malformed header: a string is not closed".into());
+        }
+        let out = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+        self.i += 1;
+        Ok(out)
+    }
+    fn word(&mut self) -> &[u8] {
+        let start = self.i;
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+        {
+            self.i += 1;
+        }
+        &self.s[start..self.i]
+    }
+    fn value(&mut self) -> std::result::Result<HeaderValue, String> {
+        self.skip_ws();
+        match self.s.get(self.i) {
+            Some(b'\'' | b'"') => Ok(HeaderValue::Str(self.string()?)),
+            Some(b'(') => {
+                self.i += 1;
+                let mut dims = Vec::new();
+                loop {
+                    self.skip_ws();
+                    if self.eat(b')') {
+                        break;
+                    }
+                    let w = self.word();
+                    let digits = w.strip_suffix(b"L").unwrap_or(w);
+                    let text = std::str::from_utf8(digits).unwrap_or("");
+                    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(format!("bad dimension at byte {}", self.i));
+                    }
+                    let v: usize = text
+                        .parse()
+                        .map_err(|_| format!("dimension {text} is too large"))?;
+                    dims.push(v);
+                    self.skip_ws();
+                    if self.eat(b',') {
+                        continue;
+                    }
+                    self.expect(b')')?;
+                    break;
+                }
+                Ok(HeaderValue::Tuple(dims))
+            }
+            Some(b'[') => {
+                // A structured dtype: skip to the matching bracket.
+                let mut depth = 0usize;
+                while let Some(&c) = self.s.get(self.i) {
+                    self.i += 1;
+                    match c {
+                        b'[' | b'(' => depth += 1,
+                        b']' | b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Ok(HeaderValue::Other);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Err("malformed header: a list is not closed".into())
+            }
+            _ => match self.word() {
+                b"True" => Ok(HeaderValue::Bool(true)),
+                b"False" => Ok(HeaderValue::Bool(false)),
+                w => Err(format!(
+                    "malformed header: unexpected {:?}",
+                    String::from_utf8_lossy(w)
+                )),
+            },
+        }
+    }
 }
 
 pub struct NpySource {
@@ -211,7 +370,12 @@ impl NpySource {
             }
             [n] => (*n, 1),
             [n, d] => (*n, *d),
-            [n, rest @ ..] if !header.fortran_order => (*n, rest.iter().product()),
+            [n, rest @ ..] if !header.fortran_order => (
+                *n,
+                rest.iter()
+                    .try_fold(1usize, |acc, &v| acc.checked_mul(v))
+                    .ok_or_else(|| bad(path, "the shape is too large"))?,
+            ),
             _ => {
                 return Err(Error::InvalidData(format!(
                     "{}: a Fortran-order array of more than 2 dimensions is not supported",
@@ -294,6 +458,13 @@ impl NpySource {
                 );
                 if !v.is_finite() {
                     return Err(non_finite(
+                        &self.path,
+                        format!("row {}, column {c}", r0 + r),
+                        v,
+                    ));
+                }
+                if self.dtype == DType::F32 && (v as f32).is_infinite() {
+                    return Err(super::too_large_for_f32(
                         &self.path,
                         format!("row {}, column {c}", r0 + r),
                         v,
@@ -412,9 +583,12 @@ impl Source for NpySource {
 
     fn read_all(&self) -> Result<Dense<'_>> {
         // SAFETY (of the map): the file is opened read-only and centroid does
-        // not write it; a concurrent writer truncating it is outside what the
-        // command line can guard against, as for any memory-mapped reader.
+        // not write it. Another program truncating it while it is mapped
+        // makes reads past the new end fault (SIGBUS); that cannot be checked
+        // for between accesses without copying, so the fault itself is
+        // turned into a one-line error naming the file (`sigbus`).
         if self.map.get().is_none() {
+            crate::sigbus::report_as_truncated(&self.path);
             let map =
                 unsafe { memmap2::Mmap::map(&self.file) }.map_err(|e| read_error(&self.path, e))?;
             let _ = self.map.set(map);
@@ -471,6 +645,40 @@ mod npy_file;
 mod tests {
     use super::npy_file::header_bytes;
     use super::*;
+
+    #[test]
+    fn the_header_is_parsed_as_a_literal() {
+        let path = Path::new("x.npy");
+        let parse = |d: &str| parse_header(path, &header_bytes(d));
+        // 'shape' inside another value does not win.
+        let h = parse("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }").unwrap();
+        assert_eq!(h.shape, [3, 2]);
+        for bad in [
+            "{'descr': '<f4', 'fortran_order': Falsehood, 'shape': (3, 2), }",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), 'shape': (1, 2)}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), 'x': 1}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551616, 2)}",
+            "{'descr': '<f4', 'fortran_order': False}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, -2)}",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_shape_whose_product_overflows_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.npy");
+        let mut bytes = header_bytes(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 9223372036854775809, 2), }",
+        );
+        bytes.extend_from_slice(&[0u8; 8]);
+        std::fs::write(&path, bytes).unwrap();
+        let err = NpySource::open(&path, &ReadOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("too large"), "{err}");
+    }
 
     #[test]
     fn parses_headers_numpy_writes() {

@@ -20,7 +20,8 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection
 use parquet::arrow::ProjectionMask;
 
 use super::{
-    non_finite, read_error, select_columns, Block, BlockStart, Buffer, ReadOptions, Source,
+    guard_decoder, non_finite, read_error, select_columns, too_large_for_f32, Block, BlockStart,
+    Buffer, ReadOptions, Source,
 };
 
 pub struct ParquetSource {
@@ -57,7 +58,9 @@ fn is_numeric(t: &DataType) -> bool {
 
 fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).map_err(|e| read_error(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+    guard_decoder(path, "Parquet", || {
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+    })
 }
 
 impl ParquetSource {
@@ -88,6 +91,18 @@ impl ParquetSource {
                 (num, other.into_iter().map(|i| all[i].clone()).collect())
             }
         };
+        // Batches are read by column name: a name used twice would read
+        // the first column twice.
+        if let Some(&i) = indices
+            .iter()
+            .find(|&&i| all.iter().filter(|n| **n == all[i]).count() > 1)
+        {
+            return Err(Error::InvalidData(format!(
+                "{}: the column name {:?} appears more than once; give the columns distinct names",
+                path.display(),
+                all[i]
+            )));
+        }
         if indices.is_empty() {
             return Err(Error::InvalidData(format!(
                 "{} has no numeric columns",
@@ -159,6 +174,13 @@ impl ParquetSource {
                 let v = values[r];
                 if !v.is_finite() {
                     return Err(non_finite(
+                        &self.path,
+                        format!("row {}, column {:?}", first_row + r, self.names[j]),
+                        v,
+                    ));
+                }
+                if self.dtype == DType::F32 && (v as f32).is_infinite() {
+                    return Err(too_large_for_f32(
                         &self.path,
                         format!("row {}, column {:?}", first_row + r, self.names[j]),
                         v,
@@ -289,21 +311,27 @@ impl Source for ParquetSource {
         batch_size: usize,
     ) -> Result<Box<dyn Iterator<Item = Result<Dense<'static>>> + '_>> {
         let b = builder(&self.path)?;
-        let mask = ProjectionMask::roots(b.parquet_schema(), self.indices.iter().copied());
-        let mut reader = b
-            .with_projection(mask)
-            .with_batch_size(batch_size.max(1))
-            .build()
-            .map_err(|e| parquet_error(&self.path, e))?;
+        let mut reader = guard_decoder(&self.path, "Parquet", || {
+            let mask = ProjectionMask::roots(b.parquet_schema(), self.indices.iter().copied());
+            b.with_projection(mask)
+                .with_batch_size(batch_size.max(1))
+                .build()
+                .map_err(|e| parquet_error(&self.path, e))
+        })?;
         let mut first_row = 0;
         let mut done = false;
         Ok(Box::new(std::iter::from_fn(move || {
             if done {
                 return None;
             }
-            let out = match reader.next()? {
-                Ok(batch) => self.convert(&batch, first_row),
-                Err(e) => Err(parquet_error(&self.path, e)),
+            let next = guard_decoder(&self.path, "Parquet", || Ok(reader.next()));
+            let out = match next {
+                Ok(None) => return None,
+                Ok(Some(Ok(batch))) => {
+                    guard_decoder(&self.path, "Parquet", || self.convert(&batch, first_row))
+                }
+                Ok(Some(Err(e))) => Err(parquet_error(&self.path, e)),
+                Err(e) => Err(e),
             };
             match &out {
                 Ok(d) => first_row += d.rows(),

@@ -1,12 +1,13 @@
 //! The serving graph: placeholders -> distances -> argmin, as TensorFlow
 //! NodeDefs built only from ops that every TensorFlow since 1.x registers
 //! (Const, Placeholder, ConcatV2, Cast, Square, Sum, Sqrt, MatMul, Mul, Add,
-//! Sub, RealDiv, Maximum, ArgMin). Every attr an op's OpDef declares is set, so the
+//! Sub, RealDiv, Maximum, ArgMin; ParseExampleV2, TensorFlow >= 2.1, for
+//! receivers of serialized tf.Example protos). Every attr an op's OpDef declares is set, so the
 //! graph imports whether or not the reader fills in defaults.
 
 use super::proto::{
-    attr_value::Value, AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto,
-    VersionDef,
+    attr_value::{ListValue, Value},
+    AttrValue, DataType, GraphDef, NodeDef, TensorProto, TensorShapeProto, VersionDef,
 };
 use crate::float::{DType, Float};
 use crate::kernels::{Metric, PreparedCentres};
@@ -34,6 +35,9 @@ pub struct Placeholder {
     pub width: usize,
 }
 
+/// The string placeholder of a parsing graph (TensorFlow's name for it).
+pub const EXAMPLES_NODE: &str = "input_example_tensor";
+
 /// Builds the graph; `placeholders` are in feature order and their widths sum
 /// to the centres' width (the caller checked).
 pub fn build_graph<T: Float>(
@@ -41,36 +45,174 @@ pub fn build_graph<T: Float>(
     metric: Metric,
     placeholders: &[Placeholder],
 ) -> GraphDef {
+    let mut g = Builder {
+        nodes: Vec::new(),
+        dtype: data_type::<T>(),
+    };
+    g.placeholders(placeholders);
+    let inputs: Vec<(String, usize)> = placeholders
+        .iter()
+        .map(|p| (p.node_name.clone(), p.width))
+        .collect();
+    finish_graph(g, centres, metric, &inputs)
+}
+
+/// Builds the graph of a parsing receiver: serialized `tf.Example`s in
+/// `input_example_tensor`, parsed by one ParseExampleV2 node into a float32
+/// [n, width] tensor per feature (each feature required, as a
+/// `tf.io.FixedLenFeature([width], tf.float32)` without default), cast to
+/// the model's type and joined in order.
+pub fn build_parsing_graph<T: Float>(
+    centres: MatRef<'_, T>,
+    metric: Metric,
+    features: &[(String, usize)],
+) -> GraphDef {
     let dtype = data_type::<T>();
-    let (k, d) = (centres.rows(), centres.cols());
     let mut g = Builder {
         nodes: Vec::new(),
         dtype,
     };
+    g.node(
+        EXAMPLES_NODE,
+        "Placeholder",
+        &[],
+        vec![
+            ("dtype", type_attr(DataType::DtString)),
+            ("shape", shape_attr(&[-1])),
+        ],
+    );
+    let strings = |g: &mut Builder, name: &str, values: Vec<Vec<u8>>| {
+        let n = values.len() as i64;
+        g.const_tensor(
+            name,
+            TensorProto {
+                dtype: DataType::DtString as i32,
+                tensor_shape: Some(TensorShapeProto::of(&[n])),
+                string_val: values,
+                ..Default::default()
+            },
+        )
+    };
+    let names = strings(&mut g, "ParseExample/names", vec![]);
+    let sparse_keys = strings(&mut g, "ParseExample/sparse_keys", vec![]);
+    let dense_keys = strings(
+        &mut g,
+        "ParseExample/dense_keys",
+        features
+            .iter()
+            .map(|(n, _)| n.as_bytes().to_vec())
+            .collect(),
+    );
+    let ragged_keys = strings(&mut g, "ParseExample/ragged_keys", vec![]);
+    // An empty default makes a feature required.
+    let defaults: Vec<String> = (0..features.len())
+        .map(|i| {
+            g.const_tensor(
+                &format!("ParseExample/dense_default_{i}"),
+                tensor(DataType::DtFloat, &[0], Vec::new()),
+            )
+        })
+        .collect();
+    let mut inputs: Vec<&str> = vec![
+        EXAMPLES_NODE,
+        &names,
+        &sparse_keys,
+        &dense_keys,
+        &ragged_keys,
+    ];
+    inputs.extend(defaults.iter().map(String::as_str));
+    let list = |value: ListValue| AttrValue {
+        value: Some(Value::List(value)),
+    };
+    let parse = g.node(
+        "ParseExample/ParseExampleV2",
+        "ParseExampleV2",
+        &inputs,
+        vec![
+            (
+                "Tdense",
+                list(ListValue {
+                    r#type: vec![DataType::DtFloat as i32; features.len()],
+                    ..Default::default()
+                }),
+            ),
+            (
+                "dense_shapes",
+                list(ListValue {
+                    shape: features
+                        .iter()
+                        .map(|(_, w)| TensorShapeProto::of(&[*w as i64]))
+                        .collect(),
+                    ..Default::default()
+                }),
+            ),
+            ("num_sparse", int_attr(0)),
+            ("sparse_types", list(ListValue::default())),
+            ("ragged_value_types", list(ListValue::default())),
+            ("ragged_split_types", list(ListValue::default())),
+        ],
+    );
+    // No sparse or ragged outputs: the dense values are outputs 0..n.
+    let parsed: Vec<(String, usize)> = features
+        .iter()
+        .enumerate()
+        .map(|(i, (_, w))| {
+            let out = if i == 0 {
+                parse.clone()
+            } else {
+                format!("{parse}:{i}")
+            };
+            let cast = g.cast(
+                &format!("ParseExample/cast_{i}"),
+                &out,
+                DataType::DtFloat,
+                dtype,
+            );
+            (cast, *w)
+        })
+        .collect();
+    finish_graph(g, centres, metric, &parsed)
+}
 
-    for p in placeholders {
-        g.node(
-            &p.node_name,
-            "Placeholder",
-            &[],
-            vec![
-                ("dtype", type_attr(dtype)),
-                ("shape", shape_attr(&[-1, p.width as i64])),
-            ],
-        );
+impl Builder {
+    fn placeholders(&mut self, placeholders: &[Placeholder]) {
+        for p in placeholders {
+            let dtype = self.dtype;
+            self.node(
+                &p.node_name,
+                "Placeholder",
+                &[],
+                vec![
+                    ("dtype", type_attr(dtype)),
+                    ("shape", shape_attr(&[-1, p.width as i64])),
+                ],
+            );
+        }
     }
-    let x = if let [only] = placeholders {
-        only.node_name.clone()
+}
+
+/// The model part of the graph, over `inputs` (tensor names and widths, in
+/// join order, of the model's type).
+fn finish_graph<T: Float>(
+    mut g: Builder,
+    centres: MatRef<'_, T>,
+    metric: Metric,
+    inputs: &[(String, usize)],
+) -> GraphDef {
+    let dtype = g.dtype;
+    let (k, d) = (centres.rows(), centres.cols());
+    let x = if let [(only, _)] = inputs {
+        only.clone()
     } else {
         let axis = g.const_i32("features/concat/axis", 1);
-        let mut inputs: Vec<&str> = placeholders.iter().map(|p| p.node_name.as_str()).collect();
-        inputs.push(&axis);
+        let mut names: Vec<&str> = inputs.iter().map(|(n, _)| n.as_str()).collect();
+        names.push(&axis);
         g.node(
             "features/concat",
             "ConcatV2",
-            &inputs,
+            &names,
             vec![
-                ("N", int_attr(placeholders.len() as i64)),
+                ("N", int_attr(inputs.len() as i64)),
                 ("T", type_attr(dtype)),
                 ("Tidx", type_attr(DataType::DtInt32)),
             ],

@@ -73,17 +73,38 @@ pub const TENSORFLOW_VERSION: &str = "2.15.1";
 /// The serving input: one placeholder per feature, in order; their widths
 /// sum to the model's dimension `d`. Served rows are the features'
 /// columns joined left to right in this order.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// With `parse_examples`, clients send serialized `tf.Example` protos
+/// instead (TensorFlow's `build_parsing_serving_input_receiver_fn`): the
+/// one input `examples` is a string vector, and the graph parses each
+/// feature as a required float list of its width, as TensorFlow's
+/// ParseExampleV2 does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServingInputReceiver {
     /// The serving inputs as (name, width), in the order they are joined.
     pub features: Vec<(String, usize)>,
+    /// Whether serving parses serialized `tf.Example` protos (one string
+    /// input) instead of taking the features as tensors.
+    pub parse_examples: bool,
 }
+
+/// The signature input of a parsing receiver, as TensorFlow names it.
+pub const EXAMPLES_INPUT: &str = "examples";
 
 impl ServingInputReceiver {
     /// One feature holding the whole row.
     pub fn single(name: &str, width: usize) -> Self {
         Self {
             features: vec![(name.to_owned(), width)],
+            parse_examples: false,
+        }
+    }
+
+    /// Features parsed from serialized `tf.Example` protos.
+    pub fn parsing(features: Vec<(String, usize)>) -> Self {
+        Self {
+            features,
+            parse_examples: true,
         }
     }
 
@@ -225,6 +246,16 @@ pub fn export_timestamped<T: Float>(
     as_text: bool,
 ) -> Result<PathBuf> {
     const ATTEMPTS: usize = 10;
+    // A base that is a file would fail every attempt below; say so at once.
+    if let Ok(m) = fs::metadata(export_dir_base) {
+        if !m.is_dir() {
+            return Err(Error::io(
+                "cannot export under",
+                export_dir_base,
+                io::Error::other("it exists and is not a folder"),
+            ));
+        }
+    }
     for _ in 0..ATTEMPTS {
         let seconds = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -349,20 +380,31 @@ pub fn saved_model<T: Float>(
     serving_input.validate(d)?;
 
     let placeholders = placeholder_names(serving_input);
-    let graph_def = graph::build_graph(centres, metric, &placeholders);
+    let graph_def = if serving_input.parse_examples {
+        graph::build_parsing_graph(centres, metric, &serving_input.features)
+    } else {
+        graph::build_graph(centres, metric, &placeholders)
+    };
     let dtype = graph::data_type::<T>();
 
-    let inputs: BTreeMap<String, TensorInfo> = serving_input
-        .features
-        .iter()
-        .zip(&placeholders)
-        .map(|((name, width), p)| {
-            (
-                name.clone(),
-                tensor_info(&p.node_name, dtype, &[-1, *width as i64]),
-            )
-        })
-        .collect();
+    let inputs: BTreeMap<String, TensorInfo> = if serving_input.parse_examples {
+        BTreeMap::from([(
+            EXAMPLES_INPUT.to_owned(),
+            tensor_info(graph::EXAMPLES_NODE, DataType::DtString, &[-1]),
+        )])
+    } else {
+        serving_input
+            .features
+            .iter()
+            .zip(&placeholders)
+            .map(|((name, width), p)| {
+                (
+                    name.clone(),
+                    tensor_info(&p.node_name, dtype, &[-1, *width as i64]),
+                )
+            })
+            .collect()
+    };
     let signature = |node: &str, dtype: DataType, dims: &[i64]| SignatureDef {
         inputs: inputs.clone(),
         outputs: BTreeMap::from([(OUTPUT_KEY.to_owned(), tensor_info(node, dtype, dims))]),

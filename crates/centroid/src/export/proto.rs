@@ -178,6 +178,9 @@ pub struct TensorProto {
     pub double_val: Vec<f64>,
     #[prost(int32, repeated, tag = "7")]
     pub int_val: Vec<i32>,
+    /// DT_STRING values (strings cannot travel in `tensor_content`).
+    #[prost(bytes, repeated, tag = "8")]
+    pub string_val: Vec<Vec<u8>>,
     #[prost(int64, repeated, tag = "10")]
     pub int64_val: Vec<i64>,
 }
@@ -210,6 +213,7 @@ pub enum DataType {
     DtFloat = 1,
     DtDouble = 2,
     DtInt32 = 3,
+    DtString = 7,
     DtInt64 = 9,
 }
 
@@ -221,6 +225,7 @@ impl DataType {
             DataType::DtFloat => "DT_FLOAT",
             DataType::DtDouble => "DT_DOUBLE",
             DataType::DtInt32 => "DT_INT32",
+            DataType::DtString => "DT_STRING",
             DataType::DtInt64 => "DT_INT64",
         }
     }

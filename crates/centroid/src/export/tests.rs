@@ -304,6 +304,7 @@ fn check_export_computes_brute_force<T: Float>(
 
     let serving_input = ServingInputReceiver {
         features: features.iter().map(|(n, w)| (n.to_string(), *w)).collect(),
+        ..Default::default()
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("export");
@@ -452,6 +453,7 @@ fn binary_export_has_the_structure_tensorflow_expects() {
     let centres = [1.5f32, -2.0, 0.25, 3.0, 4.0, -0.5];
     let serving_input = ServingInputReceiver {
         features: vec![("b".into(), 2), ("a".into(), 1)],
+        ..Default::default()
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("nested").join("1700000000");
@@ -755,6 +757,7 @@ fn bad_arguments_are_errors_that_say_what_is_wrong() {
     assert!(m.contains("sum to 4") && m.contains("3 columns"), "{m}");
     let two = ServingInputReceiver {
         features: vec![("x".into(), 1), ("x".into(), 2)],
+        ..Default::default()
     };
     let m = message(write_saved_model(
         &fresh("b"),
@@ -766,6 +769,7 @@ fn bad_arguments_are_errors_that_say_what_is_wrong() {
     assert!(m.contains("\"x\" is used twice"), "{m}");
     let zero = ServingInputReceiver {
         features: vec![("x".into(), 0), ("y".into(), 3)],
+        ..Default::default()
     };
     assert!(message(write_saved_model(
         &fresh("c"),
@@ -775,7 +779,10 @@ fn bad_arguments_are_errors_that_say_what_is_wrong() {
         false
     ))
     .contains("width 0"));
-    let none = ServingInputReceiver { features: vec![] };
+    let none = ServingInputReceiver {
+        features: vec![],
+        ..Default::default()
+    };
     assert!(message(write_saved_model(
         &fresh("d"),
         view,
@@ -850,6 +857,7 @@ fn feature_names_tensorflow_forbids_in_node_names_are_sanitised() {
             ("my_feature_1".into(), 1),
             ("é".into(), 1),
         ],
+        ..Default::default()
     };
     let names: Vec<String> = placeholder_names(&serving_input)
         .into_iter()

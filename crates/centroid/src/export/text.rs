@@ -302,6 +302,9 @@ impl WriteText for TensorProto {
         for &v in &self.int_val {
             w.int("int_val", v.into());
         }
+        for v in &self.string_val {
+            w.bytes("string_val", v);
+        }
         for &v in &self.int64_val {
             w.int("int64_val", v);
         }
