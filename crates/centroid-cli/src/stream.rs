@@ -537,7 +537,9 @@ pub fn reservoir_sample(source: &dyn Source, m: usize, seed: u64) -> Result<Dens
     let width = source.width();
     let m = m.max(1);
     let mut rng = rng_for(seed, SAMPLE_TAG, 0, 0);
-    let expect = source.rows().map_or(m, |n| n.min(m));
+    // A capacity hint only: a file of unknown length (CSV) starts small
+    // rather than reserving all `m` rows (--batch-size can be huge).
+    let expect = source.rows().map_or(m.min(READ_CHUNK_ROWS), |n| n.min(m));
     let mut kept = Rows::new(source.dtype(), expect * width);
     let (mut seen, mut held) = (0u64, 0usize);
     for piece in source.batches(READ_CHUNK_ROWS)? {

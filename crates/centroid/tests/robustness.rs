@@ -804,14 +804,27 @@ fn real_checkpoint(dir: &Path, mini: bool, s: u64) -> Vec<u8> {
     std::fs::read(e.latest_checkpoint().unwrap()).unwrap()
 }
 
-/// Replaces `from` by `to` (same length) in the safetensors JSON header.
-fn edit_header(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+/// Replaces `from` by `to` (same length) in the safetensors JSON header,
+/// inside the entry of tensor `name` (`"name":{...}`; keys in any order).
+fn edit_header(bytes: &[u8], name: &str, from: &str, to: &str) -> Vec<u8> {
     assert_eq!(from.len(), to.len());
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
-    assert!(header.contains(from), "{from} not in {header}");
+    let key = format!("\"{name}\":{{");
+    let start = header
+        .find(&key)
+        .unwrap_or_else(|| panic!("{key} not in {header}"));
+    let end = start + header[start..].find('}').unwrap();
+    let entry = &header[start..end];
+    assert!(entry.contains(from), "{from} not in {entry}");
+    let edited = format!(
+        "{}{}{}",
+        &header[..start],
+        entry.replacen(from, to, 1),
+        &header[end..]
+    );
     let mut out = bytes[..8].to_vec();
-    out.extend_from_slice(header.replacen(from, to, 1).as_bytes());
+    out.extend_from_slice(edited.as_bytes());
     out.extend_from_slice(&bytes[8 + n..]);
     out
 }
@@ -826,57 +839,65 @@ fn a_safetensors_header_that_lies_is_refused() {
         // full-batch model has no other variable to disagree with.
         (
             &full,
-            "\"clusters\":{\"dtype\":\"F32\",\"shape\":[3,2]",
-            "\"clusters\":{\"dtype\":\"F32\",\"shape\":[2,3]",
+            "clusters",
+            "\"dtype\":\"F32\",\"shape\":[3,2]",
+            "\"dtype\":\"F32\",\"shape\":[2,3]",
             "the parameters say 3 x 2 float32 but `clusters` is 2 x 3",
         ),
         (
             &full,
-            "\"clusters\":{\"dtype\":\"F32\",\"shape\":[3,2]",
-            "\"clusters\":{\"dtype\":\"F32\",\"shape\":[6,1]",
+            "clusters",
+            "\"dtype\":\"F32\",\"shape\":[3,2]",
+            "\"dtype\":\"F32\",\"shape\":[6,1]",
             "but `clusters` is 6 x 1",
         ),
         (
             &good,
-            "\"clusters\":{\"dtype\":\"F32\",\"shape\":[3,2]",
-            "\"clusters\":{\"dtype\":\"F32\",\"shape\":[2,3]",
+            "clusters",
+            "\"dtype\":\"F32\",\"shape\":[3,2]",
+            "\"dtype\":\"F32\",\"shape\":[2,3]",
             "`cluster_counts` does not have one entry per cluster",
         ),
         // More values than there are bytes.
         (
             &good,
-            "\"clusters\":{\"dtype\":\"F32\",\"shape\":[3,2]",
-            "\"clusters\":{\"dtype\":\"F32\",\"shape\":[3,9]",
+            "clusters",
+            "\"dtype\":\"F32\",\"shape\":[3,2]",
+            "\"dtype\":\"F32\",\"shape\":[3,9]",
             "safetensors",
         ),
         // Another dtype of the same size.
         (
             &good,
-            "\"clusters\":{\"dtype\":\"F32\"",
-            "\"clusters\":{\"dtype\":\"I32\"",
+            "clusters",
+            "\"dtype\":\"F32\"",
+            "\"dtype\":\"I32\"",
             "unsupported dtype",
         ),
         (
             &good,
-            "\"cluster_counts\":{\"dtype\":\"I64\"",
-            "\"cluster_counts\":{\"dtype\":\"F64\"",
+            "cluster_counts",
+            "\"dtype\":\"I64\"",
+            "\"dtype\":\"F64\"",
             "`cluster_counts` has dtype",
         ),
         (
             &full,
-            "\"initialized\":{\"dtype\":\"BOOL\"",
-            "\"initialized\":{\"dtype\":\"U8\"  ",
+            "initialized",
+            "\"dtype\":\"BOOL\"",
+            "\"dtype\":\"U8\"  ",
             "`initialized` should be one bool",
         ),
         (
             &full,
-            "\"global_step\":{\"dtype\":\"I64\",\"shape\":[]",
-            "\"global_step\":{\"dtype\":\"F64\",\"shape\":[]",
+            "global_step",
+            "\"dtype\":\"I64\",\"shape\":[]",
+            "\"dtype\":\"F64\",\"shape\":[]",
             "`global_step` has dtype",
         ),
     ];
-    for (i, (base, from, to, want)) in cases.iter().enumerate() {
-        let bytes = edit_header(base, from, to);
+    for (i, (base, name, from, to, want)) in cases.iter().enumerate() {
+        let bytes = edit_header(base, name, from, to);
         let path = t.path().join(format!("lie{i}.safetensors"));
         std::fs::write(&path, bytes).unwrap();
         let e = err_text(checkpoint::load(&path));

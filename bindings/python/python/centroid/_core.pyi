@@ -1,7 +1,7 @@
 """Type stubs of the compiled `centroid._core` module (Rust, PyO3)."""
 
 import os
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +14,7 @@ SCORE: str
 CLUSTER_INDEX: str
 ALL_DISTANCES: str
 TRAIN_LOSSES_FILE: str
+VERSION: str
 
 _Float = Union[np.float32, np.float64]
 _FloatArray = npt.NDArray[Any]
@@ -120,6 +121,15 @@ class _Estimator:
         max_steps: Optional[int],
         saving_listeners: Sequence[Any],
     ) -> None: ...
+    def train_from_statistics(
+        self,
+        input_fn: Callable[[], Tuple[bool, Any]],
+        statistics_fn: Callable[[int, _FloatArray], Optional[_Partial]],
+        hooks: Sequence[Any],
+        steps: Optional[int],
+        max_steps: Optional[int],
+        saving_listeners: Sequence[Any],
+    ) -> None: ...
     def evaluate(
         self,
         input_fn: Callable[[], Tuple[bool, Any]],
@@ -146,4 +156,47 @@ class _Estimator:
         assets_extra: List[Tuple[str, str]],
         as_text: bool,
         checkpoint_path: Optional[str],
+        parse_examples: bool = False,
     ) -> os.PathLike[str]: ...
+
+# Partitioned data (centroid.dask): one partition's statistics, their merge
+# in partition order, and the update rules on merged statistics.
+_Partial = Dict[str, Any]
+
+def partition_stats(
+    x: _FloatArray,
+    sample_weight: Optional[_FloatArray],
+    centers: _FloatArray,
+    metric: str,
+    row_offset: int,
+    with_labels: bool = False,
+    n_farthest: int = 0,
+) -> _Partial:
+    """The statistics of one block of rows under `centers`."""
+
+def merge_partials(parts: List[_Partial]) -> _Partial:
+    """Adds partial statistics in the order given (partition index order)."""
+
+def lloyd_update(centers: _FloatArray, merged: _Partial, relocate: bool = True) -> Tuple[_FloatArray, float, int]:
+    """Lloyd's update on merged statistics: `(new_centers, shift, relocated)`."""
+
+def minibatch_update(
+    centers: _FloatArray, weight_sums: npt.NDArray[np.float64], merged: _Partial
+) -> Tuple[_FloatArray, npt.NDArray[np.float64]]:
+    """scikit-learn's mini-batch update on merged statistics."""
+
+def kmeans_parallel_sample(
+    x: _FloatArray,
+    sample_weight: Optional[_FloatArray],
+    centers: _FloatArray,
+    metric: str,
+    row_offset: int,
+    seed: int,
+    round: int,
+    oversampling: float,
+    cost: float,
+) -> npt.NDArray[np.int64]:
+    """k-means|| sampling of one block: the local indices of the rows kept."""
+
+def random_row_indices(n: int, needed: int, seed: int) -> npt.NDArray[np.int64]:
+    """`needed` distinct indices in `0..n` drawn from `seed`."""
