@@ -826,6 +826,14 @@ fn edit_header(bytes: &[u8], name: &str, from: &str, to: &str) -> Vec<u8> {
     let mut out = bytes[..8].to_vec();
     out.extend_from_slice(edited.as_bytes());
     out.extend_from_slice(&bytes[8 + n..]);
+    // The lie comes with a whole-file CRC-32 that matches it (format 2:
+    // the CRC of the file with its own 8 digits read as "00000000"), so
+    // only the checks of the header's content can catch it.
+    let key = b"\"file_crc32\":\"";
+    let at = out.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    out[at..at + 8].copy_from_slice(b"00000000");
+    let crc = crc32fast::hash(&out);
+    out[at..at + 8].copy_from_slice(format!("{crc:08x}").as_bytes());
     out
 }
 
