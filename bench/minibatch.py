@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--float64", action="store_true", help="float64 data (default float32)")
     args = ap.parse_args()
 
     from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
@@ -52,7 +53,7 @@ def main():
 
     import centroid.sklearn as csk
 
-    x = datasets.blobs(args.rows, args.dims, args.k, seed=1)
+    x = datasets.blobs(args.rows, args.dims, args.k, seed=1, dtype=np.float64 if args.float64 else np.float32)
     init = np.ascontiguousarray(x[np.random.default_rng(2).choice(len(x), args.k, replace=False)])
     kw = dict(
         n_clusters=args.k,
@@ -87,12 +88,19 @@ def main():
         steps=dict(sklearn=int(m_sk.n_steps_), centroid=int(m_c.n_steps_)),
         ms_per_step=dict(sklearn=ms_sk, centroid=ms_c),
         speedup=ms_sk / ms_c,
-        same_centres=bool(np.allclose(m_c.cluster_centers_, m_sk.cluster_centers_, rtol=1e-5, atol=1e-5)),
+        # Same batches, same update rule; in float32 the two round the update
+        # differently (scikit-learn in float32, centroid via float64 sums),
+        # and over hundreds of steps that drifts by about 1e-3 relative, as
+        # it did before the batches were drawn from a prebuilt cdf. Run
+        # with --float64 to see agreement to rounding.
+        max_centre_diff=float(np.abs(m_c.cluster_centers_ - m_sk.cluster_centers_).max()),
+        centre_scale=float(np.abs(m_sk.cluster_centers_).max()),
     )
     print(json.dumps(row))
     print(
         f"MiniBatchKMeans {row['shape']}: sklearn {ms_sk:.3f} ms/step, centroid {ms_c:.3f} ms/step, "
-        f"speed-up {row['speedup']:.2f}x (target >= 10x), centres {'agree' if row['same_centres'] else 'DIFFER'}"
+        f"speed-up {row['speedup']:.2f}x (target >= 10x); largest centre difference {row['max_centre_diff']:.2g} "
+        f"(centres up to {row['centre_scale']:.3g})"
     )
 
 
