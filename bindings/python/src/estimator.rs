@@ -565,7 +565,7 @@ impl PyEstimator {
     #[pyo3(signature = (input_fn, statistics_fn, hooks, steps, max_steps, saving_listeners))]
     #[allow(clippy::too_many_arguments)]
     fn train_from_statistics(
-        &mut self,
+        &self,
         py: Python<'_>,
         input_fn: Py<PyAny>,
         statistics_fn: Py<PyAny>,
@@ -802,7 +802,7 @@ impl PredictIter {
 impl PyEstimator {
     #[allow(clippy::too_many_arguments)]
     fn run_train(
-        &mut self,
+        &self,
         py: Python<'_>,
         input_fn: Py<PyAny>,
         statistics: Option<Py<PyAny>>,
