@@ -219,7 +219,7 @@ class KMeansClustering:
         if steps is not None and max_steps is not None:
             raise ValueError("give steps or max_steps, not both")
         if not callable(input_fn):
-            raise ValueError(f"input_fn must be callable, got {type(input_fn).__name__}")
+            raise ArgumentTypeError(f"input_fn must be callable, got {type(input_fn).__name__}")
         listeners = list(saving_listeners or [])
         runner = _hooks(hooks)
         if runner:
