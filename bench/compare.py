@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""centroid vs scikit-learn vs faiss, side by side, in one run.
+"""centroid vs scikit-learn (lloyd and elkan), Intel oneDAL and faiss, side by side, in one run.
 
 For every shape: the same data, the same explicit initial centres, the same
 number of Lloyd iterations (tolerance 0), f32, the same thread count. The
 final inertia of each library is checked against scikit-learn's (relative
 1e-5) before its time counts. Prints one table of medians and ratios; see
 bench/README.md.
+The best of the peers counts for the ratio; oneDAL (`sklearnex.cluster.KMeans`
+from the scikit-learn-intelex package) is skipped, with a note, where it does
+not import. Also times the user's main job, `KMeans(n_clusters=10,
+random_state=0).fit(fashion_mnist)` with every other setting at its default,
+centroid.sklearn vs scikit-learn. Prints the processor model and the kernel
+path centroid takes on it first.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ SHAPES = {
     "blobs-300k-32-k256": dict(n=300_000, d=32, k=256),
     "blobs-200k-128-k1000": dict(n=200_000, d=128, k=1000),
     "fashion-mnist-k100": dict(n=70_000, d=784, k=100, real=True),
+    "fashion-mnist-k10": dict(n=70_000, d=784, k=10, real=True),
 }
 QUICK_SHAPES = {
     "blobs-20k-8-k16": dict(n=20_000, d=8, k=16),
@@ -157,6 +164,134 @@ def run_sklearn(x, c0, iters, threads):
             return KMeans(n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd").fit(x)
 
     return fit
+
+
+def run_sklearn_elkan(x, c0, iters, threads):
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    def fit():
+        with threadpool_limits(limits=threads):
+            return KMeans(n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0, algorithm="elkan").fit(x)
+
+    return fit
+
+
+def onedal_kmeans():
+    """sklearnex.cluster.KMeans, or None (with a printed note) where
+    scikit-learn-intelex does not import."""
+    try:
+        from sklearnex.cluster import KMeans
+    except Exception as e:  # ImportError, or a broken native library
+        print(f"note: oneDAL skipped: sklearnex.cluster.KMeans does not import ({type(e).__name__}: {e})", flush=True)
+        return None
+    return KMeans
+
+
+def run_onedal(x, c0, iters, threads, kmeans_class):
+    import logging
+
+    ran = []
+
+    class Watch(logging.Handler):
+        # sklearnex logs, per call, whether oneDAL ran or it fell back to
+        # stock scikit-learn (for parameters or versions it does not take).
+        def emit(self, record):
+            ran.append("accelerated" in record.getMessage())
+
+    log = logging.getLogger("sklearnex")
+    log.setLevel(logging.INFO)
+    log.addHandler(Watch())
+
+    def fit():
+        ran.clear()
+        m = kmeans_class(
+            n_clusters=len(c0), init=c0, n_init=1, max_iter=iters, tol=0.0, algorithm="lloyd", n_jobs=threads
+        ).fit(x)
+        m.onedal_ran = bool(ran) and all(ran)
+        return m
+
+    return fit
+
+
+def processor_model():
+    """The "model name" of the first processor in /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def kernel_path():
+    """The kernel path centroid's dispatch takes here, by its own rule
+    (crates/centroid/src/kernels: block.rs `Path::detect`, amx.rs
+    `available`): AMX-BF16 tiles for f32 with d >= 64 and k >= 32 where the
+    CPU has AMX-TILE + AMX-BF16 and CENTROID_AMX is not 0, else AVX-512F,
+    else AVX2+FMA, else portable. Read from /proc/cpuinfo's flags, so it
+    shows what the processor offers, not a report from the extension."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    if "avx512f" in flags:
+        simd = "AVX-512F"
+    elif "avx2" in flags and "fma" in flags:
+        simd = "AVX2+FMA"
+    else:
+        simd = "portable"
+    extras = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_tile", "AMX-TILE")) if flag in flags]
+    amx_cpu = "amx_tile" in flags and "amx_bf16" in flags and simd == "AVX-512F"
+    if amx_cpu and os.environ.get("CENTROID_AMX", "").strip() != "0":
+        path = f"AMX-BF16 (f32, d >= 64, k >= 32), {simd} otherwise"
+    elif amx_cpu:
+        path = f"{simd} (AMX turned off by CENTROID_AMX=0)"
+    else:
+        path = simd
+    return f"{path}; CPU also has: {', '.join(extras) or 'no AVX512-BF16, no AMX'}"
+
+
+def main_job(threads, repeat, rows=None):
+    """The user's main job: KMeans(n_clusters=10, random_state=0).fit(X) on
+    Fashion-MNIST (70,000 x 784, f32), every other setting at its default
+    (greedy k-means++, n_init=1, tol=1e-4, up to 300 iterations). Time (the
+    median of `repeat` fits, seeding included) and inertia, centroid.sklearn
+    vs scikit-learn."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    import centroid.sklearn as csk
+
+    x = datasets.fashion_mnist()
+    if rows:
+        x = x[:rows]
+
+    def sk():
+        with threadpool_limits(limits=threads):
+            return KMeans(n_clusters=10, random_state=0).fit(x)
+
+    t_sk, m_sk = median_time(sk, repeat)
+    t_c, m_c = median_time(lambda: csk.KMeans(n_clusters=10, random_state=0).fit(x), repeat)
+    row = dict(
+        job=f"KMeans(n_clusters=10, random_state=0).fit(fashion_mnist[{len(x)} x {x.shape[1]}])",
+        seconds=dict(sklearn=t_sk, centroid=t_c),
+        iterations=dict(sklearn=int(m_sk.n_iter_), centroid=int(m_c.n_iter_)),
+        inertia=dict(sklearn=float(m_sk.inertia_), centroid=float(m_c.inertia_)),
+        time_ratio=t_c / t_sk,
+        inertia_ratio=float(m_c.inertia_ / m_sk.inertia_),
+    )
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def run_faiss(x, c0, iters, threads):
@@ -314,12 +449,14 @@ def memory_child(path, iters, threads):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", nargs="*", help="subset of shape names (default: all)")
+    ap.add_argument("--shapes", nargs="*", help="subset of shape names, and main-job for the default Fashion-MNIST fit (default: all)")
     ap.add_argument("--quick", action="store_true", help="small shapes only, for a smoke run")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sparse-rows", type=int, help="rows of the sparse shapes (a smaller run on a busy machine)")
+    ap.add_argument("--no-main-job", action="store_true", help="skip the default Fashion-MNIST fit")
+    ap.add_argument("--main-job-rows", type=int, help="first rows of Fashion-MNIST only, for a smoke run")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -327,11 +464,17 @@ def main():
 
     import tempfile
 
+    print(f"processor: {processor_model()}")
+    print(f"centroid kernel path: {kernel_path()}", flush=True)
+    onedal = onedal_kmeans()
+
     table = QUICK_SHAPES if args.quick else SHAPES
     sparse_table = QUICK_SPARSE_SHAPES if args.quick else SPARSE_SHAPES
     names = args.shapes or list(table) + list(sparse_table)
     rows, sparse_rows = [], []
     for name in names:
+        if name == "main-job":
+            continue  # Timed after the table (see main_job).
         if name in SPARSE_SHAPES or name in QUICK_SPARSE_SHAPES:
             spec = dict({**SPARSE_SHAPES, **QUICK_SPARSE_SHAPES}[name])
             if args.sparse_rows:
@@ -349,6 +492,10 @@ def main():
         print(f"== {name}: {x.shape[0]} x {x.shape[1]}, k={k}, {iters} iterations, {args.threads} threads", flush=True)
 
         t_sk, sk = median_time(run_sklearn(x, c0, iters, args.threads), args.repeat)
+        t_el, el = median_time(run_sklearn_elkan(x, c0, iters, args.threads), args.repeat)
+        od = None
+        if onedal is not None:
+            t_od, od = median_time(run_onedal(x, c0, iters, args.threads, onedal), args.repeat)
         t_f, fk = median_time(run_faiss(x, c0, iters, args.threads), args.repeat)
         t_c, ck = median_time(run_centroid_kernel(x, c0, iters, args.threads), args.repeat)
         with tempfile.TemporaryDirectory() as tmp:
@@ -357,10 +504,13 @@ def main():
         it_sk, it_f, it_c = sk.n_iter_, iters, ck.n_iter_
         ref = inertia(x, sk.cluster_centers_)
         checks = {
+            "sklearn-elkan": inertia(x, el.cluster_centers_),
             "faiss": inertia(x, fk.centroids),
             "centroid": inertia(x, ck.cluster_centers_),
             "centroid-estimator": inertia(x, est_centres),
         }
+        if od is not None:
+            checks["onedal"] = inertia(x, od.cluster_centers_)
         ok = {lib: bool(abs(v - ref) <= 1e-5 * ref) for lib, v in checks.items()}
         # Lloyd in float64 from the same centres (scikit-learn on a float64
         # copy): the trajectory exact arithmetic would follow. f32 libraries
@@ -370,16 +520,25 @@ def main():
         vs64 = {lib: float(abs(v - ref64) / ref64) for lib, v in {"sklearn": ref, **checks}.items()}
         per = {
             "sklearn": t_sk / it_sk,
+            "sklearn-elkan": t_el / el.n_iter_,
             "faiss": t_f / it_f,
             "centroid": t_c / it_c,
             "centroid-estimator": t_e / iters,
         }
-        best_peer = min(per["sklearn"], per["faiss"])
+        peers = ["sklearn", "sklearn-elkan", "faiss"]
+        if od is not None:
+            per["onedal"] = t_od / od.n_iter_
+            peers.append("onedal")
+        best_peer_name = min(peers, key=per.get)
+        best_peer = per[best_peer_name]
         gflops = 2 * x.shape[0] * k * x.shape[1] / per["centroid"] / 1e9
         row = dict(
             shape=name,
             per_iter=per,
-            iterations=dict(sklearn=int(it_sk), faiss=int(it_f), centroid=int(it_c), estimator=iters),
+            iterations=dict(
+                sklearn=int(it_sk), sklearn_elkan=int(el.n_iter_), faiss=int(it_f), centroid=int(it_c), estimator=iters
+            ),
+            best_peer=best_peer_name,
             ratio_vs_best_peer=per["centroid"] / best_peer,
             estimator_over_kernel=per["centroid-estimator"] / per["centroid"],
             gflops=gflops,
@@ -387,6 +546,9 @@ def main():
             inertia_rel={lib: float(abs(v - ref) / ref) for lib, v in checks.items()},
             inertia_rel_f64=vs64,
         )
+        if od is not None:
+            row["iterations"]["onedal"] = int(od.n_iter_)
+            row["onedal_accelerated"] = od.onedal_ran
         if name in ("blobs-200k-128-k1000", "fashion-mnist-k100") or args.quick:
             s_sk, s_c = seeding(x, k, args.threads, args.repeat)
             row["seeding"] = dict(sklearn=s_sk, centroid=s_c, speedup=s_sk / s_c)
@@ -409,18 +571,24 @@ def main():
         print(json.dumps(row), flush=True)
 
     print()
-    print(f"{'shape':24} {'sklearn s/it':>12} {'faiss s/it':>11} {'centroid s/it':>13} {'ratio':>6} {'GFLOP/s':>8} {'est/kern':>8} {'inertia':>8} {'extra MB':>8}")
+    nan = float("nan")
+    print(
+        f"{'shape':24} {'sklearn s/it':>12} {'elkan s/it':>10} {'oneDAL s/it':>11} {'faiss s/it':>10} "
+        f"{'centroid s/it':>13} {'best peer':>13} {'ratio':>6} {'GFLOP/s':>8} {'est/kern':>8} {'inertia':>8} {'extra MB':>8}"
+    )
     for r in rows:
         p = r["per_iter"]
         print(
-            f"{r['shape']:24} {p['sklearn']:12.4f} {p['faiss']:11.4f} {p['centroid']:13.4f} "
+            f"{r['shape']:24} {p['sklearn']:12.4f} {p['sklearn-elkan']:10.4f} {p.get('onedal', nan):11.4f} "
+            f"{p['faiss']:10.4f} {p['centroid']:13.4f} {r['best_peer']:>13} "
             f"{r['ratio_vs_best_peer']:6.2f} {r['gflops']:8.1f} {r['estimator_over_kernel']:8.2f} "
             f"{'ok' if all(r['inertia_ok'].values()) else 'DIFFERS':>8} {r.get('extra_memory_mb', float('nan')):8.1f}"
         )
     for r in rows:
         v = r["inertia_rel_f64"]
         print(
-            f"inertia vs float64 Lloyd {r['shape']}: sklearn {v['sklearn']:.1e}, faiss {v['faiss']:.1e}, "
+            f"inertia vs float64 Lloyd {r['shape']}: sklearn {v['sklearn']:.1e}, elkan {v['sklearn-elkan']:.1e}, "
+            f"oneDAL {v.get('onedal', nan):.1e}, faiss {v['faiss']:.1e}, "
             f"centroid {v['centroid']:.1e}, estimator {v['centroid-estimator']:.1e} (relative)"
         )
     for r in rows:
@@ -440,7 +608,27 @@ def main():
             f"ratio {r['ratio_vs_sklearn']:.2f}, inertia {'ok' if r['inertia_ok'] else 'DIFFERS'} "
             f"(relative {r['inertia_rel']:.1e})"
         )
-    print("ratio = centroid's time per iteration / the faster of scikit-learn and faiss (lower is better)")
+    for r in rows:
+        if r.get("onedal_accelerated") is False:
+            print(f"note: {r['shape']}: sklearnex fell back to stock scikit-learn (oneDAL did not run)")
+    job = None
+    if not args.no_main_job and (not args.shapes or "main-job" in args.shapes):
+        try:
+            job = main_job(args.threads, args.repeat, args.main_job_rows)
+        except FileNotFoundError as e:
+            print(f"skipping the main job: {e}", file=sys.stderr)
+    if job is not None:
+        print(
+            f"main job {job['job']}: sklearn {job['seconds']['sklearn']:.3f} s "
+            f"({job['iterations']['sklearn']} iterations, inertia {job['inertia']['sklearn']:.6g}), "
+            f"centroid {job['seconds']['centroid']:.3f} s ({job['iterations']['centroid']} iterations, "
+            f"inertia {job['inertia']['centroid']:.6g}); time ratio {job['time_ratio']:.2f}, "
+            f"inertia ratio {job['inertia_ratio']:.6f}"
+        )
+    print(
+        "ratio = centroid's time per iteration / the fastest of scikit-learn lloyd, scikit-learn elkan, "
+        "oneDAL and faiss (lower is better)"
+    )
 
 
 if __name__ == "__main__":

@@ -193,3 +193,67 @@ def test_center_is_numpys_mean_and_subtraction(dtype, d):
     assert same is Y
     np.testing.assert_array_equal(Y.view(np.uint8), (X - mean).view(np.uint8))
     np.testing.assert_array_equal(got2, got)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2000, 5, 4, 100), (5000, 17, 9, 256), (1500, 3, 20, 1024)])
+def test_minibatch_batches_and_results_are_scikit_learns(shape, dtype, weighted):
+    # The batches come from a cumulative sum built once per fit: the same
+    # indices as scikit-learn's per-step RandomState.choice(p=...), so centres,
+    # labels, inertia and step counts match from the same seed and initial
+    # centres (our k-means++ seeding is our own, so the centres are given).
+    n, d, k, batch = shape
+    X, _ = make_blobs(n, n_features=d, centers=k, cluster_std=1.5, random_state=n + d)
+    X = X.astype(dtype)
+    w = np.random.default_rng(d).uniform(0.2, 3.0, n).astype(dtype) if weighted else None
+    init = X[np.random.default_rng(n).choice(n, k, replace=False)]
+    kw = dict(n_clusters=k, init=init, n_init=1, batch_size=batch, random_state=7, max_iter=20)
+    ours = MiniBatchKMeans(**kw).fit(X, sample_weight=w)
+    ref = SkMiniBatchKMeans(**kw).fit(X, sample_weight=w)
+    assert ours.n_steps_ == ref.n_steps_
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=rtol, atol=rtol)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=rtol)
+
+
+def test_minibatch_batch_indices_are_those_of_random_state_choice():
+    from centroid.sklearn import _batch_sampler
+
+    rng = np.random.default_rng(3)
+    for n, weights in [(1, np.ones(1)), (10, np.ones(10)), (1000, rng.uniform(0, 1, 1000)), (997, rng.integers(0, 3, 997))]:
+        for dtype in (np.float32, np.float64):
+            p = (weights / weights.sum()).astype(dtype)
+            draw = _batch_sampler(n, p)
+            ours, ref = np.random.RandomState(11), np.random.RandomState(11)
+            for size in (1, 7, 1024):
+                np.testing.assert_array_equal(draw(ours, size), ref.choice(n, size, p=p, replace=True))
+            # The generators stay in step: they consumed the same numbers.
+            assert ours.random_sample() == ref.random_sample()
+
+
+def test_minibatch_bad_weights_fail_as_before():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    w = np.ones(50)
+    w[3] = -1.0
+    with pytest.raises(ValueError):
+        MiniBatchKMeans(2, n_init=1, random_state=0).fit(X, sample_weight=w)
+
+
+def test_kmeans_with_an_empty_cluster_matches_scikit_learn():
+    # The third initial centre is far from every point: the first iteration
+    # leaves it empty and both libraries move it to the farthest point
+    # (no ties), then carry on to the same centres.
+    X, _ = make_blobs(600, n_features=3, centers=3, cluster_std=1.0, random_state=5)
+    init = np.vstack([X[:2], [[500.0, 500.0, 500.0]]])
+    ours = KMeans(3, init=init, n_init=1, max_iter=50).fit(X)
+    ref = SkKMeans(3, init=init, n_init=1, max_iter=50).fit(X)
+    one = KMeans(3, init=init, n_init=1, max_iter=1).fit(X)
+    ref_one = SkKMeans(3, init=init, n_init=1, max_iter=1).fit(X)
+    np.testing.assert_allclose(one.cluster_centers_, ref_one.cluster_centers_, rtol=1e-12, atol=1e-12)
+    assert (one.labels_ == 2).sum() >= 1  # the relocated centre took points
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert ours.n_iter_ == ref.n_iter_

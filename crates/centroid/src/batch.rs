@@ -215,7 +215,10 @@ fn relocate_empty_clusters<T: Float>(
     if empty.is_empty() {
         return;
     }
+    // Each distance is computed on its own, so the parallel pass gives the
+    // same values at any thread count.
     let dist: Vec<f64> = (0..x.rows())
+        .into_par_iter()
         .map(|i| sq_dist(x.row(i), old_centres.row(labels[i] as usize)))
         .collect();
     if dist.iter().all(|&v| v == 0.0) {
@@ -223,14 +226,11 @@ fn relocate_empty_clusters<T: Float>(
         // another cluster (scikit-learn >= 1.5 does not either).
         return;
     }
-    let mut order: Vec<usize> = (0..x.rows()).collect();
     // Farthest first; equal distances keep the lower row first so the result
-    // does not depend on the sort's internals.
-    order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
-    let farthest: Vec<partial::FarRow> = order
-        .iter()
-        .take(empty.len())
-        .map(|&i| partial::FarRow {
+    // does not depend on the selection's internals.
+    let farthest: Vec<partial::FarRow> = partial::farthest_first(&dist, empty.len())
+        .into_iter()
+        .map(|i| partial::FarRow {
             row: i as u64,
             distance: dist[i],
             label: labels[i],
@@ -559,6 +559,23 @@ mod tests {
         assert_eq!(fit.centres.row(1), &[10.0, 0.0]);
         assert_eq!(fit.labels, vec![0, 0, 1]);
         assert!((fit.inertia - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tied_farthest_rows_fill_empty_clusters_lower_row_first() {
+        // Rows 0..5 on a line; the first centre takes them all, the others are
+        // far away and stay empty. Around centre (2, 0), rows 0 and 4 tie at
+        // distance 4 and rows 1 and 3 at 1: the empty clusters 1 and 2 take
+        // rows 0 and 4 (lower row first), cluster 3 takes row 1.
+        let flat = [0.0f64, 0.0, 1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0];
+        let init = [2.0f64, 0.0, 100.0, 100.0, 200.0, 200.0, 300.0, 300.0];
+        let x = MatRef::new(&flat, 5, 2).unwrap();
+        let fit = lloyd(x, None, MatRef::new(&init, 4, 2).unwrap(), 1, 0.0).unwrap();
+        assert_eq!(fit.centres.row(1), &[0.0, 0.0]);
+        assert_eq!(fit.centres.row(2), &[4.0, 0.0]);
+        assert_eq!(fit.centres.row(3), &[1.0, 0.0]);
+        // Cluster 0 keeps rows 2 and 3: mean (2.5, 0).
+        assert_eq!(fit.centres.row(0), &[2.5, 0.0]);
     }
 
     #[test]

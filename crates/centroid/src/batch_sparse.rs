@@ -4,6 +4,8 @@
 //! centring; the same stopping rules, empty-cluster relocation and
 //! mini-batch update). The distance work is [`crate::kernels::sparse`]'s.
 
+use rayon::prelude::*;
+
 use crate::batch::{update_centres, LloydFit, LloydStop};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -92,6 +94,7 @@ fn relocate_empty_clusters<T: Float>(
     let d = stats.d;
     let norms = old_centres.sq_norms();
     let dist: Vec<f64> = (0..x.rows())
+        .into_par_iter()
         .map(|i| {
             let j = labels[i] as usize;
             sq_dist_sparse(x, i, old.row(j), norms[j])
@@ -100,8 +103,7 @@ fn relocate_empty_clusters<T: Float>(
     if dist.iter().all(|&v| v == 0.0) {
         return;
     }
-    let mut order: Vec<usize> = (0..x.rows()).collect();
-    order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
+    let order = crate::partial::farthest_first(&dist, empty.len());
     for (&new_j, &row) in empty.iter().zip(&order) {
         let w = sample_weight.map_or(1.0, |w| w[row].to_f64_exact());
         let old_j = labels[row] as usize;

@@ -465,14 +465,14 @@ fn encode<T: Float>(
     Ok(bytes)
 }
 
-/// Rewrites a safetensors file's JSON header with its keys in sorted order.
+/// Puts the keys of a safetensors file's `__metadata__` in sorted order.
 /// safetensors takes the metadata as a `HashMap`, whose order changes from
 /// process to process; sorted keys make a checkpoint's bytes a function of
 /// its contents alone, so a resumed run writes the same file as an
-/// uninterrupted one. The tensor bytes and their offsets are untouched; the
-/// header is padded with spaces to a multiple of 8 bytes, as safetensors
-/// pads it.
-fn canonical_header(bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+/// uninterrupted one. The same strings re-encoded by serde_json (which
+/// safetensors also uses) take the same bytes, so nothing else moves.
+fn canonical_header(mut bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    const PREFIX: &[u8] = b"{\"__metadata__\":";
     let header_len = bytes
         .get(..8)
         .and_then(|b| b.try_into().ok())
@@ -483,16 +483,23 @@ fn canonical_header(bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
         .checked_add(8)
         .filter(|&e| e <= bytes.len())
         .ok_or("the header runs past the end of the file")?;
-    // serde_json's Map is a BTreeMap (no preserve_order): keys come out sorted.
-    let header: serde_json::Value =
-        serde_json::from_slice(&bytes[8..end]).map_err(|e| e.to_string())?;
-    let mut json = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
-    json.resize(json.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - end);
-    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-    out.extend_from_slice(&json);
-    out.extend_from_slice(&bytes[end..]);
-    Ok(out)
+    let start = 8 + PREFIX.len();
+    if !bytes[8..end].starts_with(PREFIX) {
+        return Err("the metadata is not at the head of the header".into());
+    }
+    let mut objects = serde_json::Deserializer::from_slice(&bytes[start..end])
+        .into_iter::<std::collections::BTreeMap<String, String>>();
+    let meta = objects
+        .next()
+        .ok_or("no metadata")?
+        .map_err(|e| e.to_string())?;
+    let used = objects.byte_offset();
+    let sorted = serde_json::to_vec(&meta).map_err(|e| e.to_string())?;
+    if sorted.len() != used {
+        return Err("the metadata changed length when sorted".into());
+    }
+    bytes[start..start + used].copy_from_slice(&sorted);
+    Ok(bytes)
 }
 
 /// Where the eight hex digits of `file_crc32` sit in a checkpoint's bytes:

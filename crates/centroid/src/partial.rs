@@ -71,6 +71,28 @@ fn farther_first(a: &FarRow, b: &FarRow) -> std::cmp::Ordering {
     b.distance.total_cmp(&a.distance).then(a.row.cmp(&b.row))
 }
 
+/// The indices of the `m` largest values of `dist` (all of them when `m`
+/// exceeds its length), largest first, the lower index first among equal
+/// values: exactly the first `m` of a full sort under that total order, found
+/// by a linear-time selection and a sort of the `m` chosen (relocating empty
+/// clusters must cost no more than an ordinary pass over the data).
+pub(crate) fn farthest_first(dist: &[f64], m: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..dist.len()).collect();
+    let by = |&a: &usize, &b: &usize| dist[b].total_cmp(&dist[a]).then(a.cmp(&b));
+    let m = m.min(order.len());
+    if m == 0 {
+        return Vec::new();
+    }
+    if m < order.len() {
+        // The order is total (ties broken by index), so the m selected are
+        // the same m a full sort would put first.
+        order.select_nth_unstable_by(m - 1, by);
+        order.truncate(m);
+    }
+    order.sort_unstable_by(by);
+    order
+}
+
 /// One partition's statistics under `centres`: the nearest centre of every
 /// row (into `labels` when given), the per-cluster sums (weighted by
 /// `sample_weight`), and the `n_farthest` rows farthest from their centres.
@@ -138,15 +160,7 @@ fn farthest_rows<T: Float>(
         .enumerate()
         .map(|(i, &l)| sq_dist(x.row(i), c.row(l as usize)))
         .collect();
-    let mut order: Vec<usize> = (0..x.rows()).collect();
-    let by = |&a: &usize, &b: &usize| dist[b].total_cmp(&dist[a]).then(a.cmp(&b));
-    let m = m.min(order.len());
-    if m < order.len() {
-        order.select_nth_unstable_by(m, by);
-        order.truncate(m);
-    }
-    order.sort_unstable_by(by);
-    order
+    farthest_first(&dist, m)
         .into_iter()
         .map(|i| FarRow {
             row: row_offset + i as u64,
@@ -369,6 +383,44 @@ pub fn kmeans_parallel_sample<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rule relocation has always used: a stable full sort, farthest
+    /// first, lower index first among equal distances.
+    fn full_sort_rule(dist: &[f64], m: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..dist.len()).collect();
+        order.sort_by(|&a, &b| dist[b].total_cmp(&dist[a]).then(a.cmp(&b)));
+        order.truncate(m);
+        order
+    }
+
+    #[test]
+    fn farthest_first_picks_what_a_full_sort_picks_on_ties() {
+        // Hand-built ties: three rows at 4.0 (rows 1, 3, 6), two at 9.0
+        // (rows 5, 2 order reversed in the input), zeros, and a -0.0.
+        let dist = [0.0, 4.0, 9.0, 4.0, 1.0, 9.0, 4.0, 0.0, -0.0, 1.0];
+        assert_eq!(farthest_first(&dist, 1), vec![2]);
+        assert_eq!(farthest_first(&dist, 2), vec![2, 5]);
+        assert_eq!(farthest_first(&dist, 3), vec![2, 5, 1]);
+        assert_eq!(farthest_first(&dist, 4), vec![2, 5, 1, 3]);
+        assert_eq!(farthest_first(&dist, 5), vec![2, 5, 1, 3, 6]);
+        assert_eq!(farthest_first(&dist, 0), Vec::<usize>::new());
+        for m in 0..=dist.len() + 2 {
+            assert_eq!(
+                farthest_first(&dist, m),
+                full_sort_rule(&dist, m),
+                "m = {m}"
+            );
+        }
+        // Many rows, few distinct values: every m agrees with the full sort.
+        let many: Vec<f64> = (0..997u64).map(|i| ((i * 7919) % 13) as f64).collect();
+        for m in [1, 2, 3, 50, 76, 77, 78, 500, 996, 997, 1000] {
+            assert_eq!(
+                farthest_first(&many, m),
+                full_sort_rule(&many, m),
+                "m = {m}"
+            );
+        }
+    }
     use crate::kernels::Metric;
 
     fn data(n: usize, d: usize) -> Vec<f64> {

@@ -420,6 +420,29 @@ class KMeans(_BaseKMeans):
         return self
 
 
+def _batch_sampler(n_samples: int, p: np.ndarray) -> Any:
+    """`draw(random_state, size)` returning exactly the indices of
+    `random_state.choice(n_samples, size, p=p, replace=True)`, from the same
+    random numbers, without choice's O(n) cumulative sum on every call.
+
+    NumPy's legacy `RandomState.choice` with `p` and replacement casts `p` to
+    float64, takes `cdf = p.cumsum()`, normalises it in place with
+    `cdf /= cdf[-1]`, and returns `cdf.searchsorted(self.random_sample(size),
+    side="right")`; with `p` given it never takes the `randint` path. The
+    cdf depends only on `p`, so it is built once here in the same operations.
+    choice also validates `p` (non-negative, finite, summing to 1): one
+    throwaway call on a private generator raises the very same errors, so bad
+    weights still fail before the first step."""
+    np.random.RandomState(0).choice(n_samples, 1, p=p, replace=True)
+    cdf = np.asarray(p, dtype=np.float64).cumsum()
+    cdf /= cdf[-1]
+
+    def draw(random_state: np.random.RandomState, size: int) -> np.ndarray:
+        return cdf.searchsorted(random_state.random_sample(size), side="right")
+
+    return draw
+
+
 def _is_same_clustering(a: np.ndarray, b: np.ndarray, k: int) -> bool:
     """Whether two labelings are the same up to a permutation of labels."""
     mapping = np.full(k, -1, dtype=np.int64)
@@ -594,10 +617,11 @@ class MiniBatchKMeans(_BaseKMeans):
         # to the sample weights, and then weigh one each (scikit-learn >= 1.7).
         sum_of_weights = float(np.sum(sample_weight))
         p = sample_weight / sum_of_weights
+        draw = _batch_sampler(n_samples, p)
         unit = np.ones(self._batch_size, dtype=X.dtype)
         i = 0
         for i in range(n_steps):
-            idx = random_state.choice(n_samples, self._batch_size, p=p, replace=True)
+            idx = draw(random_state, self._batch_size)
             new, batch_inertia = self._step(_c(X[idx], X.dtype), unit, centers, random_state, self._random_reassign())
             diff = float(np.sum((new - centers) ** 2)) if self._tol > 0.0 else 0.0
             centers = new
