@@ -669,7 +669,7 @@ fn bad_inputs_give_one_line_errors() {
         "unknown column \"z\" (the file has: x, y)",
     );
     // A damaged checkpoint (the only one): flip bytes in the middle.
-    let ck = centroid::checkpoint::latest(&model).unwrap();
+    let ck = centroid::model_dir::latest(&model).unwrap();
     let mut bytes = std::fs::read(&ck).unwrap();
     let mid = bytes.len() - 8;
     for b in &mut bytes[mid..] {
@@ -889,8 +889,8 @@ fn interrupt_saves_the_last_step() {
         .and_then(|s| s.parse().ok())
         .unwrap();
     assert!(step > 0);
-    let ck = centroid::checkpoint::latest(&model).expect("a checkpoint was saved");
-    assert_eq!(centroid::checkpoint::step_of(&ck), Some(step));
+    let ck = centroid::model_dir::latest(&model).expect("a checkpoint was saved");
+    assert_eq!(centroid::model_dir::step_of(&ck), Some(step));
 }
 
 #[test]

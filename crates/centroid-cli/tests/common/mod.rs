@@ -183,7 +183,7 @@ pub fn read_npy(path: &Path) -> (String, Vec<usize>, Vec<f64>) {
 /// The centres stored in the model's latest checkpoint, read through the
 /// checkpoint module (not through the command line).
 pub fn saved_centres(model_dir: &Path) -> Vec<Vec<f64>> {
-    let loaded = centroid::checkpoint::load_latest_good(model_dir)
+    let loaded = centroid::model_dir::load_latest_good(model_dir)
         .unwrap()
         .unwrap();
     let c = loaded.state.clusters();
