@@ -285,15 +285,21 @@ impl PyHook {
     }
 }
 
-/// The Python hooks of one call, owned by its arguments.
-fn py_hooks(
-    py: Python<'_>,
-    hooks: Vec<Py<PyAny>>,
-    interrupt: &Interrupt,
-) -> PyResult<Vec<Box<dyn SessionRunHook>>> {
+/// The Python hooks of one call.
+fn py_hooks(py: Python<'_>, hooks: Vec<Py<PyAny>>, interrupt: &Interrupt) -> PyResult<Vec<PyHook>> {
     hooks
         .into_iter()
-        .map(|h| PyHook::new(py, h, interrupt).map(|h| Box::new(h) as Box<dyn SessionRunHook>))
+        .map(|h| PyHook::new(py, h, interrupt))
+        .collect()
+}
+
+/// Hooks as the core's arguments own them. Boxed where they are used: the
+/// concrete `PyHook` is `Send` (it may cross into `allow_threads`), a
+/// `dyn SessionRunHook` is not.
+fn boxed_hooks(hooks: Vec<PyHook>) -> Vec<Box<dyn SessionRunHook>> {
+    hooks
+        .into_iter()
+        .map(|h| Box::new(h) as Box<dyn SessionRunHook>)
         .collect()
 }
 
@@ -483,13 +489,11 @@ impl PyEstimator {
         let keep = KeepAlive::default();
         let interrupt = Interrupt::default();
         let hooks = py_hooks(py, hooks, &interrupt)?;
-        let listeners: Vec<Box<dyn CheckpointSaverListener>> = saving_listeners
+        let listeners: Vec<PyListener> = saving_listeners
             .into_iter()
-            .map(|obj| {
-                Box::new(PyListener {
-                    obj,
-                    interrupt: interrupt.clone(),
-                }) as Box<dyn CheckpointSaverListener>
+            .map(|obj| PyListener {
+                obj,
+                interrupt: interrupt.clone(),
             })
             .collect();
         let inner = &mut self.inner;
@@ -499,8 +503,11 @@ impl PyEstimator {
             let args = TrainArgs {
                 steps,
                 max_steps,
-                hooks,
-                saving_listeners: listeners,
+                hooks: boxed_hooks(hooks),
+                saving_listeners: listeners
+                    .into_iter()
+                    .map(|l| Box::new(l) as Box<dyn CheckpointSaverListener>)
+                    .collect(),
                 interrupt: Some(&mut poll),
                 on_step: None,
             };
@@ -531,7 +538,7 @@ impl PyEstimator {
             let make_input = || call_input_fn(&input_fn, &keep, &interrupt);
             let args = EvalArgs {
                 steps,
-                hooks,
+                hooks: boxed_hooks(hooks),
                 checkpoint_path,
                 name,
             };
@@ -570,7 +577,7 @@ impl PyEstimator {
         let make_input = move || call_input_fn_owned(&input_fn, &interrupt_for_input);
         let args = PredictArgs {
             predict_keys,
-            hooks,
+            hooks: boxed_hooks(hooks),
             checkpoint_path,
         };
         let predictions = self.inner.predict(make_input, args).py()?;
