@@ -1051,7 +1051,10 @@ fn kernels_report_overflowing_squared_distances_as_infinite() {
     for d in [1usize, 20] {
         let rows = [0.0f32, 1e19, 3e19, -3e19];
         let cs = [-1e19f32, 1e19];
-        let x: Vec<f32> = rows.iter().flat_map(|&v| std::iter::repeat_n(v, d)).collect();
+        let x: Vec<f32> = rows
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, d))
+            .collect();
         let c: Vec<f32> = cs.iter().flat_map(|&v| std::iter::repeat_n(v, d)).collect();
         let prepared = PreparedCentres::new(
             centroid::MatRef::new(&c, 2, d).unwrap(),
