@@ -291,8 +291,34 @@ def test_tensorflow_hooks_run_in_tensorflows_order_with_their_fetches(tmp_path):
     theirs, mine = _Recorder(), _Recorder()
     ref.train(lambda: tf.constant(X), steps=10, hooks=[theirs])
     ours.train(lambda: X, steps=10, hooks=[mine])
-    assert mine.calls == theirs.calls
-    assert theirs.calls[0] == ("begin", True) and theirs.calls[-1] == ("end", 3)
+    # Worked out by hand: the step fetched in a run is the global step before
+    # that run's increment; the step read after it, the one after.
+    expected = [("begin", True), ("after_create_session", 0)]
+    for step in range(3):
+        expected += [("before_run",), ("after_run", step, step + 1)]
+    expected.append(("end", 3))
+    assert mine.calls == expected
+    assert _same_up_to_tensorflows_step_race(theirs.calls, expected)
+
+
+def _same_up_to_tensorflows_step_race(theirs, expected):
+    """TensorFlow's K-means model_fn makes `assign_add(global_step, 1)` a
+    dependency of its train op, but a fetch of `global_step` in the same
+    `session.run` is unordered with that assignment: TensorFlow reports the
+    value from before the increment (usually) or after it (now and then, by
+    thread timing). centroid always reports the value from before. So where
+    `expected` has a fetched step s, TensorFlow may have s or s + 1; every
+    other field must match exactly."""
+    if len(theirs) != len(expected):
+        return False
+    for got, want in zip(theirs, expected):
+        if got == want:
+            continue
+        if got[0] != "after_run" or want[0] != "after_run":
+            return False
+        if got[2] != want[2] or got[1] != want[1] + 1:
+            return False
+    return True
 
 
 def test_tensorflows_built_in_hooks(tmp_path):
@@ -407,7 +433,12 @@ def test_training_logs_match_tensorflows(tmp_path, caplog):
 
     a, b = shape(mine), shape(theirs)
     assert [x[0] for x in a] == [x[0] for x in b]
-    assert [x[2] for x in a if x[0] == "loss"] == [x[2] for x in b if x[0] == "loss"] == ["0", "2", "4"]
+    # Logged every 2nd run, with the global step fetched in that run: 0, 2, 4
+    # before the increment. TensorFlow's fetch races with its own increment
+    # (see _same_up_to_tensorflows_step_race), so it may log s + 1 instead.
+    assert [x[2] for x in a if x[0] == "loss"] == ["0", "2", "4"]
+    for got, want in zip([x[2] for x in b if x[0] == "loss"], ["0", "2", "4"]):
+        assert int(got) in (int(want), int(want) + 1)
     for x, y in zip(a, b):
         if len(x) > 1:
             assert x[1] == pytest.approx(y[1], rel=1e-4)
