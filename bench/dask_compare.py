@@ -108,7 +108,7 @@ def main() -> None:
         # Single-process centroid on the same data, same centres.
         x = X.compute()
         t0 = time.perf_counter()
-        _, _, single_inertia, n_iter_single = _core.lloyd(x, None, init, args.iters, 0.0)
+        _, _, single_inertia, n_iter_single, *_ = _core.lloyd(x, None, init, args.iters, 0.0)
         per_single = (time.perf_counter() - t0) / n_iter_single
 
         # k-means|| initialisation.
