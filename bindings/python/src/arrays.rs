@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::sync::Mutex;
 
-use centroid::{Data, Dense, Matrix};
+use centroid::{Data, Dense, Matrix, Sparse};
 use numpy::{Element, PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -84,6 +84,40 @@ fn typed<'k, T: Element + Copy>(
         return Ok((Cow::Owned(slice.to_vec()), shape));
     }
     Ok((Cow::Owned(ro.as_array().iter().copied().collect()), shape))
+}
+
+/// A scipy CSR matrix (format "csr", int64 indptr, int32 indices,
+/// float32/float64 data, as `_input.py` hands it over) as a sparse batch;
+/// `None` when `obj` is not one. Borrowed like [`array_data`] with `keep`.
+pub fn sparse_from_csr<'k>(
+    obj: &Bound<'_, PyAny>,
+    keep: Option<&'k KeepAlive>,
+) -> PyResult<Option<Sparse<'k>>> {
+    let is_csr = obj.hasattr("indptr")?
+        && obj.hasattr("format")?
+        && obj
+            .getattr("format")?
+            .extract::<String>()
+            .is_ok_and(|f| f == "csr");
+    if !is_csr {
+        return Ok(None);
+    }
+    let (rows, cols): (usize, usize) = obj.getattr("shape")?.extract()?;
+    let index_array = |name: &str| -> PyResult<Bound<'_, PyAny>> { obj.getattr(name) };
+    let indptr = index_array("indptr")?;
+    let indptr = indptr
+        .downcast::<PyArrayDyn<i64>>()
+        .map_err(|_| PyTypeError::new_err("a sparse batch's indptr must be an int64 array"))?;
+    let indices = index_array("indices")?;
+    let indices = indices
+        .downcast::<PyArrayDyn<i32>>()
+        .map_err(|_| PyTypeError::new_err("a sparse batch's indices must be an int32 array"))?;
+    let (indptr, _) = typed(indptr, keep)?;
+    let (indices, _) = typed(indices, keep)?;
+    let (data, _) = array_data(&obj.getattr("data")?, keep)?;
+    Sparse::new(indptr, indices, data, rows, cols)
+        .map(Some)
+        .map_err(crate::errors::to_pyerr)
 }
 
 /// A 2-D float array as a dense batch.

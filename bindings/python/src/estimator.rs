@@ -32,7 +32,9 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
-use crate::arrays::{array_data, dense_from_array, dense_to_numpy, to_numpy, KeepAlive};
+use crate::arrays::{
+    array_data, dense_from_array, dense_to_numpy, sparse_from_csr, to_numpy, KeepAlive,
+};
 use crate::errors::{callback_error, to_pyerr, IntoPy};
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -122,6 +124,9 @@ fn features<'k>(obj: &Bound<'_, PyAny>, keep: Option<&'k KeepAlive>) -> PyResult
             map.insert(name, column);
         }
         return Ok(Features::Columns(map));
+    }
+    if let Some(sparse) = sparse_from_csr(obj, keep)? {
+        return Ok(Features::Sparse(sparse));
     }
     Ok(Features::Dense(dense_from_array(
         obj,

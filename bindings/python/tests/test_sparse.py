@@ -153,3 +153,107 @@ def test_the_estimator_input_fn_may_return_a_sparse_matrix(tmp_path):
     # An iterator of sparse batches too.
     c = train("batches", lambda: iter([x[:300], x[300:]]), mini_batch=True)
     assert c.cluster_centers().shape == (4, 30)
+
+
+# The Estimator on sparse input: its CSR rows reach the core's sparse
+# kernels without being densified.
+
+
+def _noisy_init(x, k):
+    # Dense noise on rows of the data, so that rows sharing no column with
+    # any centre do not tie between centres.
+    return (x[:k].toarray() + 0.02 * np.random.default_rng(1).random((k, x.shape[1]))).astype(x.dtype)
+
+
+def test_estimator_on_sparse_input_runs_scikit_learns_lloyd(tmp_path):
+    from centroid import KMeansClustering
+
+    x = _tfidf_like(n=2000, d=300, dtype=np.float32)
+    init = _noisy_init(x, 10)
+    est = KMeansClustering(10, model_dir=str(tmp_path / "sparse"), initial_clusters=init, use_mini_batch=False)
+    est.train(lambda: x, steps=8)
+    ref = SkKMeans(n_clusters=10, init=init, n_init=1, max_iter=8, tol=0, algorithm="lloyd").fit(x)
+    np.testing.assert_allclose(est.cluster_centers(), ref.cluster_centers_, rtol=1e-4, atol=1e-6)
+    labels = np.array(list(est.predict_cluster_index(lambda: x)))
+    np.testing.assert_array_equal(labels, ref.predict(x))
+    np.testing.assert_allclose(est.score(lambda: x), -ref.score(x), rtol=1e-4)
+    dist = np.concatenate([np.atleast_2d(d) for d in est.transform(lambda: x)])
+    np.testing.assert_allclose(dist, ref.transform(x) ** 2, rtol=1e-4, atol=1e-5)
+
+    # The same rows given dense train the same model.
+    dense = KMeansClustering(10, model_dir=str(tmp_path / "dense"), initial_clusters=init, use_mini_batch=False)
+    dense.train(lambda: x.toarray(), steps=8)
+    np.testing.assert_allclose(est.cluster_centers(), dense.cluster_centers(), rtol=1e-5, atol=1e-7)
+
+
+def test_estimator_takes_every_sparse_format_as_the_same_csr(tmp_path):
+    from centroid import KMeansClustering
+
+    x = _tfidf_like(n=600, d=80, density=0.1, dtype=np.float32)
+    init = _noisy_init(x, 4)
+
+    def centres(data, name):
+        est = KMeansClustering(4, model_dir=str(tmp_path / name), initial_clusters=init, use_mini_batch=False)
+        est.train(lambda: data, steps=3)
+        return est.cluster_centers()
+
+    want = centres(x, "csr")
+    for i, other in enumerate((x.tocsc(), x.tocoo(), sp.csr_array(x), sp.lil_matrix(x))):
+        np.testing.assert_array_equal(centres(other, f"f{i}"), want)
+    # Integer values become float32, as dense integer arrays do.
+    ints = sp.csr_matrix((np.ones(x.nnz, dtype=np.int64), x.indices, x.indptr), shape=x.shape)
+    np.testing.assert_array_equal(centres(ints, "int"), centres(ints.astype(np.float32), "f32"))
+
+
+def test_estimator_trains_on_sparse_data_too_wide_to_densify(tmp_path):
+    # 3,000 x 3,000,000: dense, this would be 36 GB of float32; as CSR it is
+    # 18,000 values. Three groups of rows live in disjoint column ranges; the
+    # rows of a group share its first 3 columns, so each row is nearer to
+    # any row of its group (squared distance <= 6) than to any other (12).
+    from centroid import KMeansClustering
+
+    n, d, per_row = 3000, 3_000_000, 6
+    rng = np.random.default_rng(0)
+    group = np.arange(n) % 3
+    own = np.concatenate([np.tile([0, 1, 2], (n, 1)), rng.integers(3, 1000, size=(n, 3))], axis=1)
+    cols = np.sort(own + group[:, None] * 1_000_000, axis=1)
+    x = sp.csr_matrix(
+        (np.ones(n * per_row, dtype=np.float32), cols.ravel(), np.arange(0, n * per_row + 1, per_row)), shape=(n, d)
+    )
+    x.sum_duplicates()
+    est = KMeansClustering(3, model_dir=str(tmp_path), initial_clusters=x[:3].toarray(), use_mini_batch=False)
+    est.train(lambda: x, steps=3)
+    labels = np.array(list(est.predict_cluster_index(lambda: x)))
+    # Each group is one cluster: rows of a group share columns only with
+    # their own group.
+    for g in range(3):
+        assert len(set(labels[group == g])) == 1
+    assert len(set(labels)) == 3
+
+
+def test_estimator_on_sparse_mini_batches_and_cosine(tmp_path):
+    from centroid import KMeansClustering
+
+    x = _tfidf_like(n=1200, d=120, density=0.05, dtype=np.float32)
+    init = _noisy_init(x, 6)
+
+    def batches(data):
+        return lambda: iter([data[i : i + 200] for i in range(0, data.shape[0], 200)])
+
+    for metric in ("squared_euclidean", "cosine"):
+        a = KMeansClustering(6, model_dir=str(tmp_path / f"s-{metric}"), initial_clusters=init, distance_metric=metric)
+        b = KMeansClustering(6, model_dir=str(tmp_path / f"d-{metric}"), initial_clusters=init, distance_metric=metric)
+        a.train(batches(x))
+        b.train(batches(x.toarray()))
+        np.testing.assert_allclose(a.cluster_centers(), b.cluster_centers(), rtol=1e-5, atol=1e-7)
+
+
+def test_estimator_names_the_bad_value_of_a_sparse_batch(tmp_path):
+    from centroid import KMeansClustering
+
+    x = _tfidf_like(n=50, d=20, density=0.2, dtype=np.float32)
+    x.data[x.indptr[7] + 1] = np.nan
+    col = x.indices[x.indptr[7] + 1]
+    est = KMeansClustering(3, model_dir=str(tmp_path), initial_clusters="random")
+    with pytest.raises(ValueError, match=f"row 7, column {col}"):
+        est.train(lambda: x, steps=1)

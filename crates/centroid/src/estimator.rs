@@ -11,10 +11,11 @@ use crate::error::{Error, ParamError, Result};
 use crate::export::{self, ServingInputReceiver};
 use crate::float::{DType, Float};
 use crate::hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
-use crate::input::{Dense, Input};
+use crate::input::{Dense, Input, Rows};
+use crate::kernels;
 use crate::lock::ModelDirLock;
 use crate::loss_log::LossLog;
-use crate::matrix::{MatRef, Matrix};
+use crate::matrix::Matrix;
 use crate::model::{
     dense_from, with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch,
 };
@@ -299,6 +300,7 @@ impl KMeansClustering {
             }
         };
         let d = state.d();
+        let metric = self.params.distance_metric();
         let mut ctx = RunContext::new(state.global_step());
         let mut prev_loss: Option<f64> = None;
         let mut losses = LossLog::open(&self.model_dir, start_step)?;
@@ -334,9 +336,8 @@ impl KMeansClustering {
                     };
                     self.pool.install(|| -> Result<f64> {
                         with_state!(&mut state, s, T => {
-                            let data = batch.to_type_checked::<T>(&what)?;
-                            let x = MatRef::new(&data, batch.rows(), d)?;
-                            let loss = model_fn.train_step(s, x);
+                            let typed = batch.typed::<T>(&what, metric)?;
+                            let loss = model_fn.train_step(s, typed.rows()?);
                             check_step(s, loss, &what)?;
                             Ok(loss)
                         })
@@ -677,8 +678,8 @@ impl KMeansClustering {
             // Reserve no more than the batch can give: k is the caller's
             // number and may be absurd.
             let out = centres.get_or_insert_with(|| Matrix::with_capacity(k.min(batch.rows()), d));
-            let data = batch.to_type_checked::<T>(&what)?;
-            let x = MatRef::new(&data, batch.rows(), d)?;
+            let typed = batch.typed::<T>(&what, metric)?;
+            let x = typed.rows()?;
             match self.params.initial_clusters() {
                 InitialClusters::Array(a) => {
                     if a.cols() != d {
@@ -694,18 +695,17 @@ impl KMeansClustering {
                     *out = Matrix::new(values.into_owned(), a.rows(), d)?;
                 }
                 InitialClusters::KMeansPlusPlus => {
-                    let rows = self.pool.install(|| {
-                        seeding::kmeans_plus_plus_indices(
-                            x,
-                            None,
-                            k,
-                            self.params.kmeans_plus_plus_retries(),
-                            metric,
-                            &mut rng,
-                        )
+                    let retries = self.params.kmeans_plus_plus_retries();
+                    let rows = self.pool.install(|| match x {
+                        Rows::Dense(x) => {
+                            seeding::kmeans_plus_plus_indices(x, None, k, retries, metric, &mut rng)
+                        }
+                        Rows::Csr(x) => {
+                            kernels::sparse::kmeans_plus_plus_indices(x, None, k, retries, &mut rng)
+                        }
                     })?;
                     for r in rows {
-                        out.push_row(x.row(r));
+                        x.push_row_to(r, out);
                     }
                 }
                 InitialClusters::Random => {
@@ -716,7 +716,7 @@ impl KMeansClustering {
                         )));
                     }
                     for r in seeding::random_row_indices(x.rows(), k - have, &mut rng) {
-                        out.push_row(x.row(r));
+                        x.push_row_to(r, out);
                     }
                 }
                 InitialClusters::Restored(kind) => {
@@ -725,7 +725,9 @@ impl KMeansClustering {
                     )));
                 }
                 InitialClusters::Callable(f) => {
-                    let got = f.call(&batch, k - have)?;
+                    // The function is written for dense rows: a sparse
+                    // batch reaches it densified.
+                    let got = f.call(batch.to_dense()?.as_ref(), k - have)?;
                     if got.rows() > k - have {
                         return Err(Error::data(format!(
                             "the initial_clusters function returned {} rows but only {} centres were still needed",
@@ -786,8 +788,8 @@ impl KMeansClustering {
             };
             let loss = self.pool.install(|| -> Result<f64> {
                 with_state!(&state, s, T => {
-                    let data = batch.to_type_checked::<T>(&what)?;
-                    let loss = self.model_fn.loss(s, MatRef::new(&data, batch.rows(), d)?);
+                    let typed = batch.typed::<T>(&what, self.params.distance_metric())?;
+                    let loss = self.model_fn.loss(s, typed.rows()?);
                     if loss.is_nan() || loss == f64::INFINITY {
                         return Err(Error::data(format!(
                             "{what}: the loss is {loss}: squared distances overflow {}; use float64 data or scale it down",
@@ -1005,8 +1007,8 @@ impl<'a> Predictions<'a> {
         let (model_fn, keys, state) = (&self.model_fn, self.keys, &self.state);
         let out = self.pool.install(|| -> Result<PredictionBatch> {
             with_state!(state, s, T => {
-                let data = batch.to_type_checked::<T>(&what)?;
-                Ok(model_fn.predict(s, MatRef::new(&data, batch.rows(), d)?, keys))
+                let typed = batch.typed::<T>(&what, model_fn.metric())?;
+                Ok(model_fn.predict(s, typed.rows()?, keys))
             })
         })?;
         let values = RunValues {

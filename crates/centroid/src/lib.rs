@@ -52,8 +52,9 @@ pub use estimator::{
 pub use export::ServingInputReceiver;
 pub use float::{DType, Float};
 pub use hooks::{CheckpointSaverListener, RunContext, RunValues, SessionRunHook};
-pub use input::{Column, Data, Dense, Features, Input};
+pub use input::{Batch, Column, Data, Dense, Features, Input, Rows, Sparse};
 pub use inputs::{numpy_input_fn, ArrayInputOptions};
+pub use kernels::sparse::CsrRef;
 pub use kernels::Metric;
 pub use matrix::{MatRef, Matrix};
 pub use model::{AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch};

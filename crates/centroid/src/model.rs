@@ -7,7 +7,8 @@
 
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
-use crate::input::Dense;
+use crate::input::{Dense, Rows};
+use crate::kernels::sparse::{self, SparseCentres};
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres};
 use crate::matrix::{MatRef, Matrix};
 use crate::params::{Mode, ValidKMeansParams};
@@ -236,17 +237,81 @@ impl ModelFn {
         }
     }
 
-    /// One training step on one batch: returns the batch's loss, computed
-    /// with the centres as they were before the update, and advances
-    /// `global_step`. The batch must already be validated against the model.
-    pub fn train_step<T: Float>(&self, state: &mut ModelState<T>, x: MatRef<'_, T>) -> f64 {
+    /// One training step on one batch (dense or CSR rows): returns the
+    /// batch's loss, computed with the centres as they were before the
+    /// update, and advances `global_step`. The batch must already be
+    /// validated against the model.
+    pub fn train_step<'r, T: Float>(
+        &self,
+        state: &mut ModelState<T>,
+        x: impl Into<Rows<'r, T>>,
+    ) -> f64 {
         let (k, d) = (state.k(), state.d());
         let mut stats = ClusterStats::new(k, d);
         self.publish_if_due(state);
-        let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
-        kernels::assign_accumulate(x, None, &prepared, None, &mut stats);
+        self.assign_accumulate(state.clusters.view(), x.into(), &mut stats);
         self.apply_update(state, &stats);
         stats.loss
+    }
+
+    /// The kernels' assign-and-sum pass over dense or sparse rows. The
+    /// sparse kernels compute squared Euclidean distances only, so under
+    /// cosine CSR rows are densified first.
+    fn assign_accumulate<T: Float>(
+        &self,
+        centres: MatRef<'_, T>,
+        x: Rows<'_, T>,
+        stats: &mut ClusterStats,
+    ) {
+        match x {
+            Rows::Dense(x) => {
+                let prepared = PreparedCentres::new(centres, self.metric());
+                kernels::assign_accumulate(x, None, &prepared, None, stats);
+            }
+            Rows::Csr(x) if self.metric() == Metric::SquaredEuclidean => {
+                let prepared = SparseCentres::new(centres);
+                sparse::assign_accumulate(x, None, &prepared, None, stats);
+            }
+            Rows::Csr(x) => {
+                self.assign_accumulate(centres, Rows::Dense(x.to_dense().view()), stats)
+            }
+        }
+    }
+
+    /// Each row's nearest centre and its distance, in f64.
+    fn nearest<T: Float>(&self, centres: MatRef<'_, T>, x: Rows<'_, T>) -> (Vec<u32>, Vec<f64>) {
+        let n = x.rows();
+        let mut labels = vec![0u32; n];
+        match x {
+            Rows::Dense(x) => {
+                let prepared = PreparedCentres::new(centres, self.metric());
+                let mut scores = vec![T::zero(); n];
+                kernels::assign(x, &prepared, &mut labels, &mut scores);
+                (labels, scores.iter().map(|s| s.to_f64_exact()).collect())
+            }
+            Rows::Csr(x) if self.metric() == Metric::SquaredEuclidean => {
+                let mut scores = vec![0.0; n];
+                sparse::assign(x, &SparseCentres::new(centres), &mut labels, &mut scores);
+                (labels, scores)
+            }
+            Rows::Csr(x) => self.nearest(centres, Rows::Dense(x.to_dense().view())),
+        }
+    }
+
+    /// The `n x k` distance matrix.
+    fn distances<T: Float>(&self, centres: MatRef<'_, T>, x: Rows<'_, T>) -> Vec<T> {
+        let mut out = vec![T::zero(); x.rows() * centres.rows()];
+        match x {
+            Rows::Dense(x) => {
+                let prepared = PreparedCentres::new(centres, self.metric());
+                kernels::distances(x, &prepared, &mut out);
+            }
+            Rows::Csr(x) if self.metric() == Metric::SquaredEuclidean => {
+                sparse::distances(x, &SparseCentres::new(centres), &mut out);
+            }
+            Rows::Csr(x) => return self.distances(centres, Rows::Dense(x.to_dense().view())),
+        }
+        out
     }
 
     /// The centres the next training step assigns rows to: the master
@@ -327,37 +392,31 @@ impl ModelFn {
 
     /// The loss of a batch (sum of each row's distance to its nearest
     /// centre) under the state's master centres.
-    pub fn loss<T: Float>(&self, state: &ModelState<T>, x: MatRef<'_, T>) -> f64 {
-        let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
-        let mut labels = vec![0u32; x.rows()];
-        let mut scores = vec![T::zero(); x.rows()];
-        kernels::assign(x, &prepared, &mut labels, &mut scores);
-        scores.iter().map(|s| s.to_f64_exact()).sum()
+    pub fn loss<'r, T: Float>(&self, state: &ModelState<T>, x: impl Into<Rows<'r, T>>) -> f64 {
+        let (_, scores) = self.nearest(state.clusters.view(), x.into());
+        scores.iter().sum()
     }
 
     /// Cluster indices and/or all distances for a batch.
-    pub fn predict<T: Float>(
+    pub fn predict<'r, T: Float>(
         &self,
         state: &ModelState<T>,
-        x: MatRef<'_, T>,
+        x: impl Into<Rows<'r, T>>,
         keys: PredictKeys,
     ) -> PredictionBatch
     where
         crate::input::Data<'static>: From<Vec<T>>,
     {
-        let prepared = PreparedCentres::new(state.clusters.view(), self.metric());
+        let x = x.into();
+        let centres = state.clusters.view();
         let n = x.rows();
         let cluster_index = keys.cluster_index.then(|| {
-            let mut labels = vec![0u32; n];
-            let mut scores = vec![T::zero(); n];
-            kernels::assign(x, &prepared, &mut labels, &mut scores);
+            let (labels, _) = self.nearest(centres, x);
             labels.into_iter().map(i64::from).collect()
         });
         let all_distances = keys.all_distances.then(|| {
-            let k = prepared.k();
-            let mut out = vec![T::zero(); n * k];
-            kernels::distances(x, &prepared, &mut out);
-            Dense::new(out, n, k).expect("n x k distances")
+            let out = self.distances(centres, x);
+            Dense::new(out, n, centres.rows()).expect("n x k distances")
         });
         PredictionBatch {
             cluster_index,

@@ -1,10 +1,10 @@
-//! Turning what `input_fn` returned into validated dense batches, one per step.
+//! Turning what `input_fn` returned into validated batches, one per step.
 
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 use crate::float::DType;
-use crate::input::{Dense, Input};
+use crate::input::{Batch, Input};
 
 /// The batches of one `input_fn()` call.
 pub(crate) struct BatchSource<'a> {
@@ -19,14 +19,14 @@ pub(crate) struct BatchSource<'a> {
 enum Kind<'a> {
     /// One batch for every step; validated on first use.
     Constant {
-        batch: Dense<'a>,
+        batch: Batch<'a>,
         /// The checks it passed: width and norm limit.
         validated: Option<(usize, Option<f64>)>,
         one_pass: bool,
     },
     Iter {
         it: Box<dyn Iterator<Item = Result<crate::input::Features<'a>>> + 'a>,
-        pending: Option<Dense<'a>>,
+        pending: Option<Batch<'a>>,
     },
 }
 
@@ -40,7 +40,7 @@ impl<'a> BatchSource<'a> {
     ) -> Result<Self> {
         let kind = match input {
             Input::Constant(f) => Kind::Constant {
-                batch: f.into_dense(feature_columns)?,
+                batch: f.into_batch(feature_columns)?,
                 validated: None,
                 one_pass,
             },
@@ -87,7 +87,7 @@ impl<'a> BatchSource<'a> {
                 if pending.is_none() {
                     match it.next() {
                         None => return Ok(None),
-                        Some(f) => *pending = Some(f?.into_dense(self.feature_columns.as_deref())?),
+                        Some(f) => *pending = Some(f?.into_batch(self.feature_columns.as_deref())?),
                     }
                 }
                 Ok(pending.as_ref().map(|b| (b.dtype(), b.cols())))
@@ -97,7 +97,7 @@ impl<'a> BatchSource<'a> {
 
     /// The next batch, validated (non-empty, finite, `width` columns when
     /// given); `None` when the input is exhausted.
-    pub(crate) fn next(&mut self, width: Option<usize>) -> Result<Option<Cow<'_, Dense<'a>>>> {
+    pub(crate) fn next(&mut self, width: Option<usize>) -> Result<Option<Cow<'_, Batch<'a>>>> {
         let label = self.next_label();
         match &mut self.kind {
             Kind::Constant {
@@ -126,7 +126,7 @@ impl<'a> BatchSource<'a> {
                     Some(b) => b,
                     None => match it.next() {
                         None => return Ok(None),
-                        Some(f) => f?.into_dense(self.feature_columns.as_deref())?,
+                        Some(f) => f?.into_batch(self.feature_columns.as_deref())?,
                     },
                 };
                 batch.validate(width, &label)?;

@@ -4,23 +4,25 @@ A batch becomes a C-contiguous float32/float64 2-D array, or a dict of
 1-D/2-D such arrays. Arrays already in that form pass through untouched
 (the core then reads them in place); anything else is converted once.
 
-A `scipy.sparse` batch is densified here, one batch at a time: the
-Estimator's model works on dense batches (the scikit-learn classes, not the
-Estimator, cluster sparse data without densifying it). Feed a large sparse
-data set as an iterator of batches so that only one batch is dense at once.
+A `scipy.sparse` batch (matrix or array, any format) becomes CSR with
+sorted, unique column indices, int64 `indptr`, int32 `indices` and float32
+or float64 values; the core's sparse kernels read it without densifying
+(under the cosine distance the core densifies it, one batch at a time). A
+sparse feature inside a dict of features is densified here.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator, Mapping
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, Tuple, Union
 
 import numpy as np
 
 LABELS_ERROR = "KMeansClustering does not take labels"
 
-Batch = Union[np.ndarray, Dict[str, np.ndarray]]
+Batch = Union[np.ndarray, Dict[str, np.ndarray], SimpleNamespace]
 
 
 def _is_sparse(value: Any) -> bool:
@@ -28,6 +30,45 @@ def _is_sparse(value: Any) -> bool:
     # has been imported.
     sparse = sys.modules.get("scipy.sparse")
     return sparse is not None and bool(sparse.issparse(value))
+
+
+def canonical_csr(X: Any) -> Any:
+    """X as CSR with sorted, unique column indices: X itself when it already
+    is, else a converted or sorted copy (the caller's matrix is never
+    changed)."""
+    if X.format != "csr":
+        X = X.tocsr()
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def csr_parts(X: Any) -> SimpleNamespace:
+    """A canonical CSR matrix as the core takes it: int64 indptr, int32
+    indices and the values, borrowed when they already have those types."""
+    if X.shape[1] > np.iinfo(np.int32).max:
+        raise ValueError(f"a sparse matrix may have at most {np.iinfo(np.int32).max} columns, got {X.shape[1]}")
+    return SimpleNamespace(
+        format="csr",
+        shape=(int(X.shape[0]), int(X.shape[1])),
+        indptr=np.ascontiguousarray(X.indptr, dtype=np.int64),
+        indices=np.ascontiguousarray(X.indices, dtype=np.int32),
+        data=np.ascontiguousarray(X.data),
+    )
+
+
+def as_sparse_batch(value: Any, what: str) -> SimpleNamespace:
+    """A scipy.sparse batch as the core's CSR parts (float64 stays float64;
+    every other numeric type becomes float32)."""
+    if value.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D sparse matrix [N, d], got shape {value.shape}")
+    if value.dtype.kind not in "biuf":
+        raise ValueError(f"{what} is not numeric (dtype {value.dtype})")
+    X = canonical_csr(value)
+    if X.dtype != np.float32 and X.dtype != np.float64:
+        X = X.astype(np.float32)
+    return csr_parts(X)
 
 
 def as_float_array(value: Any, what: str) -> np.ndarray:
@@ -86,6 +127,8 @@ def normalize_batch(value: Any, what: str = "the input batch") -> Batch:
                 raise ValueError(f"feature {key!r} must be [N] or [N, d], got shape {arr.shape}")
             out[key] = arr
         return out
+    if _is_sparse(value):
+        return as_sparse_batch(value, what)
     arr = as_float_array(value, what)
     if arr.ndim != 2:
         raise ValueError(f"{what} must be a 2-D array [N, d], got shape {arr.shape}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
-from types import SimpleNamespace
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -31,6 +30,7 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _core
+from ._input import canonical_csr, csr_parts
 
 __all__ = ["KMeans", "MiniBatchKMeans"]
 
@@ -59,33 +59,8 @@ def _tolerance(X: Any, tol: float) -> float:
 
 def _c(a: Any, dtype: Any) -> Any:
     if _issparse(a):
-        return _canonical_csr(a)
+        return canonical_csr(a)
     return np.ascontiguousarray(a, dtype=dtype)
-
-
-def _canonical_csr(X: Any) -> Any:
-    """X as CSR with sorted, unique column indices: X itself when it already
-    is, else a converted or sorted copy (the caller's matrix is never
-    changed)."""
-    if X.format != "csr":
-        X = X.tocsr()
-    if not X.has_canonical_format:
-        X = X.copy()
-        X.sum_duplicates()
-    return X
-
-
-def _csr(X: Any) -> SimpleNamespace:
-    """A CSR matrix as the core takes it: int64 indptr, int32 indices and the
-    values, borrowed when they already have those types."""
-    if X.shape[1] > np.iinfo(np.int32).max:
-        raise ValueError(f"a sparse matrix may have at most {np.iinfo(np.int32).max} columns, got {X.shape[1]}")
-    return SimpleNamespace(
-        shape=(int(X.shape[0]), int(X.shape[1])),
-        indptr=np.ascontiguousarray(X.indptr, dtype=np.int64),
-        indices=np.ascontiguousarray(X.indices, dtype=np.int32),
-        data=np.ascontiguousarray(X.data),
-    )
 
 
 # The core's entry points, dense or sparse by the type of X.
@@ -93,31 +68,31 @@ def _csr(X: Any) -> SimpleNamespace:
 
 def _lloyd(X: Any, sw: Any, centers: np.ndarray, max_iter: int, tol: float) -> tuple:
     if _issparse(X):
-        return _core.sparse_lloyd(_csr(X), sw, centers, max_iter, tol)
+        return _core.sparse_lloyd(csr_parts(X), sw, centers, max_iter, tol)
     return _core.lloyd(X, sw, centers, max_iter, tol)
 
 
 def _labels_inertia(X: Any, sw: Any, centers: np.ndarray) -> tuple:
     if _issparse(X):
-        return _core.sparse_labels_inertia(_csr(X), sw, centers)
+        return _core.sparse_labels_inertia(csr_parts(X), sw, centers)
     return _core.labels_inertia(X, sw, centers)
 
 
 def _sq_distances(X: Any, centers: np.ndarray) -> np.ndarray:
     if _issparse(X):
-        return _core.sparse_sq_distances(_csr(X), centers)
+        return _core.sparse_sq_distances(csr_parts(X), centers)
     return _core.sq_distances(X, centers)
 
 
 def _minibatch_step(X: Any, sw: Any, centers: np.ndarray, counts: np.ndarray) -> float:
     if _issparse(X):
-        return _core.sparse_minibatch_step(_csr(X), sw, centers, counts)
+        return _core.sparse_minibatch_step(csr_parts(X), sw, centers, counts)
     return _core.minibatch_step(X, sw, centers, counts)
 
 
 def _kmeans_plus_plus(X: Any, sw: Any, k: int, retries: int, seed: int) -> np.ndarray:
     if _issparse(X):
-        return _core.sparse_kmeans_plus_plus(_csr(X), sw, k, retries, seed)
+        return _core.sparse_kmeans_plus_plus(csr_parts(X), sw, k, retries, seed)
     return _core.kmeans_plus_plus(X, sw, k, retries, seed)
 
 
@@ -134,7 +109,7 @@ def _validate(est: Any, X: Any, **kwargs: Any) -> Any:
     comes back as canonical CSR."""
     X = validate_data(est, X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C", **kwargs)
     if _issparse(X):
-        X = _canonical_csr(X)
+        X = canonical_csr(X)
     return X
 
 

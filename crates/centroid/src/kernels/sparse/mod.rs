@@ -41,7 +41,7 @@ use crate::float::Float;
 pub use csr::CsrRef;
 use panel::for_each_distance;
 pub use panel::{SparseCentres, PANEL};
-pub use seeding::kmeans_plus_plus;
+pub use seeding::{kmeans_plus_plus, kmeans_plus_plus_indices};
 
 /// Nearest centre and its squared distance for rows `start..end`; ties go to
 /// the lowest index.

@@ -72,6 +72,25 @@ pub fn kmeans_plus_plus<T: Float>(
     retries: usize,
     seed: u64,
 ) -> Result<Matrix<T>> {
+    let mut rng = crate::seeding::rng_from_seed(seed);
+    let rows = kmeans_plus_plus_indices(x, sample_weight, k, retries, &mut rng)?;
+    let mut out = Matrix::zeros(rows.len(), x.cols());
+    for (step, &i) in rows.iter().enumerate() {
+        x.row_dense(i, out.row_mut(step));
+    }
+    Ok(out)
+}
+
+/// The rows [`kmeans_plus_plus`] chooses, in the order chosen, drawing from
+/// `rng` (the sparse twin of [`crate::seeding::kmeans_plus_plus_indices`],
+/// which the Estimator's first-batch seeding calls on dense batches).
+pub fn kmeans_plus_plus_indices<T: Float>(
+    x: CsrRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    k: usize,
+    retries: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Result<Vec<usize>> {
     let (n, d) = (x.rows(), x.cols());
     if n < k {
         return Err(Error::InvalidData(format!(
@@ -79,8 +98,7 @@ pub fn kmeans_plus_plus<T: Float>(
         )));
     }
     check_weights_and_retries(n, sample_weight, retries)?;
-    let mut out = Matrix::zeros(k, d);
-    let mut rng = crate::seeding::rng_from_seed(seed);
+    let mut picks = Vec::with_capacity(k);
     let weight = |i: usize| sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
     let mut min_dist = vec![f64::INFINITY; n];
     let mut is_chosen = vec![false; n];
@@ -95,7 +113,7 @@ pub fn kmeans_plus_plus<T: Float>(
             &is_chosen,
             1 + retries,
             &mut cumulative,
-            &mut rng,
+            rng,
         )?;
         let pick = match drawn {
             Draw::Uniform(pick) => pick,
@@ -123,9 +141,10 @@ pub fn kmeans_plus_plus<T: Float>(
             }
         };
         is_chosen[pick] = true;
-        x.row_dense(pick, out.row_mut(step));
-        let chosen = SparseCentres::new(MatRef::new(out.row(step), 1, d)?);
+        picks.push(pick);
+        x.row_dense(pick, &mut row);
+        let chosen = SparseCentres::new(MatRef::new(&row, 1, d)?);
         potentials(x, None, &mut min_dist, &chosen, Some(0));
     }
-    Ok(out)
+    Ok(picks)
 }

@@ -1,10 +1,11 @@
-//! What `input_fn` returns, and how it becomes a validated dense batch.
+//! What `input_fn` returns, and how it becomes a validated batch.
 //!
 //! An input function returns either one batch, which is yielded for every
 //! step (as a constant tensor is in TensorFlow), or an iterator of batches,
 //! one per step until it ends. A batch is a dense row-major matrix, borrowed
-//! from the caller where possible, or named feature columns that are joined
-//! column-wise in sorted key order (or `feature_columns` order).
+//! from the caller where possible; named feature columns, joined column-wise
+//! in sorted key order (or `feature_columns` order); or a sparse CSR matrix
+//! (TF-IDF and the like), which the kernels read without densifying.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -13,6 +14,12 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
+
+mod batch;
+mod sparse;
+
+pub use batch::{Batch, Rows};
+pub use sparse::Sparse;
 
 /// Values of one element type, borrowed or owned.
 #[derive(Clone, Debug)]
@@ -284,6 +291,8 @@ pub enum Features<'a> {
     Dense(Dense<'a>),
     /// Named columns, joined by name (or in `feature_columns` order).
     Columns(BTreeMap<String, Column<'a>>),
+    /// One sparse (CSR) matrix of every feature.
+    Sparse(Sparse<'a>),
 }
 
 impl<'a> From<Dense<'a>> for Features<'a> {
@@ -292,14 +301,21 @@ impl<'a> From<Dense<'a>> for Features<'a> {
     }
 }
 
+impl<'a> From<Sparse<'a>> for Features<'a> {
+    fn from(s: Sparse<'a>) -> Self {
+        Features::Sparse(s)
+    }
+}
+
 impl<'a> Features<'a> {
-    /// The batch as one dense matrix. A dense batch passes through without a
-    /// copy; columns are joined in sorted key order, or in `feature_columns`
-    /// order (only those keys) when given.
-    pub fn into_dense(self, feature_columns: Option<&[String]>) -> Result<Dense<'a>> {
+    /// The batch as one matrix. A dense or sparse batch passes through
+    /// without a copy; columns are joined in sorted key order, or in
+    /// `feature_columns` order (only those keys) when given.
+    pub fn into_batch(self, feature_columns: Option<&[String]>) -> Result<Batch<'a>> {
         match self {
-            Features::Dense(d) => Ok(d),
-            Features::Columns(map) => join_columns(map, feature_columns),
+            Features::Dense(d) => Ok(Batch::Dense(d)),
+            Features::Columns(map) => join_columns(map, feature_columns).map(Batch::Dense),
+            Features::Sparse(s) => Ok(Batch::Sparse(s)),
         }
     }
 }
