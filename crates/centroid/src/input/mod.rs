@@ -165,20 +165,7 @@ impl<'a> Dense<'a> {
     /// expected width, and finite everywhere. `what` names the batch in
     /// messages ("batch 3").
     pub fn validate(&self, expected_cols: Option<usize>, what: &str) -> Result<()> {
-        if self.rows == 0 || self.cols == 0 {
-            return Err(Error::data(format!(
-                "{what} is empty ({} rows x {} columns)",
-                self.rows, self.cols
-            )));
-        }
-        if let Some(d) = expected_cols {
-            if d != self.cols {
-                return Err(Error::data(format!(
-                    "{what} has {} columns but the model has {d} features",
-                    self.cols
-                )));
-            }
-        }
+        check_shape(self.rows, self.cols, expected_cols, what)?;
         match &self.data {
             Data::F32(v) => check_finite(v, self.cols, what),
             Data::F64(v) => check_finite(v, self.cols, what),
@@ -195,6 +182,22 @@ impl<'a> Dense<'a> {
             Data::F32(v) => row_norms_within(v, self.cols, limit, what),
             Data::F64(v) => row_norms_within(v, self.cols, limit, what),
         }
+    }
+}
+
+/// A batch that can be trained on or scored is not empty and, when the
+/// model's width is known, has that many columns.
+fn check_shape(rows: usize, cols: usize, expected_cols: Option<usize>, what: &str) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        return Err(Error::data(format!(
+            "{what} is empty ({rows} rows x {cols} columns)"
+        )));
+    }
+    match expected_cols {
+        Some(d) if d != cols => Err(Error::data(format!(
+            "{what} has {cols} columns but the model has {d} features"
+        ))),
+        _ => Ok(()),
     }
 }
 

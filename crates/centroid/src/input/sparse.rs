@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::{Data, Dense};
+use super::{check_shape, Data, Dense};
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
 use crate::kernels::sparse::CsrRef;
@@ -85,20 +85,7 @@ impl<'a> Sparse<'a> {
     /// expected width, with column indices in range and strictly increasing
     /// within each row, and finite values. `what` names the batch.
     pub fn validate(&self, expected_cols: Option<usize>, what: &str) -> Result<()> {
-        if self.rows == 0 || self.cols == 0 {
-            return Err(Error::data(format!(
-                "{what} is empty ({} rows x {} columns)",
-                self.rows, self.cols
-            )));
-        }
-        if let Some(d) = expected_cols {
-            if d != self.cols {
-                return Err(Error::data(format!(
-                    "{what} has {} columns but the model has {d} features",
-                    self.cols
-                )));
-            }
-        }
+        check_shape(self.rows, self.cols, expected_cols, what)?;
         let checked = match &self.data {
             Data::F32(v) => self.view(v).map(drop),
             Data::F64(v) => self.view(v).map(drop),
