@@ -45,6 +45,35 @@ def exact_inertia(X, centres) -> float:
     return float(X.map_blocks(_block_min_sq, c, dtype=np.float64, drop_axis=1).sum().compute())
 
 
+_SINGLE = """
+import sys, time, numpy as np
+from centroid import _core
+x, init = np.load(sys.argv[1]), np.load(sys.argv[2])
+iters = int(sys.argv[3])
+_core.lloyd(x, None, init, 1, 0.0)  # warm-up
+t0 = time.perf_counter()
+_, _, inertia, n_iter, *_ = _core.lloyd(x, None, init, iters, 0.0)
+print((time.perf_counter() - t0) / n_iter, n_iter, inertia)
+"""
+
+
+def single_process(x, init, iters: int, threads: int):
+    """Seconds per iteration, iterations and inertia of `_core.lloyd` on `x`
+    in a fresh process whose thread pool has `threads` threads."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        xp, ip = os.path.join(tmp, "x.npy"), os.path.join(tmp, "init.npy")
+        np.save(xp, x)
+        np.save(ip, init)
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+        out = subprocess.run([sys.executable, "-c", _SINGLE, xp, ip, str(iters)], env=env, check=True,
+                             capture_output=True, text=True).stdout.split()
+    return float(out[0]), int(out[1]), float(out[2])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=2_000_000)
@@ -72,6 +101,7 @@ def main() -> None:
     from centroid.dask import DaskPartitions, KMeans
 
     n, d, k = args.rows, args.dims, args.k
+    total_threads = args.workers * args.threads
     parts_n = args.partitions or 4 * args.workers
     chunk = -(-n // parts_n)
     print(f"centroid.dask vs dask-ml: {n:,} x {d} float32, k = {k}, {args.iters} iterations (tol 0), "
@@ -105,11 +135,10 @@ def main() -> None:
         per_ours = (stamps[-1] - t0) / len(stamps)
         t_fit = time.perf_counter() - t0
 
-        # Single-process centroid on the same data, same centres.
-        x = X.compute()
-        t0 = time.perf_counter()
-        _, _, single_inertia, n_iter_single, *_ = _core.lloyd(x, None, init, args.iters, 0.0)
-        per_single = (time.perf_counter() - t0) / n_iter_single
+        # Single-process centroid on the same data and centres, with as many
+        # threads as the whole cluster has (workers x threads), in a process
+        # of its own (this one's thread pool is sized for one worker).
+        per_single, n_iter_single, single_inertia = single_process(X.compute(), init, args.iters, total_threads)
 
         # k-means|| initialisation.
         parts = DaskPartitions(X)
@@ -141,7 +170,7 @@ def main() -> None:
         print(f"{'centroid.dask.KMeans':28}{per_ours:14.4f}   (fit {t_fit:.2f} s, {km.n_iter_} iterations, "
               f"inertia {km.inertia_:.6g}, float64 check {exact_inertia(X, km.cluster_centers_):.6g})")
         print(f"{'dask-ml KMeans':28}{per_theirs:14.4f}   (float64 inertia of its centres {theirs_inertia:.6g})")
-        print(f"{'centroid single process':28}{per_single:14.4f}   (_core.lloyd, {os.environ['RAYON_NUM_THREADS']} "
+        print(f"{'centroid single process':28}{per_single:14.4f}   (_core.lloyd, {total_threads} "
               f"thread(s), {n_iter_single} iterations, inertia {single_inertia:.6g})")
         print()
         ratio = per_ours / per_theirs
