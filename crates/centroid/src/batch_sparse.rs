@@ -122,6 +122,31 @@ fn relocate_empty_clusters<T: Float>(
     }
 }
 
+/// The weighted sum of each row's squared distance to the centre its label
+/// names; chunk sums added in chunk order.
+fn labelled_inertia<T: Float>(
+    x: CsrRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: MatRef<'_, T>,
+    labels: &[u32],
+) -> f64 {
+    let norms: Vec<f64> = (0..centres.rows())
+        .map(|j| {
+            centres
+                .row(j)
+                .iter()
+                .map(|c| c.to_f64_exact() * c.to_f64_exact())
+                .sum()
+        })
+        .collect();
+    let scores: Vec<f64> = labels
+        .par_iter()
+        .enumerate()
+        .map(|(i, &j)| sq_dist_sparse(x, i, centres.row(j as usize), norms[j as usize]))
+        .collect();
+    weighted_total(&scores, sample_weight)
+}
+
 /// The weighted sum of the scores, chunk sums added in chunk order.
 fn weighted_total<T: Float>(scores: &[f64], sample_weight: Option<&[T]>) -> f64 {
     scores
@@ -193,8 +218,18 @@ pub fn lloyd<T: Float>(
             None => labels_old = Some(labels.clone()),
         }
     }
-    // Labels and inertia of the final centres.
-    let (labels, inertia) = labels_inertia(x, sample_weight, centres.view())?;
+    // Labels and inertia of the final centres. After a strict stop the
+    // labels already are those: the last update computed the previous
+    // centres again, bit for bit, from the same labels (a relocation would
+    // have changed a label). Then only the inertia is left, row by row
+    // against the labelled centre: O(nnz) rather than a distance pass over
+    // all k centres.
+    let (labels, inertia) = if stop == LloydStop::Strict {
+        let inertia = labelled_inertia(x, sample_weight, centres.view(), &labels);
+        (labels, inertia)
+    } else {
+        labels_inertia(x, sample_weight, centres.view())?
+    };
     Ok(LloydFit {
         centres,
         labels,
@@ -345,6 +380,37 @@ mod tests {
         assert_eq!(fit.centres.row(1), &[10.0, 0.0]);
         assert_eq!(fit.labels, vec![0, 0, 1]);
         assert!((fit.inertia - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_strict_stop_reports_the_inertia_of_its_labels() {
+        // Iteration 1 moves the centres to (1.5, 0) and (0, 6); iteration 2
+        // gives the same labels: a strict stop, whose inertia (worked out by
+        // hand below) comes from the labels without another distance pass.
+        let dense = [1.0f64, 0.0, 2.0, 0.0, 0.0, 5.0, 0.0, 7.0];
+        let (ip, ix, dv) = csr(&dense, 4, 2);
+        let x = CsrRef::new(4, 2, &ip, &ix, &dv).unwrap();
+        let init = [1.0f64, 0.0, 0.0, 5.0];
+        let w = [1.0, 1.0, 2.0, 1.0];
+        let fit = lloyd(x, Some(&w), MatRef::new(&init, 2, 2).unwrap(), 10, 0.0).unwrap();
+        assert_eq!(fit.stop, LloydStop::Strict);
+        assert_eq!(fit.n_iter, 2);
+        assert_eq!(fit.labels, vec![0, 0, 1, 1]);
+        for (a, b) in fit
+            .centres
+            .as_slice()
+            .iter()
+            .zip([1.5, 0.0, 0.0, 17.0 / 3.0])
+        {
+            assert!((a - b).abs() < 1e-12, "{:?}", fit.centres);
+        }
+        // Weights 2 and 1 on 5 and 7: mean 17/3, squared distances 4/9 (with
+        // weight 2) and 16/9; the other cluster 0.25 twice.
+        let want = 0.25 + 0.25 + 2.0 * (4.0 / 9.0) + 16.0 / 9.0;
+        assert!((fit.inertia - want).abs() < 1e-12, "{}", fit.inertia);
+        let (labels, inertia) = labels_inertia(x, Some(&w), fit.centres.view()).unwrap();
+        assert_eq!(labels, fit.labels);
+        assert!((inertia - fit.inertia).abs() < 1e-12);
     }
 
     #[test]
