@@ -2,6 +2,7 @@
 //! distance loop every sparse entry point runs.
 
 use super::CsrRef;
+use crate::kernels::isa::prefetch;
 use crate::float::Float;
 use crate::matrix::MatRef;
 
@@ -106,13 +107,22 @@ fn panel_dots<T: Float>(idx: &[i32], vals: &[T], panel: &[T]) -> [f64; PANEL] {
     acc
 }
 
+/// How many non-zeros ahead [`wide_dots`] asks for the centre column.
+const PREFETCH_AHEAD: usize = 4;
+
 /// The dot products of one sparse row with the `acc.len()` centres of a
-/// wide `panel`, into `acc`.
+/// wide `panel`, into `acc`. A wide panel lives far out in the cache
+/// hierarchy and each non-zero reads a run of `w` values at an unpredictable
+/// column: the run for the non-zero [`PREFETCH_AHEAD`] places on is
+/// requested early, so several misses are in flight at once.
 #[inline]
 fn wide_dots<T: Float>(idx: &[i32], vals: &[T], panel: &[T], acc: &mut [f64]) {
     let w = acc.len();
     acc.fill(0.0);
-    for (&c, &v) in idx.iter().zip(vals) {
+    for (p, (&c, &v)) in idx.iter().zip(vals).enumerate() {
+        if let Some(&ahead) = idx.get(p + PREFETCH_AHEAD) {
+            prefetch(&panel[ahead as usize * w..][..w]);
+        }
         let col = &panel[c as usize * w..][..w];
         let v = v.to_f64_exact();
         for (a, &c) in acc.iter_mut().zip(col) {
