@@ -160,7 +160,8 @@ def main() -> None:
                 per_theirs = (time.perf_counter() - t0) / max(1, theirs.n_iter_)
                 theirs_inertia = exact_inertia(X, theirs.cluster_centers_)
                 t0 = time.perf_counter()
-                init_scalable(X, k, np.random.RandomState(0), max_iter=args.init_rounds, oversampling_factor=2)
+                # dask-ml's k-means|| draws from a dask RandomState.
+                init_scalable(X, k, da.random.RandomState(0), max_iter=args.init_rounds, oversampling_factor=2)
                 t_init_theirs = time.perf_counter() - t0
             except Exception as e:  # noqa: BLE001 - report and carry on
                 print(f"dask-ml failed: {type(e).__name__}: {e}")
