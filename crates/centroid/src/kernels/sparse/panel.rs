@@ -2,8 +2,8 @@
 //! distance loop every sparse entry point runs.
 
 use super::CsrRef;
-use crate::kernels::isa::prefetch;
 use crate::float::Float;
+use crate::kernels::isa::prefetch;
 use crate::matrix::MatRef;
 
 /// Centres per panel when a panel fits in cache: the dot products one pass
