@@ -31,22 +31,15 @@ import time
 os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
 
 
-def _threads_from_argv(default=2):
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return str(default)
-
-
 # centroid's scikit-learn classes run on rayon's global pool; size it before
 # the extension loads. The Estimator takes RunConfig(num_threads=...).
-os.environ["RAYON_NUM_THREADS"] = _threads_from_argv()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import processor_model, threads_from_argv  # noqa: E402
+
+os.environ["RAYON_NUM_THREADS"] = threads_from_argv()
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
 
 SHAPES = {
@@ -212,20 +205,6 @@ def run_onedal(x, c0, iters, threads, kmeans_class):
         return m
 
     return fit
-
-
-def processor_model():
-    """The "model name" of the first processor in /proc/cpuinfo."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def kernel_path():

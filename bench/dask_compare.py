@@ -15,21 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import time
 
 import numpy as np
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import processor_model  # noqa: E402
 
 
 def _block_min_sq(block, centres):
@@ -61,7 +53,6 @@ def single_process(x, init, iters: int, threads: int):
     """Seconds per iteration, iterations and inertia of `_core.lloyd` on `x`
     in a fresh process whose thread pool has `threads` threads."""
     import subprocess
-    import sys
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +96,7 @@ def main() -> None:
     parts_n = args.partitions or 4 * args.workers
     chunk = -(-n // parts_n)
     print(f"centroid.dask vs dask-ml: {n:,} x {d} float32, k = {k}, {args.iters} iterations (tol 0), "
-          f"{args.workers} workers x {args.threads} thread(s), {parts_n} partitions; CPU: {cpu_name()}")
+          f"{args.workers} workers x {args.threads} thread(s), {parts_n} partitions; CPU: {processor_model()}")
 
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=args.threads, processes=True,
                            dashboard_address=None)

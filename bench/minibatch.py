@@ -18,21 +18,14 @@ import sys
 import time
 
 
-def _threads_from_argv(default=2):
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return str(default)
-
-
 # rayon's global pool (centroid.sklearn) is sized before the extension loads.
-os.environ["RAYON_NUM_THREADS"] = _threads_from_argv()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import threads_from_argv  # noqa: E402
+
+os.environ["RAYON_NUM_THREADS"] = threads_from_argv()
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
 
 

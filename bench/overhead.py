@@ -22,22 +22,15 @@ import time
 os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
 
 
-def _threads_from_argv(default=2):
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return str(default)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import threads_from_argv  # noqa: E402
 
-
-os.environ["RAYON_NUM_THREADS"] = _threads_from_argv()
+os.environ["RAYON_NUM_THREADS"] = threads_from_argv()
 
 import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datasets  # noqa: E402
 
 
