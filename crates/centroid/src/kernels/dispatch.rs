@@ -11,6 +11,7 @@ use super::isa::Isa;
 use super::isa::{Avx2Fma, Avx512F};
 use super::lanes::run_lanes;
 use super::pack::{Job, Op};
+use super::rowdot;
 use super::simd::Simd;
 use super::tile::{argmin_chunk, distances_body, finish_rows, SMALL_D};
 use crate::float::Float;
@@ -23,6 +24,14 @@ const AVX512_TILE_ROWS: (usize, usize) = (12, 4);
 #[cfg(target_arch = "x86_64")]
 const AVX2_TILE_ROWS: (usize, usize) = (4, 2);
 const PORTABLE_TILE_ROWS: usize = 2;
+
+/// Rows per row-dot tile, by path: `rows x rowdot::GROUP` accumulators plus
+/// one vector per row stay in registers (32 on AVX-512, 16 on AVX2).
+#[cfg(target_arch = "x86_64")]
+const AVX512_ROWDOT_ROWS: usize = 4;
+#[cfg(target_arch = "x86_64")]
+const AVX2_ROWDOT_ROWS: usize = 2;
+const PORTABLE_ROWDOT_ROWS: usize = 2;
 
 /// The tile kernel's operation on `MR`-row tiles.
 ///
@@ -53,21 +62,25 @@ unsafe fn run_body<S: Simd, const MR: usize>(job: &Job<'_, S::T>, op: Op<'_, S::
     }
 }
 
-/// The lane kernel when it takes the shape, else the tile kernel with
-/// `WIDE`-row tiles (or `SMALL`-row ones for `d <= SMALL_D`).
+/// The lane kernel or the row-dot kernel (`DOT`-row tiles) when one takes
+/// the shape, else the tile kernel with `WIDE`-row tiles (or `SMALL`-row
+/// ones for `d <= SMALL_D`).
 ///
 /// # Safety
 ///
 /// The CPU runs `S`'s instruction set, and `job` satisfies the bounds that
 /// [`run`] asserts.
 #[inline(always)]
-unsafe fn run_path<S: Simd, const WIDE: usize, const SMALL: usize>(
+unsafe fn run_path<S: Simd, const WIDE: usize, const SMALL: usize, const DOT: usize>(
     job: &Job<'_, S::T>,
     op: Op<'_, S::T>,
 ) {
     // SAFETY: this function's own contract, passed on unchanged.
     unsafe {
         let Some(op) = run_lanes::<S>(job, op) else {
+            return;
+        };
+        let Some(op) = rowdot::run::<S, DOT>(job, op) else {
             return;
         };
         if job.d <= SMALL_D {
@@ -87,7 +100,9 @@ unsafe fn run_path<S: Simd, const WIDE: usize, const SMALL: usize>(
 unsafe fn run_avx512<S: Simd>(_: Avx512F, job: &Job<'_, S::T>, op: Op<'_, S::T>) {
     // SAFETY: the token proves AVX-512F, which this function is compiled
     // for; the caller keeps `job` in bounds.
-    unsafe { run_path::<S, { AVX512_TILE_ROWS.0 }, { AVX512_TILE_ROWS.1 }>(job, op) }
+    unsafe {
+        run_path::<S, { AVX512_TILE_ROWS.0 }, { AVX512_TILE_ROWS.1 }, AVX512_ROWDOT_ROWS>(job, op)
+    }
 }
 
 /// # Safety
@@ -99,7 +114,7 @@ unsafe fn run_avx512<S: Simd>(_: Avx512F, job: &Job<'_, S::T>, op: Op<'_, S::T>)
 unsafe fn run_avx2<S: Simd>(_: Avx2Fma, job: &Job<'_, S::T>, op: Op<'_, S::T>) {
     // SAFETY: the token proves AVX2 and FMA, which this function is
     // compiled for; the caller keeps `job` in bounds.
-    unsafe { run_path::<S, { AVX2_TILE_ROWS.0 }, { AVX2_TILE_ROWS.1 }>(job, op) }
+    unsafe { run_path::<S, { AVX2_TILE_ROWS.0 }, { AVX2_TILE_ROWS.1 }, AVX2_ROWDOT_ROWS>(job, op) }
 }
 
 /// # Safety
@@ -110,7 +125,10 @@ unsafe fn run_portable<S: Simd>(job: &Job<'_, S::T>, op: Op<'_, S::T>) {
     // caller keeps every pointer the tiles form inside `x`, `data` and
     // `bias`.
     unsafe {
-        if let Some(op) = run_lanes::<S>(job, op) {
+        let Some(op) = run_lanes::<S>(job, op) else {
+            return;
+        };
+        if let Some(op) = rowdot::run::<S, PORTABLE_ROWDOT_ROWS>(job, op) {
             run_body::<S, PORTABLE_TILE_ROWS>(job, op)
         }
     }
@@ -129,6 +147,13 @@ pub(crate) fn run<F: Float>(isa: Isa, job: &Job<'_, F>, op: Op<'_, F>) {
             && job.bias.len() >= job.panels * job.lanes
     );
     assert!(job.k <= job.panels * job.lanes);
+    // The row-dot kernel reads `k` rounded up to its group of rows of
+    // `stride` values, and the biases of all of them.
+    if let Some((rows, stride)) = job.rows {
+        let kp = job.k.div_ceil(rowdot::GROUP) * rowdot::GROUP;
+        assert!(stride >= job.d && stride % job.lanes == 0 && rows.len() >= kp * stride);
+        assert!(job.bias.len() >= kp);
+    }
     // The kernels read `rows x d` values of `x` and write one label and
     // score (or `k` distances) per row, through raw pointers.
     match &op {

@@ -51,6 +51,7 @@ mod isa;
 mod lanes;
 mod pack;
 mod reference;
+mod rowdot;
 mod scalar;
 mod seeding_pass;
 pub(crate) mod simd;
@@ -63,7 +64,8 @@ use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
 pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};
 pub use seeding_pass::{
-    candidate_potentials, fold_and_score, seeding_terms, update_min_distances, ScoredCandidates,
+    candidate_potentials, fold_and_score, fold_and_score_pruned, seeding_terms,
+    update_min_distances, ScoredCandidates, SeedingBounds,
 };
 
 use rayon::prelude::*;
@@ -173,6 +175,7 @@ impl<T: Float> PreparedCentres<T> {
             block_panels: packed.block_panels,
             data: packed.data(),
             bias: &packed.bias,
+            rows: packed.rows(),
         }
     }
 

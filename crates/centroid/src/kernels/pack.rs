@@ -8,6 +8,7 @@
 //! because each block is re-read by every row group of a chunk.
 
 use super::isa::Isa;
+use super::rowdot;
 use super::scalar::{ClusterStats, Metric};
 use crate::float::Float;
 
@@ -31,6 +32,21 @@ pub(crate) struct Packed<T> {
     len: usize,
     /// `panels * lanes` biases.
     pub(crate) bias: Vec<T>,
+    /// The centres row-major for the row-dot kernel, when it takes the
+    /// shape (see `rowdot.rs`).
+    rows: Option<RowMajor<T>>,
+}
+
+/// Centres row-major, `kp` rows (`k` rounded up to the row-dot group, the
+/// extra rows zero) of `stride` values (`d` rounded up to the vector width,
+/// the extra values zero), so every vector load of a row is whole and the
+/// padding adds nothing to a dot product.
+#[derive(Clone, Debug)]
+struct RowMajor<T> {
+    buf: Vec<T>,
+    offset: usize,
+    len: usize,
+    stride: usize,
 }
 
 impl<T: Float> Packed<T> {
@@ -65,6 +81,24 @@ impl<T: Float> Packed<T> {
         }
         let panel_bytes = (d * lanes * std::mem::size_of::<T>()).max(1);
         let block_panels = (CENTRE_BLOCK_BYTES / panel_bytes).max(2) & !1;
+        let rows = rowdot::takes(k, d).then(|| {
+            let stride = d.div_ceil(lanes) * lanes;
+            let kp = k.div_ceil(rowdot::GROUP) * rowdot::GROUP;
+            debug_assert!(kp <= panels * lanes, "the padding rows have +inf biases");
+            let len = kp * stride;
+            let mut buf = vec![T::zero(); len + align];
+            let offset = buf.as_ptr().align_offset(64).min(align);
+            for (j, c) in centres.chunks_exact(d).enumerate() {
+                let at = offset + j * stride;
+                buf[at..at + d].copy_from_slice(c);
+            }
+            RowMajor {
+                buf,
+                offset,
+                len,
+                stride,
+            }
+        });
         Self {
             isa,
             lanes,
@@ -74,7 +108,16 @@ impl<T: Float> Packed<T> {
             offset,
             len,
             bias,
+            rows,
         }
+    }
+
+    /// The row-major centres and their row stride, when the row-dot kernel
+    /// takes this shape.
+    pub(crate) fn rows(&self) -> Option<(&[T], usize)> {
+        self.rows
+            .as_ref()
+            .map(|r| (&r.buf[r.offset..r.offset + r.len], r.stride))
     }
 
     /// The packed panels, `panels * d * lanes` values.
@@ -95,6 +138,27 @@ pub(crate) struct Job<'a, T> {
     pub(crate) block_panels: usize,
     pub(crate) data: &'a [T],
     pub(crate) bias: &'a [T],
+    /// The centres row-major and their row stride, for the row-dot kernel
+    /// (`None` when it does not take the shape).
+    pub(crate) rows: Option<(&'a [T], usize)>,
+}
+
+impl<'a, T> Job<'a, T> {
+    /// The same job on rows `start..end` of its chunk.
+    pub(crate) fn sub(&self, start: usize, end: usize) -> Job<'a, T> {
+        Job {
+            x: &self.x[start * self.d..end * self.d],
+            d: self.d,
+            k: self.k,
+            metric: self.metric,
+            lanes: self.lanes,
+            panels: self.panels,
+            block_panels: self.block_panels,
+            data: self.data,
+            bias: self.bias,
+            rows: self.rows,
+        }
+    }
 }
 
 /// One chunk's work, by operation.

@@ -268,10 +268,46 @@ fn every_path_matches_the_reference_on_random_shapes() {
         (5, 300, 2000),
         (3, 128, 2000),
         (CHUNK_ROWS + 37, 5, 9),
+        // The row-dot kernel (k <= 16, d > 16): one centre, k not a
+        // multiple of its group, d not a multiple of any vector width, rows
+        // not a multiple of its tile, Fashion-MNIST's width, several chunks.
+        (13, 17, 1),
+        (37, 20, 5),
+        (29, 100, 10),
+        (7, 33, 16),
+        (45, 784, 10),
+        (CHUNK_ROWS + 5, 40, 12),
     ];
     for (s, &(n, d, k)) in shapes.iter().enumerate() {
         random_problem::<f32>(s as u64, n, d, k, s % 2 == 0);
         random_problem::<f64>(100 + s as u64, n, d, k, s % 2 == 1);
+    }
+}
+
+#[test]
+fn the_row_dot_kernel_takes_few_wide_centres() {
+    // The shapes above that should run it do: without its row-major
+    // centres, every path would fall back to the tile kernel unnoticed.
+    let c = vec![0.5f32; 17 * 784];
+    for (k, d, takes) in [
+        (10, 784, true),
+        (16, 17, true),
+        (1, 17, true),
+        (17, 784, false),
+        (10, 16, false),
+    ] {
+        let centres = PreparedCentres::new(
+            MatRef::new(&c[..k * d], k, d).unwrap(),
+            Metric::SquaredEuclidean,
+        );
+        for path in paths() {
+            let packed = centres.packing_for(path);
+            assert_eq!(packed.rows().is_some(), takes, "k={k} d={d} {path:?}");
+            if let Some((rows, stride)) = packed.rows() {
+                assert_eq!(stride % path.lanes::<f32>(), 0);
+                assert!(stride >= d && rows.len() >= k * stride);
+            }
+        }
     }
 }
 
@@ -287,7 +323,7 @@ fn many_centre_blocks_match_the_reference() {
 fn ties_go_to_the_lowest_index_on_every_path() {
     // Small integers: every product and sum is exact, so the equal distances
     // are equal on every path and the lowest index must win.
-    for path in paths() {
+    for (path, pad) in paths().into_iter().flat_map(|p| [(p, 0), (p, 18)]) {
         for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
             // Centres (1,0) (-1,0) (0,1) (0,-1) (2,0) (-3,3) (1,1) (1,-1).
             // Worked out by hand, squared Euclidean: (0,0) is at 1 from
@@ -300,15 +336,24 @@ fn ties_go_to_the_lowest_index_on_every_path() {
                 1.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -1.0, 2.0, 0.0, -3.0, 3.0, 1.0, 1.0, 1.0, -1.0,
             ];
             let x: Vec<f32> = vec![0.0, 0.0, 1.5, 0.0, 0.5, 0.5, -1.0, -1.0];
-            let c = MatRef::new(&c, 8, 2).unwrap();
-            let x = MatRef::new(&x, 4, 2).unwrap();
+            // The same points padded with zeros to d = 2 + pad: pad = 18
+            // runs the row-dot kernel, and the distances are unchanged.
+            let widen = |v: &[f32], rows: usize| -> Vec<f32> {
+                v.chunks(2)
+                    .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, pad)))
+                    .take(rows * (2 + pad))
+                    .collect()
+            };
+            let (c, x) = (widen(&c, 8), widen(&x, 4));
+            let c = MatRef::new(&c, 8, 2 + pad).unwrap();
+            let x = MatRef::new(&x, 4, 2 + pad).unwrap();
             let centres = PreparedCentres::new(c, metric);
             let mut labels = vec![9u32; 4];
             let mut scores = vec![0f32; 4];
             assign_on(Some(path), x, &centres, &mut labels, &mut scores);
             match metric {
                 Metric::SquaredEuclidean => {
-                    assert_eq!(labels, vec![0, 0, 0, 1], "{path:?}");
+                    assert_eq!(labels, vec![0, 0, 0, 1], "{path:?} pad {pad}");
                     assert_eq!(scores, vec![1.0, 0.25, 0.5, 1.0], "{path:?}");
                 }
                 Metric::Cosine => {
@@ -322,7 +367,7 @@ fn ties_go_to_the_lowest_index_on_every_path() {
                     );
                 }
             }
-            let mut stats = ClusterStats::new(8, 2);
+            let mut stats = ClusterStats::new(8, 2 + pad);
             let mut acc_labels = vec![9u32; 4];
             assign_accumulate_on(
                 Some(path),
@@ -641,6 +686,111 @@ fn fold_and_score_is_an_update_then_a_scoring_pass() {
             assert!(terms.iter().all(|&t| (t / unit).fract() == 0.0));
         }
     }
+}
+
+/// A pruned seeding run against the unpruned passes: the same centres
+/// folded and scored in the same order must leave the same `min_dist` and
+/// the same potentials, chunk sums and low bits, to the bit. Returns the
+/// rows the pruned passes skipped.
+fn pruned_passes_match<T: Float>(x: MatRef<'_, T>, w: Option<&[T]>, picks: &[usize]) -> usize {
+    let n = x.rows();
+    let mut bounds = SeedingBounds::new(x, Metric::SquaredEuclidean).unwrap();
+    let (mut plain, mut pruned) = (vec![f64::INFINITY; n], vec![f64::INFINITY; n]);
+    let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let mut skipped = 0;
+    // Step s folds pick s - 1 (none at first) and scores picks s..s + 4;
+    // every third step folds without scoring, as update_min_distances does.
+    for s in 0..picks.len() {
+        let fold = usize::from(s > 0);
+        let rows: Vec<usize> = picks[s - fold..(s + 4).min(picks.len())].to_vec();
+        let rows = if s % 3 == 2 {
+            rows[..fold].to_vec()
+        } else {
+            rows
+        };
+        let mut set = crate::matrix::Matrix::with_capacity(rows.len(), x.cols());
+        for &r in &rows {
+            set.push_row(x.row(r));
+        }
+        let set = PreparedCentres::new(set.view(), Metric::SquaredEuclidean);
+        let want = fold_and_score(x, w, &mut plain, &set, fold);
+        let got = fold_and_score_pruned(x, w, &mut pruned, &mut bounds, &set, fold);
+        let what = format!("{} step {s}", T::DTYPE);
+        assert_eq!(bits(&pruned), bits(&plain), "{what}: min_dist");
+        assert_eq!(
+            bits(&got.potentials),
+            bits(&want.potentials),
+            "{what}: potentials"
+        );
+        assert_eq!(
+            bits(&got.chunk_potentials),
+            bits(&want.chunk_potentials),
+            "{what}: chunk sums"
+        );
+        assert_eq!(got.min_lsb, want.min_lsb, "{what}: low bits");
+        assert_eq!(want.skipped_rows, 0);
+        skipped += got.skipped_rows;
+    }
+    skipped
+}
+
+#[test]
+fn pruned_seeding_passes_change_no_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    // Clustered data (most rows are skipped once each group has a centre),
+    // at widths for the lane, row-dot and tile kernels, f32 and f64, at 1
+    // and 2 threads.
+    for (n, d, groups) in [
+        (CHUNK_ROWS + 300, 5, 12),
+        (CHUNK_ROWS + 77, 40, 10),
+        (900, 130, 8),
+    ] {
+        let centres: Vec<f64> = (0..groups * d)
+            .map(|_| rng.gen_range(-20.0..20.0))
+            .collect();
+        let data: Vec<f64> = (0..n * d)
+            .map(|i| centres[(i / d % groups) * d + i % d] + rng.gen_range(-1.0..1.0))
+            .collect();
+        let picks: Vec<usize> = (0..3 * groups).map(|i| (i * 7919 + 13) % n).collect();
+        let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 5) as f64).collect();
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let x32: Vec<f32> = data.iter().map(|&v| v as f32).collect();
+                let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+                let x32 = MatRef::new(&x32, n, d).unwrap();
+                let skipped = pruned_passes_match(x32, None, &picks)
+                    + pruned_passes_match(x32, Some(&w32), &picks);
+                assert!(skipped > n, "n={n} d={d}: only {skipped} rows skipped");
+                let x64 = MatRef::new(&data, n, d).unwrap();
+                let skipped = pruned_passes_match(x64, Some(&w), &picks);
+                assert!(skipped > n, "f64 n={n} d={d}: only {skipped} rows skipped");
+            });
+        }
+    }
+}
+
+#[test]
+fn pruned_seeding_keeps_exact_ties_and_duplicates() {
+    // Small integers on a line, many duplicates: every distance is exact,
+    // and rows sit exactly halfway between centres (x = 2 between 0 and 4:
+    // ||c - a|| = 2 sqrt(D)), the boundary of the skipping test, where the
+    // fold must leave the distance (a tie) and the terms unchanged.
+    let n = CHUNK_ROWS + 50;
+    let d = 20;
+    let data: Vec<f32> = (0..n)
+        .flat_map(|i| {
+            let v = [0.0f32, 2.0, 4.0, 4.0, 8.0, 1.0][i % 6];
+            std::iter::once(v).chain(std::iter::repeat_n(1.0, d - 1))
+        })
+        .collect();
+    let x = MatRef::new(&data, n, d).unwrap();
+    // Rows 0 (value 0), 2 (4), 4 (8), 1 (2), 5 (1).
+    let skipped = pruned_passes_match(x, None, &[0, 2, 4, 1, 5, 3, 6]);
+    assert!(skipped > 0, "nothing skipped");
 }
 
 #[test]

@@ -90,6 +90,11 @@ macro_rules! avx512_impl {
                 }
             }
             #[inline(always)]
+            unsafe fn reduce_add(v: $v) -> $t {
+                // SAFETY: see the macro.
+                unsafe { $reduce_add(v) }
+            }
+            #[inline(always)]
             unsafe fn sq_norm(row: *const $t, d: usize) -> $t {
                 // SAFETY: see the macro; the loads are masked to the row's
                 // `d` values.

@@ -140,6 +140,25 @@ pub trait Simd: Copy {
         }
     }
 
+    /// The sum of the lanes of `v`, added as a balanced tree in a fixed
+    /// order (the order is the path's own, the same on every call).
+    #[inline(always)]
+    unsafe fn reduce_add(v: Self::V) -> Self::T {
+        // SAFETY: the trait contract: the caller runs the instruction set.
+        unsafe {
+            let mut buf = [Self::T::zero(); MAX_LANES];
+            Self::store(buf.as_mut_ptr(), v);
+            let mut n = Self::LANES;
+            while n > 1 {
+                n /= 2;
+                for l in 0..n {
+                    buf[l] += buf[l + n];
+                }
+            }
+            buf[0]
+        }
+    }
+
     /// `sum_p row[p]^2` (summation order is the path's own).
     #[inline(always)]
     unsafe fn sq_norm(row: *const Self::T, d: usize) -> Self::T {
