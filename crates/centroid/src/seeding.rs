@@ -49,7 +49,10 @@ pub fn random_row_indices(n: usize, needed: usize, rng: &mut ChaCha8Rng) -> Vec<
 /// have 24 significant bits). When it cannot be proved (f64 data, most
 /// weighted data) the step folds the centre in with a separate pass and
 /// draws from the running total itself, as two passes. Either way the same
-/// rows are chosen, at any thread count.
+/// rows are chosen, at any thread count. Under squared Euclidean the passes
+/// skip the rows none of their centres can come closer to, by the triangle
+/// inequality with the kernels' rounding bounded
+/// ([`kernels::SeedingBounds`]): fewer rows read, the same bits.
 ///
 /// Under cosine, rows are compared normalised, and the returned centres are
 /// the chosen rows as they are (the caller normalises them).
@@ -103,6 +106,9 @@ pub fn kmeans_plus_plus_indices<T: Float>(
     // the last chosen one (`pending`), which the next pass folds in while it
     // scores the next candidates: one read of the data per step.
     let mut min_dist: Vec<f64> = vec![f64::INFINITY; n];
+    // Every fold goes through the bounds, which skip the rows a centre
+    // cannot come closer to (squared Euclidean; the same picks, to the bit).
+    let mut bounds = kernels::SeedingBounds::new(x, metric);
     let mut chosen: Vec<usize> = Vec::with_capacity(k);
     let mut is_chosen = vec![false; n];
     let mut pending: Option<usize> = None;
@@ -139,7 +145,12 @@ pub fn kmeans_plus_plus_indices<T: Float>(
                 // The running total needs every row's weight: fold the last
                 // centre in now, with the values the pass would have used.
                 let one = PreparedCentres::new(x.slice_rows(p, p + 1), metric);
-                kernels::update_min_distances(x, &one, &mut min_dist);
+                match bounds.as_mut() {
+                    Some(b) => {
+                        kernels::fold_and_score_pruned(x, None, &mut min_dist, b, &one, 1);
+                    }
+                    None => kernels::update_min_distances(x, &one, &mut min_dist),
+                }
                 pending = None;
             }
             match draw_candidates(
@@ -175,7 +186,12 @@ pub fn kmeans_plus_plus_indices<T: Float>(
             set.push_row(x.row(c));
         }
         let prepared = PreparedCentres::new(set.view(), metric);
-        let scored = kernels::fold_and_score(x, sample_weight, &mut min_dist, &prepared, fold);
+        let scored = match bounds.as_mut() {
+            Some(b) => {
+                kernels::fold_and_score_pruned(x, sample_weight, &mut min_dist, b, &prepared, fold)
+            }
+            None => kernels::fold_and_score(x, sample_weight, &mut min_dist, &prepared, fold),
+        };
         let mut best = 0usize;
         for (c, p) in scored.potentials.iter().enumerate() {
             if *p < scored.potentials[best] {
