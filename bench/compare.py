@@ -209,11 +209,13 @@ def run_onedal(x, c0, iters, threads, kmeans_class):
 
 def kernel_path():
     """The kernel path centroid's dispatch takes here, by its own rule
-    (crates/centroid/src/kernels: block.rs `Path::detect`, amx.rs
-    `available`): AMX-BF16 tiles for f32 with d >= 64 and k >= 32 where the
-    CPU has AMX-TILE + AMX-BF16 and CENTROID_AMX is not 0, else AVX-512F,
-    else AVX2+FMA, else portable. Read from /proc/cpuinfo's flags, so it
-    shows what the processor offers, not a report from the extension."""
+    (crates/centroid/src/kernels: isa.rs `Isa::detect`, amx/mod.rs,
+    rowdot.rs `takes`): AMX-BF16 tiles for f32 with d >= 64 and k >= 32
+    where the CPU has AMX-TILE + AMX-BF16 and CENTROID_AMX is not 0, else
+    AVX-512F, else AVX2+FMA, else portable; on each of those, the row-dot
+    kernel for k <= 16 and d > 16, the lane kernel for small d and k, the
+    tile kernel otherwise. Read from /proc/cpuinfo's flags, so it shows
+    what the processor offers, not a report from the extension."""
     flags = set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -232,11 +234,11 @@ def kernel_path():
     extras = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_tile", "AMX-TILE")) if flag in flags]
     amx_cpu = "amx_tile" in flags and "amx_bf16" in flags and simd == "AVX-512F"
     if amx_cpu and os.environ.get("CENTROID_AMX", "").strip() != "0":
-        path = f"AMX-BF16 (f32, d >= 64, k >= 32), {simd} otherwise"
+        path = f"AMX-BF16 (f32, d >= 64, k >= 32), {simd} otherwise (row-dot kernel for k <= 16, d > 16)"
     elif amx_cpu:
-        path = f"{simd} (AMX turned off by CENTROID_AMX=0)"
+        path = f"{simd} (AMX turned off by CENTROID_AMX=0; row-dot kernel for k <= 16, d > 16)"
     else:
-        path = simd
+        path = f"{simd} (row-dot kernel for k <= 16, d > 16)"
     return f"{path}; CPU also has: {', '.join(extras) or 'no AVX512-BF16, no AMX'}"
 
 
@@ -490,13 +492,17 @@ def main():
         }
         if od is not None:
             checks["onedal"] = inertia(x, od.cluster_centers_)
-        ok = {lib: bool(abs(v - ref) <= 1e-5 * ref) for lib, v in checks.items()}
         # Lloyd in float64 from the same centres (scikit-learn on a float64
         # copy): the trajectory exact arithmetic would follow. f32 libraries
         # drift from it by their accumulation error; this shows by how much.
         sk64 = run_sklearn(x.astype(np.float64), c0.astype(np.float64), iters, args.threads)()
         ref64 = inertia(x, sk64.cluster_centers_)
         vs64 = {lib: float(abs(v - ref64) / ref64) for lib, v in {"sklearn": ref, **checks}.items()}
+        # The target (issue 13): centroid's final inertia within 1e-5 of
+        # float64 Lloyd's. scikit-learn's float32 Lloyd is no reference: it
+        # drifts from float64 by its own rounding (1.2e-5 on Fashion-MNIST
+        # k = 100), more than centroid does.
+        ok = {lib: bool(vs64[lib] <= 1e-5) for lib in ("centroid", "centroid-estimator")}
         per = {
             "sklearn": t_sk / it_sk,
             "sklearn-elkan": t_el / el.n_iter_,
