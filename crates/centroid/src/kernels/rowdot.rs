@@ -237,38 +237,14 @@ pub(crate) unsafe fn run<'o, S: Simd, const MR: usize>(
         };
         let row_bytes = (job.d * std::mem::size_of::<S::T>()).max(1);
         let block = ((FINISH_BYTES / row_bytes) / MR).max(1) * MR;
-        match op {
-            Op::Assign { labels, scores } => {
-                let n = labels.len();
-                for b0 in (0..n).step_by(block) {
-                    let b1 = (b0 + block).min(n);
-                    let sub = job.sub(b0, b1);
-                    argmin_block::<S, MR>(&sub, centres, &mut labels[b0..b1], &mut scores[b0..b1]);
-                    finish_rows::<S>(&sub, None, &labels[b0..b1], &mut scores[b0..b1], None);
-                }
-                None
-            }
+        let (weights, labels, scores, mut part) = match op {
+            Op::Assign { labels, scores } => (None, labels, scores, None),
             Op::Accumulate {
                 weights,
                 labels,
                 scores,
                 part,
-            } => {
-                let n = labels.len();
-                for b0 in (0..n).step_by(block) {
-                    let b1 = (b0 + block).min(n);
-                    let sub = job.sub(b0, b1);
-                    argmin_block::<S, MR>(&sub, centres, &mut labels[b0..b1], &mut scores[b0..b1]);
-                    finish_rows::<S>(
-                        &sub,
-                        weights.map(|w| &w[b0..b1]),
-                        &labels[b0..b1],
-                        &mut scores[b0..b1],
-                        Some(&mut *part),
-                    );
-                }
-                None
-            }
+            } => (weights, labels, scores, Some(part)),
             Op::Distances { out } => {
                 let (n, k) = (out.len() / job.k, job.k);
                 let mut r = 0;
@@ -281,8 +257,22 @@ pub(crate) unsafe fn run<'o, S: Simd, const MR: usize>(
                     r += 1;
                 }
                 debug_assert_eq!(out.len(), n * k);
-                None
+                return None;
             }
+        };
+        let n = labels.len();
+        for b0 in (0..n).step_by(block) {
+            let b1 = (b0 + block).min(n);
+            let sub = job.sub(b0, b1);
+            argmin_block::<S, MR>(&sub, centres, &mut labels[b0..b1], &mut scores[b0..b1]);
+            finish_rows::<S>(
+                &sub,
+                weights.map(|w| &w[b0..b1]),
+                &labels[b0..b1],
+                &mut scores[b0..b1],
+                part.as_deref_mut(),
+            );
         }
+        None
     }
 }
