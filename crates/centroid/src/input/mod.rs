@@ -206,11 +206,7 @@ const SCAN_BLOCK_VALUES: usize = 1 << 16;
 
 fn row_norms_within<T: Float>(v: &[T], cols: usize, limit: f64, what: &str) -> Result<()> {
     let cols = cols.max(1);
-    let sq_norm = |row: &[T]| -> f64 {
-        row.iter()
-            .map(|x| x.to_f64_exact() * x.to_f64_exact())
-            .sum()
-    };
+    let sq_norm = crate::kernels::sq_norm_f64::<T>;
     // The common case is a clean batch: scan in parallel, locate serially.
     let block = SCAN_BLOCK_VALUES.div_ceil(cols) * cols;
     if v.par_chunks(block)

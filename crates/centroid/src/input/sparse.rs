@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use rayon::prelude::*;
+
 use super::{check_shape, Data, Dense};
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
@@ -99,10 +101,14 @@ impl<'a> Sparse<'a> {
         let sq_norm = |r: usize| -> f64 {
             let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
             match &self.data {
-                Data::F32(v) => v[a..b].iter().map(|&x| f64::from(x) * f64::from(x)).sum(),
-                Data::F64(v) => v[a..b].iter().map(|&x| x * x).sum(),
+                Data::F32(v) => crate::kernels::sq_norm_f64(&v[a..b]),
+                Data::F64(v) => crate::kernels::sq_norm_f64(&v[a..b]),
             }
         };
+        // The common case is a clean batch: scan in parallel, locate serially.
+        if (0..self.rows).into_par_iter().all(|r| sq_norm(r) <= limit) {
+            return Ok(());
+        }
         match (0..self.rows).find(|&r| sq_norm(r) > limit) {
             None => Ok(()),
             Some(r) => Err(Error::data(format!(

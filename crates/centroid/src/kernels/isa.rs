@@ -177,3 +177,69 @@ pub(crate) fn prefetch<T>(values: &[T]) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = values;
 }
+
+/// The instruction-set paths a test run must exercise, from
+/// `CENTROID_REQUIRE` (comma-separated: `avx2`, `avx512`, `amx`). A test of
+/// a path this processor lacks skips, saying so; a path named here turns
+/// that skip into a failure, so a run can prove which kernels it tested.
+#[cfg(test)]
+pub(crate) mod require {
+    /// The names `CENTROID_REQUIRE` takes, one per path with tests that skip.
+    pub(crate) const PATHS: [&str; 3] = ["avx2", "avx512", "amx"];
+
+    /// The paths named in `spec`; an unknown name is an error, so a typo
+    /// (or a path this build has no kernel for) cannot pass unnoticed.
+    pub(crate) fn parse(spec: &str) -> Result<Vec<&str>, String> {
+        spec.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                PATHS
+                    .iter()
+                    .copied()
+                    .find(|p| p.eq_ignore_ascii_case(s))
+                    .ok_or_else(|| {
+                        format!(
+                            "CENTROID_REQUIRE names {s:?}, which this build has no kernel for (known: {})",
+                            PATHS.join(", ")
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// Reports a test skipped because `path` is not available here, or
+    /// fails it when `CENTROID_REQUIRE` names `path`.
+    pub(crate) fn skip(path: &str, why: &str) {
+        let spec = std::env::var("CENTROID_REQUIRE").unwrap_or_default();
+        match parse(&spec) {
+            Err(e) => panic!("{e}"),
+            Ok(required) if required.contains(&path) => {
+                panic!("CENTROID_REQUIRE names {path}, but {why}")
+            }
+            Ok(_) => eprintln!("{why}: skipped (CENTROID_REQUIRE={path} makes this a failure)"),
+        }
+    }
+
+    /// Checks every path `CENTROID_REQUIRE` names against what this
+    /// processor runs (`available`), failing on the first one it lacks.
+    pub(crate) fn check(available: &[&str]) {
+        for path in PATHS {
+            if !available.contains(&path) {
+                skip(path, &format!("this processor has no {path} path"));
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(parse(""), Ok(vec![]));
+        assert_eq!(parse("avx512, AMX"), Ok(vec!["avx512", "amx"]));
+        assert_eq!(parse("avx512,,avx2"), Ok(vec!["avx512", "avx2"]));
+        let e = parse("avx512,avx512bf16").unwrap_err();
+        assert!(
+            e.contains("\"avx512bf16\"") && e.contains("no kernel"),
+            "{e}"
+        );
+    }
+}

@@ -62,6 +62,7 @@ mod tile;
 
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
+pub(crate) use scalar::sq_norm_f64;
 pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};
 pub use seeding_pass::{
     candidate_potentials, fold_and_score, fold_and_score_pruned, seeding_terms,

@@ -86,6 +86,24 @@ pub fn inv_norm<T: Float>(row: &[T]) -> f64 {
     1.0 / sq.sqrt().max(COSINE_NORM_FLOOR)
 }
 
+/// `sum_p row_p^2` in f64, in eight running sums (value `p` goes to `p % 8`,
+/// combined as a fixed tree): one chain of dependent adds per row cost more
+/// than reading the row in the whole-batch checks.
+#[inline]
+pub(crate) fn sq_norm_f64<T: Float>(row: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] += c[i].to_f64_exact() * c[i].to_f64_exact();
+        }
+    }
+    for (i, v) in chunks.remainder().iter().enumerate() {
+        acc[i] += v.to_f64_exact() * v.to_f64_exact();
+    }
+    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+}
+
 /// Divides `row` by `max(||row||, 1e-12)`.
 pub fn normalize_in_place<T: Float>(row: &mut [T]) {
     let s = inv_norm(row);

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{distances, Metric, PreparedCentres, CHUNK_ROWS};
+use super::{distances, sq_norm_f64, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::float::Float;
 use crate::matrix::MatRef;
 
@@ -277,13 +277,6 @@ impl SeedingBounds {
             });
         (gap, err)
     }
-}
-
-/// `sum_p row[p]^2` in f64.
-fn sq_norm_f64<T: Float>(row: &[T]) -> f64 {
-    row.iter()
-        .map(|v| v.to_f64_exact() * v.to_f64_exact())
-        .sum()
 }
 
 /// [`fold_and_score`], skipping rows by `bounds` when given.

@@ -11,8 +11,26 @@ use super::*;
 use crate::float::{DType, Float};
 use crate::matrix::MatRef;
 
+/// Every path this processor runs; the ones it lacks are reported as
+/// skipped, or fail the test when `CENTROID_REQUIRE` names them.
 fn paths() -> Vec<Isa> {
-    Isa::all()
+    let all = Isa::all();
+    let mut have = Vec::new();
+    for p in &all {
+        match p {
+            Isa::Portable => {}
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(_) => have.push("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(_) => have.push("avx512"),
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::isa::AmxBf16::detect().is_some() {
+        have.push("amx");
+    }
+    super::isa::require::check(&have);
+    all
 }
 
 fn random_matrix<T: Float>(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Vec<T> {

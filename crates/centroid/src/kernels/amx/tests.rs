@@ -13,11 +13,15 @@ use super::split;
 use crate::matrix::MatRef;
 
 fn prepared(c: &[f32], k: usize, d: usize, metric: Metric) -> Option<PreparedCentres<f32>> {
-    let p = PreparedCentres::new(MatRef::new(c, k, d).unwrap(), metric);
-    if p.amx.is_none() {
-        eprintln!("AMX not available here (or shape too small): skipped");
+    if AmxBf16::detect().is_none() {
+        super::super::isa::require::skip("amx", "AMX-BF16 is not available here");
         return None;
     }
+    let p = PreparedCentres::new(MatRef::new(c, k, d).unwrap(), metric);
+    assert!(
+        p.amx.is_some(),
+        "AMX is available and k = {k}, d = {d} is an AMX shape"
+    );
     Some(p)
 }
 
@@ -335,6 +339,7 @@ fn one_and_two_threads_give_bit_identical_results() {
 #[test]
 fn transpose_of_sixteen_by_sixteen() {
     if AmxBf16::detect().is_none() {
+        super::super::isa::require::skip("amx", "AMX-BF16 is not available here");
         return;
     }
     let stride = 21;
