@@ -48,6 +48,7 @@
 mod amx;
 mod dispatch;
 mod isa;
+mod labelled;
 mod lanes;
 mod pack;
 mod reference;
@@ -60,6 +61,7 @@ pub mod sparse;
 mod tests;
 mod tile;
 
+pub(crate) use labelled::accumulate_labelled;
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
 pub(crate) use scalar::sq_norm_f64;
