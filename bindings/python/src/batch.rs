@@ -115,8 +115,10 @@ pub(crate) fn labels_to_numpy(py: Python<'_>, labels: Vec<u32>) -> PyResult<Boun
 
 /// Lloyd's algorithm from `centers`: returns `(centers, labels, inertia,
 /// n_iter, iteration_losses, stop, shift)` (see `sparse::LloydResult`). `tol` is absolute (scikit-learn's scaled tolerance).
+/// `iteration_losses` is empty unless `track_losses` (reading every row each
+/// iteration for it would undo the pruning).
 #[pyfunction]
-#[pyo3(signature = (x, sample_weight, centers, max_iter, tol))]
+#[pyo3(signature = (x, sample_weight, centers, max_iter, tol, track_losses=true))]
 fn lloyd<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -124,9 +126,10 @@ fn lloyd<'py>(
     centers: &Bound<'py, PyAny>,
     max_iter: usize,
     tol: f64,
+    track_losses: bool,
 ) -> PyResult<crate::sparse::LloydResult<'py>> {
     dispatch!(py, x, sample_weight, centers, |v, T| {
-        batch::lloyd::<T>(v.x, v.w, v.c, max_iter, tol).map(|f| {
+        batch::lloyd::<T>(v.x, v.w, v.c, max_iter, tol, track_losses).map(|f| {
             (
                 Either::from(f.centres.into_vec()),
                 f.labels,
@@ -283,10 +286,12 @@ fn kmeans_plus_plus<'py>(
     }
 }
 
-/// `(x - mean, mean)` with `mean` as NumPy's `x.mean(axis=0)` gives it, for a
-/// C-contiguous float array of at least two columns: into a new array with
-/// `copy`, else in place (`x` itself is returned). One serial read for the
-/// means (NumPy's summation order), one parallel pass for the subtraction.
+/// `(x - mean, mean)` with `mean` as NumPy's `x.mean(axis=0)` gives it,
+/// rounded to integers when every value is one (see
+/// `batch::centring_means`), for a C-contiguous float array of at least two
+/// columns: into a new array with `copy`, else in place (`x` itself is
+/// returned). One serial read for the means (NumPy's summation order), one
+/// parallel pass for the subtraction.
 #[pyfunction]
 #[pyo3(signature = (x, copy))]
 fn center<'py>(
@@ -322,7 +327,7 @@ fn center_typed<'py, T: Float + Element>(
         let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
         let x = MatRef::new(xs, n, d).py()?;
         let (out, mean) = py.allow_threads(|| {
-            let mean = batch::column_means_like_numpy(x);
+            let mean = batch::centring_means(x);
             let mut out = vec![T::zero(); n * d];
             batch::subtract_rows(x, &mean, &mut out);
             (out, mean)
@@ -334,7 +339,7 @@ fn center_typed<'py, T: Float + Element>(
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = rw.as_slice_mut().map_err(|_| not_contiguous("X"))?;
         let mean = py.allow_threads(|| {
-            let mean = batch::column_means_like_numpy(MatRef::new(&*xs, n, d)?);
+            let mean = batch::centring_means(MatRef::new(&*xs, n, d)?);
             batch::subtract_rows_in_place(xs, d, &mean);
             Ok::<_, centroid::Error>(mean)
         });

@@ -195,6 +195,42 @@ def test_center_is_numpys_mean_and_subtraction(dtype, d):
     np.testing.assert_array_equal(got2, got)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_integer_data_is_centred_by_the_rounded_mean(dtype):
+    # Integer data (pixels) is centred by NumPy's mean rounded to the
+    # nearest integer, so the centred values are still exact integers.
+    from centroid import _core
+
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 256, size=(3000, 20)).astype(dtype)
+    X[:, 4] = 7  # a mean that is an integer already
+    X[:2, 5], X[2:, 5] = 1, 0  # a mean below one half
+    mean = np.round(X.mean(axis=0))
+    centred, got = _core.center(X, True)
+    np.testing.assert_array_equal(got, mean)
+    np.testing.assert_array_equal(centred, X - mean)
+    assert np.all(centred == np.round(centred))
+    # One value off the integers: NumPy's mean, to the bit, again.
+    X[5, 3] += 0.5
+    _, got = _core.center(X, True)
+    np.testing.assert_array_equal(got.view(np.uint8), X.mean(axis=0).view(np.uint8))
+
+
+def test_pixel_data_fits_like_scikit_learn():
+    # Integer pixels (k d >= 1024) are pruned once labels settle, with exact
+    # sums; labels and centres still match scikit-learn's from the same
+    # initial centres.
+    rng = np.random.default_rng(11)
+    proto = rng.integers(0, 256, size=(12, 128))
+    X = np.clip(proto[rng.integers(0, 12, 6000)] + rng.integers(-90, 91, size=(6000, 128)), 0, 255).astype(np.float32)
+    init = X[:12].copy()
+    ours = KMeans(12, init=init, n_init=1, max_iter=50).fit(X)
+    ref = SkKMeans(12, init=init, n_init=1, max_iter=50).fit(X)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-5, atol=1e-3)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(2000, 5, 4, 100), (5000, 17, 9, 256), (1500, 3, 20, 1024)])

@@ -269,17 +269,21 @@ fn relocate_empty_clusters<T: Float>(
 /// iterations, stopping early when no label changes, or when the sum over
 /// centres of the squared centre shift is at most `tol` (an absolute value:
 /// scikit-learn passes `tol * mean(var(x, axis=0))`). Labels and inertia are
-/// those of the final centres.
+/// those of the final centres. `iteration_losses` holds each iteration's
+/// loss when `track_losses` is set (scikit-learn's verbose output) and is
+/// empty otherwise: computing it reads every row, which a pruned iteration
+/// need not do.
 ///
-/// Each iteration is one fused [`kernels::assign_accumulate`] pass. (The
-/// pruned loop of `pruning.rs` is built and tested but not yet chosen here:
-/// see `Pruning::Auto` in this module.)
+/// Rows whose label provably cannot change skip the distance work where
+/// that pays (see [`Pruning::Auto`] and `pruning.rs`); the labels are
+/// always those of the unpruned pass.
 pub fn lloyd<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
     initial_centres: MatRef<'_, T>,
     max_iter: usize,
     tol: f64,
+    track_losses: bool,
 ) -> Result<LloydFit<T>> {
     lloyd_with(
         x,
@@ -287,6 +291,7 @@ pub fn lloyd<T: Float>(
         initial_centres,
         max_iter,
         tol,
+        track_losses,
         Pruning::Auto,
     )
     .map(|(f, _)| f)
@@ -301,18 +306,58 @@ pub(crate) enum Pruning {
     /// `On`, with the same additions in the same order.
     Off,
     /// Hamerly bounds (`pruning.rs`): labels, centres and losses bit for bit
-    /// those of `Off`.
+    /// those of `Off`. Where the sums are exact in any order
+    /// ([`Pruner::exact_sums`], unweighted, losses not tracked), an
+    /// iteration after the first reads only the rows that fail their bounds
+    /// and the rows that change cluster.
     On,
-    /// What [`lloyd`] runs: the fused [`kernels::assign_accumulate`] pass
-    /// (sums in the kernels' order, loss from the kernels' scores). Pruning
-    /// is not chosen automatically yet: measured on an AMX machine (2
-    /// threads, busy), `On` was slower than the plain pass on blobs
-    /// (200,000 x 8, k = 16; 60,000 x 32, k = 256; 20,000 x 128, k = 1000)
-    /// and on Fashion-MNIST k = 100, and only at par on k = 10, because every
-    /// iteration still reads all rows to re-add the sums, recomputed rows go
-    /// through the distance kernel (slower than AMX's assignment), and one
-    /// lower bound is weak at large k.
+    /// What [`lloyd`] runs, by [`worth_pruning`]: `On` from the first pass
+    /// for many centres, else the fused [`kernels::assign_accumulate`] pass
+    /// (sums in the kernels' order, loss from the kernels' scores) until
+    /// labels settle (see [`SETTLED`]) and `On` from then on. A pruned pass
+    /// after the first that recomputes more than half of the rows hands back
+    /// to the fused pass for the rest of the fit: bounds that fail that
+    /// often cost more than they save (Fashion-MNIST, k = 100: nearly every
+    /// row in the second pass; blobs: under 1 %).
     Auto,
+}
+
+/// How [`Pruning::Auto`] starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AutoStart {
+    /// No pruning for this shape.
+    Never,
+    /// Prune from the first pass, rows first labelled by the kernel's fast
+    /// path (AMX where there is one).
+    AtOnce,
+    /// Prune once labels settle, every row's distances computed in the
+    /// first pruned pass (exact sums only, checked then).
+    WhenSettled,
+}
+
+/// See [`Pruning::Auto`]: a loop that prunes when labels settle starts once
+/// fewer than `n / SETTLED` rows changed cluster in an iteration (measured
+/// on Fashion-MNIST, k = 10: 2 to 5 % of the labels change in each of the
+/// first ten iterations, while bounds fail for a third to a half of the
+/// rows; after that 2 to 5 % of the rows fail).
+const SETTLED: usize = 50;
+
+/// When pruning pays for `k` centres of width `d` (see [`AutoStart`]).
+/// With few cheap distances per row (`k d < 1024`: 1,000,000 x 8 with
+/// k = 16) a row's bound bookkeeping costs about what its distances do.
+/// With many centres (`k >= 32`) the distances dominate and the bounds pay
+/// from the start. With few, a pruned pass that still sums every row costs
+/// what the fused pass does; it pays only once most rows keep their bounds
+/// and the sums are exact, so that moved rows are added and removed
+/// instead (pixel data).
+fn worth_pruning(k: usize, d: usize) -> AutoStart {
+    if k < 2 || k * d < 1024 {
+        AutoStart::Never
+    } else if k >= 32 {
+        AutoStart::AtOnce
+    } else {
+        AutoStart::WhenSettled
+    }
 }
 
 /// [`lloyd`] with the pruning chosen; also returns, per iteration, how many
@@ -323,6 +368,7 @@ pub(crate) fn lloyd_with<T: Float>(
     initial_centres: MatRef<'_, T>,
     max_iter: usize,
     tol: f64,
+    track_losses: bool,
     pruning: Pruning,
 ) -> Result<(LloydFit<T>, Vec<usize>)> {
     check_inputs(x, sample_weight, initial_centres)?;
@@ -335,10 +381,21 @@ pub(crate) fn lloyd_with<T: Float>(
         )));
     }
     let (n, d, k) = (x.rows(), x.cols(), initial_centres.rows());
-    let mut pruner = match pruning {
-        Pruning::On => Pruner::new(x),
-        Pruning::Off | Pruning::Auto => None,
+    // Exact sums let an iteration move rows between clusters' sums instead
+    // of summing every row again; they are of no use when every row is read
+    // for its loss anyway.
+    let check_exact = sample_weight.is_none() && !track_losses;
+    let auto = match pruning {
+        Pruning::Auto => worth_pruning(k, d),
+        Pruning::On | Pruning::Off => AutoStart::Never,
     };
+    let mut pruner = match (pruning, auto) {
+        (Pruning::On, _) | (_, AutoStart::AtOnce) => Pruner::new(x, check_exact),
+        _ => None,
+    };
+    // Auto: whether a pruner may (again) be made once labels settle.
+    let mut may_prune = auto == AutoStart::WhenSettled;
+    let mut pruned_passes = 0;
     let mut centres = Matrix::new(initial_centres.as_slice().to_vec(), k, d)?;
     let mut labels = vec![0u32; n];
     let mut labels_old: Option<Vec<u32>> = None;
@@ -351,27 +408,48 @@ pub(crate) fn lloyd_with<T: Float>(
         n_iter += 1;
         let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
         let rows = match &mut pruner {
-            Some(p) => match p.begin_pass(&prepared) {
-                Some(pass) => {
-                    let (norms, bounds, churned) = p.norms_and_bounds();
-                    labelled_pass(
-                        x,
-                        sample_weight,
-                        &prepared,
-                        &mut labels,
-                        bounds,
-                        &mut stats,
-                        {
+            Some(p) => {
+                let exact = p.exact_sums();
+                match p.begin_pass(&prepared) {
+                    Some(pass) => {
+                        let (norms, bounds, churned) = p.norms_and_bounds();
+                        let label = {
                             let pass = &pass;
                             move |start: usize, l: &mut [u32], b: &mut [RowBounds]| {
                                 let chunk = &churned[start / CHUNK_ROWS];
                                 pruning::label_chunk(pass, norms, x, start, l, b, chunk)
                             }
-                        },
-                    )
+                        };
+                        match &labels_old {
+                            // `stats` holds the sums of `old`'s clusters
+                            // (relocations included).
+                            Some(old) if exact => {
+                                let rows = label_chunks(&mut labels, bounds, label);
+                                move_changed_rows(x, &prepared, old, &mut labels, &mut stats);
+                                rows
+                            }
+                            _ => labelled_pass(
+                                x,
+                                sample_weight,
+                                &prepared,
+                                &mut labels,
+                                bounds,
+                                &mut stats,
+                                track_losses,
+                                label,
+                            ),
+                        }
+                    }
+                    None => plain_pass(
+                        x,
+                        sample_weight,
+                        &prepared,
+                        &mut labels,
+                        &mut stats,
+                        track_losses,
+                    ),
                 }
-                None => plain_pass(x, sample_weight, &prepared, &mut labels, &mut stats),
-            },
+            }
             None if pruning == Pruning::Auto => {
                 kernels::assign_accumulate(
                     x,
@@ -382,19 +460,46 @@ pub(crate) fn lloyd_with<T: Float>(
                 );
                 n
             }
-            None => plain_pass(x, sample_weight, &prepared, &mut labels, &mut stats),
+            None => plain_pass(
+                x,
+                sample_weight,
+                &prepared,
+                &mut labels,
+                &mut stats,
+                track_losses,
+            ),
         };
         recomputed.push(rows);
-        iteration_losses.push(stats.loss);
+        if track_losses {
+            iteration_losses.push(stats.loss);
+        }
         if relocate_empty_clusters(x, sample_weight, centres.view(), &mut labels, &mut stats) {
             if let Some(p) = &mut pruner {
                 p.invalidate();
             }
         }
         let shift = update_centres(&mut centres, &stats);
-        if labels_old.as_deref() == Some(labels.as_slice()) {
+        let changed = labels_old
+            .as_deref()
+            .map(|old| old.par_iter().zip(&labels).filter(|(a, b)| a != b).count());
+        if changed == Some(0) {
             stop = LloydStop::Strict;
             break;
+        }
+        if pruning == Pruning::Auto {
+            if pruner.is_some() {
+                pruned_passes += 1;
+                if pruned_passes >= 2 && rows * 2 > n {
+                    pruner = None;
+                    may_prune = false;
+                }
+            } else if may_prune && changed.is_some_and(|c| c * SETTLED < n) {
+                may_prune = false;
+                pruned_passes = 0;
+                pruner = Pruner::new(x, check_exact)
+                    .filter(|p| auto == AutoStart::AtOnce || p.exact_sums())
+                    .map(Pruner::start_with_distances);
+            }
         }
         if shift <= tol {
             stop = LloydStop::Tolerance(shift);
@@ -422,6 +527,65 @@ pub(crate) fn lloyd_with<T: Float>(
     Ok((fit, recomputed))
 }
 
+/// Labels every chunk of [`CHUNK_ROWS`] rows with `label` (as
+/// [`labelled_pass`] does, without the sums); returns how many rows went
+/// through the kernel.
+fn label_chunks<B: Send>(
+    labels: &mut [u32],
+    per_row: &mut [B],
+    label: impl Fn(usize, &mut [u32], &mut [B]) -> usize + Sync,
+) -> usize {
+    labels
+        .par_chunks_mut(CHUNK_ROWS)
+        .zip(per_row.par_chunks_mut(CHUNK_ROWS))
+        .enumerate()
+        .map(|(c, (l, b))| label(c * CHUNK_ROWS, l, b))
+        .sum()
+}
+
+/// Brings `stats`, the unweighted sums of the clusters of `old`, to those
+/// of `labels`: every row whose label changed leaves its old cluster and
+/// joins its new one. Only for rows whose sums are exact in any order
+/// ([`Pruner::exact_sums`]): the result is then the very bits of summing
+/// afresh. When many rows moved, summing afresh is cheaper and is what
+/// happens (the loss is left 0: losses are not tracked here).
+fn move_changed_rows<T: Float>(
+    x: MatRef<'_, T>,
+    prepared: &PreparedCentres<T>,
+    old: &[u32],
+    labels: &mut [u32],
+    stats: &mut ClusterStats,
+) {
+    let d = x.cols();
+    let moved: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] != old[i]).collect();
+    if moved.len() > labels.len() / 8 {
+        let mut no_state: Vec<()> = Vec::new();
+        labelled_pass(
+            x,
+            None,
+            prepared,
+            labels,
+            &mut no_state,
+            stats,
+            false,
+            |_, _, _| 0,
+        );
+        return;
+    }
+    for &i in &moved {
+        let (from, to) = (old[i] as usize, labels[i] as usize);
+        for (p, &v) in x.row(i).iter().enumerate() {
+            let v = v.to_f64_exact();
+            stats.sums[from * d + p] -= v;
+            stats.sums[to * d + p] += v;
+        }
+        stats.weights[from] -= 1.0;
+        stats.weights[to] += 1.0;
+        stats.counts[from] -= 1;
+        stats.counts[to] += 1;
+    }
+}
+
 /// One unpruned Lloyd pass: every row labelled by [`kernels::assign`], then
 /// summed by [`kernels::accumulate_labelled`]. Returns `n`, the rows labelled.
 fn plain_pass<T: Float>(
@@ -430,6 +594,7 @@ fn plain_pass<T: Float>(
     prepared: &PreparedCentres<T>,
     labels: &mut [u32],
     stats: &mut ClusterStats,
+    with_loss: bool,
 ) -> usize {
     let mut no_state: Vec<()> = Vec::new();
     labelled_pass(
@@ -439,6 +604,7 @@ fn plain_pass<T: Float>(
         labels,
         &mut no_state,
         stats,
+        with_loss,
         |start: usize, l: &mut [u32], _: &mut [()]| {
             let mut scores = vec![T::zero(); l.len()];
             kernels::assign(
@@ -457,9 +623,12 @@ fn plain_pass<T: Float>(
 /// `per_row`, which is either empty or one value per row) and says how many
 /// went through the kernel; then [`kernels::accumulate_labelled`] adds the chunk's
 /// rows into a per-chunk partial, and the partials are added into `stats`
-/// in chunk order, a bounded group at a time. The pruned and unpruned loops
+/// in chunk order, a bounded group at a time (the loss only `with_loss`). The pruned and unpruned loops
 /// differ only in `label`, so their sums are the same additions in the same
 /// order whenever their labels agree, at any thread count.
+// The data, the centres, the per-row state and the outputs of one pass, and
+// what to compute: grouping them would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn labelled_pass<T: Float, B: Send>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -467,6 +636,7 @@ fn labelled_pass<T: Float, B: Send>(
     labels: &mut [u32],
     per_row: &mut [B],
     stats: &mut ClusterStats,
+    with_loss: bool,
     label: impl Fn(usize, &mut [u32], &mut [B]) -> usize + Sync,
 ) -> usize {
     let (n, k, d) = (x.rows(), stats.k, stats.d);
@@ -498,6 +668,7 @@ fn labelled_pass<T: Float, B: Send>(
                     l,
                     centres,
                     part,
+                    with_loss,
                 );
                 count
             })
@@ -588,6 +759,31 @@ pub fn sq_distances<T: Float>(x: MatRef<'_, T>, centres: MatRef<'_, T>) -> Resul
     let mut out = Matrix::zeros(x.rows(), centres.rows());
     kernels::distances(x, &prepared, out.as_mut_slice());
     Ok(out)
+}
+
+/// The per-column values that scikit-learn's classes subtract from the data
+/// before Lloyd's loop (for more precise distances): NumPy's column means
+/// ([`column_means_like_numpy`]), rounded to integers (ties to even, as
+/// NumPy rounds) when every value of
+/// `x` is an integer. Integer data then stays integer, and exact, once
+/// centred, so the pruned loop can move rows between exactly summed
+/// clusters instead of summing every row again (see [`Pruning::On`]);
+/// distances are the same for any shift, and a shift by less than half a
+/// unit keeps the centring's purpose.
+pub fn centring_means<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
+    let means = column_means_like_numpy(x);
+    let integral = x.as_slice().par_chunks(1 << 16).all(|c| {
+        c.iter()
+            .all(|v| pruning::is_multiple_of_pow2(v.to_f64_exact().abs(), 1.0))
+    });
+    if integral {
+        means
+            .into_iter()
+            .map(|m| T::from_f64_lossy(m.to_f64_exact().round_ties_even()))
+            .collect()
+    } else {
+        means
+    }
 }
 
 /// Column means as NumPy's `x.mean(axis=0)` computes them for a C-contiguous
@@ -706,7 +902,7 @@ mod tests {
         let cflat: Vec<f64> = init.iter().flatten().copied().collect();
         let x = MatRef::new(&flat, 7, 2).unwrap();
         let c = MatRef::new(&cflat, 2, 2).unwrap();
-        let fit = lloyd(x, None, c, 1, 0.0).unwrap();
+        let fit = lloyd(x, None, c, 1, 0.0, false).unwrap();
         let (_, expect) = brute_lloyd_step(&pts, &init);
         for (j, want) in expect.iter().enumerate() {
             assert!((fit.centres.row(j)[0] - want[0]).abs() < 1e-12);
@@ -733,7 +929,7 @@ mod tests {
         let flat = [0.0f32, 0.0, 0.0, 2.0, 10.0, 0.0, 10.0, 2.0];
         let init = [0.0f32, 0.0, 0.0, 2.0];
         let x = MatRef::new(&flat, 4, 2).unwrap();
-        let fit = lloyd(x, None, MatRef::new(&init, 2, 2).unwrap(), 100, 0.0).unwrap();
+        let fit = lloyd(x, None, MatRef::new(&init, 2, 2).unwrap(), 100, 0.0, false).unwrap();
         let mut cs: Vec<(f32, f32)> = (0..2)
             .map(|j| (fit.centres.row(j)[0], fit.centres.row(j)[1]))
             .collect();
@@ -752,7 +948,7 @@ mod tests {
         let flat = [0.0f64, 0.0, 1.0, 0.0, 10.0, 0.0];
         let init = [0.5f64, 0.0, 100.0, 100.0];
         let x = MatRef::new(&flat, 3, 2).unwrap();
-        let fit = lloyd(x, None, MatRef::new(&init, 2, 2).unwrap(), 1, 0.0).unwrap();
+        let fit = lloyd(x, None, MatRef::new(&init, 2, 2).unwrap(), 1, 0.0, false).unwrap();
         assert_eq!(fit.centres.row(0), &[0.5, 0.0]);
         assert_eq!(fit.centres.row(1), &[10.0, 0.0]);
         assert_eq!(fit.labels, vec![0, 0, 1]);
@@ -768,7 +964,7 @@ mod tests {
         let flat = [0.0f64, 0.0, 1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0];
         let init = [2.0f64, 0.0, 100.0, 100.0, 200.0, 200.0, 300.0, 300.0];
         let x = MatRef::new(&flat, 5, 2).unwrap();
-        let fit = lloyd(x, None, MatRef::new(&init, 4, 2).unwrap(), 1, 0.0).unwrap();
+        let fit = lloyd(x, None, MatRef::new(&init, 4, 2).unwrap(), 1, 0.0, false).unwrap();
         assert_eq!(fit.centres.row(1), &[0.0, 0.0]);
         assert_eq!(fit.centres.row(2), &[4.0, 0.0]);
         assert_eq!(fit.centres.row(3), &[1.0, 0.0]);
@@ -782,7 +978,15 @@ mod tests {
         let w = [1.0f64, 2.0];
         let init = [1.0f64, 0.0];
         let x = MatRef::new(&flat, 2, 2).unwrap();
-        let fit = lloyd(x, Some(&w), MatRef::new(&init, 1, 2).unwrap(), 1, 0.0).unwrap();
+        let fit = lloyd(
+            x,
+            Some(&w),
+            MatRef::new(&init, 1, 2).unwrap(),
+            1,
+            0.0,
+            false,
+        )
+        .unwrap();
         assert_eq!(fit.centres.row(0), &[2.0, 0.0]);
         assert!((fit.inertia - (4.0 + 2.0)).abs() < 1e-12);
     }
@@ -875,7 +1079,7 @@ mod tests {
         let flat = wavy(n, d, 0.0);
         let x = MatRef::new(&flat, n, d).unwrap();
         let init = MatRef::new(&flat[..k * d], k, d).unwrap();
-        let run = |t| in_pool(t, || lloyd(x, None, init, 5, 0.0).unwrap());
+        let run = |t| in_pool(t, || lloyd(x, None, init, 5, 0.0, false).unwrap());
         let (a, b) = (run(1), run(2));
         assert_eq!(a.labels, b.labels);
         assert_eq!(a.centres.as_slice(), b.centres.as_slice());
@@ -893,7 +1097,7 @@ mod tests {
         flat[(CHUNK_ROWS + 3) * d + 2] = f32::INFINITY;
         let x = MatRef::new(&flat, n, d).unwrap();
         let c = MatRef::new(&flat[..d], 1, d).unwrap();
-        let err = in_pool(2, || lloyd(x, None, c, 1, 0.0)).unwrap_err();
+        let err = in_pool(2, || lloyd(x, None, c, 1, 0.0, false)).unwrap_err();
         let row = CHUNK_ROWS + 3;
         assert!(
             err.to_string().contains(&format!("row {row}, column 2 ")),
@@ -904,7 +1108,7 @@ mod tests {
         let mut w = vec![1.0f32; n];
         w[CHUNK_ROWS + 1] = -1.0;
         w[2 * CHUNK_ROWS] = f32::NAN;
-        let err = in_pool(2, || lloyd(x, Some(&w), c, 1, 0.0)).unwrap_err();
+        let err = in_pool(2, || lloyd(x, Some(&w), c, 1, 0.0, false)).unwrap_err();
         assert!(
             err.to_string()
                 .contains(&format!("sample_weight[{}]", CHUNK_ROWS + 1)),
@@ -946,22 +1150,22 @@ mod tests {
         let init = [0.0f64, 0.0];
         let c = MatRef::new(&init, 1, 2).unwrap();
         assert!(matches!(
-            lloyd(x, None, c, 10, 0.0),
+            lloyd(x, None, c, 10, 0.0, false),
             Err(Error::InvalidData(_))
         ));
         let ok = [0.0f64, 1.0];
         let x = MatRef::new(&ok, 1, 2).unwrap();
         let narrow = [0.0f64];
         assert!(matches!(
-            lloyd(x, None, MatRef::new(&narrow, 1, 1).unwrap(), 10, 0.0),
+            lloyd(x, None, MatRef::new(&narrow, 1, 1).unwrap(), 10, 0.0, false),
             Err(Error::InvalidShape(_))
         ));
         assert!(matches!(
-            lloyd(x, Some(&[-1.0]), c, 10, 0.0),
+            lloyd(x, Some(&[-1.0]), c, 10, 0.0, false),
             Err(Error::InvalidData(_))
         ));
         assert!(matches!(
-            lloyd(x, None, c, 0, 0.0),
+            lloyd(x, None, c, 0, 0.0, false),
             Err(Error::InvalidArgument(_))
         ));
     }

@@ -339,7 +339,7 @@ mod tests {
         let init = MatRef::new(&dense[..k * d], k, d).unwrap();
         let w: Vec<f64> = (0..n).map(|i| 1.0 + (i % 4) as f64).collect();
         let s = lloyd(x, Some(&w), init, 30, 0.0).unwrap();
-        let r = crate::batch::lloyd(xd, Some(&w), init, 30, 0.0).unwrap();
+        let r = crate::batch::lloyd(xd, Some(&w), init, 30, 0.0, true).unwrap();
         assert_eq!(s.labels, r.labels);
         assert_eq!(s.n_iter, r.n_iter);
         for (a, b) in s.centres.as_slice().iter().zip(r.centres.as_slice()) {

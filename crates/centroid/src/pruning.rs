@@ -39,6 +39,12 @@
 //!   (||x - c_j||^2 - ||x||^2) / 2`. The argmin keeps a strictly smaller
 //!   value, so if `s_j - s_a > 2 (gamma_{2d} M / 2 + A)` for every
 //!   `j != a`, then `s^_j > s^_a` and the label is `a`.
+//! - Row-dot kernel (`rowdot.rs`, k <= 16, every instruction set): the same
+//!   `b_j` less `x.c_j` summed in `LANES` partial sums and a fixed tree, then
+//!   one subtraction: the products' sum is within `gamma_d sum_p |x_p c_jp|`
+//!   in any order, the subtraction adds one rounding, so the score is within
+//!   `gamma_{2d}` of the same quantities as above (test:
+//!   `rounding_bound_holds_on_every_kernel_path`).
 //! - AMX kernel (`amx/`, f32): candidates within a rigorous margin of the
 //!   true nearest, decided by `sum_p (x_p - c_p)^2` in f64, whose error is at
 //!   most `gamma_{d+2}(2^-53) ||x - c||^2 <= gamma_{2d}(2^-24) M / 2`; the
@@ -71,6 +77,16 @@
 //! occupy their own lanes; the AMX kernel decides each row from its own
 //! products and margin. So a gathered row gets the label the full pass
 //! would give it.
+//!
+//! # Exact sums
+//!
+//! A pruned pass must still produce every cluster's sum. Where
+//! [`Pruner::exact_sums`] holds (every value a multiple of some `2^q` with
+//! `n max|x| < 2^(53+q)`: integer pixels, or pixels / 255 in f32), every
+//! f64 sum of the values is exact in any order, so `crate::batch` moves the
+//! rows whose label changed from one cluster's sums to another's and gets
+//! the very bits of summing afresh; the other rows are not read at all.
+//! Elsewhere every row is summed again, in the fixed chunk order.
 //!
 //! After a recomputation, `upper` is the f64 distance to the label's centre
 //! rounded up and `lower` the smallest other kernel distance less `Ed`,
@@ -237,6 +253,10 @@ pub(crate) struct PassCentres<'a, T> {
     /// when the bounds are not valid (first pass, after a relocation).
     drift: Vec<f64>,
     other_drift: Vec<f64>,
+    /// Whether rows without bounds get their distances to every centre
+    /// (bounds that hold from the next pass on) rather than the kernel's
+    /// fast labels (see [`label_chunk`]).
+    fresh_distances: bool,
 }
 
 /// The bounds of every row of one [`crate::batch::lloyd`] call, and the
@@ -249,37 +269,91 @@ pub(crate) struct Pruner<T> {
     /// Whether `bounds` hold for `last` (false at first and after a
     /// relocation, when every row is recomputed).
     valid: bool,
+    /// See [`Pruner::start_with_distances`].
+    fresh_distances: bool,
     /// The centres the bounds refer to, `k x d`.
     last: Vec<T>,
     /// Per chunk of rows: whether its last recomputation was in the
     /// churning mode of [`label_chunk`].
     churned: Vec<std::sync::atomic::AtomicBool>,
+    /// See [`Pruner::exact_sums`].
+    exact_sums: bool,
 }
 
 impl<T: Float> Pruner<T> {
     /// Bounds for the rows of `x` (`None` when the rounding bound is not
-    /// defined for this width, which no real width reaches).
-    pub(crate) fn new(x: MatRef<'_, T>) -> Option<Self> {
+    /// defined for this width, which no real width reaches). With
+    /// `check_exact`, the same read of the rows also settles
+    /// [`Pruner::exact_sums`].
+    pub(crate) fn new(x: MatRef<'_, T>, check_exact: bool) -> Option<Self> {
         let rounding = Rounding::new::<T>(x.cols())?;
-        let norms: Vec<f64> = (0..x.rows())
-            .into_par_iter()
-            .map(|i| norm_up(x.row(i)))
-            .collect();
+        let n = x.rows();
+        let mut norms = vec![0.0; n];
+        let max_abs = norms
+            .par_chunks_mut(kernels::CHUNK_ROWS)
+            .enumerate()
+            .map(|(c, out)| {
+                let mut max_abs = 0.0f64;
+                for (r, norm) in out.iter_mut().enumerate() {
+                    let row = x.row(c * kernels::CHUNK_ROWS + r);
+                    *norm = norm_up(row);
+                    if check_exact {
+                        for &v in row {
+                            let a = v.to_f64_exact().abs();
+                            max_abs = if a > max_abs { a } else { max_abs };
+                        }
+                    }
+                }
+                max_abs
+            })
+            .reduce(|| 0.0, f64::max);
+        let exact_sums = check_exact && {
+            // The coarsest grid `2^q` on which sums of `n` values up to
+            // `max_abs` stay below `2^(52 + q)`; every value on it?
+            let q = (up(n as f64 * max_abs).max(f64::MIN_POSITIVE).log2().ceil() as i32 - 52)
+                .clamp(-1000, 1000);
+            let unit = 2f64.powi(q);
+            sums_are_exact(n, q, max_abs)
+                && x.as_slice().par_chunks(1 << 16).all(|c| {
+                    c.iter()
+                        .all(|v| is_multiple_of_pow2(v.to_f64_exact().abs(), unit))
+                })
+        };
         Some(Self {
             rounding,
             norms,
-            bounds: vec![RowBounds::default(); x.rows()],
+            bounds: vec![RowBounds::default(); n],
             valid: false,
+            fresh_distances: false,
             last: Vec::new(),
-            churned: (0..x.rows().div_ceil(kernels::CHUNK_ROWS))
+            churned: (0..n.div_ceil(kernels::CHUNK_ROWS))
                 .map(|_| std::sync::atomic::AtomicBool::new(false))
                 .collect(),
+            exact_sums,
         })
     }
 
-    /// Every row is recomputed in the next pass (after a relocation).
+    /// Whether every f64 sum of any subset of the rows' values, in any
+    /// order, is exact (checked only for unweighted rows): see
+    /// [`sums_are_exact`]. Then adding and removing the rows that change
+    /// cluster gives the very bits of summing every cluster afresh.
+    pub(crate) fn exact_sums(&self) -> bool {
+        self.exact_sums
+    }
+
+    /// Every row is recomputed in the next pass (after a relocation), by the
+    /// kernel's fast labels.
     pub(crate) fn invalidate(&mut self) {
         self.valid = false;
+        self.fresh_distances = false;
+    }
+
+    /// The first pass computes every row's distances to every centre, not
+    /// the kernel's fast labels: for a loop that starts pruning once labels
+    /// have settled, when the bounds will hold from the next pass on.
+    pub(crate) fn start_with_distances(mut self) -> Self {
+        self.fresh_distances = true;
+        self
     }
 
     /// The rows' norms (for [`label_chunk`]) and their bounds, to be handed
@@ -346,8 +420,37 @@ impl<T: Float> Pruner<T> {
             sep,
             drift,
             other_drift,
+            fresh_distances: self.fresh_distances,
         })
     }
+}
+
+/// Whether `a >= 0` is a whole multiple of `unit`, a power of two, with
+/// `a / unit < 2^52` or `a / unit` past f64's fraction bits (then a whole
+/// number anyway): adding `2^52` rounds away any fraction of `a / unit` and
+/// subtracting it gives back `a / unit` only if it had none. Branch-free
+/// arithmetic that vectorises, unlike `fract`'s call to `trunc`.
+#[inline(always)]
+pub(crate) fn is_multiple_of_pow2(a: f64, unit: f64) -> bool {
+    const BIG: f64 = (1u64 << 52) as f64;
+    let s = a / unit;
+    s >= BIG || (s + BIG) - BIG == s
+}
+
+/// Whether `n` values, each a multiple of `2^low` (`i32::MAX`: all zero)
+/// and at most `max_abs` in magnitude, have exact f64 sums over every
+/// subset in every order. Every partial sum is then a multiple of `2^low`
+/// of magnitude at most `n max_abs < 2^(53 + low)`, so it is representable
+/// in f64's 53-bit significand and no addition or subtraction rounds.
+/// Pixel data (integers, or `i / 255` rounded to f32) passes; most
+/// continuous data, whose smallest values carry low bits far below the
+/// largest values' precision, does not.
+pub(crate) fn sums_are_exact(n: usize, low: i32, max_abs: f64) -> bool {
+    if low == i32::MAX {
+        return true;
+    }
+    let limit = 2f64.powi(53 + low.clamp(-1100, 1100));
+    up(n as f64 * max_abs) < limit
 }
 
 /// A lower bound on half the distance from each centre to its nearest
@@ -423,14 +526,19 @@ pub(crate) fn label_chunk<T: Float>(
         }
         failing.push(q);
     }
-    // While labels churn (a fresh start, or most of the chunk failing), the
+    // While labels churn (a fresh start, unless the pruner was made to start
+    // with distances, or most of the chunk failing), the
     // failing rows take the kernel's fast labels and an upper bound only
     // (lower bound 0: Hamerly's separation test still applies); the next
     // pass of this chunk then computes all their distances (with lower
     // bounds 0, most rows would fail again). Which mode a chunk takes
     // depends only on its own rows, and both give the kernel's labels.
     let many = failing.len() * 2 > labels.len();
-    let churn = !valid || (many && !churned.load(Relaxed));
+    let churn = if valid {
+        many && !churned.load(Relaxed)
+    } else {
+        !pass.fresh_distances
+    };
     churned.store(churn, Relaxed);
     for batch in failing.chunks(BATCH) {
         if churn {

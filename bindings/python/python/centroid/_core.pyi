@@ -22,12 +22,18 @@ _FloatArray = npt.NDArray[Any]
 _LloydResult = Tuple[_FloatArray, npt.NDArray[np.int32], float, int, List[float], str, float]
 
 def lloyd(
-    x: _FloatArray, sample_weight: Optional[_FloatArray], centers: _FloatArray, max_iter: int, tol: float
+    x: _FloatArray,
+    sample_weight: Optional[_FloatArray],
+    centers: _FloatArray,
+    max_iter: int,
+    tol: float,
+    track_losses: bool = True,
 ) -> _LloydResult:
     """Lloyd's algorithm from `centers` (scikit-learn's rules); returns
     (centers, labels, inertia, n_iter, iteration_losses, stop, shift):
     `stop` is "strict", "tol" (the last squared centre shift in `shift`) or
-    "max_iter". `tol` is absolute."""
+    "max_iter". `tol` is absolute. `iteration_losses` is empty unless
+    `track_losses`."""
 
 class _Csr:
     """What the sparse_* functions take: a scipy CSR matrix's parts."""

@@ -66,10 +66,12 @@ def _c(a: Any, dtype: Any) -> Any:
 # The core's entry points, dense or sparse by the type of X.
 
 
-def _lloyd(X: Any, sw: Any, centers: np.ndarray, max_iter: int, tol: float) -> tuple:
+def _lloyd(X: Any, sw: Any, centers: np.ndarray, max_iter: int, tol: float, verbose: bool) -> tuple:
     if _issparse(X):
         return _core.sparse_lloyd(csr_parts(X), sw, centers, max_iter, tol)
-    return _core.lloyd(X, sw, centers, max_iter, tol)
+    # The per-iteration losses are only printed; without them a pruned
+    # iteration need not read every row.
+    return _core.lloyd(X, sw, centers, max_iter, tol, bool(verbose))
 
 
 def _labels_inertia(X: Any, sw: Any, centers: np.ndarray) -> tuple:
@@ -342,7 +344,9 @@ class KMeans(_BaseKMeans):
             X_mean = None  # sparse data is not centred (scikit-learn neither)
         elif X.shape[1] >= 2:
             # NumPy's mean and subtraction, to the bit, in one serial and
-            # one parallel pass (NumPy's broadcasting is slow on narrow rows).
+            # one parallel pass (NumPy's broadcasting is slow on narrow rows);
+            # integer data (pixels) is centred by the mean rounded to integers,
+            # which keeps it exact for the pruned Lloyd loop.
             X, X_mean = _core.center(X, copy)
         else:
             X_mean = X.mean(axis=0)
@@ -360,7 +364,7 @@ class KMeans(_BaseKMeans):
             if self.verbose:
                 print("Initialization complete")
             centers, labels, inertia, n_iter, losses, stop, shift = _lloyd(
-                X, sample_weight if weighted else None, centers_init, int(self.max_iter), self._tol
+                X, sample_weight if weighted else None, centers_init, int(self.max_iter), self._tol, self.verbose
             )
             if self.verbose:
                 # scikit-learn's messages, after the fact.

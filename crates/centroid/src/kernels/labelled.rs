@@ -21,13 +21,15 @@ use crate::matrix::MatRef;
 /// counts; and the loss, the sum in row order of each row's weight times
 /// its squared distance to its cluster's centre in `centres`, in f64 (see
 /// [`sq_dist_blocked`]). The loss of a row depends only on the row, its
-/// weight, its label and the centres.
+/// weight, its label and the centres. With `with_loss` false the loss is
+/// not computed (left 0): the pass then only streams the rows once.
 pub fn accumulate_labelled<T: Float>(
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
     labels: &[u32],
     centres: MatRef<'_, T>,
     part: &mut ClusterStats,
+    with_loss: bool,
 ) {
     assert_eq!(labels.len(), x.rows(), "one label per row");
     assert!(
@@ -48,11 +50,13 @@ pub fn accumulate_labelled<T: Float>(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token proves the CPU runs AVX-512F, the only
         // requirement of the function beyond its (safe) arguments.
-        Isa::Avx512(t) => unsafe { accumulate_avx512(t, x, weights, labels, centres, part) },
+        Isa::Avx512(t) => unsafe {
+            accumulate_avx512(t, x, weights, labels, centres, part, with_loss)
+        },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token proves the CPU runs AVX2 and FMA.
-        Isa::Avx2(t) => unsafe { accumulate_avx2(t, x, weights, labels, centres, part) },
-        Isa::Portable => accumulate_body(x, weights, labels, centres, part),
+        Isa::Avx2(t) => unsafe { accumulate_avx2(t, x, weights, labels, centres, part, with_loss) },
+        Isa::Portable => accumulate_body(x, weights, labels, centres, part, with_loss),
     }
 }
 
@@ -65,8 +69,9 @@ fn accumulate_avx512<T: Float>(
     labels: &[u32],
     centres: MatRef<'_, T>,
     part: &mut ClusterStats,
+    with_loss: bool,
 ) {
-    accumulate_body(x, weights, labels, centres, part)
+    accumulate_body(x, weights, labels, centres, part, with_loss)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -78,8 +83,9 @@ fn accumulate_avx2<T: Float>(
     labels: &[u32],
     centres: MatRef<'_, T>,
     part: &mut ClusterStats,
+    with_loss: bool,
 ) {
-    accumulate_body(x, weights, labels, centres, part)
+    accumulate_body(x, weights, labels, centres, part, with_loss)
 }
 
 #[inline(always)]
@@ -89,6 +95,7 @@ fn accumulate_body<T: Float>(
     labels: &[u32],
     centres: MatRef<'_, T>,
     part: &mut ClusterStats,
+    with_loss: bool,
 ) {
     let d = x.cols();
     part.clear();
@@ -114,7 +121,9 @@ fn accumulate_body<T: Float>(
         };
         part.weights[j] += w;
         part.counts[j] += 1;
-        loss += w * sq_dist_blocked(row, centres.row(j));
+        if with_loss {
+            loss += w * sq_dist_blocked(row, centres.row(j));
+        }
     }
     part.loss = loss;
 }
@@ -190,8 +199,8 @@ mod tests {
         for weights in [None, Some(&w[..])] {
             let mut fast = ClusterStats::new(k, d);
             let mut base = ClusterStats::new(k, d);
-            accumulate_labelled(xm, weights, &labels, cm, &mut fast);
-            accumulate_body(xm, weights, &labels, cm, &mut base);
+            accumulate_labelled(xm, weights, &labels, cm, &mut fast, true);
+            accumulate_body(xm, weights, &labels, cm, &mut base, true);
             let bits = |s: &ClusterStats| -> Vec<u64> {
                 s.sums
                     .iter()
@@ -202,6 +211,15 @@ mod tests {
             };
             assert_eq!(bits(&fast), bits(&base));
             assert_eq!(fast.counts, base.counts);
+            // Without the loss: the same sums, weights and counts, loss 0.
+            let mut quiet = ClusterStats::new(k, d);
+            accumulate_labelled(xm, weights, &labels, cm, &mut quiet, false);
+            assert_eq!(quiet.sums, fast.sums);
+            assert_eq!(
+                (&quiet.weights, &quiet.counts),
+                (&fast.weights, &fast.counts)
+            );
+            assert_eq!(quiet.loss, 0.0);
             let mut loss = 0.0;
             for i in 0..n {
                 let (j, wi) = (labels[i] as usize, weights.map_or(1.0, |w| w[i] as f64));

@@ -42,9 +42,28 @@ fn blobs<T: Float>(
     x
 }
 
-/// Runs Lloyd unpruned and pruned (1 and 2 threads) and asserts that the
-/// results are the same to the bit; returns the pruned run's rows
-/// recomputed per iteration.
+fn bits<T: Float>(m: &crate::matrix::Matrix<T>) -> Vec<u64> {
+    m.as_slice()
+        .iter()
+        .map(|v| v.to_f64_exact().to_bits())
+        .collect()
+}
+
+/// Asserts that two fits are the same to the bit.
+fn assert_same<T: Float>(a: &LloydFit<T>, b: &LloydFit<T>, what: &str) {
+    assert_eq!(a.labels, b.labels, "labels ({what})");
+    assert_eq!(bits(&a.centres), bits(&b.centres), "centres ({what})");
+    assert_eq!(a.inertia.to_bits(), b.inertia.to_bits(), "inertia ({what})");
+    assert_eq!(a.n_iter, b.n_iter, "n_iter ({what})");
+    assert_eq!(a.stop, b.stop, "stop ({what})");
+    let lb =
+        |f: &LloydFit<T>| -> Vec<u64> { f.iteration_losses.iter().map(|v| v.to_bits()).collect() };
+    assert_eq!(lb(a), lb(b), "iteration losses ({what})");
+}
+
+/// Runs Lloyd unpruned and pruned (1 and 2 threads, losses tracked and
+/// not) and asserts that the results are the same to the bit; returns the
+/// pruned run's (losses tracked) rows recomputed per iteration.
 fn same_fit<T: Float>(
     x: &[T],
     d: usize,
@@ -57,35 +76,31 @@ fn same_fit<T: Float>(
     let k = init.len() / d;
     let xm = MatRef::new(x, n, d).unwrap();
     let c = MatRef::new(init, k, d).unwrap();
-    let (plain, all) = in_pool(2, || {
-        lloyd_with(xm, w, c, max_iter, tol, Pruning::Off).unwrap()
-    });
-    assert!(
-        all.iter().all(|&r| r == n),
-        "the plain loop labels every row"
-    );
-    for threads in [1, 2] {
-        let (pruned, _) = in_pool(threads, || {
-            lloyd_with(xm, w, c, max_iter, tol, Pruning::On).unwrap()
+    for losses in [true, false] {
+        let (plain, all) = in_pool(2, || {
+            lloyd_with(xm, w, c, max_iter, tol, losses, Pruning::Off).unwrap()
         });
-        assert_eq!(pruned.labels, plain.labels, "labels ({threads} threads)");
-        let bits = |m: &crate::matrix::Matrix<T>| -> Vec<u64> {
-            m.as_slice()
-                .iter()
-                .map(|v| v.to_f64_exact().to_bits())
-                .collect()
-        };
-        assert_eq!(bits(&pruned.centres), bits(&plain.centres), "centres");
-        assert_eq!(pruned.inertia.to_bits(), plain.inertia.to_bits());
-        assert_eq!(pruned.n_iter, plain.n_iter);
-        assert_eq!(pruned.stop, plain.stop);
-        let lb = |f: &LloydFit<T>| -> Vec<u64> {
-            f.iteration_losses.iter().map(|v| v.to_bits()).collect()
-        };
-        assert_eq!(lb(&pruned), lb(&plain), "iteration losses");
+        assert!(
+            all.iter().all(|&r| r == n),
+            "the plain loop labels every row"
+        );
+        assert_eq!(
+            plain.iteration_losses.len(),
+            if losses { plain.n_iter } else { 0 }
+        );
+        for threads in [1, 2] {
+            let (pruned, _) = in_pool(threads, || {
+                lloyd_with(xm, w, c, max_iter, tol, losses, Pruning::On).unwrap()
+            });
+            assert_same(
+                &pruned,
+                &plain,
+                &format!("{threads} threads, losses {losses}"),
+            );
+        }
     }
     in_pool(2, || {
-        lloyd_with(xm, w, c, max_iter, tol, Pruning::On).unwrap()
+        lloyd_with(xm, w, c, max_iter, tol, true, Pruning::On).unwrap()
     })
 }
 
@@ -282,5 +297,89 @@ fn rounding_bound_holds_on_every_kernel_path() {
     rounding_bound_holds::<f32>(20, 3000, 3, 8, 1e3);
     rounding_bound_holds::<f32>(21, 1000, 40, 100, 1e3);
     rounding_bound_holds::<f32>(22, 1000, 128, 64, 1e2);
+    // The row-dot kernel (k <= 16, d > 16).
+    rounding_bound_holds::<f32>(24, 1000, 40, 10, 1e3);
+    rounding_bound_holds::<f32>(25, 300, 784, 16, 1e2);
+    rounding_bound_holds::<f64>(26, 500, 33, 5, 1e6);
     rounding_bound_holds::<f64>(23, 1000, 40, 100, 1e6);
+}
+
+#[test]
+fn the_exactness_test_of_the_sums() {
+    // 2^53 is the first integer whose neighbours f64 cannot hold.
+    assert!(sums_are_exact(1 << 20, 0, (1u64 << 32) as f64 - 1.0));
+    assert!(!sums_are_exact(1 << 20, 0, (1u64 << 33) as f64));
+    // Multiples of 2^-31 (f32 values of i / 255 below 1/128 carry such bits).
+    assert!(sums_are_exact(70_000, -31, 1.0));
+    assert!(!sums_are_exact(1 << 23, -31, 1.0));
+    assert!(sums_are_exact(5, i32::MAX, 0.0), "all zero");
+    // The check on real rows: pixels and pixels / 255 pass; f64 noise,
+    // whose values use all 53 bits at every scale, does not.
+    fn exact<T: Float>(x: &[T], d: usize) -> bool {
+        Pruner::new(MatRef::new(x, x.len() / d, d).unwrap(), true)
+            .unwrap()
+            .exact_sums()
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(30);
+    let pixels: Vec<f32> = (0..784 * 500)
+        .map(|_| rng.gen_range(0..256) as f32)
+        .collect();
+    assert!(exact(&pixels, 784));
+    let scaled: Vec<f32> = pixels.iter().map(|&v| v / 255.0).collect();
+    assert!(exact(&scaled, 784));
+    let noise: Vec<f64> = (0..784 * 500).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    assert!(!exact(&noise, 784));
+    // Integers past 2^53 / n: their sums would round.
+    let big: Vec<f64> = (0..1000).map(|i| ((1u64 << 50) + i) as f64).collect();
+    assert!(!exact(&big, 10));
+    assert!(exact(&big[..20], 10), "2 rows: sums below 2^52");
+    for (a, unit, want) in [
+        (3.0, 1.0, true),
+        (2.5, 1.0, false),
+        (2.5, 0.5, true),
+        (0.0, 0.25, true),
+        (6.0, 4.0, false),
+        (1e300, 1.0, true),
+    ] {
+        assert_eq!(is_multiple_of_pow2(a, unit), want, "{a} on {unit}");
+    }
+    let unchecked = Pruner::new(MatRef::new(&pixels, 500, 784).unwrap(), false).unwrap();
+    assert!(!unchecked.exact_sums(), "not claimed unless checked");
+}
+
+/// Integer pixels: the pruned loop moves changed rows between exact sums
+/// instead of summing afresh, and gives the bits of the unpruned loop and of
+/// `lloyd`'s automatic choice (exact sums leave no room for the order of the
+/// additions to show), while reading few rows after the first iterations.
+#[test]
+fn exact_sums_move_rows_and_keep_every_bit() {
+    let (n, d, k) = (3 * CHUNK_ROWS + 17, 64, 24);
+    let x: Vec<f32> = blobs::<f32>(31, n, d, k, 100.0, 40.0, 128.0)
+        .into_iter()
+        .map(|v| v.round().clamp(0.0, 255.0))
+        .collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    assert!(Pruner::new(xm, true).unwrap().exact_sums());
+    let c = MatRef::new(&x[..k * d], k, d).unwrap();
+    let (plain, _) = in_pool(2, || {
+        lloyd_with(xm, None, c, 25, 0.0, false, Pruning::Off).unwrap()
+    });
+    for threads in [1, 2] {
+        let (pruned, rows) = in_pool(threads, || {
+            lloyd_with(xm, None, c, 25, 0.0, false, Pruning::On).unwrap()
+        });
+        assert_same(&pruned, &plain, &format!("pruned, {threads} threads"));
+        let (auto, _) = in_pool(threads, || {
+            lloyd_with(xm, None, c, 25, 0.0, false, Pruning::Auto).unwrap()
+        });
+        assert_same(&auto, &plain, &format!("automatic, {threads} threads"));
+        assert!(pruned.n_iter >= 5, "{}", pruned.n_iter);
+        let last = rows[rows.len() - 1];
+        assert!(last * 10 < n, "{last} of {n} rows recomputed: {rows:?}");
+    }
+    // The same rows as f64 (exact too), and scaled by 1/255 in f32.
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    same_fit(&x64, d, None, &x64[..k * d], 25, 0.0);
+    let scaled: Vec<f32> = x.iter().map(|&v| v / 255.0).collect();
+    same_fit(&scaled, d, None, &scaled[..k * d], 25, 0.0);
 }
