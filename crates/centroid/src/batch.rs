@@ -16,6 +16,7 @@ use crate::float::Float;
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
 use crate::partial;
+use crate::pruning::{self, Pruner, RowBounds};
 
 /// The outcome of [`lloyd`].
 #[derive(Clone, Debug)]
@@ -210,10 +211,10 @@ fn relocate_empty_clusters<T: Float>(
     old_centres: MatRef<'_, T>,
     labels: &mut [u32],
     stats: &mut ClusterStats,
-) {
+) -> bool {
     let empty = partial::empty_clusters(stats);
     if empty.is_empty() {
-        return;
+        return false;
     }
     // Each distance is computed on its own, so the parallel pass gives the
     // same values at any thread count.
@@ -224,7 +225,7 @@ fn relocate_empty_clusters<T: Float>(
     if dist.iter().all(|&v| v == 0.0) {
         // More clusters than distinct rows: moving a row would only empty
         // another cluster (scikit-learn >= 1.5 does not either).
-        return;
+        return false;
     }
     // Farthest first; equal distances keep the lower row first so the result
     // does not depend on the selection's internals.
@@ -238,9 +239,11 @@ fn relocate_empty_clusters<T: Float>(
             values: x.row(i).iter().map(|v| v.to_f64_exact()).collect(),
         })
         .collect();
-    for (row, new_j) in partial::relocate_empty_clusters(stats, &farthest) {
+    let moved = partial::relocate_empty_clusters(stats, &farthest);
+    for &(row, new_j) in &moved {
         labels[row as usize] = new_j;
     }
+    !moved.is_empty()
 }
 
 /// Lloyd's algorithm from `initial_centres` (squared Euclidean), as
@@ -249,6 +252,10 @@ fn relocate_empty_clusters<T: Float>(
 /// centres of the squared centre shift is at most `tol` (an absolute value:
 /// scikit-learn passes `tol * mean(var(x, axis=0))`). Labels and inertia are
 /// those of the final centres.
+///
+/// Rows whose label provably cannot change skip the distance work (see
+/// `pruning.rs`); the labels, centres and losses are bit for bit those of
+/// the unpruned loop.
 pub fn lloyd<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -256,6 +263,40 @@ pub fn lloyd<T: Float>(
     max_iter: usize,
     tol: f64,
 ) -> Result<LloydFit<T>> {
+    lloyd_with(
+        x,
+        sample_weight,
+        initial_centres,
+        max_iter,
+        tol,
+        Pruning::Auto,
+    )
+    .map(|(f, _)| f)
+}
+
+/// Whether [`lloyd_with`] prunes rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))] // Off and On: tests compare the two
+pub(crate) enum Pruning {
+    /// Every row through the kernel every iteration.
+    Off,
+    /// Bounds for every shape (for tests).
+    On,
+    /// Bounds when they can pay: `k >= 2` and `k d >= 32` (see
+    /// `pruning::worth_pruning`).
+    Auto,
+}
+
+/// [`lloyd`] with the pruning chosen; also returns, per iteration, how many
+/// rows went through the kernel.
+pub(crate) fn lloyd_with<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    initial_centres: MatRef<'_, T>,
+    max_iter: usize,
+    tol: f64,
+    pruning: Pruning,
+) -> Result<(LloydFit<T>, Vec<usize>)> {
     check_inputs(x, sample_weight, initial_centres)?;
     if max_iter == 0 {
         return Err(Error::InvalidArgument("max_iter must be at least 1".into()));
@@ -266,19 +307,53 @@ pub fn lloyd<T: Float>(
         )));
     }
     let (n, d, k) = (x.rows(), x.cols(), initial_centres.rows());
+    let prune = match pruning {
+        Pruning::Off => false,
+        Pruning::On => true,
+        Pruning::Auto => pruning::worth_pruning(k, d),
+    };
+    let mut pruner = if prune { Pruner::new(x) } else { None };
     let mut centres = Matrix::new(initial_centres.as_slice().to_vec(), k, d)?;
     let mut labels = vec![0u32; n];
     let mut labels_old: Option<Vec<u32>> = None;
     let mut stats = ClusterStats::new(k, d);
     let mut stop = LloydStop::MaxIter;
     let mut iteration_losses = Vec::new();
+    let mut recomputed = Vec::new();
     let mut n_iter = 0;
     for _ in 0..max_iter {
         n_iter += 1;
         let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
-        kernels::assign_accumulate(x, sample_weight, &prepared, Some(&mut labels), &mut stats);
+        let rows = match &mut pruner {
+            Some(p) => match p.begin_pass(&prepared) {
+                Some(pass) => {
+                    let (norms, bounds) = p.norms_and_bounds();
+                    labelled_pass(
+                        x,
+                        sample_weight,
+                        &prepared,
+                        &mut labels,
+                        bounds,
+                        &mut stats,
+                        {
+                            let pass = &pass;
+                            move |start: usize, l: &mut [u32], b: &mut [RowBounds]| {
+                                pruning::label_chunk(pass, norms, x, start, l, b)
+                            }
+                        },
+                    )
+                }
+                None => plain_pass(x, sample_weight, &prepared, &mut labels, &mut stats),
+            },
+            None => plain_pass(x, sample_weight, &prepared, &mut labels, &mut stats),
+        };
+        recomputed.push(rows);
         iteration_losses.push(stats.loss);
-        relocate_empty_clusters(x, sample_weight, centres.view(), &mut labels, &mut stats);
+        if relocate_empty_clusters(x, sample_weight, centres.view(), &mut labels, &mut stats) {
+            if let Some(p) = &mut pruner {
+                p.invalidate();
+            }
+        }
         let shift = update_centres(&mut centres, &stats);
         if labels_old.as_deref() == Some(labels.as_slice()) {
             stop = LloydStop::Strict;
@@ -299,14 +374,137 @@ pub fn lloyd<T: Float>(
         // Recompute labels so they match the final centres.
         assign_with_inertia(x, sample_weight, centres.view(), &mut labels)
     };
-    Ok(LloydFit {
+    let fit = LloydFit {
         centres,
         labels,
         inertia,
         n_iter,
         iteration_losses,
         stop,
-    })
+    };
+    Ok((fit, recomputed))
+}
+
+/// One unpruned Lloyd pass: every row labelled by [`kernels::assign`], then
+/// summed by [`accumulate_labelled`]. Returns `n`, the rows labelled.
+fn plain_pass<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    prepared: &PreparedCentres<T>,
+    labels: &mut [u32],
+    stats: &mut ClusterStats,
+) -> usize {
+    let mut no_state: Vec<()> = Vec::new();
+    labelled_pass(
+        x,
+        sample_weight,
+        prepared,
+        labels,
+        &mut no_state,
+        stats,
+        |start: usize, l: &mut [u32], _: &mut [()]| {
+            let mut scores = vec![T::zero(); l.len()];
+            kernels::assign(
+                x.slice_rows(start, start + l.len()),
+                prepared,
+                l,
+                &mut scores,
+            );
+            l.len()
+        },
+    )
+}
+
+/// One Lloyd pass over chunks of [`CHUNK_ROWS`] rows: `label` labels a
+/// chunk's rows (given the chunk's first row, its labels and its part of
+/// `per_row`, which is either empty or one value per row) and says how many
+/// went through the kernel; then [`accumulate_labelled`] adds the chunk's
+/// rows into a per-chunk partial, and the partials are added into `stats`
+/// in chunk order, a bounded group at a time. The pruned and unpruned loops
+/// differ only in `label`, so their sums are the same additions in the same
+/// order whenever their labels agree, at any thread count.
+fn labelled_pass<T: Float, B: Send>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    prepared: &PreparedCentres<T>,
+    labels: &mut [u32],
+    per_row: &mut [B],
+    stats: &mut ClusterStats,
+    label: impl Fn(usize, &mut [u32], &mut [B]) -> usize + Sync,
+) -> usize {
+    let (n, k, d) = (x.rows(), stats.k, stats.d);
+    stats.clear();
+    let n_chunks = n.div_ceil(CHUNK_ROWS);
+    let mut label_chunks: Vec<&mut [u32]> = labels.chunks_mut(CHUNK_ROWS).collect();
+    let mut state_chunks: Vec<&mut [B]> = if per_row.is_empty() {
+        (0..n_chunks).map(|_| <&mut [B]>::default()).collect()
+    } else {
+        per_row.chunks_mut(CHUNK_ROWS).collect()
+    };
+    let group = kernels::chunk_group(kernels::PARTIAL_BYTES, k, d, n_chunks);
+    let mut parts: Vec<ClusterStats> = (0..group).map(|_| ClusterStats::new(k, d)).collect();
+    let centres = prepared.centres();
+    let mut labelled = 0;
+    for g0 in (0..n_chunks).step_by(group) {
+        let g1 = (g0 + group).min(n_chunks);
+        labelled += parts[..g1 - g0]
+            .par_iter_mut()
+            .zip(label_chunks[g0..g1].par_iter_mut())
+            .zip(state_chunks[g0..g1].par_iter_mut())
+            .enumerate()
+            .map(|(i, ((part, l), st))| {
+                let start = (g0 + i) * CHUNK_ROWS;
+                let count = label(start, l, st);
+                accumulate_labelled(x, sample_weight, centres, start, l, part);
+                count
+            })
+            .sum::<usize>();
+        kernels::merge_in_order(stats, &parts[..g1 - g0]);
+    }
+    labelled
+}
+
+/// Sets `part` to the sums of rows `start..start + labels.len()` of `x` by
+/// label: each row (times its weight) added to its cluster's sums in row
+/// order, its weight and count, and the loss, the weighted
+/// `||x - c_label||^2` in f64 (as [`inertia`] computes it), so that the
+/// loss of a row depends only on its label, not on how the label was found.
+fn accumulate_labelled<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: MatRef<'_, T>,
+    start: usize,
+    labels: &[u32],
+    part: &mut ClusterStats,
+) {
+    let d = x.cols();
+    part.clear();
+    let mut loss = 0.0;
+    for (r, &l) in labels.iter().enumerate() {
+        let i = start + r;
+        let j = l as usize;
+        let row = x.row(i);
+        let acc = &mut part.sums[j * d..(j + 1) * d];
+        let w = match sample_weight {
+            None => {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v.to_f64_exact();
+                }
+                1.0
+            }
+            Some(w) => {
+                let w = w[i].to_f64_exact();
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += w * v.to_f64_exact();
+                }
+                w
+            }
+        };
+        part.weights[j] += w;
+        part.counts[j] += 1;
+        loss += w * sq_dist(row, centres.row(j));
+    }
+    part.loss = loss;
 }
 
 /// Moves every centre to the weighted mean of its cluster (`stats`) and

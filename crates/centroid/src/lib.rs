@@ -38,6 +38,7 @@ mod model;
 pub mod model_dir;
 mod params;
 pub mod partial;
+mod pruning;
 mod safe_io;
 pub mod seeding;
 mod source;

@@ -230,7 +230,7 @@ pub const CHUNK_ROWS: usize = 2048;
 /// Each group of chunks ends in a barrier, so groups must hold many chunks
 /// per thread for the threads to finish together; the budget keeps the
 /// extra memory well under 64 MiB.
-const PARTIAL_BYTES: usize = 32 << 20;
+pub(crate) const PARTIAL_BYTES: usize = 32 << 20;
 
 /// Elements of the result each task adds partials into when merging.
 const MERGE_BLOCK: usize = 1 << 14;
@@ -301,12 +301,7 @@ pub(crate) fn assign_accumulate_on<T: Float>(
         Some(l) => l.chunks_mut(CHUNK_ROWS).map(Some).collect(),
         None => (0..n_chunks).map(|_| None).collect(),
     };
-    // How many chunks run between merges changes when partials are added,
-    // never which or in what order, so it may follow the thread count.
-    let part_bytes = (k * d + 2 * k) * 8 + 64;
-    let group = (partial_budget / part_bytes)
-        .max(rayon::current_num_threads())
-        .clamp(1, n_chunks);
+    let group = chunk_group(partial_budget, k, d, n_chunks);
     let mut parts: Vec<ClusterStats> = (0..group).map(|_| ClusterStats::new(k, d)).collect();
     let blocked = k > 0 && k < MAX_BLOCKED_K;
     for g0 in (0..n_chunks).step_by(group) {
@@ -369,9 +364,20 @@ pub(crate) fn assign_accumulate_on<T: Float>(
     }
 }
 
+/// How many chunks of a pass over `n_chunks` chunks run between merges of
+/// their `k x d` partial statistics, keeping about `partial_budget` bytes of
+/// partials alive (at least one per thread). It changes when partials are
+/// added, never which or in what order, so it may follow the thread count.
+pub(crate) fn chunk_group(partial_budget: usize, k: usize, d: usize, n_chunks: usize) -> usize {
+    let part_bytes = (k * d + 2 * k) * 8 + 64;
+    (partial_budget / part_bytes)
+        .max(rayon::current_num_threads())
+        .clamp(1, n_chunks.max(1))
+}
+
 /// Adds `parts` into `stats` one after the other; each element sees the same
 /// additions in the same order whichever task does them.
-fn merge_in_order(stats: &mut ClusterStats, parts: &[ClusterStats]) {
+pub(crate) fn merge_in_order(stats: &mut ClusterStats, parts: &[ClusterStats]) {
     stats
         .sums
         .par_chunks_mut(MERGE_BLOCK)

@@ -1,0 +1,486 @@
+//! Exact Hamerly-style pruning for the batch Lloyd loop ([`crate::batch`]):
+//! per-row bounds that prove a row keeps its label, so that after the first
+//! iterations most rows need no distance at all.
+//!
+//! # What is kept
+//!
+//! For every row `i` with label `a`: `upper[i] >= ||x_i - c_a||` and
+//! `lower[i] <= min_{j != a} ||x_i - c_j||`, in f64, both for the centres
+//! of the current iteration. When the centres move, `upper` grows by the
+//! drift of `c_a` and `lower` shrinks by the largest drift of the other
+//! centres (the triangle inequality). Each centre also has `sep[a] <=
+//! 1/2 min_{j != a} ||c_a - c_j||`, which gives a second lower bound
+//! `2 sep[a] - upper[i]` (Hamerly's test). Bounds live for one
+//! [`crate::batch::lloyd`] call.
+//!
+//! # Why a skipped row keeps exactly the kernel's label
+//!
+//! The kernels do not compute exact distances: the label of a row is the
+//! argmin of a floating-point score, and in a near tie the rounding decides.
+//! A row is skipped only when its bounds prove that the kernel's argmin is
+//! `a` whatever the rounding. The bound on that rounding, with
+//! `u` the unit roundoff of `T` (2^-24 for f32, 2^-53 for f64),
+//! `gamma_m = m u / (1 - m u)`, `M = (||x|| + C)^2` where `C >= max_j ||c_j||`,
+//! and `A = m * T::MIN_POSITIVE` covering underflow (each operation's
+//! absolute error below the normal range is at most half a subnormal ulp):
+//!
+//! - Tile and lane kernels (`tile.rs`, `lanes.rs`, every instruction set):
+//!   the score of centre `j` is `s^_j = fl(b_j - sum_p x_p c_jp)`, where
+//!   `b_j = fl(||c_j||^2) / 2` (the sum of products in `T`, any order, then
+//!   an exact halving) and the sum is a chain of `d` fused multiply-adds
+//!   starting from `b_j`. A sum of `d` non-negative products is within
+//!   `gamma_d ||c||^2` of the truth, so `|b_j - ||c_j||^2/2| <= gamma_d
+//!   ||c_j||^2 / 2`; the chain of `d` fused operations rounds `d` times, so
+//!   it adds at most `gamma_d (|b_j| + sum_p |x_p c_jp|)`. With
+//!   `|b_j| <= (1 + gamma_d) ||c_j||^2 / 2`, Cauchy-Schwarz and
+//!   `gamma_a + gamma_b + gamma_a gamma_b <= gamma_{a+b}`:
+//!   `|s^_j - s_j| <= gamma_{2d} (||c_j||^2 / 2 + ||x|| ||c_j||) + A
+//!   <= gamma_{2d} M / 2 + A`, where `s_j = ||c_j||^2/2 - x.c_j =
+//!   (||x - c_j||^2 - ||x||^2) / 2`. The argmin keeps a strictly smaller
+//!   value, so if `s_j - s_a > 2 (gamma_{2d} M / 2 + A)` for every
+//!   `j != a`, then `s^_j > s^_a` and the label is `a`.
+//! - AMX kernel (`amx/`, f32): candidates within a rigorous margin of the
+//!   true nearest, decided by `sum_p (x_p - c_p)^2` in f64, whose error is at
+//!   most `gamma_{d+2}(2^-53) ||x - c||^2 <= gamma_{2d}(2^-24) M / 2`; the
+//!   same condition makes the f64 decision strictly pick `a`.
+//!
+//! In distances, `s_j - s_a = (||x - c_j||^2 - ||x - c_a||^2) / 2`, so a row
+//! is skipped when `lower^2 - upper^2 > tie = 2 g M + 4 A` with
+//! `g = gamma_{2d+8}` (a few spare operations; `g >= gamma_{2d}`). All of
+//! this is computed in f64 and rounded outward ([`up`], [`down`]).
+//!
+//! # Recomputed rows
+//!
+//! Rows that fail the test are gathered, per chunk, into a contiguous
+//! buffer and go through [`kernels::distances`] in batches. Its values are
+//! `max(fl(fl(||x||^2) + 2 s^_j), 0)` (tile kernel, `Op::Distances`), within
+//! `Ed = 4 g M + 8 A` of `||x - c_j||^2` (the score's `2 (g M / 2 + A)`, the
+//! norm's `gamma_d ||x||^2`, the final rounding's `u (M + ...)`, and the
+//! clamp only moves a negative value towards the truth). When the smallest
+//! value `D^_b` beats every other by more than `2 Ed + tie`, the true
+//! distances differ by more than `tie`, so the kernel's label is `b` (by the
+//! argument above) without calling it. The remaining rows, the near ties,
+//! are gathered again and labelled by [`kernels::assign`] itself.
+//!
+//! A row's label from `kernels::assign` does not depend on the other rows
+//! of its batch or on the batch's size: the path (AMX, lanes, tile, or the
+//! reference for `k >= 2^24`) is chosen from `k`, `d`, `T`, the metric and
+//! the processor only; the tile kernel computes each (row, centre) value by
+//! the same chain whether the row sits in a full tile or in the one-row
+//! tail; the lane kernel pads a partial block with zero rows that only
+//! occupy their own lanes; the AMX kernel decides each row from its own
+//! products and margin. So a gathered row gets the label the full pass
+//! would give it.
+//!
+//! After a recomputation, `upper` is the f64 distance to the label's centre
+//! rounded up and `lower` the smallest other kernel distance less `Ed`,
+//! rounded down.
+
+use rayon::prelude::*;
+
+use crate::float::Float;
+use crate::kernels::{self, PreparedCentres};
+use crate::matrix::MatRef;
+
+#[cfg(test)]
+mod tests;
+
+/// Rows per gathered batch: a `BATCH x k` distance buffer per task.
+const BATCH: usize = 256;
+
+/// Centres per task when bounding the centres' separations.
+const SEP_BLOCK: usize = 64;
+
+/// The relative slack [`up`] and [`down`] add: 8 times one f64 rounding
+/// (2^-53), so one call covers the rounding of the operation that gave its
+/// argument and its own addition.
+const SLACK: f64 = 1.0 / (1u64 << 50) as f64;
+
+/// A value at least the exact result of the one f64 operation that gave `v`
+/// (relative error at most 2^-53, or an absolute one below the normal
+/// range, which `f64::MIN_POSITIVE` covers).
+#[inline(always)]
+pub(crate) fn up(v: f64) -> f64 {
+    if v.is_infinite() {
+        return v;
+    }
+    v + v.abs() * SLACK + f64::MIN_POSITIVE
+}
+
+/// A value at most the exact result of the one f64 operation that gave `v`.
+#[inline(always)]
+pub(crate) fn down(v: f64) -> f64 {
+    if v.is_infinite() {
+        return v;
+    }
+    v - v.abs() * SLACK - f64::MIN_POSITIVE
+}
+
+/// `||a - b||` rounded up: the f64 sum of `d` squares of rounded
+/// differences is within `gamma_{d+1}(2^-53)` (relative; every term is
+/// non-negative) of the exact value, and `2 (d + 2) 2^-53` covers that.
+pub(crate) fn distance_up<T: Float>(a: &[T], b: &[T]) -> f64 {
+    let s: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&p, &q)| {
+            let t = p.to_f64_exact() - q.to_f64_exact();
+            t * t
+        })
+        .sum();
+    let rel = 2.0 * (a.len() as f64 + 2.0) * f64::EPSILON;
+    up(up(s * (1.0 + rel) + (a.len() as f64 + 1.0) * f64::MIN_POSITIVE).sqrt())
+}
+
+/// `||a||` rounded up.
+fn norm_up<T: Float>(a: &[T]) -> f64 {
+    let s: f64 = a
+        .iter()
+        .map(|&p| {
+            let t = p.to_f64_exact();
+            t * t
+        })
+        .sum();
+    let rel = 2.0 * (a.len() as f64 + 2.0) * f64::EPSILON;
+    up(up(s * (1.0 + rel) + (a.len() as f64 + 1.0) * f64::MIN_POSITIVE).sqrt())
+}
+
+/// The kernels' rounding for one problem shape (see the module comment).
+#[derive(Clone, Copy, Debug)]
+struct Rounding {
+    /// `g = gamma_{2d+8}` of `T`, rounded up.
+    g: f64,
+    /// `A = (2d + 8) T::MIN_POSITIVE`, rounded up.
+    a: f64,
+}
+
+impl Rounding {
+    /// `None` when `gamma` is not defined (`m u >= 1/2`; never for real
+    /// widths).
+    fn new<T: Float>(d: usize) -> Option<Self> {
+        let m = (2 * d + 8) as f64;
+        let unit = T::epsilon().to_f64_exact() / 2.0;
+        let mu = up(m * unit);
+        if mu >= 0.5 {
+            return None;
+        }
+        Some(Self {
+            g: up(mu / down(1.0 - mu)),
+            a: up(m * T::min_positive_value().to_f64_exact()),
+        })
+    }
+
+    /// `M = (||x|| + C)^2`, rounded up.
+    fn m(norm: f64, cmax: f64) -> f64 {
+        let s = up(norm + cmax);
+        up(s * s)
+    }
+
+    /// `tie = 2 g M + 4 A`: true squared distances further apart than this
+    /// are ordered the same by every kernel.
+    fn tie(&self, m: f64) -> f64 {
+        up(up(2.0 * self.g * m) + 4.0 * self.a)
+    }
+
+    /// `Ed = 4 g M + 8 A`: how far a value of `kernels::distances` may be
+    /// from the exact squared distance.
+    fn dist_err(&self, m: f64) -> f64 {
+        up(up(4.0 * self.g * m) + 8.0 * self.a)
+    }
+}
+
+/// Whether `lower^2 - upper^2 > tie`, evaluated so that a true answer is
+/// true for the exact values.
+#[inline(always)]
+fn proves(lower: f64, upper: f64, tie: f64) -> bool {
+    lower > upper && down(down(lower * lower) - up(upper * upper)) > tie
+}
+
+/// One row's bounds (see the module comment).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RowBounds {
+    upper: f64,
+    lower: f64,
+}
+
+/// What every row of one pass needs to know about the centres.
+pub(crate) struct PassCentres<'a, T> {
+    prepared: &'a PreparedCentres<T>,
+    rounding: Rounding,
+    /// `C`: every centre's norm is at most this.
+    cmax: f64,
+    /// `sep[j] <= 1/2 min_{i != j} ||c_j - c_i||` (+inf when k = 1).
+    sep: Vec<f64>,
+    /// Per centre, how far it moved since the bounds were last updated
+    /// (rounded up), and the largest such drift of the other centres; empty
+    /// when the bounds are not valid (first pass, after a relocation).
+    drift: Vec<f64>,
+    other_drift: Vec<f64>,
+}
+
+/// The bounds of every row of one [`crate::batch::lloyd`] call, and the
+/// centres they refer to.
+pub(crate) struct Pruner<T> {
+    rounding: Rounding,
+    /// `||x_i||`, rounded up.
+    norms: Vec<f64>,
+    bounds: Vec<RowBounds>,
+    /// Whether `bounds` hold for `last` (false at first and after a
+    /// relocation, when every row is recomputed).
+    valid: bool,
+    /// The centres the bounds refer to, `k x d`.
+    last: Vec<T>,
+}
+
+impl<T: Float> Pruner<T> {
+    /// Bounds for the rows of `x` (`None` when the shape rules pruning out:
+    /// see [`worth_pruning`]).
+    pub(crate) fn new(x: MatRef<'_, T>) -> Option<Self> {
+        let rounding = Rounding::new::<T>(x.cols())?;
+        let norms: Vec<f64> = (0..x.rows())
+            .into_par_iter()
+            .map(|i| norm_up(x.row(i)))
+            .collect();
+        Some(Self {
+            rounding,
+            norms,
+            bounds: vec![RowBounds::default(); x.rows()],
+            valid: false,
+            last: Vec::new(),
+        })
+    }
+
+    /// Every row is recomputed in the next pass (after a relocation).
+    pub(crate) fn invalidate(&mut self) {
+        self.valid = false;
+    }
+
+    /// The rows' norms (for [`label_chunk`]) and their bounds, to be handed
+    /// out chunk by chunk.
+    pub(crate) fn norms_and_bounds(&mut self) -> (&[f64], &mut [RowBounds]) {
+        (&self.norms, &mut self.bounds)
+    }
+
+    /// What the pass with centres `prepared` needs; records them as the
+    /// centres the bounds will refer to. `None` when the values are so large
+    /// that the kernels' scores could overflow `T`: that pass runs unpruned
+    /// and the next one starts afresh.
+    pub(crate) fn begin_pass<'a>(
+        &mut self,
+        prepared: &'a PreparedCentres<T>,
+    ) -> Option<PassCentres<'a, T>> {
+        let c = prepared.centres();
+        let (k, d) = (c.rows(), c.cols());
+        let cnorms: Vec<f64> = (0..k).map(|j| norm_up(c.row(j))).collect();
+        let cmax = cnorms.iter().copied().fold(0.0, f64::max);
+        let xmax = self.norms.iter().copied().fold(0.0, f64::max);
+        // The kernels' values reach about (||x|| + C)^2; keep them far below
+        // T's largest finite value so no score overflows.
+        let limit = T::max_value().to_f64_exact() / 64.0;
+        if !(Rounding::m(xmax, cmax) < limit) {
+            self.valid = false;
+            self.last.clear();
+            return None;
+        }
+        let (drift, other_drift) = if self.valid && self.last.len() == k * d {
+            let drift: Vec<f64> = (0..k)
+                .map(|j| distance_up(&self.last[j * d..(j + 1) * d], c.row(j)))
+                .collect();
+            // The largest and second largest drift (first of equals): the
+            // largest of the others is the second for the largest's centre.
+            let mut first = 0;
+            for j in 1..k {
+                if drift[j] > drift[first] {
+                    first = j;
+                }
+            }
+            let second = (0..k)
+                .filter(|&j| j != first)
+                .map(|j| drift[j])
+                .fold(0.0, f64::max);
+            let other: Vec<f64> = (0..k)
+                .map(|j| if j == first { second } else { drift[first] })
+                .collect();
+            (drift, other)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        self.last.clear();
+        self.last.extend_from_slice(c.as_slice());
+        self.valid = true;
+        let sep = separations(prepared, &self.rounding, cmax);
+        Some(PassCentres {
+            prepared,
+            rounding: self.rounding,
+            cmax,
+            sep,
+            drift,
+            other_drift,
+        })
+    }
+}
+
+/// A lower bound on half the distance from each centre to its nearest
+/// other centre, from the kernel's centre-to-centre distances less their
+/// error (`M <= (2 C)^2` for two centres).
+fn separations<T: Float>(prepared: &PreparedCentres<T>, r: &Rounding, cmax: f64) -> Vec<f64> {
+    let c = prepared.centres();
+    let k = c.rows();
+    if k == 1 {
+        return vec![f64::INFINITY];
+    }
+    let err = r.dist_err(Rounding::m(cmax, cmax));
+    let mut sep = vec![0.0; k];
+    sep.par_chunks_mut(SEP_BLOCK)
+        .enumerate()
+        .for_each(|(b, out)| {
+            let start = b * SEP_BLOCK;
+            let rows = c.slice_rows(start, start + out.len());
+            let mut dist = vec![T::zero(); out.len() * k];
+            kernels::distances(rows, prepared, &mut dist);
+            for (r, s) in out.iter_mut().enumerate() {
+                let own = start + r;
+                let nearest = dist[r * k..(r + 1) * k]
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != own)
+                    .map(|(_, v)| v.to_f64_exact())
+                    .fold(f64::INFINITY, f64::min);
+                let sq = down(nearest - err).max(0.0);
+                *s = down(0.5 * down(sq.sqrt())).max(0.0);
+            }
+        });
+    sep
+}
+
+/// Labels rows `start..start + labels.len()` of `x` for the centres of
+/// `pass`: rows whose bounds prove their label keep it; the others are
+/// recomputed in gathered batches (see the module comment) and get new
+/// bounds. Returns how many rows were recomputed.
+pub(crate) fn label_chunk<T: Float>(
+    pass: &PassCentres<'_, T>,
+    norms: &[f64],
+    x: MatRef<'_, T>,
+    start: usize,
+    labels: &mut [u32],
+    bounds: &mut [RowBounds],
+) -> usize {
+    let centres = pass.prepared.centres();
+    let r = &pass.rounding;
+    let mut failing: Vec<usize> = Vec::new();
+    let valid = !pass.drift.is_empty();
+    for (q, (label, b)) in labels.iter_mut().zip(bounds.iter_mut()).enumerate() {
+        if !valid {
+            failing.push(q);
+            continue;
+        }
+        let i = start + q;
+        let a = *label as usize;
+        b.upper = up(b.upper + pass.drift[a]);
+        b.lower = down(b.lower - pass.other_drift[a]).max(0.0);
+        let tie = r.tie(Rounding::m(norms[i], pass.cmax));
+        let lower = |upper: f64| b.lower.max(down(down(2.0 * pass.sep[a]) - upper));
+        if proves(lower(b.upper), b.upper, tie) {
+            continue;
+        }
+        // Tighten the upper bound to the exact distance (d operations) and
+        // try again before the full k-centre work.
+        b.upper = distance_up(x.row(i), centres.row(a));
+        if proves(lower(b.upper), b.upper, tie) {
+            continue;
+        }
+        failing.push(q);
+    }
+    for batch in failing.chunks(BATCH) {
+        recompute(pass, norms, x, start, batch, labels, bounds);
+    }
+    failing.len()
+}
+
+/// Labels and new bounds of the rows `start + q` for `q` in `batch`.
+fn recompute<T: Float>(
+    pass: &PassCentres<'_, T>,
+    norms: &[f64],
+    x: MatRef<'_, T>,
+    start: usize,
+    batch: &[usize],
+    labels: &mut [u32],
+    bounds: &mut [RowBounds],
+) {
+    let centres = pass.prepared.centres();
+    let (k, d) = (centres.rows(), centres.cols());
+    let r = &pass.rounding;
+    let gather = |rows: &mut dyn Iterator<Item = usize>| -> Vec<T> {
+        let mut buf = Vec::with_capacity(batch.len() * d);
+        for q in rows {
+            buf.extend_from_slice(x.row(start + q));
+        }
+        buf
+    };
+    let buf = gather(&mut batch.iter().copied());
+    let rows = MatRef::new(&buf, batch.len(), d).expect("gathered rows keep their width");
+    let mut dist = vec![T::zero(); batch.len() * k];
+    kernels::distances(rows, pass.prepared, &mut dist);
+    // Labels the distances prove; the near ties go to the kernel.
+    let mut ties: Vec<usize> = Vec::new();
+    for (p, &q) in batch.iter().enumerate() {
+        let row = &dist[p * k..(p + 1) * k];
+        let mut best = 0;
+        for j in 1..k {
+            if row[j] < row[best] {
+                best = j;
+            }
+        }
+        let second = row
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != best)
+            .map(|(_, v)| v.to_f64_exact())
+            .fold(f64::INFINITY, f64::min);
+        let m = Rounding::m(norms[start + q], pass.cmax);
+        let need = up(up(2.0 * r.dist_err(m)) + r.tie(m));
+        if down(second - row[best].to_f64_exact()) > need {
+            labels[q] = best as u32;
+        } else {
+            ties.push(p);
+        }
+    }
+    if !ties.is_empty() {
+        let buf = gather(&mut ties.iter().map(|&p| batch[p]));
+        let rows = MatRef::new(&buf, ties.len(), d).expect("gathered rows keep their width");
+        let mut tie_labels = vec![0u32; ties.len()];
+        let mut scores = vec![T::zero(); ties.len()];
+        kernels::assign(rows, pass.prepared, &mut tie_labels, &mut scores);
+        for (&p, &l) in ties.iter().zip(&tie_labels) {
+            labels[batch[p]] = l;
+        }
+    }
+    for (p, &q) in batch.iter().enumerate() {
+        let a = labels[q] as usize;
+        let row = &dist[p * k..(p + 1) * k];
+        let m = Rounding::m(norms[start + q], pass.cmax);
+        let err = r.dist_err(m);
+        let nearest_other = row
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != a)
+            .map(|(_, v)| v.to_f64_exact())
+            .fold(f64::INFINITY, f64::min);
+        bounds[q] = RowBounds {
+            upper: distance_up(x.row(start + q), centres.row(a)),
+            lower: if nearest_other.is_infinite() {
+                f64::INFINITY
+            } else {
+                down(down(nearest_other - err).max(0.0).sqrt()).max(0.0)
+            },
+        };
+    }
+}
+
+/// Whether pruning is worth its bookkeeping: each row's test costs about as
+/// much as a few dozen multiply-adds, so with `k d < 32` (and for `k = 1`,
+/// where every label is 0 and the kernel is a pass over the data) the
+/// plain pass is as fast.
+pub(crate) fn worth_pruning(k: usize, d: usize) -> bool {
+    k >= 2 && k * d >= 32 && k < (1 << 20)
+}
