@@ -386,7 +386,7 @@ pub(crate) fn lloyd_with<T: Float>(
 }
 
 /// One unpruned Lloyd pass: every row labelled by [`kernels::assign`], then
-/// summed by [`accumulate_labelled`]. Returns `n`, the rows labelled.
+/// summed by [`kernels::accumulate_labelled`]. Returns `n`, the rows labelled.
 fn plain_pass<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -418,7 +418,7 @@ fn plain_pass<T: Float>(
 /// One Lloyd pass over chunks of [`CHUNK_ROWS`] rows: `label` labels a
 /// chunk's rows (given the chunk's first row, its labels and its part of
 /// `per_row`, which is either empty or one value per row) and says how many
-/// went through the kernel; then [`accumulate_labelled`] adds the chunk's
+/// went through the kernel; then [`kernels::accumulate_labelled`] adds the chunk's
 /// rows into a per-chunk partial, and the partials are added into `stats`
 /// in chunk order, a bounded group at a time. The pruned and unpruned loops
 /// differ only in `label`, so their sums are the same additions in the same
@@ -455,56 +455,19 @@ fn labelled_pass<T: Float, B: Send>(
             .map(|(i, ((part, l), st))| {
                 let start = (g0 + i) * CHUNK_ROWS;
                 let count = label(start, l, st);
-                accumulate_labelled(x, sample_weight, centres, start, l, part);
+                kernels::accumulate_labelled(
+                    x.slice_rows(start, start + l.len()),
+                    sample_weight.map(|w| &w[start..start + l.len()]),
+                    l,
+                    centres,
+                    part,
+                );
                 count
             })
             .sum::<usize>();
         kernels::merge_in_order(stats, &parts[..g1 - g0]);
     }
     labelled
-}
-
-/// Sets `part` to the sums of rows `start..start + labels.len()` of `x` by
-/// label: each row (times its weight) added to its cluster's sums in row
-/// order, its weight and count, and the loss, the weighted
-/// `||x - c_label||^2` in f64 (as [`inertia`] computes it), so that the
-/// loss of a row depends only on its label, not on how the label was found.
-fn accumulate_labelled<T: Float>(
-    x: MatRef<'_, T>,
-    sample_weight: Option<&[T]>,
-    centres: MatRef<'_, T>,
-    start: usize,
-    labels: &[u32],
-    part: &mut ClusterStats,
-) {
-    let d = x.cols();
-    part.clear();
-    let mut loss = 0.0;
-    for (r, &l) in labels.iter().enumerate() {
-        let i = start + r;
-        let j = l as usize;
-        let row = x.row(i);
-        let acc = &mut part.sums[j * d..(j + 1) * d];
-        let w = match sample_weight {
-            None => {
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += v.to_f64_exact();
-                }
-                1.0
-            }
-            Some(w) => {
-                let w = w[i].to_f64_exact();
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += w * v.to_f64_exact();
-                }
-                w
-            }
-        };
-        part.weights[j] += w;
-        part.counts[j] += 1;
-        loss += w * sq_dist(row, centres.row(j));
-    }
-    part.loss = loss;
 }
 
 /// Moves every centre to the weighted mean of its cluster (`stats`) and

@@ -277,7 +277,8 @@ impl<T: Float> Pruner<T> {
         // The kernels' values reach about (||x|| + C)^2; keep them far below
         // T's largest finite value so no score overflows.
         let limit = T::max_value().to_f64_exact() / 64.0;
-        if !(Rounding::m(xmax, cmax) < limit) {
+        let m = Rounding::m(xmax, cmax);
+        if m.is_nan() || m >= limit {
             self.valid = false;
             self.last.clear();
             return None;

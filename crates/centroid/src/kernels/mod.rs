@@ -48,6 +48,7 @@
 mod amx;
 mod dispatch;
 mod isa;
+mod labelled;
 mod lanes;
 mod pack;
 mod reference;
@@ -59,6 +60,7 @@ pub mod sparse;
 mod tests;
 mod tile;
 
+pub(crate) use labelled::accumulate_labelled;
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
 pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};

@@ -1,0 +1,140 @@
+//! Per-cluster sums of rows whose labels are already known: the second half
+//! of a Lloyd pass when the labels come from somewhere other than
+//! [`assign_accumulate`](super::assign_accumulate) (the batch Lloyd loop,
+//! pruned or not, labels its chunks first and then calls this).
+//!
+//! The arithmetic is plain Rust with no fused operations, so the instruction
+//! set it is compiled for (AVX-512F, AVX2+FMA or the baseline, picked at run
+//! time) changes only how many values one instruction handles, never a
+//! result: the same labels give the same bits on every path.
+
+use super::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::isa::{Avx2Fma, Avx512F};
+use super::scalar::ClusterStats;
+use crate::float::Float;
+use crate::matrix::MatRef;
+
+/// Sets `part` to the statistics of the rows of `x` (`labels[i]` is row
+/// `i`'s cluster, `weights[i]` its weight, 1 when absent): each row, times
+/// its weight, added to its cluster's sums in row order; the weights and
+/// counts; and the loss, the sum in row order of each row's weight times
+/// its squared distance to its cluster's centre in `centres`, in f64 (see
+/// [`sq_dist_blocked`]). The loss of a row depends only on the row, its
+/// weight, its label and the centres.
+pub fn accumulate_labelled<T: Float>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    centres: MatRef<'_, T>,
+    part: &mut ClusterStats,
+) {
+    assert_eq!(labels.len(), x.rows(), "one label per row");
+    assert!(
+        weights.is_none_or(|w| w.len() == x.rows()),
+        "one weight per row"
+    );
+    assert_eq!(
+        x.cols(),
+        centres.cols(),
+        "data width must match the centres"
+    );
+    assert_eq!((part.k, part.d), (centres.rows(), centres.cols()));
+    assert!(
+        labels.iter().all(|&l| (l as usize) < centres.rows()),
+        "every label names a centre"
+    );
+    match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX-512F, the only
+        // requirement of the function beyond its (safe) arguments.
+        Isa::Avx512(t) => unsafe { accumulate_avx512(t, x, weights, labels, centres, part) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX2 and FMA.
+        Isa::Avx2(t) => unsafe { accumulate_avx2(t, x, weights, labels, centres, part) },
+        Isa::Portable => accumulate_body(x, weights, labels, centres, part),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn accumulate_avx512<T: Float>(
+    _: Avx512F,
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    centres: MatRef<'_, T>,
+    part: &mut ClusterStats,
+) {
+    accumulate_body(x, weights, labels, centres, part)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn accumulate_avx2<T: Float>(
+    _: Avx2Fma,
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    centres: MatRef<'_, T>,
+    part: &mut ClusterStats,
+) {
+    accumulate_body(x, weights, labels, centres, part)
+}
+
+#[inline(always)]
+fn accumulate_body<T: Float>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    centres: MatRef<'_, T>,
+    part: &mut ClusterStats,
+) {
+    let d = x.cols();
+    part.clear();
+    let mut loss = 0.0;
+    for (i, &l) in labels.iter().enumerate() {
+        let j = l as usize;
+        let row = x.row(i);
+        let acc = &mut part.sums[j * d..(j + 1) * d];
+        let w = match weights {
+            None => {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v.to_f64_exact();
+                }
+                1.0
+            }
+            Some(w) => {
+                let w = w[i].to_f64_exact();
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += w * v.to_f64_exact();
+                }
+                w
+            }
+        };
+        part.weights[j] += w;
+        part.counts[j] += 1;
+        loss += w * sq_dist_blocked(row, centres.row(j));
+    }
+    part.loss = loss;
+}
+
+/// `||a - b||^2` in `f64` with eight running sums (element `p` into sum
+/// `p % 8`, combined in a fixed order), so that long rows do not wait on
+/// one chain of additions; the order depends only on the length.
+#[inline(always)]
+fn sq_dist_blocked<T: Float>(a: &[T], b: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..8 {
+            let t = x[i].to_f64_exact() - y[i].to_f64_exact();
+            acc[i] += t * t;
+        }
+    }
+    for (i, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        let t = x.to_f64_exact() - y.to_f64_exact();
+        acc[i] += t * t;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
