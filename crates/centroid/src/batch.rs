@@ -327,7 +327,7 @@ pub(crate) fn lloyd_with<T: Float>(
         let rows = match &mut pruner {
             Some(p) => match p.begin_pass(&prepared) {
                 Some(pass) => {
-                    let (norms, bounds) = p.norms_and_bounds();
+                    let (norms, bounds, churned) = p.norms_and_bounds();
                     labelled_pass(
                         x,
                         sample_weight,
@@ -338,7 +338,8 @@ pub(crate) fn lloyd_with<T: Float>(
                         {
                             let pass = &pass;
                             move |start: usize, l: &mut [u32], b: &mut [RowBounds]| {
-                                pruning::label_chunk(pass, norms, x, start, l, b)
+                                let chunk = &churned[start / CHUNK_ROWS];
+                                pruning::label_chunk(pass, norms, x, start, l, b, chunk)
                             }
                         },
                     )

@@ -74,7 +74,12 @@
 //!
 //! After a recomputation, `upper` is the f64 distance to the label's centre
 //! rounded up and `lower` the smallest other kernel distance less `Ed`,
-//! rounded down.
+//! rounded down. While a chunk's labels churn (the first pass, after a
+//! relocation, or when most of its rows fail), its failing rows are labelled
+//! by `kernels::assign` alone (the fast path, AMX where there is one) with
+//! `lower = 0`, and their distances are computed in a later pass: a
+//! distance pass costs more than an assignment, and is worth it only once
+//! the bounds it gives will hold for a while.
 
 use rayon::prelude::*;
 
@@ -116,33 +121,53 @@ pub(crate) fn down(v: f64) -> f64 {
     v - v.abs() * SLACK - f64::MIN_POSITIVE
 }
 
-/// `||a - b||` rounded up: the f64 sum of `d` squares of rounded
-/// differences is within `gamma_{d+1}(2^-53)` (relative; every term is
-/// non-negative) of the exact value, and `2 (d + 2) 2^-53` covers that.
+/// `sum_p f(p)` of `d` non-negative f64 terms with eight running sums
+/// (term `p` into sum `p % 8`, combined in a fixed order): long rows then do
+/// not wait on one chain of additions. Any order of summation of
+/// non-negative terms stays within `gamma_{d-1}` of the exact sum.
+#[inline(always)]
+fn sum8(d: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let full = d - d % 8;
+    let mut p = 0;
+    while p < full {
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a += f(p + i);
+        }
+        p += 8;
+    }
+    for (i, a) in acc.iter_mut().enumerate().take(d - full) {
+        *a += f(full + i);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// The square root of a sum of `d` f64 squares `s` computed as [`sum8`]
+/// does, rounded up: each square of a rounded value is within `(1 + u)^3`
+/// of the exact one and the sum adds `gamma_{d-1}`, so `2 (d + 2) 2^-53`
+/// (relative) covers both, and `(d + 1) MIN_POSITIVE` any underflow.
+#[inline(always)]
+fn sqrt_of_squares_up(s: f64, d: usize) -> f64 {
+    let rel = 2.0 * (d as f64 + 2.0) * f64::EPSILON;
+    up(up(s * (1.0 + rel) + (d as f64 + 1.0) * f64::MIN_POSITIVE).sqrt())
+}
+
+/// `||a - b||` rounded up.
 pub(crate) fn distance_up<T: Float>(a: &[T], b: &[T]) -> f64 {
-    let s: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&p, &q)| {
-            let t = p.to_f64_exact() - q.to_f64_exact();
-            t * t
-        })
-        .sum();
-    let rel = 2.0 * (a.len() as f64 + 2.0) * f64::EPSILON;
-    up(up(s * (1.0 + rel) + (a.len() as f64 + 1.0) * f64::MIN_POSITIVE).sqrt())
+    let s = sum8(a.len(), |p| {
+        let t = a[p].to_f64_exact() - b[p].to_f64_exact();
+        t * t
+    });
+    sqrt_of_squares_up(s, a.len())
 }
 
 /// `||a||` rounded up.
 fn norm_up<T: Float>(a: &[T]) -> f64 {
-    let s: f64 = a
-        .iter()
-        .map(|&p| {
-            let t = p.to_f64_exact();
-            t * t
-        })
-        .sum();
-    let rel = 2.0 * (a.len() as f64 + 2.0) * f64::EPSILON;
-    up(up(s * (1.0 + rel) + (a.len() as f64 + 1.0) * f64::MIN_POSITIVE).sqrt())
+    let s = sum8(a.len(), |p| {
+        let t = a[p].to_f64_exact();
+        t * t
+    });
+    sqrt_of_squares_up(s, a.len())
 }
 
 /// The kernels' rounding for one problem shape (see the module comment).
@@ -230,6 +255,9 @@ pub(crate) struct Pruner<T> {
     valid: bool,
     /// The centres the bounds refer to, `k x d`.
     last: Vec<T>,
+    /// Per chunk of rows: whether its last recomputation was in the
+    /// churning mode of [`label_chunk`].
+    churned: Vec<std::sync::atomic::AtomicBool>,
 }
 
 impl<T: Float> Pruner<T> {
@@ -247,6 +275,9 @@ impl<T: Float> Pruner<T> {
             bounds: vec![RowBounds::default(); x.rows()],
             valid: false,
             last: Vec::new(),
+            churned: (0..x.rows().div_ceil(kernels::CHUNK_ROWS))
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
         })
     }
 
@@ -257,8 +288,10 @@ impl<T: Float> Pruner<T> {
 
     /// The rows' norms (for [`label_chunk`]) and their bounds, to be handed
     /// out chunk by chunk.
-    pub(crate) fn norms_and_bounds(&mut self) -> (&[f64], &mut [RowBounds]) {
-        (&self.norms, &mut self.bounds)
+    pub(crate) fn norms_and_bounds(
+        &mut self,
+    ) -> (&[f64], &mut [RowBounds], &[std::sync::atomic::AtomicBool]) {
+        (&self.norms, &mut self.bounds, &self.churned)
     }
 
     /// What the pass with centres `prepared` needs; records them as the
@@ -365,7 +398,9 @@ pub(crate) fn label_chunk<T: Float>(
     start: usize,
     labels: &mut [u32],
     bounds: &mut [RowBounds],
+    churned: &std::sync::atomic::AtomicBool,
 ) -> usize {
+    use std::sync::atomic::Ordering::Relaxed;
     let centres = pass.prepared.centres();
     let r = &pass.rounding;
     let mut failing: Vec<usize> = Vec::new();
@@ -392,10 +427,54 @@ pub(crate) fn label_chunk<T: Float>(
         }
         failing.push(q);
     }
+    // While labels churn (a fresh start, or most of the chunk failing), the
+    // failing rows take the kernel's fast labels and an upper bound only
+    // (lower bound 0: Hamerly's separation test still applies); the next
+    // pass of this chunk then computes all their distances, unless nearly
+    // all of it fails again. Which mode a chunk takes depends only on its
+    // own rows, and both give the kernel's labels.
+    let many = failing.len() * 2 > labels.len();
+    let nearly_all = failing.len() * 10 > labels.len() * 9;
+    let churn = !valid || (many && (!churned.load(Relaxed) || nearly_all));
+    churned.store(churn, Relaxed);
     for batch in failing.chunks(BATCH) {
-        recompute(pass, norms, x, start, batch, labels, bounds);
+        if churn {
+            relabel(pass, x, start, batch, labels, bounds);
+        } else {
+            recompute(pass, norms, x, start, batch, labels, bounds);
+        }
     }
     failing.len()
+}
+
+/// Labels of the rows `start + q` for `q` in `batch` from
+/// [`kernels::assign`] on the gathered rows, with the exact upper bound
+/// and a lower bound of 0.
+fn relabel<T: Float>(
+    pass: &PassCentres<'_, T>,
+    x: MatRef<'_, T>,
+    start: usize,
+    batch: &[usize],
+    labels: &mut [u32],
+    bounds: &mut [RowBounds],
+) {
+    let centres = pass.prepared.centres();
+    let d = centres.cols();
+    let mut buf = Vec::with_capacity(batch.len() * d);
+    for &q in batch {
+        buf.extend_from_slice(x.row(start + q));
+    }
+    let rows = MatRef::new(&buf, batch.len(), d).expect("gathered rows keep their width");
+    let mut new_labels = vec![0u32; batch.len()];
+    let mut scores = vec![T::zero(); batch.len()];
+    kernels::assign(rows, pass.prepared, &mut new_labels, &mut scores);
+    for (&q, &l) in batch.iter().zip(&new_labels) {
+        labels[q] = l;
+        bounds[q] = RowBounds {
+            upper: distance_up(x.row(start + q), centres.row(l as usize)),
+            lower: 0.0,
+        };
+    }
 }
 
 /// Labels and new bounds of the rows `start + q` for `q` in `batch`.
