@@ -253,9 +253,9 @@ fn relocate_empty_clusters<T: Float>(
 /// scikit-learn passes `tol * mean(var(x, axis=0))`). Labels and inertia are
 /// those of the final centres.
 ///
-/// Rows whose label provably cannot change skip the distance work (see
-/// `pruning.rs`); the labels, centres and losses are bit for bit those of
-/// the unpruned loop.
+/// Each iteration is one fused [`kernels::assign_accumulate`] pass. (The
+/// pruned loop of `pruning.rs` is built and tested but not yet chosen here:
+/// see `Pruning::Auto` in this module.)
 pub fn lloyd<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -278,12 +278,22 @@ pub fn lloyd<T: Float>(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code))] // Off and On: tests compare the two
 pub(crate) enum Pruning {
-    /// Every row through the kernel every iteration.
+    /// Every row labelled by [`kernels::assign`] every iteration, then
+    /// summed by [`kernels::accumulate_labelled`]: the unpruned twin of
+    /// `On`, with the same additions in the same order.
     Off,
-    /// Bounds for every shape (for tests).
+    /// Hamerly bounds (`pruning.rs`): labels, centres and losses bit for bit
+    /// those of `Off`.
     On,
-    /// Bounds when they can pay: `k >= 2` and `k d >= 32` (see
-    /// `pruning::worth_pruning`).
+    /// What [`lloyd`] runs: the fused [`kernels::assign_accumulate`] pass
+    /// (sums in the kernels' order, loss from the kernels' scores). Pruning
+    /// is not chosen automatically yet: measured on an AMX machine (2
+    /// threads, busy), `On` was slower than the plain pass on blobs
+    /// (200,000 x 8, k = 16; 60,000 x 32, k = 256; 20,000 x 128, k = 1000)
+    /// and on Fashion-MNIST k = 100, and only at par on k = 10, because every
+    /// iteration still reads all rows to re-add the sums, recomputed rows go
+    /// through the distance kernel (slower than AMX's assignment), and one
+    /// lower bound is weak at large k.
     Auto,
 }
 
@@ -307,12 +317,10 @@ pub(crate) fn lloyd_with<T: Float>(
         )));
     }
     let (n, d, k) = (x.rows(), x.cols(), initial_centres.rows());
-    let prune = match pruning {
-        Pruning::Off => false,
-        Pruning::On => true,
-        Pruning::Auto => pruning::worth_pruning(k, d),
+    let mut pruner = match pruning {
+        Pruning::On => Pruner::new(x),
+        Pruning::Off | Pruning::Auto => None,
     };
-    let mut pruner = if prune { Pruner::new(x) } else { None };
     let mut centres = Matrix::new(initial_centres.as_slice().to_vec(), k, d)?;
     let mut labels = vec![0u32; n];
     let mut labels_old: Option<Vec<u32>> = None;
@@ -346,6 +354,16 @@ pub(crate) fn lloyd_with<T: Float>(
                 }
                 None => plain_pass(x, sample_weight, &prepared, &mut labels, &mut stats),
             },
+            None if pruning == Pruning::Auto => {
+                kernels::assign_accumulate(
+                    x,
+                    sample_weight,
+                    &prepared,
+                    Some(&mut labels),
+                    &mut stats,
+                );
+                n
+            }
             None => plain_pass(x, sample_weight, &prepared, &mut labels, &mut stats),
         };
         recomputed.push(rows);

@@ -142,8 +142,8 @@ fn sum8(d: usize, f: impl Fn(usize) -> f64) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
 }
 
-/// The square root of a sum of `d` f64 squares `s` computed as [`sum8`]
-/// does, rounded up: each square of a rounded value is within `(1 + u)^3`
+/// The square root of a sum of `d` f64 squares `s` (in any order: [`sum8`],
+/// `kernels::sq_dist_f64`), rounded up: each square of a rounded value is within `(1 + u)^3`
 /// of the exact one and the sum adds `gamma_{d-1}`, so `2 (d + 2) 2^-53`
 /// (relative) covers both, and `(d + 1) MIN_POSITIVE` any underflow.
 #[inline(always)]
@@ -154,11 +154,7 @@ fn sqrt_of_squares_up(s: f64, d: usize) -> f64 {
 
 /// `||a - b||` rounded up.
 pub(crate) fn distance_up<T: Float>(a: &[T], b: &[T]) -> f64 {
-    let s = sum8(a.len(), |p| {
-        let t = a[p].to_f64_exact() - b[p].to_f64_exact();
-        t * t
-    });
-    sqrt_of_squares_up(s, a.len())
+    sqrt_of_squares_up(kernels::sq_dist_f64(a, b), a.len())
 }
 
 /// `||a||` rounded up.
@@ -261,8 +257,8 @@ pub(crate) struct Pruner<T> {
 }
 
 impl<T: Float> Pruner<T> {
-    /// Bounds for the rows of `x` (`None` when the shape rules pruning out:
-    /// see [`worth_pruning`]).
+    /// Bounds for the rows of `x` (`None` when the rounding bound is not
+    /// defined for this width, which no real width reaches).
     pub(crate) fn new(x: MatRef<'_, T>) -> Option<Self> {
         let rounding = Rounding::new::<T>(x.cols())?;
         let norms: Vec<f64> = (0..x.rows())
@@ -430,12 +426,11 @@ pub(crate) fn label_chunk<T: Float>(
     // While labels churn (a fresh start, or most of the chunk failing), the
     // failing rows take the kernel's fast labels and an upper bound only
     // (lower bound 0: Hamerly's separation test still applies); the next
-    // pass of this chunk then computes all their distances, unless nearly
-    // all of it fails again. Which mode a chunk takes depends only on its
-    // own rows, and both give the kernel's labels.
+    // pass of this chunk then computes all their distances (with lower
+    // bounds 0, most rows would fail again). Which mode a chunk takes
+    // depends only on its own rows, and both give the kernel's labels.
     let many = failing.len() * 2 > labels.len();
-    let nearly_all = failing.len() * 10 > labels.len() * 9;
-    let churn = !valid || (many && (!churned.load(Relaxed) || nearly_all));
+    let churn = !valid || (many && !churned.load(Relaxed));
     churned.store(churn, Relaxed);
     for batch in failing.chunks(BATCH) {
         if churn {
@@ -501,25 +496,31 @@ fn recompute<T: Float>(
     let rows = MatRef::new(&buf, batch.len(), d).expect("gathered rows keep their width");
     let mut dist = vec![T::zero(); batch.len() * k];
     kernels::distances(rows, pass.prepared, &mut dist);
+    // Each row's smallest value, its index (the first of equals) and the
+    // smallest of the others, in one scan.
+    let nearest: Vec<(usize, f64, f64)> = (0..batch.len())
+        .map(|p| {
+            let row = &dist[p * k..(p + 1) * k];
+            let (mut best, mut best_v, mut second_v) = (0, row[0], T::infinity());
+            for (j, &v) in row.iter().enumerate().skip(1) {
+                if v < best_v {
+                    second_v = best_v;
+                    best_v = v;
+                    best = j;
+                } else if v < second_v {
+                    second_v = v;
+                }
+            }
+            (best, best_v.to_f64_exact(), second_v.to_f64_exact())
+        })
+        .collect();
     // Labels the distances prove; the near ties go to the kernel.
     let mut ties: Vec<usize> = Vec::new();
     for (p, &q) in batch.iter().enumerate() {
-        let row = &dist[p * k..(p + 1) * k];
-        let mut best = 0;
-        for j in 1..k {
-            if row[j] < row[best] {
-                best = j;
-            }
-        }
-        let second = row
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != best)
-            .map(|(_, v)| v.to_f64_exact())
-            .fold(f64::INFINITY, f64::min);
+        let (best, best_v, second_v) = nearest[p];
         let m = Rounding::m(norms[start + q], pass.cmax);
         let need = up(up(2.0 * r.dist_err(m)) + r.tie(m));
-        if down(second - row[best].to_f64_exact()) > need {
+        if down(second_v - best_v) > need {
             labels[q] = best as u32;
         } else {
             ties.push(p);
@@ -537,15 +538,11 @@ fn recompute<T: Float>(
     }
     for (p, &q) in batch.iter().enumerate() {
         let a = labels[q] as usize;
-        let row = &dist[p * k..(p + 1) * k];
+        let (best, best_v, second_v) = nearest[p];
         let m = Rounding::m(norms[start + q], pass.cmax);
         let err = r.dist_err(m);
-        let nearest_other = row
-            .iter()
-            .enumerate()
-            .filter(|&(j, _)| j != a)
-            .map(|(_, v)| v.to_f64_exact())
-            .fold(f64::INFINITY, f64::min);
+        // The smallest value over the centres other than the label.
+        let nearest_other = if a == best { second_v } else { best_v };
         bounds[q] = RowBounds {
             upper: distance_up(x.row(start + q), centres.row(a)),
             lower: if nearest_other.is_infinite() {
@@ -555,12 +552,4 @@ fn recompute<T: Float>(
             },
         };
     }
-}
-
-/// Whether pruning is worth its bookkeeping: each row's test costs about as
-/// much as a few dozen multiply-adds, so with `k d < 32` (and for `k = 1`,
-/// where every label is 0 and the kernel is a pass over the data) the
-/// plain pass is as fast.
-pub(crate) fn worth_pruning(k: usize, d: usize) -> bool {
-    k >= 2 && k * d >= 32 && k < (1 << 20)
 }

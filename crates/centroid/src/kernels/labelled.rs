@@ -119,6 +119,34 @@ fn accumulate_body<T: Float>(
     part.loss = loss;
 }
 
+/// `||a - b||^2` in `f64` as the loss of [`accumulate_labelled`] computes
+/// it (eight running sums, see [`sq_dist_blocked`]), on the fastest
+/// instruction set (the same bits on every one).
+pub(crate) fn sq_dist_f64<T: Float>(a: &[T], b: &[T]) -> f64 {
+    assert_eq!(a.len(), b.len(), "vectors of one width");
+    match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX-512F.
+        Isa::Avx512(t) => unsafe { sq_dist_avx512(t, a, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX2 and FMA.
+        Isa::Avx2(t) => unsafe { sq_dist_avx2(t, a, b) },
+        Isa::Portable => sq_dist_blocked(a, b),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sq_dist_avx512<T: Float>(_: Avx512F, a: &[T], b: &[T]) -> f64 {
+    sq_dist_blocked(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sq_dist_avx2<T: Float>(_: Avx2Fma, a: &[T], b: &[T]) -> f64 {
+    sq_dist_blocked(a, b)
+}
+
 /// `||a - b||^2` in `f64` with eight running sums (element `p` into sum
 /// `p % 8`, combined in a fixed order), so that long rows do not wait on
 /// one chain of additions; the order depends only on the length.

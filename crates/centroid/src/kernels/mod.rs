@@ -60,7 +60,7 @@ pub mod sparse;
 mod tests;
 mod tile;
 
-pub(crate) use labelled::accumulate_labelled;
+pub(crate) use labelled::{accumulate_labelled, sq_dist_f64};
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
 pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};
