@@ -407,49 +407,40 @@ pub(crate) fn lloyd_with<T: Float>(
     for _ in 0..max_iter {
         n_iter += 1;
         let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
-        let rows = match &mut pruner {
-            Some(p) => {
-                let exact = p.exact_sums();
-                match p.begin_pass(&prepared) {
-                    Some(pass) => {
-                        let (norms, bounds, churned) = p.norms_and_bounds();
-                        let label = {
-                            let pass = &pass;
-                            move |start: usize, l: &mut [u32], b: &mut [RowBounds]| {
-                                let chunk = &churned[start / CHUNK_ROWS];
-                                pruning::label_chunk(pass, norms, x, start, l, b, chunk)
-                            }
-                        };
-                        match &labels_old {
-                            // `stats` holds the sums of `old`'s clusters
-                            // (relocations included).
-                            Some(old) if exact => {
-                                let rows = label_chunks(&mut labels, bounds, label);
-                                move_changed_rows(x, &prepared, old, &mut labels, &mut stats);
-                                rows
-                            }
-                            _ => labelled_pass(
-                                x,
-                                sample_weight,
-                                &prepared,
-                                &mut labels,
-                                bounds,
-                                &mut stats,
-                                track_losses,
-                                label,
-                            ),
-                        }
-                    }
-                    None => plain_pass(
-                        x,
-                        sample_weight,
-                        &prepared,
-                        &mut labels,
-                        &mut stats,
-                        track_losses,
-                    ),
+        // The pruned pass, where there is a pruner and the values allow it.
+        let pruned = pruner.as_mut().and_then(|p| {
+            let exact = p.exact_sums();
+            let pass = p.begin_pass(&prepared)?;
+            let (norms, bounds, churned) = p.norms_and_bounds();
+            let label = {
+                let pass = &pass;
+                move |start: usize, l: &mut [u32], b: &mut [RowBounds]| {
+                    let chunk = &churned[start / CHUNK_ROWS];
+                    pruning::label_chunk(pass, norms, x, start, l, b, chunk)
                 }
-            }
+            };
+            Some(match &labels_old {
+                // `stats` holds the sums of `old`'s clusters (relocations
+                // included).
+                Some(old) if exact => {
+                    let rows = label_chunks(&mut labels, bounds, label);
+                    move_changed_rows(x, &prepared, old, &mut labels, &mut stats);
+                    rows
+                }
+                _ => labelled_pass(
+                    x,
+                    sample_weight,
+                    &prepared,
+                    &mut labels,
+                    bounds,
+                    &mut stats,
+                    track_losses,
+                    label,
+                ),
+            })
+        });
+        let rows = match pruned {
+            Some(rows) => rows,
             None if pruning == Pruning::Auto => {
                 kernels::assign_accumulate(
                     x,
@@ -1012,13 +1003,7 @@ mod tests {
             .collect()
     }
 
-    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
-    }
+    use crate::in_pool;
 
     #[test]
     fn inertia_matches_brute_force_and_ignores_thread_count() {

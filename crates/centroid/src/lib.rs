@@ -65,3 +65,14 @@ pub use params::{
     ALL_DISTANCES, CLUSTER_INDEX, COSINE_DISTANCE, KMEANS_PLUS_PLUS_INIT,
     MAX_KMEANS_PLUS_PLUS_RETRIES, RANDOM_INIT, SCORE, SQUARED_EUCLIDEAN_DISTANCE,
 };
+
+/// Runs `f` on a rayon pool of `threads` threads: the tests that results do
+/// not depend on the thread count.
+#[cfg(test)]
+pub(crate) fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool for a test")
+        .install(f)
+}

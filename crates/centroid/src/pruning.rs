@@ -562,15 +562,7 @@ fn relabel<T: Float>(
     bounds: &mut [RowBounds],
 ) {
     let centres = pass.prepared.centres();
-    let d = centres.cols();
-    let mut buf = Vec::with_capacity(batch.len() * d);
-    for &q in batch {
-        buf.extend_from_slice(x.row(start + q));
-    }
-    let rows = MatRef::new(&buf, batch.len(), d).expect("gathered rows keep their width");
-    let mut new_labels = vec![0u32; batch.len()];
-    let mut scores = vec![T::zero(); batch.len()];
-    kernels::assign(rows, pass.prepared, &mut new_labels, &mut scores);
+    let new_labels = assign_gathered(pass.prepared, x, start, batch.iter().copied());
     for (&q, &l) in batch.iter().zip(&new_labels) {
         labels[q] = l;
         bounds[q] = RowBounds {
@@ -578,6 +570,38 @@ fn relabel<T: Float>(
             lower: 0.0,
         };
     }
+}
+
+/// Rows `start + q` of `x`, for `q` in `rows`, copied into one contiguous
+/// buffer (row-major, `x.cols()` values each).
+fn gather<T: Float>(
+    x: MatRef<'_, T>,
+    start: usize,
+    rows: impl ExactSizeIterator<Item = usize>,
+) -> Vec<T> {
+    let mut buf = Vec::with_capacity(rows.len() * x.cols());
+    for q in rows {
+        buf.extend_from_slice(x.row(start + q));
+    }
+    buf
+}
+
+/// [`kernels::assign`]'s labels of rows `start + q` of `x`, for `q` in
+/// `rows`, gathered into one batch (a row's label does not depend on its
+/// batch: see the module comment).
+fn assign_gathered<T: Float>(
+    prepared: &PreparedCentres<T>,
+    x: MatRef<'_, T>,
+    start: usize,
+    rows: impl ExactSizeIterator<Item = usize>,
+) -> Vec<u32> {
+    let count = rows.len();
+    let buf = gather(x, start, rows);
+    let m = MatRef::new(&buf, count, x.cols()).expect("gathered rows keep their width");
+    let mut labels = vec![0u32; count];
+    let mut scores = vec![T::zero(); count];
+    kernels::assign(m, prepared, &mut labels, &mut scores);
+    labels
 }
 
 /// Labels and new bounds of the rows `start + q` for `q` in `batch`.
@@ -593,14 +617,7 @@ fn recompute<T: Float>(
     let centres = pass.prepared.centres();
     let (k, d) = (centres.rows(), centres.cols());
     let r = &pass.rounding;
-    let gather = |rows: &mut dyn Iterator<Item = usize>| -> Vec<T> {
-        let mut buf = Vec::with_capacity(batch.len() * d);
-        for q in rows {
-            buf.extend_from_slice(x.row(start + q));
-        }
-        buf
-    };
-    let buf = gather(&mut batch.iter().copied());
+    let buf = gather(x, start, batch.iter().copied());
     let rows = MatRef::new(&buf, batch.len(), d).expect("gathered rows keep their width");
     let mut dist = vec![T::zero(); batch.len() * k];
     kernels::distances(rows, pass.prepared, &mut dist);
@@ -635,11 +652,7 @@ fn recompute<T: Float>(
         }
     }
     if !ties.is_empty() {
-        let buf = gather(&mut ties.iter().map(|&p| batch[p]));
-        let rows = MatRef::new(&buf, ties.len(), d).expect("gathered rows keep their width");
-        let mut tie_labels = vec![0u32; ties.len()];
-        let mut scores = vec![T::zero(); ties.len()];
-        kernels::assign(rows, pass.prepared, &mut tie_labels, &mut scores);
+        let tie_labels = assign_gathered(pass.prepared, x, start, ties.iter().map(|&p| batch[p]));
         for (&p, &l) in ties.iter().zip(&tie_labels) {
             labels[batch[p]] = l;
         }

@@ -507,13 +507,7 @@ mod tests {
         (chosen, min_dist)
     }
 
-    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
-    }
+    use crate::in_pool;
 
     /// Fused and two-pass seeding from the same seed, at 1 and 2 threads:
     /// the same rows in the same order. Returns how many steps took the

@@ -8,13 +8,7 @@ use super::*;
 use crate::batch::{lloyd_with, LloydFit, Pruning};
 use crate::kernels::CHUNK_ROWS;
 
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
-}
+use crate::in_pool;
 
 /// `n` rows around `k` centres drawn in `[-scale, scale]^d`, each row the
 /// centre plus uniform noise of width `spread`, all shifted by `offset`;

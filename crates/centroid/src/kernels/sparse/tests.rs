@@ -20,13 +20,7 @@ fn sparse(n: usize, d: usize, every: usize, phase: f64) -> (Vec<i64>, Vec<i32>, 
     (indptr, indices, data)
 }
 
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap()
-        .install(f)
-}
+use crate::in_pool;
 
 fn brute_dist(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum()
