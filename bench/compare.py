@@ -209,17 +209,22 @@ def run_onedal(x, c0, iters, threads, kmeans_class):
 
 def kernel_path():
     """The kernel path centroid's dispatch takes here, by its own rule
-    (crates/centroid/src/kernels: isa.rs `Isa::detect`, amx/mod.rs,
-    rowdot.rs `takes`): AMX-BF16 tiles for f32 with d >= 64 and k >= 32
-    where the CPU has AMX-TILE + AMX-BF16 and CENTROID_AMX is not 0, else
-    AVX-512F, else AVX2+FMA, else portable; on each of those, the row-dot
-    kernel for k <= 16 and d > 16, the lane kernel for small d and k, the
-    tile kernel otherwise. Read from /proc/cpuinfo's flags, so it shows
-    what the processor offers, not a report from the extension."""
-    flags = set()
+    (crates/centroid/src/kernels: isa.rs `Isa::detect`, bf16/mod.rs
+    `Engine::detect`, rowdot.rs `takes`): for f32 with d >= 64 and k >= 32,
+    bf16 candidates on the AMX tile unit where the CPU has AMX-TILE +
+    AMX-BF16 (unless CENTROID_AMX or CENTROID_BF16 is 0), else on
+    AVX512-BF16 vector products where the CPU has them and is an AMD one
+    (or CENTROID_BF16 is 1; never when it is 0); otherwise AVX-512F, else
+    AVX2+FMA, else portable; on each of those, the row-dot kernel for
+    k <= 16 and d > 16, the lane kernel for small d and k, the tile kernel
+    otherwise. Read from /proc/cpuinfo, so it shows what the processor
+    offers, not a report from the extension."""
+    flags, vendor = set(), ""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
+                if line.startswith("vendor_id") and not vendor:
+                    vendor = line.split(":", 1)[1].strip()
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
                     break
@@ -232,14 +237,26 @@ def kernel_path():
     else:
         simd = "portable"
     extras = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_tile", "AMX-TILE")) if flag in flags]
+    env = lambda name: os.environ.get(name, "").strip()
+    bf16_off = env("CENTROID_BF16") == "0"
     amx_cpu = "amx_tile" in flags and "amx_bf16" in flags and simd == "AVX-512F"
-    if amx_cpu and os.environ.get("CENTROID_AMX", "").strip() != "0":
-        path = f"AMX-BF16 (f32, d >= 64, k >= 32), {simd} otherwise (row-dot kernel for k <= 16, d > 16)"
-    elif amx_cpu:
-        path = f"{simd} (AMX turned off by CENTROID_AMX=0; row-dot kernel for k <= 16, d > 16)"
+    dots_cpu = "avx512_bf16" in flags and simd == "AVX-512F"
+    small = "row-dot kernel for k <= 16, d > 16"
+    if amx_cpu and not bf16_off and env("CENTROID_AMX") != "0":
+        path = f"AMX-BF16 tiles (f32, d >= 64, k >= 32), {simd} otherwise ({small})"
+    elif dots_cpu and not bf16_off and (vendor == "AuthenticAMD" or env("CENTROID_BF16") == "1"):
+        path = f"AVX512-BF16 vector products (f32, d >= 64, k >= 32), {simd} otherwise ({small})"
     else:
-        path = f"{simd} (row-dot kernel for k <= 16, d > 16)"
-    return f"{path}; CPU also has: {', '.join(extras) or 'no AVX512-BF16, no AMX'}"
+        if bf16_off and (amx_cpu or dots_cpu):
+            why = " (bf16 turned off by CENTROID_BF16=0)"
+        elif amx_cpu:
+            why = " (AMX turned off by CENTROID_AMX=0; AVX512-BF16 products only on AMD or with CENTROID_BF16=1)"
+        elif dots_cpu:
+            why = " (AVX512-BF16 products only on AMD or with CENTROID_BF16=1)"
+        else:
+            why = ""
+        path = f"{simd}{why} ({small})"
+    return f"{path}; CPU ({vendor or 'unknown vendor'}) also has: {', '.join(extras) or 'no AVX512-BF16, no AMX'}"
 
 
 def main_job(threads, repeat, rows=None):

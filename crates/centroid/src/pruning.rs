@@ -45,7 +45,7 @@
 //!   in any order, the subtraction adds one rounding, so the score is within
 //!   `gamma_{2d}` of the same quantities as above (test:
 //!   `rounding_bound_holds_on_every_kernel_path`).
-//! - AMX kernel (`amx/`, f32): candidates within a rigorous margin of the
+//! - bf16 kernel (`bf16/`, f32, either engine): candidates within a rigorous margin of the
 //!   true nearest, decided by `sum_p (x_p - c_p)^2` in f64, whose error is at
 //!   most `gamma_{d+2}(2^-53) ||x - c||^2 <= gamma_{2d}(2^-24) M / 2`; the
 //!   same condition makes the f64 decision strictly pick `a`.

@@ -1,11 +1,11 @@
 //! Which instruction sets this CPU runs, and capability tokens that prove it.
 //!
-//! A token ([`Avx2Fma`], [`Avx512F`], [`AmxBf16`]) is a zero-sized value
+//! A token ([`Avx2Fma`], [`Avx512F`], [`AmxBf16`], [`Avx512Bf16`]) is a zero-sized value
 //! that only this module can make, and only after the runtime check for its
 //! features succeeded. The unsafe entry points compiled for an instruction
 //! set take the token as an argument, so the safe functions that call them
-//! (`dispatch::run`, `amx::run`) cannot be reached on a CPU without the
-//! features: holding an [`Isa`] or an `AmxCentres` is the proof.
+//! (`dispatch::run`, `bf16::run`) cannot be reached on a CPU without the
+//! features: holding an [`Isa`] or a `Bf16Centres` is the proof.
 
 use crate::float::Float;
 use crate::kernels::simd::Simd;
@@ -22,10 +22,19 @@ pub(crate) struct Avx512F(());
 
 /// Proof that this process may run the AMX kernel: the CPU has AMX-TILE and
 /// AMX-BF16, AVX-512F/BW/DQ/VL and FMA for the rest of that kernel, the
-/// operating system granted the tile state, and `CENTROID_AMX` is not `0`.
+/// operating system granted the tile state, and neither `CENTROID_AMX` nor
+/// `CENTROID_BF16` is `0`.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AmxBf16(());
+
+/// Proof that this process may run the bf16 kernel's vector products: the
+/// CPU has AVX512-BF16 (`vdpbf16ps`; Zen 4, Cooper Lake, Sapphire Rapids)
+/// and AVX-512F/BW/DQ/VL and FMA for the rest of that kernel, and
+/// `CENTROID_BF16` is not `0`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Avx512Bf16(());
 
 #[cfg(target_arch = "x86_64")]
 impl Avx2Fma {
@@ -53,17 +62,39 @@ impl AmxBf16 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn amx_usable() -> bool {
-    use std::arch::is_x86_feature_detected;
-    if std::env::var("CENTROID_AMX").is_ok_and(|v| v.trim() == "0") {
-        return false;
+impl Avx512Bf16 {
+    /// The token, checked once per process (like the tile unit's).
+    pub(crate) fn detect() -> Option<Self> {
+        static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        OK.get_or_init(|| {
+            !switched_off("CENTROID_BF16")
+                && avx512_for_bf16()
+                && std::arch::is_x86_feature_detected!("avx512bf16")
+        })
+        .then_some(Avx512Bf16(()))
     }
-    if !(is_x86_feature_detected!("avx512f")
+}
+
+/// Whether the environment variable `name` is `0`.
+#[cfg(target_arch = "x86_64")]
+fn switched_off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v.trim() == "0")
+}
+
+/// The AVX-512 subsets and FMA the bf16 kernels use around their products.
+#[cfg(target_arch = "x86_64")]
+fn avx512_for_bf16() -> bool {
+    use std::arch::is_x86_feature_detected;
+    is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("fma"))
-    {
+        && is_x86_feature_detected!("fma")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn amx_usable() -> bool {
+    if switched_off("CENTROID_AMX") || switched_off("CENTROID_BF16") || !avx512_for_bf16() {
         return false;
     }
     // CPUID leaf 7, sub-leaf 0: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
@@ -179,13 +210,14 @@ pub(crate) fn prefetch<T>(values: &[T]) {
 }
 
 /// The instruction-set paths a test run must exercise, from
-/// `CENTROID_REQUIRE` (comma-separated: `avx2`, `avx512`, `amx`). A test of
+/// `CENTROID_REQUIRE` (comma-separated: `avx2`, `avx512`, `avx512bf16`,
+/// `amx`). A test of
 /// a path this processor lacks skips, saying so; a path named here turns
 /// that skip into a failure, so a run can prove which kernels it tested.
 #[cfg(test)]
 pub(crate) mod require {
     /// The names `CENTROID_REQUIRE` takes, one per path with tests that skip.
-    pub(crate) const PATHS: [&str; 3] = ["avx2", "avx512", "amx"];
+    pub(crate) const PATHS: [&str; 4] = ["avx2", "avx512", "avx512bf16", "amx"];
 
     /// The paths named in `spec`; an unknown name is an error, so a typo
     /// (or a path this build has no kernel for) cannot pass unnoticed.
@@ -240,9 +272,10 @@ pub(crate) mod require {
         assert_eq!(parse(""), Ok(vec![]));
         assert_eq!(parse("avx512, AMX"), Ok(vec!["avx512", "amx"]));
         assert_eq!(parse("avx512,,avx2"), Ok(vec!["avx512", "avx2"]));
-        let e = parse("avx512,avx512bf16").unwrap_err();
+        assert_eq!(parse("avx512bf16"), Ok(vec!["avx512bf16"]));
+        let e = parse("avx512,avx512fp16").unwrap_err();
         assert!(
-            e.contains("\"avx512bf16\"") && e.contains("no kernel"),
+            e.contains("\"avx512fp16\"") && e.contains("no kernel"),
             "{e}"
         );
     }

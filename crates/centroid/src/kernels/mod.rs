@@ -32,12 +32,12 @@
 //! same order at any thread count, so results are bit-identical. Work runs on
 //! the current rayon pool; nothing here builds a pool.
 //!
-//! On processors with AMX-BF16 (x86-64 Linux), f32 problems with `k >= 32`
-//! and `d >= 64` run `amx.rs` instead when no path is asked for: bf16
-//! split products on the tile unit propose candidates within a rigorous
-//! error margin, and f64 distances decide between them, so its labels are
-//! the exact nearest centres (see that module). `CENTROID_AMX=0` turns it
-//! off.
+//! On processors with AMX-BF16 (x86-64 Linux) or AVX512-BF16, f32 problems
+//! with `k >= 32` and `d >= 64` run `bf16/` instead when no path is asked
+//! for: bf16 split products (on the tile unit, or with `vdpbf16ps`) propose
+//! candidates within a rigorous error margin, and f64 distances decide
+//! between them, so its labels are the exact nearest centres (see that
+//! module). `CENTROID_AMX=0` turns the tile unit off, `CENTROID_BF16=0` both.
 //!
 //! The kernel's values carry FMA rounding, so two centres whose distances
 //! differ only in the last bits may be ordered differently than by the
@@ -45,7 +45,7 @@
 //! exact ties, such as duplicate centres, always go to the lowest index.
 
 #[cfg(target_arch = "x86_64")]
-mod amx;
+mod bf16;
 mod dispatch;
 mod isa;
 mod labelled;
@@ -90,10 +90,10 @@ pub struct PreparedCentres<T> {
     d: usize,
     metric: Metric,
     packed: Packed<T>,
-    /// The centres packed for the AMX kernel, when this CPU has one and the
-    /// shape is worth it (f32 only).
+    /// The centres packed for the bf16 kernel, when this CPU has one of its
+    /// engines and the shape is worth it (f32 only).
     #[cfg(target_arch = "x86_64")]
-    amx: Option<std::sync::Arc<amx::AmxCentres>>,
+    bf16: Option<std::sync::Arc<bf16::Bf16Centres>>,
 }
 
 impl<T: Float> PreparedCentres<T> {
@@ -112,8 +112,10 @@ impl<T: Float> PreparedCentres<T> {
         };
         let packed = Packed::new(Isa::detect(), &data, &sq_norms, k, d, metric);
         #[cfg(target_arch = "x86_64")]
-        let amx = match (T::as_f32(&data), T::as_f32(&sq_norms)) {
-            (Some(c), Some(n)) => amx::AmxCentres::new(c, n, k, d, metric).map(std::sync::Arc::new),
+        let bf16 = match (T::as_f32(&data), T::as_f32(&sq_norms)) {
+            (Some(c), Some(n)) => {
+                bf16::Bf16Centres::new(c, n, k, d, metric).map(std::sync::Arc::new)
+            }
             _ => None,
         };
         Self {
@@ -124,7 +126,7 @@ impl<T: Float> PreparedCentres<T> {
             metric,
             packed,
             #[cfg(target_arch = "x86_64")]
-            amx,
+            bf16,
         }
     }
     pub fn k(&self) -> usize {
@@ -182,12 +184,12 @@ impl<T: Float> PreparedCentres<T> {
         }
     }
 
-    /// Runs a chunk on the AMX kernel when the caller did not ask for a
+    /// Runs a chunk on the bf16 kernel when the caller did not ask for a
     /// particular path and the centres were packed for it (f32 only);
     /// false when the chunk is the caller's to run.
     #[cfg(target_arch = "x86_64")]
     #[allow(clippy::too_many_arguments)]
-    fn run_amx(
+    fn run_bf16(
         &self,
         isa: Option<Isa>,
         x: &[T],
@@ -196,7 +198,7 @@ impl<T: Float> PreparedCentres<T> {
         weights: Option<&[T]>,
         part: Option<&mut ClusterStats>,
     ) -> bool {
-        let (None, Some(a)) = (isa, self.amx.as_deref()) else {
+        let (None, Some(a)) = (isa, self.bf16.as_deref()) else {
             return false;
         };
         let (Some(x), Some(centres)) = (T::as_f32(x), T::as_f32(&self.centres)) else {
@@ -212,9 +214,9 @@ impl<T: Float> PreparedCentres<T> {
         let Some(scores) = T::as_f32_mut(scores) else {
             return false;
         };
-        amx::run(
+        bf16::run(
             a,
-            amx::Chunk {
+            bf16::Chunk {
                 x,
                 centres,
                 labels,
@@ -332,7 +334,7 @@ pub(crate) fn assign_accumulate_on<T: Float>(
                 part.clear();
                 let weights = sample_weight.map(|w| &w[start..end]);
                 #[cfg(target_arch = "x86_64")]
-                if centres.run_amx(
+                if centres.run_bf16(
                     isa,
                     x.slice_rows(start, end).as_slice(),
                     labels,
@@ -439,7 +441,7 @@ pub(crate) fn assign_on<T: Float>(
             let start = ci * CHUNK_ROWS;
             let end = start + labels.len();
             #[cfg(target_arch = "x86_64")]
-            if centres.run_amx(
+            if centres.run_bf16(
                 isa,
                 x.slice_rows(start, end).as_slice(),
                 labels,

@@ -29,6 +29,10 @@ fn paths() -> Vec<Isa> {
     if super::isa::AmxBf16::detect().is_some() {
         have.push("amx");
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::isa::Avx512Bf16::detect().is_some() {
+        have.push("avx512bf16");
+    }
     super::isa::require::check(&have);
     all
 }

@@ -287,7 +287,8 @@ fn rounding_bound_holds<T: Float>(seed: u64, n: usize, d: usize, k: usize, offse
 #[test]
 fn rounding_bound_holds_on_every_kernel_path() {
     // Lane kernel (d <= 16, k <= 64), tile kernel, and on a processor with
-    // AMX its kernel (f32, k >= 32, d >= 64).
+    // AMX or (on AMD) AVX512-BF16 the bf16 kernel (f32, k >= 32, d >= 64;
+    // both engines compute distances with the same code).
     rounding_bound_holds::<f32>(20, 3000, 3, 8, 1e3);
     rounding_bound_holds::<f32>(21, 1000, 40, 100, 1e3);
     rounding_bound_holds::<f32>(22, 1000, 128, 64, 1e2);

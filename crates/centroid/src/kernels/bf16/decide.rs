@@ -1,16 +1,16 @@
-//! The exact side of the AMX kernel: candidates within the margin, f64
+//! The exact side of the bf16 kernel: candidates within the margin, f64
 //! decisions between them, and each row's distance and sums.
 //!
 //! # Safety
 //!
-//! Every `unsafe fn` here has one contract: the CPU runs AVX-512F/BW/DQ/VL,
-//! FMA and the tile unit with the tile state granted (what an `AmxBf16`
-//! token proves; `run` holds one), and the slices and pointers it is given
-//! are valid for the extents its documentation names.
+//! Every `unsafe fn` here has one contract: the CPU runs AVX-512F/BW/DQ/VL
+//! and FMA (what either engine's token proves; `run` holds one), and the
+//! slices and pointers it is given are valid for the extents its
+//! documentation names.
 
 use std::arch::x86_64::*;
 
-use super::{first_lanes, AmxCentres, Margin, BLOCK_ROWS, MAX_NORM_PRODUCT, U32};
+use super::{first_lanes, Bf16Centres, Margin, BLOCK_ROWS, MAX_NORM_PRODUCT, U32};
 use crate::kernels::scalar::{inv_norm, ClusterStats, Metric};
 
 /// The exact nearest of `candidates` (ascending) to row `x`, lowest index
@@ -19,9 +19,9 @@ use crate::kernels::scalar::{inv_norm, ClusterStats, Metric};
 /// values is far below any difference the margin lets through. Centre 0
 /// when none compares below +inf (NaN rows), as every kernel does.
 #[inline(always)]
-unsafe fn nearest_exactly(c: &AmxCentres, centres: &[f32], x: &[f32], candidates: &[u32]) -> u32 {
-    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
-    // proves, and the slices and pointers are as documented above.
+unsafe fn nearest_exactly(c: &Bf16Centres, centres: &[f32], x: &[f32], candidates: &[u32]) -> u32 {
+    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
+    // and the slices and pointers are as documented above.
     unsafe {
         let d = c.d;
         let mut best = f64::INFINITY;
@@ -62,8 +62,8 @@ unsafe fn nearest_exactly(c: &AmxCentres, centres: &[f32], x: &[f32], candidates
 /// The two halves of sixteen f32 lanes as f64.
 #[inline(always)]
 unsafe fn widen(v: __m512) -> (__m512d, __m512d) {
-    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
-    // proves, and the slices and pointers are as documented above.
+    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
+    // and the slices and pointers are as documented above.
     unsafe {
         (
             _mm512_cvtps_pd(_mm512_castps512_ps256(v)),
@@ -82,7 +82,7 @@ unsafe fn widen(v: __m512) -> (__m512d, __m512d) {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn decide_lanes(
-    c: &AmxCentres,
+    c: &Bf16Centres,
     margin: &Margin,
     centres: &[f32],
     x: &[f32],
@@ -92,15 +92,15 @@ pub(super) unsafe fn decide_lanes(
     candidates: &mut Candidates,
     all: &[u32],
 ) -> usize {
-    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
-    // proves, and the slices and pointers are as documented above.
+    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
+    // and the slices and pointers are as documented above.
     unsafe {
         let (d, k) = (c.d, c.k);
         let lanes = labels.len();
         let mut er = [0.0f32; 16];
         let mut eta2 = [0.0f32; 16];
         let mut bounded = 0u32;
-        // eta: flushed subnormal inputs and results of the tile unit, each below
+        // eta: flushed subnormal inputs and results of the products, each below
         // 2^-126 times a norm (or alone); negligible unless the data are tiny.
         let tiny = (2.0f64).powi(-126);
         for l in 0..lanes {
@@ -225,7 +225,7 @@ impl Candidates {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn finish(
-    c: &AmxCentres,
+    c: &Bf16Centres,
     x: &[f32],
     centres: &[f32],
     range: std::ops::Range<usize>,
@@ -235,8 +235,8 @@ pub(super) unsafe fn finish(
     mut part: Option<&mut ClusterStats>,
     loss: &mut [f64; 4],
 ) {
-    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
-    // proves, and the slices and pointers are as documented above.
+    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
+    // and the slices and pointers are as documented above.
     unsafe {
         let d = c.d;
         for i in range {
@@ -273,8 +273,8 @@ pub(super) unsafe fn finish(
 /// `||a - b||^2` in f32, 16 lanes over the dimensions.
 #[inline(always)]
 unsafe fn sq_diff(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
-    // proves, and the slices and pointers are as documented above.
+    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
+    // and the slices and pointers are as documented above.
     unsafe {
         let d = a.len();
         let mut acc = _mm512_setzero_ps();
@@ -295,8 +295,8 @@ unsafe fn sq_diff(a: &[f32], b: &[f32]) -> f32 {
 /// `a . b` in f32, 16 lanes over the dimensions.
 #[inline(always)]
 unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: the module contract (see the top of this file): the CPU runs what an `AmxBf16` token
-    // proves, and the slices and pointers are as documented above.
+    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
+    // and the slices and pointers are as documented above.
     unsafe {
         let d = a.len();
         let mut acc = _mm512_setzero_ps();

@@ -1,21 +1,30 @@
-//! AMX candidates, exact decisions: the assignment kernel for f32 data on
-//! x86-64 Linux processors with AMX-BF16 (Sapphire Rapids and later).
+//! bf16 candidates, exact decisions: the assignment kernel for f32 data on
+//! x86-64 processors with AMX-BF16 (Sapphire Rapids and later, Linux) or
+//! AVX512-BF16 (AMD Zen 4 and later; Intel Cooper Lake).
 //!
-//! The tile unit multiplies bf16 matrices about ten times faster than the
-//! AVX-512 kernel's f32 fused multiply-adds, but bf16 keeps 8 bits. So:
+//! bf16 products run two (`vdpbf16ps`) to ten (the AMX tile unit) times
+//! faster than the AVX-512 kernel's f32 fused multiply-adds, but bf16 keeps
+//! 8 bits. So:
 //!
 //! - **Split products.** Each f32 value `v` is split into bf16 `hi = bf16(v)`
 //!   and `lo = bf16(v - hi)`. The dot products are taken over the
 //!   concatenated vectors `[x_lo | x_hi | x_hi] . [c_hi | c_lo | c_hi]`: one
-//!   `tdpbf16ps` GEMM of depth `3 dpad` (d padded to 32) accumulating in f32,
+//!   GEMM of depth `3 dpad` (d padded to 32) accumulating in f32,
 //!   whose omitted terms are below `3.1 * 2^-16 |x_p| |c_p|` each. The two
 //!   small segments come first so that their roundings happen on small sums.
+//!   The coarse products take the last segment alone, `x_hi . c_hi`, with a
+//!   wider margin (more candidates) for a third of the work.
+//! - **Two engines** compute the products, with the same roundings (one per
+//!   depth element, along the depth in order; see `dots.rs`): the tile unit
+//!   (`tiles.rs`, `tdpbf16ps`) where the processor has AMX, else AVX512-BF16
+//!   (`dots.rs`, `vdpbf16ps`). Both take the rows in the layout `rows.rs`
+//!   makes, and leave the products where `decide.rs` reads them.
 //! - **A rigorous margin.** Let `V_j = ||c_j||^2 / 2 - x.c_j` (or `-x.c^_j`
-//!   under cosine), whose argmin is the nearest centre, and `A_j` its tile
+//!   under cosine), whose argmin is the nearest centre, and `A_j` its bf16
 //!   approximation. With `S = sum_p |x_p| |c_jp| <= ||x|| ||c_j||`, the split,
-//!   the tile unit's roundings and this module's own f32 arithmetic bound
+//!   the products' roundings and this module's own f32 arithmetic bound
 //!   `|A_j - V_j|` by `E_j = eps (||x|| ||c_j|| + |b_j|) + eta` (see
-//!   [`AmxCentres::new`]). The nearest centre `j*` then satisfies
+//!   [`Bf16Centres::new`]). The nearest centre `j*` then satisfies
 //!   `A_j* - E_j* <= U = min_j (A_j + E_j)`: the row's candidates are
 //!   `{j : A_j - E_j <= U}`.
 //! - **Exact decisions.** A single candidate is the nearest centre. Several
@@ -25,36 +34,121 @@
 //!
 //! The labels are therefore the exact nearest centres, where the AVX-512
 //! kernel may split a near tie by its rounding (the two agree everywhere
-//! else). Each row's distance is then computed directly, `||x - c||^2` (or
+//! else), and both engines give the same labels, distances and sums. Each
+//! row's distance is then computed directly, `||x - c||^2` (or
 //! `1 - x.c^ / ||x||`) in f32 with lanes over the dimensions, which avoids the
 //! cancellation of `||x||^2 - 2 x.c + ||c||^2`; the sums are added as the
 //! AVX-512 kernel adds them (row order, `scale * x` in f64).
 //!
 //! Tiles are configured at the start of every chunk and released at its end,
 //! on the thread that runs it; the operating system is asked once per
-//! process for permission to use the tile state. `CENTROID_AMX=0` in the
-//! environment turns the path off.
+//! process for permission to use the tile state.
+//!
+//! Which engine runs: the tile unit where the processor has AMX and
+//! `CENTROID_AMX` is not `0`; else the vector products on AMD processors
+//! with AVX512-BF16, where they outrun f32 (see [`vector_products_pay`]),
+//! or anywhere with AVX512-BF16 when `CENTROID_BF16=1`; else none (the f32
+//! kernels run). `CENTROID_BF16=0` turns both engines off.
 
 mod decide;
+mod dots;
+mod rows;
 #[cfg(test)]
 mod tests;
 mod tiles;
 
 use std::arch::x86_64::__mmask16;
 
-use super::isa::AmxBf16;
+use super::isa::{AmxBf16, Avx512Bf16};
 use super::scalar::{ClusterStats, Metric};
 use decide::{decide_lanes, finish, Candidates};
-use tiles::{
-    block_dots, configure_tiles, convert_row, release_tiles, transpose16, Aligned, SCRATCH,
-};
+use rows::{convert_row, transpose16, Aligned, SCRATCH};
+use tiles::{configure_tiles, release_tiles};
 
-/// The smallest `k` and `d` served (measured on the target machines: at
-/// `d = 64, k = 128` both kernels take the same time, below it AVX-512 is
-/// faster, above it this one, by 1.7x at `d = 128, k = 1000` and 2x at
-/// `d = 784, k = 100`).
-const MIN_K: usize = 32;
-const MIN_D: usize = 64;
+/// Which unit computes the bf16 products; the token proves this process
+/// runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Engine {
+    /// The AMX tile unit (`tdpbf16ps`), `tiles.rs`.
+    Tiles(AmxBf16),
+    /// AVX512-BF16 vector products (`vdpbf16ps`), `dots.rs`.
+    Dots(Avx512Bf16),
+}
+
+impl Engine {
+    /// The engine this process uses by default, if any: the tile unit where
+    /// it runs; else the vector products where they outrun the f32 kernel
+    /// (see [`vector_products_pay`]).
+    pub(crate) fn detect() -> Option<Self> {
+        AmxBf16::detect().map(Engine::Tiles).or_else(|| {
+            Avx512Bf16::detect()
+                .filter(|_| vector_products_pay())
+                .map(Engine::Dots)
+        })
+    }
+
+    /// The smallest `k` and `d` this engine serves. Tile unit (measured on
+    /// Sapphire Rapids): at `d = 64, k = 128` it and the AVX-512 kernel take
+    /// the same time, below it AVX-512 is faster, above it the tile unit, by
+    /// 1.7x at `d = 128, k = 1000` and 2x at `d = 784, k = 100`.
+    fn min_shape(self) -> (usize, usize) {
+        match self {
+            Engine::Tiles(_) => (32, 64),
+            Engine::Dots(_) => (DOTS_MIN_K, DOTS_MIN_D),
+        }
+    }
+
+    /// bf16 products per cycle and core, for the choice between coarse and
+    /// fine products: the tile unit's measured rate; one 512-bit
+    /// `vdpbf16ps` (32 products) per cycle.
+    fn products_per_cycle(self) -> f64 {
+        match self {
+            Engine::Tiles(_) => 108.0,
+            Engine::Dots(_) => 32.0,
+        }
+    }
+}
+
+/// Whether `vdpbf16ps` outruns the f32 kernel's fused multiply-adds here,
+/// so that the AVX512-BF16 engine is the default where there is no tile
+/// unit: `CENTROID_BF16=1` says yes, otherwise the processor's vendor does.
+///
+/// - AMD Zen 4 and later issue one 512-bit `vdpbf16ps` (32 products) per
+///   cycle, like one 512-bit f32 FMA (16 products): the coarse products
+///   take half the f32 kernel's time.
+/// - Intel's (Sapphire Rapids, measured; Cooper Lake, by Intel's tables)
+///   issue one every two cycles while two f32 FMAs issue per cycle: 37
+///   against 78 billion products per second on one Sapphire Rapids core,
+///   so the f32 kernel stays (the tile unit serves these processors where
+///   it exists).
+///
+/// The choice depends on the machine only, never on timing, so results
+/// stay the same from run to run; the labels are the exact nearest centres
+/// either way, but the f32 kernel may split a near tie by its rounding.
+fn vector_products_pay() -> bool {
+    match std::env::var("CENTROID_BF16") {
+        Ok(v) if v.trim() == "1" => true,
+        _ => cpu_vendor_is_amd(),
+    }
+}
+
+/// Whether CPUID names the vendor `AuthenticAMD`.
+fn cpu_vendor_is_amd() -> bool {
+    // (`__cpuid` is a safe function on current compilers.)
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 processor and only reads
+    // identification registers.
+    let leaf0 = unsafe { std::arch::x86_64::__cpuid(0) };
+    let mut name = [0u8; 12];
+    name[..4].copy_from_slice(&leaf0.ebx.to_le_bytes());
+    name[4..8].copy_from_slice(&leaf0.edx.to_le_bytes());
+    name[8..].copy_from_slice(&leaf0.ecx.to_le_bytes());
+    &name == b"AuthenticAMD"
+}
+
+/// The smallest `k` and `d` the AVX512-BF16 engine serves.
+const DOTS_MIN_K: usize = 32;
+const DOTS_MIN_D: usize = 64;
 
 /// Rows per tile block: two 16-row A tiles.
 const BLOCK_ROWS: usize = 32;
@@ -99,11 +193,12 @@ fn split(v: f32) -> (u16, u16) {
     ((hi >> 16) as u16, (lo >> 16) as u16)
 }
 
-/// Centres packed for the tile unit, with the per-centre terms of the margin.
+/// Centres packed for one engine's products, with the per-centre terms of
+/// the margin.
 #[derive(Debug)]
-pub(crate) struct AmxCentres {
-    /// The proof that this process runs the kernel.
-    token: AmxBf16,
+pub(crate) struct Bf16Centres {
+    /// The engine, with the proof that this process runs it.
+    engine: Engine,
     k: usize,
     d: usize,
     /// `d` rounded up to [`TILE_DEPTH`].
@@ -111,10 +206,11 @@ pub(crate) struct AmxCentres {
     /// `k` rounded up to [`BLOCK_CENTRES`].
     kpad: usize,
     metric: Metric,
-    /// The centres as the tile products' left operand: for each group of 16
-    /// centres, `3 dpad / 32` tiles of 16 centres x 32 bf16 of
-    /// `[c_hi | c_lo | c_hi]`, each tile contiguous.
-    tiles: Aligned<u16>,
+    /// The centres' `[c_hi | c_lo | c_hi]` in bf16, as the engine takes
+    /// them. Tiles: the products' left operand, for each group of 16
+    /// centres `3 dpad / 32` tiles of 16 centres x 32 bf16, each tile
+    /// contiguous. Dots: see [`dots::packed_index`].
+    packed: Aligned<u16>,
     /// The margins of the full products and of the coarse `x_hi . c_hi`
     /// alone.
     fine: Margin,
@@ -137,7 +233,7 @@ struct Margin {
     /// `b_j + eps |b_j|` and `b_j - eps |b_j|`.
     bias_up: Vec<f32>,
     bias_down: Vec<f32>,
-    /// Relative margin, see [`AmxCentres::new`].
+    /// Relative margin, see [`Bf16Centres::new`].
     eps: f64,
 }
 
@@ -156,10 +252,10 @@ impl Margin {
     }
 }
 
-impl AmxCentres {
+impl Bf16Centres {
     /// Packs the `k x d` centres (as the kernels see them: normalised under
-    /// cosine) with the AVX-512 kernel's squared norms, or `None` when the
-    /// tile unit is unavailable or would not pay off for this shape.
+    /// cosine) with the AVX-512 kernel's squared norms, or `None` when no
+    /// engine runs here or none would pay off for this shape.
     pub(crate) fn new(
         centres: &[f32],
         sq_norms: &[f32],
@@ -167,20 +263,32 @@ impl AmxCentres {
         d: usize,
         metric: Metric,
     ) -> Option<Self> {
+        Self::on(Engine::detect()?, centres, sq_norms, k, d, metric)
+    }
+
+    /// [`Self::new`] on a given engine.
+    pub(crate) fn on(
+        engine: Engine,
+        centres: &[f32],
+        sq_norms: &[f32],
+        k: usize,
+        d: usize,
+        metric: Metric,
+    ) -> Option<Self> {
         // Below these sizes the AVX-512 kernel is as fast: its work per row
-        // is small, while each tile product here is short (few depth steps
-        // to hide the tile unit's latency) and each row carries fixed costs
+        // is small, while each bf16 product here is short (few depth steps
+        // to hide the products' latency) and each row carries fixed costs
         // (conversion, two scans of its k values, the exact distance).
-        if k < MIN_K || d < MIN_D || k.next_multiple_of(BLOCK_CENTRES) > MAX_KPAD {
+        let (min_k, min_d) = engine.min_shape();
+        if k < min_k || d < min_d || k.next_multiple_of(BLOCK_CENTRES) > MAX_KPAD {
             return None;
         }
-        let token = AmxBf16::detect()?;
         let dpad = d.next_multiple_of(TILE_DEPTH);
         let kpad = k.next_multiple_of(BLOCK_CENTRES);
         let depth = 3 * dpad;
         let steps = depth / TILE_DEPTH;
-        let mut tiles = Aligned::<u16>::zeroed(kpad / 16 * steps * TILE_VALUES);
-        let t = tiles.as_mut_slice();
+        let mut packed = Aligned::<u16>::zeroed(kpad / 16 * steps * TILE_VALUES);
+        let t = packed.as_mut_slice();
         let mut norms = vec![0.0f32; kpad];
         let mut max_norm = 0.0f64;
         // eps: the split (3.1 * 2^-16), the tile unit's f32 accumulation
@@ -200,8 +308,14 @@ impl AmxCentres {
                 sq += v as f64 * v as f64;
                 let (hi, lo) = split(v);
                 for (pos, bits) in [(p, hi), (dpad + p, lo), (2 * dpad + p, hi)] {
-                    let (step, col) = (pos / TILE_DEPTH, pos % TILE_DEPTH);
-                    t[((g * steps + step) * 16 + n) * TILE_DEPTH + col] = bits;
+                    let at = match engine {
+                        Engine::Tiles(_) => {
+                            let (step, col) = (pos / TILE_DEPTH, pos % TILE_DEPTH);
+                            ((g * steps + step) * 16 + n) * TILE_DEPTH + col
+                        }
+                        Engine::Dots(_) => dots::packed_index(j, pos, depth),
+                    };
+                    t[at] = bits;
                 }
             }
             let norm = sq.sqrt() * (1.0 + 1e-6);
@@ -218,19 +332,21 @@ impl AmxCentres {
             coarse.set(j, b);
         }
         Some(Self {
-            token,
+            engine,
             k,
             d,
             dpad,
             kpad,
             metric,
-            tiles,
+            packed,
             fine,
             coarse,
-            // Skipping two segments saves about dpad kpad / 108 cycles per
-            // row (the tile unit's measured rate); an extra candidate costs
-            // about 0.3 d + 30 cycles of f64 distance.
-            coarse_limit: (dpad * kpad) as f64 / 108.0 / (0.3 * d as f64 + 30.0),
+            // Skipping two segments saves about dpad kpad / rate cycles per
+            // row; an extra candidate costs about 0.3 d + 30 cycles of f64
+            // distance.
+            coarse_limit: (dpad * kpad) as f64
+                / engine.products_per_cycle()
+                / (0.3 * d as f64 + 30.0),
             try_coarse: std::sync::atomic::AtomicBool::new(true),
             norms,
             max_norm,
@@ -252,28 +368,29 @@ pub(crate) struct Chunk<'a> {
 }
 
 /// Labels and distances of a chunk's rows, and with `part` their sums.
-pub(crate) fn run(c: &AmxCentres, chunk: Chunk<'_>) {
+pub(crate) fn run(c: &Bf16Centres, chunk: Chunk<'_>) {
     let rows = chunk.labels.len();
     assert!(chunk.x.len() == rows * c.d && chunk.scores.len() == rows);
     assert!(chunk.centres.len() == c.k * c.d);
     assert!(chunk.weights.is_none_or(|w| w.len() == rows));
-    // SAFETY: `c.token` proves the CPU has AVX-512F/BW/DQ/VL, FMA,
-    // AMX-TILE and AMX-BF16 and that the OS granted the tile state; the
-    // asserts above keep every access to the rows, centres and outputs in
-    // bounds.
-    unsafe { run_impl(c.token, c, chunk) }
+    // SAFETY: `c.engine` holds a token that proves the CPU has
+    // AVX-512F/BW/DQ/VL, FMA and the engine's products (AMX-TILE and
+    // AMX-BF16 with the tile state granted, or AVX512-BF16); the asserts
+    // above keep every access to the rows, centres and outputs in bounds.
+    unsafe { run_impl(c, chunk) }
 }
 
-/// [`run`]'s body, compiled for the vector features the tile kernel's
-/// helpers use.
+/// [`run`]'s body, compiled for the vector features the rows' and the
+/// decisions' helpers use.
 ///
 /// # Safety
 ///
-/// The chunk is shaped as [`run`] asserts; the token shows the CPU runs it.
+/// The chunk is shaped as [`run`] asserts; `c.engine` shows the CPU runs it.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
-unsafe fn run_impl(_: AmxBf16, c: &AmxCentres, chunk: Chunk<'_>) {
-    // SAFETY: the token proves the CPU runs AVX-512F/BW/DQ/VL, FMA and the tile unit (with the tile
-    // state granted), and `run` asserted the shapes that keep every access in bounds.
+unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
+    // SAFETY: the engine's token proves the CPU runs AVX-512F/BW/DQ/VL, FMA
+    // and the engine, and `run` asserted the shapes that keep every access in
+    // bounds.
     unsafe {
         let Chunk {
             x,
@@ -301,7 +418,10 @@ unsafe fn run_impl(_: AmxBf16, c: &AmxCentres, chunk: Chunk<'_>) {
         // Four running loss sums (row i into i % 4, combined in a fixed order
         // at the end) keep the additions off one long dependency chain.
         let mut loss = [0.0f64; 4];
-        configure_tiles();
+        let tiles = matches!(c.engine, Engine::Tiles(_));
+        if tiles {
+            configure_tiles();
+        }
         for r0 in (0..rows).step_by(BLOCK_ROWS) {
             let nr = BLOCK_ROWS.min(rows - r0);
             // Rows past `nr` keep earlier values: their products are computed
@@ -326,7 +446,8 @@ unsafe fn run_impl(_: AmxBf16, c: &AmxCentres, chunk: Chunk<'_>) {
                 (0, &c.fine, 0.0)
             };
             // Pairs of bf16 along the depth are one u32: transposing 16 rows x
-            // 16 pairs gives the right operand's pair-interleaved layout.
+            // 16 pairs gives the tile products' right operand, and for each
+            // pair the 16 rows' values as one vector for `vdpbf16ps`.
             let (src, xt) = (xrows.as_ptr(), scratch.xt.as_mut_slice().as_mut_ptr());
             for g in 0..2 {
                 for st in 0..steps {
@@ -340,14 +461,11 @@ unsafe fn run_impl(_: AmxBf16, c: &AmxCentres, chunk: Chunk<'_>) {
             let dots = scratch.dots.as_mut_slice().as_mut_ptr();
             let next = (r0 + BLOCK_ROWS).min(rows);
             let ahead = (BLOCK_ROWS.min(rows - next)) * d * 4;
-            block_dots(
-                c,
-                xt,
-                dots,
-                first_step,
-                x.as_ptr().add(next * d) as *const u8,
-                ahead,
-            );
+            let next = x.as_ptr().add(next * d) as *const u8;
+            match c.engine {
+                Engine::Tiles(_) => tiles::block_dots(c, xt, dots, first_step, next, ahead),
+                Engine::Dots(_) => dots::block_dots(c, xt, dots, first_step, next, ahead),
+            }
             let mut extra = 0;
             for g in 0..2 {
                 let lanes = nr.saturating_sub(g * 16).min(16);
@@ -383,7 +501,9 @@ unsafe fn run_impl(_: AmxBf16, c: &AmxCentres, chunk: Chunk<'_>) {
                 &mut loss,
             );
         }
-        release_tiles();
+        if tiles {
+            release_tiles();
+        }
         SCRATCH.with(|s| s.set(scratch));
         if let Some(p) = part {
             p.loss += (loss[0] + loss[1]) + (loss[2] + loss[3]);

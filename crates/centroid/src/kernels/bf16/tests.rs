@@ -1,28 +1,44 @@
-//! The AMX kernel against f64 brute force (labels exact, distances to
-//! f32 precision, sums those of the labels added in the kernels' order)
-//! and against the AVX-512 kernel (the same labels but on near ties), on
-//! shapes that exercise padding, many centre blocks, near ties, exact
-//! ties, non-finite rows and thread counts.
+//! The bf16 kernel, on each engine this CPU runs (AMX tiles, AVX512-BF16
+//! vector products), against f64 brute force (labels exact, distances to
+//! f32 precision, sums those of the labels added in the kernels' order),
+//! against the AVX-512 kernel (the same labels but on near ties) and
+//! against each other (the same bits), on shapes that exercise padding,
+//! many centre blocks, near ties, exact ties, non-finite rows and thread
+//! counts.
 #![allow(clippy::needless_range_loop)]
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::super::isa::{AmxBf16, Avx512F, Isa};
+use super::super::isa::{require, AmxBf16, Avx512Bf16, Avx512F, Isa};
 use super::super::*;
-use super::split;
+use super::{split, Bf16Centres, Engine};
 use crate::matrix::MatRef;
 
-fn prepared(c: &[f32], k: usize, d: usize, metric: Metric) -> Option<PreparedCentres<f32>> {
-    if AmxBf16::detect().is_none() {
-        super::super::isa::require::skip("amx", "AMX-BF16 is not available here");
-        return None;
+/// The engines this CPU runs; the tests of the others skip, saying so (or
+/// fail, where `CENTROID_REQUIRE` names them).
+fn engines() -> Vec<Engine> {
+    let mut found = Vec::new();
+    match AmxBf16::detect() {
+        Some(t) => found.push(Engine::Tiles(t)),
+        None => require::skip("amx", "AMX-BF16 is not available here"),
     }
-    let p = PreparedCentres::new(MatRef::new(c, k, d).unwrap(), metric);
+    match Avx512Bf16::detect() {
+        Some(t) => found.push(Engine::Dots(t)),
+        None => require::skip("avx512bf16", "AVX512-BF16 is not available here"),
+    }
+    found
+}
+
+/// Centres prepared as usual, then packed for `engine`'s products.
+fn prepared(engine: Engine, c: &[f32], k: usize, d: usize, metric: Metric) -> PreparedCentres<f32> {
+    let mut p = PreparedCentres::new(MatRef::new(c, k, d).unwrap(), metric);
+    let packed = Bf16Centres::on(engine, &p.centres, &p.sq_norms, k, d, metric);
     assert!(
-        p.amx.is_some(),
-        "AMX is available and k = {k}, d = {d} is an AMX shape"
+        packed.is_some(),
+        "k = {k}, d = {d} is a shape {engine:?} serves"
     );
-    Some(p)
+    p.bf16 = packed.map(std::sync::Arc::new);
+    p
 }
 
 /// f64 distances of one row to every centre, by the kernel's criterion
@@ -46,30 +62,61 @@ fn exact_row(row: &[f32], centres: &[f32], d: usize, metric: Metric) -> Vec<f64>
         .collect()
 }
 
-/// Runs the AMX kernel on one problem: every label is the exact nearest
-/// centre (f64 brute force), differs from the AVX-512 kernel's only on
-/// near ties that kernel's rounding cannot split, the distances are
-/// accurate to f32, and the sums are those of the labels.
+/// Runs the bf16 kernel on one problem on every engine: see
+/// [`compare_on`]; the engines give the same labels, distances and sums to
+/// the bit.
 fn compare(what: &str, x: &[f32], c: &[f32], n: usize, d: usize, k: usize, metric: Metric) {
-    let Some(centres) = prepared(c, k, d, metric) else {
-        return;
-    };
+    let results: Vec<_> = engines()
+        .into_iter()
+        .map(|e| {
+            (
+                e,
+                compare_on(e, &format!("{what} on {e:?}"), x, c, n, d, k, metric),
+            )
+        })
+        .collect();
+    for pair in results.windows(2) {
+        let ((e0, r0), (e1, r1)) = (&pair[0], &pair[1]);
+        assert_eq!(r0.0, r1.0, "{what}: labels on {e0:?} and {e1:?}");
+        assert_eq!(r0.1, r1.1, "{what}: distances on {e0:?} and {e1:?}");
+        assert_eq!(r0.2, r1.2, "{what}: statistics on {e0:?} and {e1:?}");
+    }
+}
+
+/// Runs the bf16 kernel on one problem on `engine`: every label is the
+/// exact nearest centre (f64 brute force), differs from the AVX-512
+/// kernel's only on near ties that kernel's rounding cannot split, the
+/// distances are accurate to f32, and the sums are those of the labels.
+/// Returns the labels, distances and statistics.
+#[allow(clippy::too_many_arguments)]
+fn compare_on(
+    engine: Engine,
+    what: &str,
+    x: &[f32],
+    c: &[f32],
+    n: usize,
+    d: usize,
+    k: usize,
+    metric: Metric,
+) -> (Vec<u32>, Vec<f32>, ClusterStats) {
+    let centres = prepared(engine, c, k, d, metric);
     let xm = MatRef::new(x, n, d).unwrap();
     let w: Vec<f32> = (0..n).map(|i| 0.5 + (i % 3) as f32).collect();
-    let (mut l_amx, mut l_ref) = (vec![0u32; n], vec![0u32; n]);
-    let (mut s_amx, mut s_ref) = (vec![0f32; n], vec![0f32; n]);
-    assign_on(None, xm, &centres, &mut l_amx, &mut s_amx);
+    let (mut l_bf16, mut l_ref) = (vec![0u32; n], vec![0u32; n]);
+    let (mut s_bf16, mut s_ref) = (vec![0f32; n], vec![0f32; n]);
+    assign_on(None, xm, &centres, &mut l_bf16, &mut s_bf16);
     let avx512 = Isa::Avx512(Avx512F::detect().expect("AMX comes with AVX-512F"));
     assign_on(Some(avx512), xm, &centres, &mut l_ref, &mut s_ref);
     // The other product mode gives the same labels and distances.
-    let amx = centres.amx.as_deref().unwrap();
-    let coarse = amx.try_coarse.load(std::sync::atomic::Ordering::Relaxed);
-    amx.try_coarse
+    let packed = centres.bf16.as_deref().unwrap();
+    let coarse = packed.try_coarse.load(std::sync::atomic::Ordering::Relaxed);
+    packed
+        .try_coarse
         .store(!coarse, std::sync::atomic::Ordering::Relaxed);
     let (mut l_other, mut s_other) = (vec![0u32; n], vec![0f32; n]);
     assign_on(None, xm, &centres, &mut l_other, &mut s_other);
-    assert_eq!(l_other, l_amx, "{what}: labels in both product modes");
-    assert_eq!(s_other, s_amx, "{what}: distances in both product modes");
+    assert_eq!(l_other, l_bf16, "{what}: labels in both product modes");
+    assert_eq!(s_other, s_bf16, "{what}: distances in both product modes");
     // The sums of each 2048-row chunk, added in chunk order (as the
     // kernels reduce them).
     let mut want = ClusterStats::new(k, d);
@@ -83,7 +130,7 @@ fn compare(what: &str, x: &[f32], c: &[f32], n: usize, d: usize, k: usize, metri
         let row = &x[i * d..(i + 1) * d];
         let all = exact_row(row, &centres.centres, d, metric);
         let best = all.iter().cloned().fold(f64::INFINITY, f64::min);
-        let (l, r) = (l_amx[i] as usize, l_ref[i] as usize);
+        let (l, r) = (l_bf16[i] as usize, l_ref[i] as usize);
         assert!(
             all[l] <= best + 1e-12 * best.abs(),
             "{what}: row {i} label {l} at {} but the nearest is at {best}",
@@ -94,7 +141,7 @@ fn compare(what: &str, x: &[f32], c: &[f32], n: usize, d: usize, k: usize, metri
             let tol = 2e-5 * (xs + centres.sq_norms()[l] as f64 + 1.0) * (d as f64).sqrt();
             assert!(
                 (all[l] - all[r]).abs() <= tol,
-                "{what}: row {i}: AMX label {l} ({}) vs AVX-512 label {r} ({}) is no near tie",
+                "{what}: row {i}: bf16 label {l} ({}) vs AVX-512 label {r} ({}) is no near tie",
                 all[l],
                 all[r]
             );
@@ -109,9 +156,9 @@ fn compare(what: &str, x: &[f32], c: &[f32], n: usize, d: usize, k: usize, metri
             Metric::Cosine => 1.0,
         };
         assert!(
-            (s_amx[i] as f64 - exact).abs() <= 1e-5 * scale,
+            (s_bf16[i] as f64 - exact).abs() <= 1e-5 * scale,
             "{what}: row {i} distance {} vs exact {exact}",
-            s_amx[i]
+            s_bf16[i]
         );
         let scale = w[i] as f64
             * match metric {
@@ -136,7 +183,7 @@ fn compare(what: &str, x: &[f32], c: &[f32], n: usize, d: usize, k: usize, metri
         Some(&mut labels),
         &mut got,
     );
-    assert_eq!(labels, l_amx, "{what}: accumulate's labels");
+    assert_eq!(labels, l_bf16, "{what}: accumulate's labels");
     assert_eq!(got.counts, want.counts, "{what}: counts");
     assert_eq!(got.weights, want.weights, "{what}: weights");
     if let Some(i) = (0..k * d).find(|&i| got.sums[i] != want.sums[i]) {
@@ -152,6 +199,7 @@ fn compare(what: &str, x: &[f32], c: &[f32], n: usize, d: usize, k: usize, metri
         "{what}: loss {} vs exact {exact_loss}",
         got.loss
     );
+    (l_bf16, s_bf16, got)
 }
 
 fn uniform(rng: &mut ChaCha8Rng, len: usize, lo: f32, hi: f32) -> Vec<f32> {
@@ -247,23 +295,23 @@ fn duplicate_centres_go_to_the_first_copy() {
         x[i * d..(i + 1) * d].copy_from_slice(&src);
     }
     compare("duplicates", &x, &c, n, d, k, Metric::SquaredEuclidean);
-    let Some(centres) = prepared(&c, k, d, Metric::SquaredEuclidean) else {
-        return;
-    };
-    let mut labels = vec![0u32; n];
-    let mut scores = vec![0f32; n];
-    assign(
-        MatRef::new(&x, n, d).unwrap(),
-        &centres,
-        &mut labels,
-        &mut scores,
-    );
-    for i in (0..n).step_by(4) {
-        assert_eq!(
-            labels[i], 5,
-            "row {i} is centre 30's copy: lowest copy wins"
+    for engine in engines() {
+        let centres = prepared(engine, &c, k, d, Metric::SquaredEuclidean);
+        let mut labels = vec![0u32; n];
+        let mut scores = vec![0f32; n];
+        assign(
+            MatRef::new(&x, n, d).unwrap(),
+            &centres,
+            &mut labels,
+            &mut scores,
         );
-        assert_eq!(scores[i], 0.0);
+        for i in (0..n).step_by(4) {
+            assert_eq!(
+                labels[i], 5,
+                "{engine:?}: row {i} is centre 30's copy: lowest copy wins"
+            );
+            assert_eq!(scores[i], 0.0);
+        }
     }
 }
 
@@ -289,18 +337,21 @@ fn non_finite_tiny_and_huge_rows() {
         Metric::SquaredEuclidean,
     );
     x[3 * d + 7] = f32::NAN;
-    let Some(centres) = prepared(&c, k, d, Metric::SquaredEuclidean) else {
-        return;
-    };
-    let mut labels = vec![7u32; n];
-    let mut scores = vec![0f32; n];
-    assign(
-        MatRef::new(&x, n, d).unwrap(),
-        &centres,
-        &mut labels,
-        &mut scores,
-    );
-    assert_eq!(labels[3], 0, "a NaN row goes to centre 0, as on every path");
+    for engine in engines() {
+        let centres = prepared(engine, &c, k, d, Metric::SquaredEuclidean);
+        let mut labels = vec![7u32; n];
+        let mut scores = vec![0f32; n];
+        assign(
+            MatRef::new(&x, n, d).unwrap(),
+            &centres,
+            &mut labels,
+            &mut scores,
+        );
+        assert_eq!(
+            labels[3], 0,
+            "{engine:?}: a NaN row goes to centre 0, as on every path"
+        );
+    }
 }
 
 #[test]
@@ -310,10 +361,11 @@ fn one_and_two_threads_give_bit_identical_results() {
     let x = uniform(&mut rng, n * d, -2.0, 2.0);
     let c = uniform(&mut rng, k * d, -2.0, 2.0);
     let w: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5f32..2.0)).collect();
-    for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
-        let Some(centres) = prepared(&c, k, d, metric) else {
-            return;
-        };
+    for (engine, metric) in engines()
+        .into_iter()
+        .flat_map(|e| [(e, Metric::SquaredEuclidean), (e, Metric::Cosine)])
+    {
+        let centres = prepared(engine, &c, k, d, metric);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -330,23 +382,22 @@ fn one_and_two_threads_give_bit_identical_results() {
             })
         };
         let (one, two) = (run(1), run(2));
-        assert_eq!(one.0, two.0, "{metric:?} labels");
-        assert_eq!(one.1, two.1, "{metric:?} statistics");
-        assert_eq!(one.2, two.2, "{metric:?} distances");
+        assert_eq!(one.0, two.0, "{engine:?} {metric:?} labels");
+        assert_eq!(one.1, two.1, "{engine:?} {metric:?} statistics");
+        assert_eq!(one.2, two.2, "{engine:?} {metric:?} distances");
     }
 }
 
 #[test]
 fn transpose_of_sixteen_by_sixteen() {
-    if AmxBf16::detect().is_none() {
-        super::super::isa::require::skip("amx", "AMX-BF16 is not available here");
+    if engines().is_empty() {
         return;
     }
     let stride = 21;
     let src: Vec<u32> = (0..16 * stride as u32).collect();
     let mut dst = vec![0u32; 256];
-    // SAFETY: the AMX token implies AVX-512F; `src` holds 16 rows of
-    // `stride` values and `dst` 256.
+    // SAFETY: either engine's token implies AVX-512F; `src` holds 16 rows
+    // of `stride` values and `dst` 256.
     unsafe { super::transpose16(src.as_ptr(), stride, dst.as_mut_ptr()) };
     for i in 0..16 {
         for j in 0..16 {
