@@ -19,6 +19,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_plus_plus, m)?)?;
     m.add_function(wrap_pyfunction!(center, m)?)?;
+    m.add_function(wrap_pyfunction!(column_var, m)?)?;
     Ok(())
 }
 
@@ -284,6 +285,47 @@ fn kmeans_plus_plus<'py>(
         Either::F32(v) => to_numpy(py, v, &[k, d]),
         Either::F64(v) => to_numpy(py, v, &[k, d]),
     }
+}
+
+/// NumPy's `x.var(axis=0)`, to the bit (see
+/// `batch::column_variances_like_numpy`), for a C-contiguous float array of
+/// at least two columns: scikit-learn's tolerance without NumPy's two
+/// temporary copies of the data.
+#[pyfunction]
+#[pyo3(signature = (x))]
+fn column_var<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(a) = x.downcast::<PyArray2<f32>>() {
+        column_var_typed(py, a)
+    } else if let Ok(a) = x.downcast::<PyArray2<f64>>() {
+        column_var_typed(py, a)
+    } else {
+        Err(PyTypeError::new_err(
+            "X must be a 2-D float32 or float64 array",
+        ))
+    }
+}
+
+fn column_var_typed<'py, T: Float + Element>(
+    py: Python<'py>,
+    a: &Bound<'py, PyArray2<T>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (n, d) = (a.shape()[0], a.shape()[1]);
+    if d < 2 || n == 0 {
+        // NumPy sums a single (contiguous) column pairwise: use NumPy.
+        return Err(PyValueError::new_err(
+            "column_var needs at least one row and two columns",
+        ));
+    }
+    let ro = a
+        .try_readonly()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
+    let x = MatRef::new(xs, n, d).py()?;
+    let var = py.allow_threads(|| {
+        let means = batch::column_means_like_numpy(x);
+        batch::column_variances_like_numpy(x, &means)
+    });
+    to_numpy(py, var, &[d])
 }
 
 /// `(x - mean, mean)` with `mean` as NumPy's `x.mean(axis=0)` gives it,

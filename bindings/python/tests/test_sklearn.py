@@ -196,6 +196,25 @@ def test_center_is_numpys_mean_and_subtraction(dtype, d):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [2, 3, 65, 130])
+def test_column_var_is_numpys_variance(dtype, d):
+    # scikit-learn's tolerance is tol * mean(var(X, axis=0)); ours must be
+    # NumPy's variances bit for bit, so fits stop where scikit-learn's do.
+    from centroid import _core
+
+    rng = np.random.default_rng(10 + d)
+    X = (rng.normal(size=(5000, d)) * 1000 + 7).astype(dtype)
+    X[0] = 3e5  # makes the sums depend on the order of additions
+    X[:, 1] = 2.5  # no variance at all
+    want = np.var(X, axis=0)
+    got = _core.column_var(X)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+    with pytest.raises(ValueError, match="two columns"):
+        _core.column_var(X[:, :1].copy())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_integer_data_is_centred_by_the_rounded_mean(dtype):
     # Integer data (pixels) is centred by NumPy's mean rounded to the
     # nearest integer, so the centred values are still exact integers.

@@ -785,15 +785,55 @@ pub fn centring_means<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
 /// NumPy.) Column blocks are summed in parallel; each column's order is
 /// fixed, so the result is the same at any thread count.
 pub fn column_means_like_numpy<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
-    const COLS: usize = 64;
     let (n, d) = (x.rows(), x.cols());
+    let cols = column_block(d);
     let mut sums = vec![T::zero(); d];
-    sums.par_chunks_mut(COLS).enumerate().for_each(|(b, acc)| {
-        let c0 = b * COLS;
+    sums.par_chunks_mut(cols).enumerate().for_each(|(b, acc)| {
+        let c0 = b * cols;
         for i in 0..n {
             let row = &x.row(i)[c0..c0 + acc.len()];
             for (a, &v) in acc.iter_mut().zip(row) {
                 *a += v;
+            }
+        }
+    });
+    sums.iter()
+        .map(|s| T::from_f64_lossy(s.to_f64_exact() / n as f64))
+        .collect()
+}
+
+/// Columns per parallel task of the column reductions: one block per
+/// thread (at least 64 columns), so that each thread streams one long
+/// stretch of every row, which the hardware prefetchers follow, rather than
+/// many short ones. Only the split depends on the thread count; each
+/// column's order of additions does not.
+fn column_block(d: usize) -> usize {
+    d.div_ceil(rayon::current_num_threads().max(1))
+        .next_multiple_of(16)
+        .max(64)
+}
+
+/// Column variances as NumPy's `x.var(axis=0)` computes them for a
+/// C-contiguous array of at least two columns, given `means` from
+/// [`column_means_like_numpy`]: each deviation `v - mean` and its square
+/// rounded to `T` (NumPy subtracts, then squares, as separate passes: no
+/// fused multiply-add), summed row after row in `T` from +0.0, then divided
+/// by the row count in `f64` and rounded to `T`. One read of the data,
+/// without NumPy's two temporary copies; column blocks in parallel, each
+/// column in a fixed order, so the result is the same at any thread count.
+pub fn column_variances_like_numpy<T: Float>(x: MatRef<'_, T>, means: &[T]) -> Vec<T> {
+    let (n, d) = (x.rows(), x.cols());
+    assert_eq!(means.len(), d, "one mean per column");
+    let cols = column_block(d);
+    let mut sums = vec![T::zero(); d];
+    sums.par_chunks_mut(cols).enumerate().for_each(|(b, acc)| {
+        let c0 = b * cols;
+        let m = &means[c0..c0 + acc.len()];
+        for i in 0..n {
+            let row = &x.row(i)[c0..c0 + acc.len()];
+            for ((a, &v), &mu) in acc.iter_mut().zip(row).zip(m) {
+                let t = v - mu;
+                *a += t * t;
             }
         }
     });
@@ -1126,6 +1166,36 @@ mod tests {
             assert_eq!(o.to_bits(), (flat[i] - got[i % d]).to_bits());
             assert_eq!(p.to_bits(), o.to_bits());
         }
+    }
+
+    #[test]
+    fn column_variances_square_the_deviations_and_sum_in_row_order() {
+        // NumPy's x.var(axis=0): deviations and squares rounded to f32, the
+        // squares summed row after row; 1e4 in row 0 makes the order of the
+        // additions show.
+        let (n, d) = (CHUNK_ROWS + 9, 70);
+        let mut flat = wavy(n, d, 0.4);
+        flat[..d].fill(1e4);
+        let x = MatRef::new(&flat, n, d).unwrap();
+        let means = column_means_like_numpy(x);
+        let got = in_pool(2, || column_variances_like_numpy(x, &means));
+        assert_eq!(got, in_pool(1, || column_variances_like_numpy(x, &means)));
+        for c in 0..d {
+            let mut s = 0.0f32;
+            for i in 0..n {
+                let t = flat[i * d + c] - means[c];
+                s += t * t;
+            }
+            let want = (s as f64 / n as f64) as f32;
+            assert_eq!(got[c].to_bits(), want.to_bits(), "column {c}");
+        }
+        // Hand-worked: columns (1, 2, 3, 6) and (0, 0, 0, 0); means 3 and 0,
+        // variances (4 + 1 + 0 + 9) / 4 = 3.5 and 0.
+        let small = [1.0f64, 0.0, 2.0, 0.0, 3.0, 0.0, 6.0, 0.0];
+        let x = MatRef::new(&small, 4, 2).unwrap();
+        let means = column_means_like_numpy(x);
+        assert_eq!(means, vec![3.0, 0.0]);
+        assert_eq!(column_variances_like_numpy(x, &means), vec![3.5, 0.0]);
     }
 
     #[test]

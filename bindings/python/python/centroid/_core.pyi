@@ -80,6 +80,10 @@ def labels_inertia(
 def sq_distances(x: _FloatArray, centers: _FloatArray) -> _FloatArray:
     """Squared Euclidean distances, n x k."""
 
+def column_var(x: _FloatArray) -> _FloatArray:
+    """NumPy's x.var(axis=0), to the bit, for two or more columns."""
+    ...
+
 def center(x: _FloatArray, copy: bool) -> Tuple[_FloatArray, _FloatArray]:
     """(x - mean, mean), mean as NumPy's x.mean(axis=0) for two or more
     columns; a new array with copy, else x centred in place."""

@@ -54,6 +54,17 @@ def _tolerance(X: Any, tol: float) -> float:
         return 0.0
     if _issparse(X):
         return float(np.mean(mean_variance_axis(X, axis=0)[1]) * tol)
+    if (
+        isinstance(X, np.ndarray)
+        and X.ndim == 2
+        and X.shape[0] > 0
+        and X.shape[1] >= 2
+        and X.dtype in (np.float32, np.float64)
+        and X.flags.c_contiguous
+    ):
+        # NumPy's variances to the bit, in one read of the data instead of
+        # NumPy's two temporary copies (a tenth of the main job's time).
+        return float(np.mean(_core.column_var(X)) * tol)
     return float(np.mean(np.var(X, axis=0)) * tol)
 
 
