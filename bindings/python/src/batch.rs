@@ -328,23 +328,25 @@ fn column_var_typed<'py, T: Float + Element>(
     to_numpy(py, var, &[d])
 }
 
-/// `(x - mean, mean)` with `mean` as NumPy's `x.mean(axis=0)` gives it,
-/// rounded to integers when every value is one (see
-/// `batch::centring_means`), for a C-contiguous float array of at least two
-/// columns: into a new array with `copy`, else in place (`x` itself is
-/// returned). One serial read for the means (NumPy's summation order), one
-/// parallel pass for the subtraction.
+/// The centred data, the shift and, `variances`, the column variances, as
+/// `(x - shift, shift, var or None)`: `shift` is NumPy's `x.mean(axis=0)`,
+/// rounded to integers when every value is one, and `var` NumPy's
+/// `x.var(axis=0)`, both to the bit (see `batch::centring`), for a
+/// C-contiguous float array of at least two columns. Into a new array with
+/// `copy`, else in place (`x` itself is returned). One read for the means,
+/// one for the variances, one pass for the subtraction.
 #[pyfunction]
-#[pyo3(signature = (x, copy))]
+#[pyo3(signature = (x, copy, variances=false))]
 fn center<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     copy: bool,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    variances: bool,
+) -> PyResult<Centred<'py>> {
     if let Ok(a) = x.downcast::<PyArray2<f32>>() {
-        center_typed(py, a, copy)
+        center_typed(py, a, copy, variances)
     } else if let Ok(a) = x.downcast::<PyArray2<f64>>() {
-        center_typed(py, a, copy)
+        center_typed(py, a, copy, variances)
     } else {
         Err(PyTypeError::new_err(
             "X must be a 2-D float32 or float64 array",
@@ -352,41 +354,56 @@ fn center<'py>(
     }
 }
 
+/// What [`center`] returns.
+type Centred<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Option<Bound<'py, PyAny>>,
+);
+
 fn center_typed<'py, T: Float + Element>(
     py: Python<'py>,
     a: &Bound<'py, PyArray2<T>>,
     copy: bool,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    variances: bool,
+) -> PyResult<Centred<'py>> {
     let (n, d) = (a.shape()[0], a.shape()[1]);
-    if d < 2 {
+    if d < 2 || n == 0 {
         // NumPy sums a single (contiguous) column pairwise: use NumPy.
-        return Err(PyValueError::new_err("center needs at least two columns"));
+        return Err(PyValueError::new_err(
+            "center needs at least one row and two columns",
+        ));
     }
-    if copy {
+    let (out, centring) = if copy {
         let ro = a
             .try_readonly()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
         let x = MatRef::new(xs, n, d).py()?;
-        let (out, mean) = py.allow_threads(|| {
-            let mean = batch::centring_means(x);
+        let (out, centring) = py.allow_threads(|| {
+            let centring = batch::centring(x, variances);
             let mut out = vec![T::zero(); n * d];
-            batch::subtract_rows(x, &mean, &mut out);
-            (out, mean)
+            batch::subtract_rows(x, &centring.shift, &mut out);
+            (out, centring)
         });
-        Ok((to_numpy(py, out, &[n, d])?, to_numpy(py, mean, &[d])?))
+        (to_numpy(py, out, &[n, d])?, centring)
     } else {
         let mut rw = a
             .try_readwrite()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = rw.as_slice_mut().map_err(|_| not_contiguous("X"))?;
-        let mean = py.allow_threads(|| {
-            let mean = batch::centring_means(MatRef::new(&*xs, n, d)?);
-            batch::subtract_rows_in_place(xs, d, &mean);
-            Ok::<_, centroid::Error>(mean)
+        let centring = py.allow_threads(|| {
+            let centring = batch::centring(MatRef::new(&*xs, n, d)?, variances);
+            batch::subtract_rows_in_place(xs, d, &centring.shift);
+            Ok::<_, centroid::Error>(centring)
         });
-        let mean = mean.py()?;
+        let centring = centring.py()?;
         drop(rw);
-        Ok((a.clone().into_any(), to_numpy(py, mean, &[d])?))
-    }
+        (a.clone().into_any(), centring)
+    };
+    let var = match centring.variances {
+        Some(v) => Some(to_numpy(py, v, &[d])?),
+        None => None,
+    };
+    Ok((out, to_numpy(py, centring.shift, &[d])?, var))
 }

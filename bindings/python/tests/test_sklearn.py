@@ -185,11 +185,16 @@ def test_center_is_numpys_mean_and_subtraction(dtype, d):
     X[0] = 3e7  # makes the sum depend on the order of additions
     X[:, 1] = -0.0  # NumPy's sum starts at +0.0
     mean = X.mean(axis=0)
-    centred, got = _core.center(X, True)
+    centred, got, none = _core.center(X, True)
+    assert none is None
     np.testing.assert_array_equal(got.view(np.uint8), mean.view(np.uint8))
     np.testing.assert_array_equal(centred.view(np.uint8), (X - mean).view(np.uint8))
+    # The variances computed on the way are NumPy's too.
+    _, _, var = _core.center(X, True, variances=True)
+    np.testing.assert_array_equal(var.view(np.uint8), np.var(X, axis=0).view(np.uint8))
     Y = X.copy()
-    same, got2 = _core.center(Y, False)
+    same, got2, var2 = _core.center(Y, False, variances=True)
+    np.testing.assert_array_equal(var2, var)
     assert same is Y
     np.testing.assert_array_equal(Y.view(np.uint8), (X - mean).view(np.uint8))
     np.testing.assert_array_equal(got2, got)
@@ -225,13 +230,15 @@ def test_integer_data_is_centred_by_the_rounded_mean(dtype):
     X[:, 4] = 7  # a mean that is an integer already
     X[:2, 5], X[2:, 5] = 1, 0  # a mean below one half
     mean = np.round(X.mean(axis=0))
-    centred, got = _core.center(X, True)
+    centred, got, var = _core.center(X, True, variances=True)
     np.testing.assert_array_equal(got, mean)
     np.testing.assert_array_equal(centred, X - mean)
+    # The variances are those of the data, about NumPy's (unrounded) mean.
+    np.testing.assert_array_equal(var, np.var(X, axis=0))
     assert np.all(centred == np.round(centred))
     # One value off the integers: NumPy's mean, to the bit, again.
     X[5, 3] += 0.5
-    _, got = _core.center(X, True)
+    _, got, _ = _core.center(X, True)
     np.testing.assert_array_equal(got.view(np.uint8), X.mean(axis=0).view(np.uint8))
 
 

@@ -752,29 +752,43 @@ pub fn sq_distances<T: Float>(x: MatRef<'_, T>, centres: MatRef<'_, T>) -> Resul
     Ok(out)
 }
 
-/// The per-column values that scikit-learn's classes subtract from the data
-/// before Lloyd's loop (for more precise distances): NumPy's column means
-/// ([`column_means_like_numpy`]), rounded to integers (ties to even, as
-/// NumPy rounds) when every value of
-/// `x` is an integer. Integer data then stays integer, and exact, once
-/// centred, so the pruned loop can move rows between exactly summed
-/// clusters instead of summing every row again (see [`Pruning::On`]);
-/// distances are the same for any shift, and a shift by less than half a
-/// unit keeps the centring's purpose.
-pub fn centring_means<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
-    let means = column_means_like_numpy(x);
-    let integral = x.as_slice().par_chunks(1 << 16).all(|c| {
-        c.iter()
-            .all(|v| pruning::is_multiple_of_pow2(v.to_f64_exact().abs(), 1.0))
-    });
-    if integral {
+/// What the scikit-learn classes' fit computes of dense data before Lloyd's
+/// loop, from two reads of it (see [`centring`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Centring<T> {
+    /// The values subtracted from each column: NumPy's column means
+    /// ([`column_means_like_numpy`]), rounded to integers (ties to even, as
+    /// NumPy rounds) when every value of the data is an integer. Integer
+    /// data then stays integer, and exact, once centred, so the pruned loop
+    /// can move rows between exactly summed clusters instead of summing
+    /// every row again (see [`Pruning::On`]); distances are the same for any
+    /// shift, and a shift by less than half a unit keeps the centring's
+    /// purpose.
+    pub shift: Vec<T>,
+    /// NumPy's `x.var(axis=0)` ([`column_variances_like_numpy`]), when asked
+    /// for: scikit-learn's tolerance is their mean times `tol`.
+    pub variances: Option<Vec<T>>,
+}
+
+/// The centring of `x` and, `with_variances`, its column variances: one read
+/// for the means and the test for integers, one for the variances.
+pub fn centring<T: Float>(x: MatRef<'_, T>, with_variances: bool) -> Centring<T> {
+    let (means, integral) = column_means_and_integrality(x);
+    let variances = with_variances.then(|| column_variances_like_numpy(x, &means));
+    let shift = if integral {
         means
             .into_iter()
             .map(|m| T::from_f64_lossy(m.to_f64_exact().round_ties_even()))
             .collect()
     } else {
         means
-    }
+    };
+    Centring { shift, variances }
+}
+
+/// [`centring`]'s shift alone.
+pub fn centring_means<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
+    centring(x, false).shift
 }
 
 /// Column means as NumPy's `x.mean(axis=0)` computes them for a C-contiguous
@@ -785,21 +799,36 @@ pub fn centring_means<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
 /// NumPy.) Column blocks are summed in parallel; each column's order is
 /// fixed, so the result is the same at any thread count.
 pub fn column_means_like_numpy<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
+    column_means_and_integrality(x).0
+}
+
+/// [`column_means_like_numpy`], and whether every value is an integer, in
+/// one read.
+fn column_means_and_integrality<T: Float>(x: MatRef<'_, T>) -> (Vec<T>, bool) {
     let (n, d) = (x.rows(), x.cols());
     let cols = column_block(d);
     let mut sums = vec![T::zero(); d];
-    sums.par_chunks_mut(cols).enumerate().for_each(|(b, acc)| {
-        let c0 = b * cols;
-        for i in 0..n {
-            let row = &x.row(i)[c0..c0 + acc.len()];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += v;
+    let integral = sums
+        .par_chunks_mut(cols)
+        .enumerate()
+        .map(|(b, acc)| {
+            let c0 = b * cols;
+            let mut integral = true;
+            for i in 0..n {
+                let row = &x.row(i)[c0..c0 + acc.len()];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                    integral &= pruning::is_multiple_of_pow2(v.to_f64_exact().abs(), 1.0);
+                }
             }
-        }
-    });
-    sums.iter()
+            integral
+        })
+        .reduce(|| true, |a, b| a && b);
+    let means = sums
+        .iter()
         .map(|s| T::from_f64_lossy(s.to_f64_exact() / n as f64))
-        .collect()
+        .collect();
+    (means, integral)
 }
 
 /// Columns per parallel task of the column reductions: one block per

@@ -84,9 +84,13 @@ def column_var(x: _FloatArray) -> _FloatArray:
     """NumPy's x.var(axis=0), to the bit, for two or more columns."""
     ...
 
-def center(x: _FloatArray, copy: bool) -> Tuple[_FloatArray, _FloatArray]:
-    """(x - mean, mean), mean as NumPy's x.mean(axis=0) for two or more
-    columns; a new array with copy, else x centred in place."""
+def center(
+    x: _FloatArray, copy: bool, variances: bool = False
+) -> Tuple[_FloatArray, _FloatArray, Optional[_FloatArray]]:
+    """(x - shift, shift, var or None): shift is NumPy's x.mean(axis=0) for
+    two or more columns (rounded to integers where every value is one), var
+    NumPy's x.var(axis=0) when asked for; a new array with copy, else x
+    centred in place."""
     ...
 
 def kmeans_plus_plus(

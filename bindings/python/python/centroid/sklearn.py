@@ -48,12 +48,17 @@ def _issparse(X: Any) -> bool:
     return _sp is not None and _sp.issparse(X)
 
 
+def _tolerance_of(variances: np.ndarray, tol: float) -> float:
+    """scikit-learn's tolerance from the column variances, in their dtype."""
+    return float(np.mean(variances) * tol) if tol != 0 else 0.0
+
+
 def _tolerance(X: Any, tol: float) -> float:
     """scikit-learn's data-dependent tolerance: tol * mean feature variance."""
     if tol == 0:
         return 0.0
     if _issparse(X):
-        return float(np.mean(mean_variance_axis(X, axis=0)[1]) * tol)
+        return _tolerance_of(mean_variance_axis(X, axis=0)[1], tol)
     if (
         isinstance(X, np.ndarray)
         and X.ndim == 2
@@ -64,8 +69,8 @@ def _tolerance(X: Any, tol: float) -> float:
     ):
         # NumPy's variances to the bit, in one read of the data instead of
         # NumPy's two temporary copies (a tenth of the main job's time).
-        return float(np.mean(_core.column_var(X)) * tol)
-    return float(np.mean(np.var(X, axis=0)) * tol)
+        return _tolerance_of(_core.column_var(X), tol)
+    return _tolerance_of(np.var(X, axis=0), tol)
 
 
 def _c(a: Any, dtype: Any) -> Any:
@@ -132,7 +137,9 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     _default_n_init_random = 10
 
-    def _check_common(self, X: np.ndarray) -> None:
+    def _check_common(self, X: np.ndarray, tolerance: bool = True) -> None:
+        """Checks the parameters against X; with `tolerance`, sets `_tol`
+        (KMeans.fit takes the variances from its centring instead)."""
         n_clusters = self.n_clusters
         if isinstance(n_clusters, bool) or not isinstance(n_clusters, Integral) or n_clusters < 1:
             raise ValueError(f"n_clusters must be an integer >= 1, got {n_clusters!r}")
@@ -142,7 +149,8 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
             raise ValueError(f"max_iter must be an integer >= 1, got {self.max_iter!r}")
         if isinstance(self.tol, bool) or not isinstance(self.tol, Real) or not self.tol >= 0:
             raise ValueError(f"tol must be a number >= 0, got {self.tol!r}")
-        self._tol = _tolerance(X, float(self.tol))
+        if tolerance:
+            self._tol = _tolerance(X, float(self.tol))
         init = self.init
         if isinstance(init, str):
             if init not in ("k-means++", "random"):
@@ -331,7 +339,10 @@ class KMeans(_BaseKMeans):
         # No copy yet: with copy_x the centred copy below is the copy, made in
         # one pass instead of a copy and then an in-place subtraction.
         X = _validate(self, X, copy=False)
-        self._check_common(X)
+        # Dense data of two or more columns is centred in Rust, which reads
+        # NumPy's column variances (the tolerance) on the way.
+        centred_in_rust = not _issparse(X) and X.shape[1] >= 2
+        self._check_common(X, tolerance=not centred_in_rust)
         if self.algorithm not in ("lloyd", "elkan"):
             raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}")
         if self.algorithm == "elkan" and self.n_clusters == 1:
@@ -353,12 +364,16 @@ class KMeans(_BaseKMeans):
         copy = self.copy_x and not _issparse(X) and np.may_share_memory(X, X_orig)
         if _issparse(X):
             X_mean = None  # sparse data is not centred (scikit-learn neither)
-        elif X.shape[1] >= 2:
-            # NumPy's mean and subtraction, to the bit, in one serial and
-            # one parallel pass (NumPy's broadcasting is slow on narrow rows);
-            # integer data (pixels) is centred by the mean rounded to integers,
-            # which keeps it exact for the pruned Lloyd loop.
-            X, X_mean = _core.center(X, copy)
+        elif centred_in_rust:
+            # NumPy's mean, variances and subtraction, to the bit, in two
+            # column-parallel reads and one row-parallel pass (NumPy's
+            # broadcasting is slow on narrow rows, and its variance makes two
+            # temporary copies); integer data (pixels) is centred by the mean
+            # rounded to integers, which keeps it exact for the pruned Lloyd
+            # loop.
+            tol = float(self.tol)
+            X, X_mean, var = _core.center(X, copy, variances=tol != 0)
+            self._tol = _tolerance_of(var, tol) if var is not None else 0.0
         else:
             X_mean = X.mean(axis=0)
             if copy:

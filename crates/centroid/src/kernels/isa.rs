@@ -187,6 +187,24 @@ impl Isa {
     }
 }
 
+/// Asks the processor to start loading the 64-byte line at `at` into L2.
+/// Only a hint: `at` may lie past the end of its allocation (the address is
+/// formed with `wrapping_add` by callers, and a prefetch never faults), and
+/// off x86-64 it does nothing.
+#[inline(always)]
+pub(crate) fn prefetch_line_l2<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        // SAFETY: SSE is part of the x86-64 baseline every build of this
+        // crate targets, and a prefetch neither reads architecturally
+        // visible state nor faults, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
 /// Asks the processor to start loading `values` into cache, one request per
 /// 64-byte line. Only a hint: results never depend on it, and off x86-64
 /// it does nothing. The sparse kernels use it to overlap the cache misses of

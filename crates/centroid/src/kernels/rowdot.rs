@@ -28,6 +28,7 @@
 //! `job.rows` holding `k` rounded up to [`GROUP`] rows of `stride >= d`
 //! values (`stride` a multiple of `LANES`).
 
+use super::isa::prefetch_line_l2;
 use super::pack::{Job, Op};
 use super::scalar::{inv_norm, sq_norm, Metric};
 use super::simd::{Simd, MAX_LANES};
@@ -57,6 +58,13 @@ pub(crate) fn takes(k: usize, d: usize) -> bool {
 /// `g..g + GROUP` of `rows` (`stride` apart): per row and centre, the
 /// `LANES` partial sums. `tail` holds each row's last `d % LANES` values
 /// zero-padded to a vector (the centres are zero there too).
+///
+/// The first group (`g == 0`) also asks for the next `MR` rows to be
+/// brought into L2, one line per row and vector step: the rows stream from
+/// memory, and the hardware prefetchers stop at each 4 KiB page, which
+/// rows of a few KiB cross often (measured: the row loads took half of the
+/// kernel's time at d = 784, k = 10). One group's pass is far longer than
+/// the memory's latency, so the lines arrive before they are needed.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // indices into the register tile read best
 unsafe fn group_dots<S: Simd, const MR: usize>(
@@ -74,8 +82,14 @@ unsafe fn group_dots<S: Simd, const MR: usize>(
         let whole = d - d % lanes;
         let c0 = rows.add(g * stride);
         let mut acc = [[S::splat(S::T::zero()); GROUP]; MR];
+        let ahead = g == 0;
         let mut p = 0;
         while p < whole {
+            if ahead {
+                for r in 0..MR {
+                    prefetch_line_l2(x.wrapping_add((MR + r) * d + p));
+                }
+            }
             let xv: [S::V; MR] = std::array::from_fn(|r| S::load(x.add(r * d + p)));
             for j in 0..GROUP {
                 let c = S::load(c0.add(j * stride + p));

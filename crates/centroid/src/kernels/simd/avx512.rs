@@ -52,17 +52,39 @@ macro_rules! avx512_impl {
 
             #[inline(always)]
             unsafe fn accumulate_row(acc: *mut f64, row: *const $t, d: usize, scale: f64) {
-                // SAFETY: see the macro; the masks keep the loads and stores
-                // to the first `d` values.
+                // SAFETY: see the macro; whole vectors stay within the first
+                // `d` values, and the masks keep the tail's loads and stores
+                // to them.
                 unsafe {
+                    // The sums are read and written with whole vectors but in
+                    // the tail: a masked store forwards to no later load, so
+                    // when a cluster repeats within a few rows (few centres)
+                    // every load of its sums would wait for the store to
+                    // retire. `1 * x` is exact, so a scale of 1 (unweighted
+                    // squared Euclidean rows) skips the multiply, same bits.
+                    let whole = d - d % 8;
                     let s = _mm512_set1_pd(scale);
                     let mut p = 0;
-                    while p < d {
+                    if scale == 1.0 {
+                        while p < whole {
+                            let x = $widen8(0xff, row.add(p));
+                            let a = _mm512_loadu_pd(acc.add(p));
+                            _mm512_storeu_pd(acc.add(p), _mm512_add_pd(a, x));
+                            p += 8;
+                        }
+                    } else {
+                        while p < whole {
+                            let x = $widen8(0xff, row.add(p));
+                            let a = _mm512_loadu_pd(acc.add(p));
+                            _mm512_storeu_pd(acc.add(p), _mm512_add_pd(a, _mm512_mul_pd(s, x)));
+                            p += 8;
+                        }
+                    }
+                    if p < d {
                         let m = tail_mask(d - p, 8) as __mmask8;
                         let x = $widen8(m, row.add(p));
                         let a = _mm512_maskz_loadu_pd(m, acc.add(p));
                         _mm512_mask_storeu_pd(acc.add(p), m, _mm512_add_pd(a, _mm512_mul_pd(s, x)));
-                        p += 8;
                     }
                 }
             }
@@ -99,12 +121,20 @@ macro_rules! avx512_impl {
                 // SAFETY: see the macro; the loads are masked to the row's
                 // `d` values.
                 unsafe {
+                    // Whole vectors unmasked, the tail masked (zero lanes add
+                    // nothing): the same additions as masking every step,
+                    // without a mask to compute per step.
                     let mut acc = $setzero();
+                    let whole = d - d % $lanes;
                     let mut p = 0;
-                    while p < d {
-                        let x = $maskz_loadu(tail_mask(d - p, $lanes) as $m, row.add(p));
+                    while p < whole {
+                        let x = $loadu(row.add(p));
                         acc = $fmadd(x, x, acc);
                         p += $lanes;
+                    }
+                    if p < d {
+                        let x = $maskz_loadu(tail_mask(d - p, $lanes) as $m, row.add(p));
+                        acc = $fmadd(x, x, acc);
                     }
                     $reduce_add(acc)
                 }
