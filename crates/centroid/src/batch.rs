@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::float::Float;
+use crate::float::{is_multiple_of_pow2, Float};
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
 use crate::partial;
@@ -393,7 +393,8 @@ pub(crate) fn lloyd_with<T: Float>(
         (Pruning::On, _) | (_, AutoStart::AtOnce) => Pruner::new(x, check_exact),
         _ => None,
     };
-    // Auto: whether a pruner may (again) be made once labels settle.
+    // Auto: whether a pruner may still be made once labels settle (never
+    // again after a pruned fit gave up: see the end of the loop).
     let mut may_prune = auto == AutoStart::WhenSettled;
     let mut pruned_passes = 0;
     let mut centres = Matrix::new(initial_centres.as_slice().to_vec(), k, d)?;
@@ -818,7 +819,7 @@ fn column_means_and_integrality<T: Float>(x: MatRef<'_, T>) -> (Vec<T>, bool) {
                 let row = &x.row(i)[c0..c0 + acc.len()];
                 for (a, &v) in acc.iter_mut().zip(row) {
                     *a += v;
-                    integral &= pruning::is_multiple_of_pow2(v.to_f64_exact().abs(), 1.0);
+                    integral &= is_multiple_of_pow2(v.to_f64_exact().abs(), 1.0);
                 }
             }
             integral

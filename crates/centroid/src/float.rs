@@ -138,3 +138,15 @@ impl Display for DType {
         f.write_str(self.name())
     }
 }
+
+/// Whether `a >= 0` is a whole multiple of `unit`, a power of two, with
+/// `a / unit < 2^52` or `a / unit` past f64's fraction bits (then a whole
+/// number anyway): adding `2^52` rounds away any fraction of `a / unit` and
+/// subtracting it gives back `a / unit` only if it had none. Branch-free
+/// arithmetic that vectorises, unlike `fract`'s call to `trunc`.
+#[inline(always)]
+pub(crate) fn is_multiple_of_pow2(a: f64, unit: f64) -> bool {
+    const BIG: f64 = (1u64 << 52) as f64;
+    let s = a / unit;
+    s >= BIG || (s + BIG) - BIG == s
+}

@@ -99,7 +99,7 @@
 
 use rayon::prelude::*;
 
-use crate::float::Float;
+use crate::float::{is_multiple_of_pow2, Float};
 use crate::kernels::{self, PreparedCentres};
 use crate::matrix::MatRef;
 
@@ -313,11 +313,13 @@ impl<T: Float> Pruner<T> {
             let q = (up(n as f64 * max_abs).max(f64::MIN_POSITIVE).log2().ceil() as i32 - 52)
                 .clamp(-1000, 1000);
             let unit = 2f64.powi(q);
-            sums_are_exact(n, q, max_abs)
-                && x.as_slice().par_chunks(1 << 16).all(|c| {
-                    c.iter()
-                        .all(|v| is_multiple_of_pow2(v.to_f64_exact().abs(), unit))
-                })
+            // `q` is chosen so that the size condition holds: only the grid
+            // decides.
+            debug_assert!(sums_are_exact(n, q, max_abs));
+            x.as_slice().par_chunks(1 << 16).all(|c| {
+                c.iter()
+                    .all(|v| is_multiple_of_pow2(v.to_f64_exact().abs(), unit))
+            })
         };
         Some(Self {
             rounding,
@@ -423,18 +425,6 @@ impl<T: Float> Pruner<T> {
             fresh_distances: self.fresh_distances,
         })
     }
-}
-
-/// Whether `a >= 0` is a whole multiple of `unit`, a power of two, with
-/// `a / unit < 2^52` or `a / unit` past f64's fraction bits (then a whole
-/// number anyway): adding `2^52` rounds away any fraction of `a / unit` and
-/// subtracting it gives back `a / unit` only if it had none. Branch-free
-/// arithmetic that vectorises, unlike `fract`'s call to `trunc`.
-#[inline(always)]
-pub(crate) fn is_multiple_of_pow2(a: f64, unit: f64) -> bool {
-    const BIG: f64 = (1u64 << 52) as f64;
-    let s = a / unit;
-    s >= BIG || (s + BIG) - BIG == s
 }
 
 /// Whether `n` values, each a multiple of `2^low` (`i32::MAX`: all zero)
