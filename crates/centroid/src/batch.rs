@@ -787,11 +787,6 @@ pub fn centring<T: Float>(x: MatRef<'_, T>, with_variances: bool) -> Centring<T>
     Centring { shift, variances }
 }
 
-/// [`centring`]'s shift alone.
-pub fn centring_means<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
-    centring(x, false).shift
-}
-
 /// Column means as NumPy's `x.mean(axis=0)` computes them for a C-contiguous
 /// array of at least two columns: each column summed row after row in `T`,
 /// from +0.0, then divided by the row count in `f64` and rounded to `T`.

@@ -50,7 +50,7 @@ def _issparse(X: Any) -> bool:
 
 def _tolerance_of(variances: np.ndarray, tol: float) -> float:
     """scikit-learn's tolerance from the column variances, in their dtype."""
-    return float(np.mean(variances) * tol) if tol != 0 else 0.0
+    return float(np.mean(variances) * tol)
 
 
 def _tolerance(X: Any, tol: float) -> float:

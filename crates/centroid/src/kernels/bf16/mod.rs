@@ -126,10 +126,13 @@ impl Engine {
 /// stay the same from run to run; the labels are the exact nearest centres
 /// either way, but the f32 kernel may split a near tie by its rounding.
 fn vector_products_pay() -> bool {
-    match std::env::var("CENTROID_BF16") {
+    // Asked once per process, like the engines' tokens: centres are
+    // prepared every iteration.
+    static PAY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PAY.get_or_init(|| match std::env::var("CENTROID_BF16") {
         Ok(v) if v.trim() == "1" => true,
         _ => cpu_vendor_is_amd(),
-    }
+    })
 }
 
 /// Whether CPUID names the vendor `AuthenticAMD`.
