@@ -302,7 +302,7 @@ pub fn lloyd<T: Float>(
 #[cfg_attr(not(test), allow(dead_code))] // Off and On: tests compare the two
 pub(crate) enum Pruning {
     /// Every row labelled by [`kernels::assign`] every iteration, then
-    /// summed by [`kernels::accumulate_labelled`]: the unpruned twin of
+    /// summed by [`kernels::add_labelled`]: the unpruned twin of
     /// `On`, with the same additions in the same order.
     Off,
     /// Hamerly bounds (`pruning.rs`): labels, centres and losses bit for bit
@@ -380,26 +380,13 @@ pub(crate) fn lloyd_with<T: Float>(
             "tol must be a non-negative number, got {tol}"
         )));
     }
-    let (n, d, k) = (x.rows(), x.cols(), initial_centres.rows());
+    let (d, k) = (x.cols(), initial_centres.rows());
     // Exact sums let an iteration move rows between clusters' sums instead
     // of summing every row again; they are of no use when every row is read
     // for its loss anyway.
     let check_exact = sample_weight.is_none() && !track_losses;
-    let auto = match pruning {
-        Pruning::Auto => worth_pruning(k, d),
-        Pruning::On | Pruning::Off => AutoStart::Never,
-    };
-    let mut pruner = match (pruning, auto) {
-        (Pruning::On, _) | (_, AutoStart::AtOnce) => Pruner::new(x, check_exact),
-        _ => None,
-    };
-    // Auto: whether a pruner may still be made once labels settle (never
-    // again after a pruned fit gave up: see the end of the loop).
-    let mut may_prune = auto == AutoStart::WhenSettled;
-    let mut pruned_passes = 0;
+    let mut passes = LloydPasses::new(x, k, pruning, Unpruned::Fused, check_exact);
     let mut centres = Matrix::new(initial_centres.as_slice().to_vec(), k, d)?;
-    let mut labels = vec![0u32; n];
-    let mut labels_old: Option<Vec<u32>> = None;
     let mut stats = ClusterStats::new(k, d);
     let mut stop = LloydStop::MaxIter;
     let mut iteration_losses = Vec::new();
@@ -408,100 +395,31 @@ pub(crate) fn lloyd_with<T: Float>(
     for _ in 0..max_iter {
         n_iter += 1;
         let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
-        // The pruned pass, where there is a pruner and the values allow it.
-        let pruned = pruner.as_mut().and_then(|p| {
-            let exact = p.exact_sums();
-            let pass = p.begin_pass(&prepared)?;
-            let (norms, bounds, churned) = p.norms_and_bounds();
-            let label = {
-                let pass = &pass;
-                move |start: usize, l: &mut [u32], b: &mut [RowBounds]| {
-                    let chunk = &churned[start / CHUNK_ROWS];
-                    pruning::label_chunk(pass, norms, x, start, l, b, chunk)
-                }
-            };
-            Some(match &labels_old {
-                // `stats` holds the sums of `old`'s clusters (relocations
-                // included).
-                Some(old) if exact => {
-                    let rows = label_chunks(&mut labels, bounds, label);
-                    move_changed_rows(x, &prepared, old, &mut labels, &mut stats);
-                    rows
-                }
-                _ => labelled_pass(
-                    x,
-                    sample_weight,
-                    &prepared,
-                    &mut labels,
-                    bounds,
-                    &mut stats,
-                    track_losses,
-                    label,
-                ),
-            })
-        });
-        let rows = match pruned {
-            Some(rows) => rows,
-            None if pruning == Pruning::Auto => {
-                kernels::assign_accumulate(
-                    x,
-                    sample_weight,
-                    &prepared,
-                    Some(&mut labels),
-                    &mut stats,
-                );
-                n
-            }
-            None => plain_pass(
-                x,
-                sample_weight,
-                &prepared,
-                &mut labels,
-                &mut stats,
-                track_losses,
-            ),
-        };
+        let rows = passes.pass(x, sample_weight, &prepared, &mut stats, track_losses);
         recomputed.push(rows);
         if track_losses {
             iteration_losses.push(stats.loss);
         }
-        if relocate_empty_clusters(x, sample_weight, centres.view(), &mut labels, &mut stats) {
-            if let Some(p) = &mut pruner {
-                p.invalidate();
-            }
+        if relocate_empty_clusters(
+            x,
+            sample_weight,
+            centres.view(),
+            &mut passes.labels,
+            &mut stats,
+        ) {
+            passes.relocated();
         }
         let shift = update_centres(&mut centres, &stats);
-        let changed = labels_old
-            .as_deref()
-            .map(|old| old.par_iter().zip(&labels).filter(|(a, b)| a != b).count());
-        if changed == Some(0) {
+        if passes.end_pass(x, rows) == Some(0) {
             stop = LloydStop::Strict;
             break;
-        }
-        if pruning == Pruning::Auto {
-            if pruner.is_some() {
-                pruned_passes += 1;
-                if pruned_passes >= 2 && rows * 2 > n {
-                    pruner = None;
-                    may_prune = false;
-                }
-            } else if may_prune && changed.is_some_and(|c| c * SETTLED < n) {
-                may_prune = false;
-                pruned_passes = 0;
-                pruner = Pruner::new(x, check_exact)
-                    .filter(|p| auto == AutoStart::AtOnce || p.exact_sums())
-                    .map(Pruner::start_with_distances);
-            }
         }
         if shift <= tol {
             stop = LloydStop::Tolerance(shift);
             break;
         }
-        match &mut labels_old {
-            Some(old) => old.copy_from_slice(&labels),
-            None => labels_old = Some(labels.clone()),
-        }
     }
+    let mut labels = passes.into_labels();
     let inertia = if stop == LloydStop::Strict {
         inertia(x, sample_weight, centres.view(), &labels)
     } else {
@@ -517,6 +435,192 @@ pub(crate) fn lloyd_with<T: Float>(
         stop,
     };
     Ok((fit, recomputed))
+}
+
+/// How an unpruned pass of [`LloydPasses`] labels and sums the rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unpruned {
+    /// The fused [`kernels::assign_accumulate`]: one read of each row, sums
+    /// in the kernels' order, the loss from the kernels' scores. Fastest,
+    /// but not the bits of a pruned pass: for a loop whose result need not
+    /// match another run pass for pass (scikit-learn's fit).
+    Fused,
+    /// [`kernels::assign`], then [`kernels::add_labelled`]: the very
+    /// additions of a pruned pass, so a pass gives the same bits whether or
+    /// not it was pruned, and whatever the passes before it were (the
+    /// Estimator: resuming from a checkpoint starts the bounds afresh).
+    Labelled,
+}
+
+/// The passes of one Lloyd loop over the same rows (one [`lloyd`] call, or
+/// the full-batch steps of one Estimator `train()` call on a constant
+/// input): the labels of the last pass, those of the pass before, and the
+/// bounds that let a pass skip rows whose label cannot change, with the
+/// policy of [`Pruning`] deciding when to keep them.
+pub(crate) struct LloydPasses<T> {
+    pruning: Pruning,
+    auto: AutoStart,
+    unpruned: Unpruned,
+    /// Whether a pruner checks for exact sums ([`Pruner::exact_sums`]).
+    check_exact: bool,
+    pruner: Option<Pruner<T>>,
+    /// Auto: whether a pruner may still be made once labels settle (never
+    /// again after a pruned fit gave up: see [`LloydPasses::end_pass`]).
+    may_prune: bool,
+    pruned_passes: usize,
+    /// Every row's label from the last pass.
+    pub(crate) labels: Vec<u32>,
+    /// The labels of the pass before (none before the second pass).
+    labels_old: Option<Vec<u32>>,
+    /// How many rows went through the kernels in each pass so far.
+    pub(crate) kernel_rows: Vec<usize>,
+}
+
+impl<T: Float> LloydPasses<T> {
+    /// Passes over the rows of `x` with `k` centres.
+    pub(crate) fn new(
+        x: MatRef<'_, T>,
+        k: usize,
+        pruning: Pruning,
+        unpruned: Unpruned,
+        check_exact: bool,
+    ) -> Self {
+        let auto = match pruning {
+            Pruning::Auto => worth_pruning(k, x.cols()),
+            Pruning::On | Pruning::Off => AutoStart::Never,
+        };
+        let pruner = match (pruning, auto) {
+            (Pruning::On, _) | (_, AutoStart::AtOnce) => Pruner::new(x, check_exact),
+            _ => None,
+        };
+        Self {
+            pruning,
+            auto,
+            unpruned,
+            check_exact,
+            pruner,
+            may_prune: auto == AutoStart::WhenSettled,
+            pruned_passes: 0,
+            labels: vec![0; x.rows()],
+            labels_old: None,
+            kernel_rows: Vec::new(),
+        }
+    }
+
+    /// One pass with the centres `prepared`: every row's label into
+    /// [`LloydPasses::labels`] and the clusters' statistics into `stats`
+    /// (the loss with `with_loss`, or in any unpruned [`Unpruned::Fused`]
+    /// pass); returns how many rows went through the kernels.
+    pub(crate) fn pass(
+        &mut self,
+        x: MatRef<'_, T>,
+        sample_weight: Option<&[T]>,
+        prepared: &PreparedCentres<T>,
+        stats: &mut ClusterStats,
+        with_loss: bool,
+    ) -> usize {
+        let n = x.rows();
+        let labels = &mut self.labels;
+        let labels_old = &self.labels_old;
+        // The pruned pass, where there is a pruner and the values allow it.
+        let pruned = self.pruner.as_mut().and_then(|p| {
+            let exact = p.exact_sums();
+            let pass = p.begin_pass(prepared)?;
+            let (norms, bounds, churned) = p.norms_and_bounds();
+            let label = {
+                let pass = &pass;
+                move |start: usize, l: &mut [u32], b: &mut [RowBounds]| {
+                    let chunk = &churned[start / CHUNK_ROWS];
+                    pruning::label_chunk(pass, norms, x, start, l, b, chunk)
+                }
+            };
+            Some(match labels_old {
+                // `stats` holds the sums of `old`'s clusters (relocations
+                // included).
+                Some(old) if exact && !with_loss => {
+                    let rows = label_chunks(labels, bounds, label);
+                    move_changed_rows(x, prepared, old, labels, stats);
+                    rows
+                }
+                _ => labelled_pass(
+                    x,
+                    sample_weight,
+                    prepared,
+                    labels,
+                    bounds,
+                    stats,
+                    with_loss,
+                    CHUNK_ROWS,
+                    label,
+                ),
+            })
+        });
+        match pruned {
+            Some(rows) => rows,
+            None if self.pruning == Pruning::Auto && self.unpruned == Unpruned::Fused => {
+                kernels::assign_accumulate(x, sample_weight, prepared, Some(labels), stats);
+                n
+            }
+            None => plain_pass(x, sample_weight, prepared, labels, stats, with_loss),
+        }
+    }
+
+    /// The last pass's labels were changed outside the pass (empty clusters
+    /// relocated): every row is recomputed in the next pass.
+    pub(crate) fn relocated(&mut self) {
+        if let Some(p) = &mut self.pruner {
+            p.invalidate();
+        }
+    }
+
+    /// Ends a pass that sent `rows` rows through the kernels: returns how
+    /// many labels changed from the pass before (`None` after the first),
+    /// and under [`Pruning::Auto`] starts or stops pruning for the next
+    /// pass.
+    pub(crate) fn end_pass(&mut self, x: MatRef<'_, T>, rows: usize) -> Option<usize> {
+        let n = x.rows();
+        self.kernel_rows.push(rows);
+        let changed = self.labels_old.as_deref().map(|old| {
+            old.par_iter()
+                .zip(&self.labels)
+                .filter(|(a, b)| a != b)
+                .count()
+        });
+        if self.pruning == Pruning::Auto && changed != Some(0) {
+            if self.pruner.is_some() {
+                self.pruned_passes += 1;
+                if self.pruned_passes >= 2 && rows * 2 > n {
+                    self.pruner = None;
+                    self.may_prune = false;
+                }
+            } else if self.may_prune && changed.is_some_and(|c| c * SETTLED < n) {
+                self.may_prune = false;
+                self.pruned_passes = 0;
+                // A fused unpruned pass reads each row once, as a pruned one
+                // that sums every row does: pruning few centres then pays only
+                // where the sums are exact. A labelled pass reads each row
+                // twice, and skipping its kernel work always pays.
+                let (auto, unpruned) = (self.auto, self.unpruned);
+                self.pruner = Pruner::new(x, self.check_exact)
+                    .filter(|p| {
+                        auto == AutoStart::AtOnce
+                            || unpruned == Unpruned::Labelled
+                            || p.exact_sums()
+                    })
+                    .map(Pruner::start_with_distances);
+            }
+        }
+        match &mut self.labels_old {
+            Some(old) => old.copy_from_slice(&self.labels),
+            None => self.labels_old = Some(self.labels.clone()),
+        }
+        changed
+    }
+
+    /// The labels of the last pass.
+    pub(crate) fn into_labels(self) -> Vec<u32> {
+        self.labels
+    }
 }
 
 /// Labels every chunk of [`CHUNK_ROWS`] rows with `label` (as
@@ -560,6 +664,7 @@ fn move_changed_rows<T: Float>(
             &mut no_state,
             stats,
             false,
+            CHUNK_ROWS,
             |_, _, _| 0,
         );
         return;
@@ -579,8 +684,12 @@ fn move_changed_rows<T: Float>(
 }
 
 /// One unpruned Lloyd pass: every row labelled by [`kernels::assign`], then
-/// summed by [`kernels::accumulate_labelled`]. Returns `n`, the rows labelled.
-fn plain_pass<T: Float>(
+/// summed by [`kernels::add_labelled`], a block of about [`L2_BLOCK_BYTES`]
+/// at a time so that the sums read rows the kernel has just left in L2.
+/// Returns `n`, the rows labelled. The same bits as a pruned pass with the
+/// same labels: the block size changes neither the labels (see `pruning.rs`)
+/// nor the order of the additions.
+pub(crate) fn plain_pass<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
     prepared: &PreparedCentres<T>,
@@ -589,6 +698,8 @@ fn plain_pass<T: Float>(
     with_loss: bool,
 ) -> usize {
     let mut no_state: Vec<()> = Vec::new();
+    let block =
+        (L2_BLOCK_BYTES / (x.cols() * std::mem::size_of::<T>()).max(1)).clamp(1, CHUNK_ROWS);
     labelled_pass(
         x,
         sample_weight,
@@ -597,6 +708,7 @@ fn plain_pass<T: Float>(
         &mut no_state,
         stats,
         with_loss,
+        block,
         |start: usize, l: &mut [u32], _: &mut [()]| {
             let mut scores = vec![T::zero(); l.len()];
             kernels::assign(
@@ -610,14 +722,20 @@ fn plain_pass<T: Float>(
     )
 }
 
-/// One Lloyd pass over chunks of [`CHUNK_ROWS`] rows: `label` labels a
-/// chunk's rows (given the chunk's first row, its labels and its part of
-/// `per_row`, which is either empty or one value per row) and says how many
-/// went through the kernel; then [`kernels::accumulate_labelled`] adds the chunk's
-/// rows into a per-chunk partial, and the partials are added into `stats`
-/// in chunk order, a bounded group at a time (the loss only `with_loss`). The pruned and unpruned loops
-/// differ only in `label`, so their sums are the same additions in the same
-/// order whenever their labels agree, at any thread count.
+/// Rows labelled and then summed in one block while they are still in a
+/// core's L2 (1-2 MiB on the processors we run on).
+const L2_BLOCK_BYTES: usize = 512 << 10;
+
+/// One Lloyd pass over chunks of [`CHUNK_ROWS`] rows, each in blocks of
+/// `block` rows: `label` labels a block's rows (given the block's first
+/// row, its labels and its part of `per_row`, which is either empty or one
+/// value per row) and says how many went through the kernel; then
+/// [`kernels::add_labelled`] adds the block's rows into the chunk's
+/// partial, and the partials are added into `stats` in chunk order, a
+/// bounded group at a time (the loss only `with_loss`). The pruned and
+/// unpruned loops differ only in `label` and `block`, so their sums are the
+/// same additions in the same order whenever their labels agree, at any
+/// thread count.
 // The data, the centres, the per-row state and the outputs of one pass, and
 // what to compute: grouping them would only rename them.
 #[allow(clippy::too_many_arguments)]
@@ -629,6 +747,7 @@ fn labelled_pass<T: Float, B: Send>(
     per_row: &mut [B],
     stats: &mut ClusterStats,
     with_loss: bool,
+    block: usize,
     label: impl Fn(usize, &mut [u32], &mut [B]) -> usize + Sync,
 ) -> usize {
     let (n, k, d) = (x.rows(), stats.k, stats.d);
@@ -643,6 +762,7 @@ fn labelled_pass<T: Float, B: Send>(
     let group = kernels::chunk_group(kernels::PARTIAL_BYTES, k, d, n_chunks);
     let mut parts: Vec<ClusterStats> = (0..group).map(|_| ClusterStats::new(k, d)).collect();
     let centres = prepared.centres();
+    let block = block.max(1);
     let mut labelled = 0;
     for g0 in (0..n_chunks).step_by(group) {
         let g1 = (g0 + group).min(n_chunks);
@@ -653,15 +773,26 @@ fn labelled_pass<T: Float, B: Send>(
             .enumerate()
             .map(|(i, ((part, l), st))| {
                 let start = (g0 + i) * CHUNK_ROWS;
-                let count = label(start, l, st);
-                kernels::accumulate_labelled(
-                    x.slice_rows(start, start + l.len()),
-                    sample_weight.map(|w| &w[start..start + l.len()]),
-                    l,
-                    centres,
-                    part,
-                    with_loss,
-                );
+                part.clear();
+                let mut count = 0;
+                for b0 in (0..l.len()).step_by(block) {
+                    let b1 = (b0 + block).min(l.len());
+                    let st = if st.is_empty() {
+                        &mut st[..]
+                    } else {
+                        &mut st[b0..b1]
+                    };
+                    let (s0, s1) = (start + b0, start + b1);
+                    count += label(s0, &mut l[b0..b1], st);
+                    kernels::add_labelled(
+                        x.slice_rows(s0, s1),
+                        sample_weight.map(|w| &w[s0..s1]),
+                        &l[b0..b1],
+                        centres,
+                        part,
+                        with_loss,
+                    );
+                }
                 count
             })
             .sum::<usize>();

@@ -17,7 +17,7 @@ use crate::lock::ModelDirLock;
 use crate::loss_log::LossLog;
 use crate::matrix::Matrix;
 use crate::model::{
-    dense_from, with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch,
+    dense_from, with_state, AnyState, ModelFn, ModelState, PredictKeys, PredictionBatch, StepCarry,
 };
 use crate::model_dir;
 use crate::params::{InitialClusters, RunConfig, ValidKMeansParams};
@@ -310,6 +310,8 @@ impl KMeansClustering {
         let mut events = EventWriter::new(&self.model_dir);
         let mut last_summary: Option<(i64, f64)> = None;
         let mut final_loss: Option<(i64, f64)> = None;
+        // Labels and pruning bounds of this call's steps (constant input).
+        let mut carry = StepCarry::default();
 
         let outcome: Result<()> = (|| loop {
             let step = state.global_step();
@@ -331,13 +333,17 @@ impl KMeansClustering {
             let loss = match (&mut source, &mut statistics) {
                 (Some(source), _) => {
                     let what = source.next_label();
+                    let constant = source.is_constant();
                     let Some(batch) = source.next(Some(d))? else {
                         return Ok(());
                     };
+                    // The same rows every step: the steps may carry labels
+                    // and bounds from one to the next.
+                    let carry = constant.then_some(&mut carry);
                     self.pool.install(|| -> Result<f64> {
                         with_state!(&mut state, s, T => {
                             let typed = batch.typed::<T>(&what, metric)?;
-                            let loss = model_fn.train_step(s, typed.rows()?);
+                            let loss = model_fn.train_step_carrying(s, typed.rows()?, carry);
                             check_step(s, loss, &what)?;
                             Ok(loss)
                         })

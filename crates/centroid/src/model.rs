@@ -5,6 +5,9 @@
 //! on its own: give it centres and batches, and it applies the update rules
 //! of full-batch Lloyd, Sculley's mini-batch, or the asynchronous full batch.
 
+use std::any::Any;
+
+use crate::batch::{self, LloydPasses, Pruning, Unpruned};
 use crate::error::{Error, Result};
 use crate::float::{DType, Float};
 use crate::input::{Dense, Rows};
@@ -183,6 +186,36 @@ impl PredictionBatch {
     }
 }
 
+/// What the full-batch steps of one Estimator `train()` call on a constant
+/// input carry from step to step: the rows' labels and pruning bounds
+/// ([`LloydPasses`]), made on the first step. Empty for any other input; a
+/// new call starts afresh.
+#[derive(Default)]
+pub(crate) struct StepCarry {
+    /// A `LloydPasses<T>` for the model's element type.
+    passes: Option<Box<dyn Any + Send>>,
+}
+
+impl StepCarry {
+    /// The passes over `x` with `k` centres: those of the steps before, or
+    /// new ones when there were none (or they were for other rows).
+    fn passes<T: Float>(&mut self, x: MatRef<'_, T>, k: usize) -> &mut LloydPasses<T> {
+        let fits = self
+            .passes
+            .as_ref()
+            .and_then(|p| p.downcast_ref::<LloydPasses<T>>())
+            .is_some_and(|p| p.labels.len() == x.rows());
+        if !fits {
+            let passes = LloydPasses::<T>::new(x, k, Pruning::Auto, Unpruned::Labelled, false);
+            self.passes = Some(Box::new(passes));
+        }
+        self.passes
+            .as_mut()
+            .and_then(|p| p.downcast_mut::<LloydPasses<T>>())
+            .expect("passes of this element type were just made")
+    }
+}
+
 /// The model bound to its parameters.
 #[derive(Clone, Debug)]
 pub struct ModelFn {
@@ -246,10 +279,45 @@ impl ModelFn {
         state: &mut ModelState<T>,
         x: impl Into<Rows<'r, T>>,
     ) -> f64 {
+        self.train_step_carrying(state, x.into(), None)
+    }
+
+    /// [`train_step`](Self::train_step), where `carry` (when given) holds
+    /// what the previous full-batch steps on these very rows left: their
+    /// labels and the bounds that let this step skip the rows whose label
+    /// cannot change (`crate::pruning`). The result is the same bits with or
+    /// without it: a dense squared-Euclidean step labels its rows (the
+    /// kernels' labels, pruned or not) and then sums them and their exact
+    /// f64 losses in row order ([`batch::plain_pass`]), so that resuming
+    /// from a checkpoint, which starts afresh, reproduces an uninterrupted
+    /// run.
+    pub(crate) fn train_step_carrying<T: Float>(
+        &self,
+        state: &mut ModelState<T>,
+        x: Rows<'_, T>,
+        carry: Option<&mut StepCarry>,
+    ) -> f64 {
         let (k, d) = (state.k(), state.d());
         let mut stats = ClusterStats::new(k, d);
         self.publish_if_due(state);
-        self.assign_accumulate(state.clusters.view(), x.into(), &mut stats);
+        match x {
+            Rows::Dense(x) if self.metric() == Metric::SquaredEuclidean => {
+                let prepared =
+                    PreparedCentres::new(state.clusters.view(), Metric::SquaredEuclidean);
+                match carry.filter(|_| self.params.mode() == Mode::FullBatch) {
+                    Some(carry) => {
+                        let passes = carry.passes(x, k);
+                        let rows = passes.pass(x, None, &prepared, &mut stats, true);
+                        passes.end_pass(x, rows);
+                    }
+                    None => {
+                        let mut labels = vec![0u32; x.rows()];
+                        batch::plain_pass(x, None, &prepared, &mut labels, &mut stats, true);
+                    }
+                }
+            }
+            x => self.assign_accumulate(state.clusters.view(), x, &mut stats),
+        }
         self.apply_update(state, &stats);
         stats.loss
     }
@@ -614,5 +682,130 @@ mod tests {
             p.all_distances.unwrap().to_type::<f64>().as_ref(),
             &[4.0, 4.0, 4.0, 16.0, 0.0, 0.0]
         );
+    }
+
+    /// Rows around `k` centres in `d` dimensions, with exact duplicates and
+    /// rows half-way between two centres (near ties whose label the
+    /// rounding decides), far enough from the origin that the kernels'
+    /// scores round.
+    fn clustered<T: Float>(n: usize, d: usize, k: usize) -> Vec<T> {
+        // A splitmix64 hash of (j, p) mapped to [0, 1): centres with no
+        // pattern among them.
+        let unit = |a: usize, b: usize| {
+            let mut z = (a as u64) << 32 ^ b as u64;
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) as f64 / 2f64.powi(64)
+        };
+        let centre = |j: usize, p: usize| 40.0 + 60.0 * unit(j, p);
+        let mut x: Vec<T> = Vec::with_capacity(n * d);
+        for i in 0..n {
+            let (a, b) = (i % k, (i / 7 + 1) % k);
+            for p in 0..d {
+                let noise = (unit(i + 1000, p) - 0.5) * 28.0;
+                let v = match i % 50 {
+                    0 => 0.5 * (centre(a, p) + centre(b, p)),
+                    1 if i > 0 => x[(i - 1) * d + p].to_f64_exact(),
+                    _ => centre(a, p) + noise,
+                };
+                x.push(T::from_f64_lossy(v));
+            }
+        }
+        x
+    }
+
+    /// Steps that carry labels and bounds give the bits of steps that
+    /// start afresh every time (labels, centres, losses), at 1 and 2
+    /// threads, while most rows of the later steps skip the kernels.
+    fn carried_steps_match_fresh_steps<T: Float>() {
+        for (n, d, k) in [(5000, 32, 40), (5000, 160, 8)] {
+            let x = clustered::<T>(n, d, k);
+            let xm = MatRef::new(&x, n, d).unwrap();
+            let m = ModelFn::new(KMeansParams::new(k).mode(Mode::FullBatch).check().unwrap());
+            let init = Matrix::new(x[..k * d].to_vec(), k, d).unwrap();
+            let run = |threads: usize, carry: bool| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut st = m.new_state(init.clone());
+                    let mut c = StepCarry::default();
+                    let losses: Vec<u64> = (0..15)
+                        .map(|_| {
+                            let loss = m.train_step_carrying(
+                                &mut st,
+                                Rows::Dense(xm),
+                                carry.then_some(&mut c),
+                            );
+                            loss.to_bits()
+                        })
+                        .collect();
+                    let rows = match c.passes.as_ref() {
+                        Some(p) => p
+                            .downcast_ref::<LloydPasses<T>>()
+                            .unwrap()
+                            .kernel_rows
+                            .clone(),
+                        None => Vec::new(),
+                    };
+                    (st, losses, rows)
+                })
+            };
+            let (fresh, fresh_losses, _) = run(1, false);
+            for threads in [1, 2] {
+                let (carried, losses, rows) = run(threads, true);
+                assert_eq!(carried, fresh, "{n}x{d} k={k}, {threads} threads");
+                assert_eq!(losses, fresh_losses, "{n}x{d} k={k}, {threads} threads");
+                assert_eq!(rows.len(), 15);
+                assert!(
+                    rows[10..].iter().all(|&r| r * 10 < n),
+                    "{n}x{d} k={k}: rows through the kernels per step {rows:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn carried_steps_match_fresh_steps_f32() {
+        carried_steps_match_fresh_steps::<f32>();
+    }
+
+    #[test]
+    fn carried_steps_match_fresh_steps_f64() {
+        carried_steps_match_fresh_steps::<f64>();
+    }
+
+    /// A dense squared-Euclidean step's loss is the exact sum of each row's
+    /// squared distance to its nearest centre before the update, in f64.
+    #[test]
+    fn full_batch_loss_is_the_f64_sum_of_squared_distances() {
+        let (n, d, k) = (3000, 20, 6);
+        let x = clustered::<f32>(n, d, k);
+        let xm = MatRef::new(&x, n, d).unwrap();
+        let m = ModelFn::new(KMeansParams::new(k).mode(Mode::FullBatch).check().unwrap());
+        let mut st = m.new_state(Matrix::new(x[..k * d].to_vec(), k, d).unwrap());
+        for _ in 0..3 {
+            let c: Vec<f64> = st.clusters.as_slice().iter().map(|&v| v as f64).collect();
+            let expected: f64 = x
+                .chunks(d)
+                .map(|r| {
+                    c.chunks(d)
+                        .map(|cj| {
+                            r.iter()
+                                .zip(cj)
+                                .map(|(&a, &b)| (a as f64 - b).powi(2))
+                                .sum::<f64>()
+                        })
+                        .fold(f64::INFINITY, f64::min)
+                })
+                .sum();
+            let loss = m.train_step(&mut st, xm);
+            assert!(
+                (loss - expected).abs() <= 1e-12 * expected,
+                "{loss} vs {expected}"
+            );
+        }
     }
 }

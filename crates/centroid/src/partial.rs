@@ -23,10 +23,10 @@ use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::batch::{check_inputs, sq_dist};
+use crate::batch::{self, check_inputs, sq_dist};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::{self, ClusterStats, PreparedCentres, CHUNK_ROWS};
+use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
 
 /// A row that may refill an empty cluster: one of the rows farthest from
@@ -123,24 +123,24 @@ pub fn partition_stats<T: Float>(
             )));
         }
     }
-    let mut own_labels;
-    let labels: Option<&mut [u32]> = match (labels, n_farthest > 0) {
-        (Some(l), _) => Some(l),
-        (None, true) => {
-            own_labels = vec![0u32; n];
-            Some(&mut own_labels)
+    let mut own_labels = Vec::new();
+    let labels: &mut [u32] = match labels {
+        Some(l) => l,
+        None => {
+            own_labels.resize(n, 0);
+            &mut own_labels
         }
-        (None, false) => None,
     };
-    match labels {
-        Some(labels) => {
-            kernels::assign_accumulate(x, sample_weight, centres, Some(labels), &mut out.stats);
-            if n_farthest > 0 {
-                out.farthest =
-                    farthest_rows(x, sample_weight, centres, labels, row_offset, n_farthest);
-            }
-        }
-        None => kernels::assign_accumulate(x, sample_weight, centres, None, &mut out.stats),
+    if centres.metric() == Metric::SquaredEuclidean {
+        // The additions of an Estimator step on the same rows
+        // (`ModelFn::train_step`): a model trained on partitions matches
+        // one trained on the whole batch.
+        batch::plain_pass(x, sample_weight, centres, labels, &mut out.stats, true);
+    } else {
+        kernels::assign_accumulate(x, sample_weight, centres, Some(labels), &mut out.stats);
+    }
+    if n_farthest > 0 {
+        out.farthest = farthest_rows(x, sample_weight, centres, labels, row_offset, n_farthest);
     }
     Ok(out)
 }

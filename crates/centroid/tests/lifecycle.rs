@@ -1776,3 +1776,88 @@ fn checkpoints_of_the_untyped_signature_still_load() {
         params_json(&model_dir::checkpoint_path(d.path(), 5))
     );
 }
+
+/// Rows around `k` centres in `d` dimensions, with duplicates and rows
+/// half-way between two centres (near ties).
+fn wide_blobs(n: usize, d: usize, k: usize) -> Vec<f32> {
+    let mut r = rng(11);
+    let centres: Vec<f64> = (0..k * d).map(|_| 60.0 * normal(&mut r)).collect();
+    let mut x: Vec<f32> = Vec::with_capacity(n * d);
+    for i in 0..n {
+        let (a, b) = (i % k, (i / 3 + 1) % k);
+        for p in 0..d {
+            let v = match i % 40 {
+                0 => 0.5 * (centres[a * d + p] + centres[b * d + p]),
+                1 if i > 0 => x[(i - 1) * d + p] as f64,
+                _ => centres[a * d + p] + 6.0 * normal(&mut r),
+            };
+            x.push(v as f32);
+        }
+    }
+    x
+}
+
+/// A full-batch train() call on a constant input carries labels and bounds
+/// from step to step and skips rows whose label cannot change; an iterator
+/// input, and every new call, starts afresh. Either way the steps give the
+/// same bits: losses and centres, resumed or not, at 1 or 2 threads.
+#[test]
+fn pruned_steps_equal_unpruned_steps_and_resume_bit_for_bit() {
+    for (n, d, k) in [(6000, 32, 40), (6000, 160, 8)] {
+        let x = wide_blobs(n, d, k);
+        let p = || {
+            KMeansParams::new(k)
+                .mode(Mode::FullBatch)
+                .initial_clusters(InitialClusters::KMeansPlusPlus)
+                .random_seed(5)
+        };
+        let train = |dir: &Path, threads: usize, steps: u64, iterator: bool| {
+            let c = RunConfig {
+                num_threads: Some(threads),
+                ..config(None)
+            };
+            let mut e = est(p(), dir, c);
+            let mut losses = Vec::new();
+            let mut record = |_: i64, l: f64| losses.push(l.to_bits());
+            let args = TrainArgs {
+                steps: Some(steps),
+                on_step: Some(&mut record),
+                ..Default::default()
+            };
+            if iterator {
+                // The same rows every step, but not a constant input.
+                let x = &x;
+                e.train(
+                    move || {
+                        Ok(Input::batches(std::iter::repeat_with(move || {
+                            Dense::new(&x[..], n, d).map(Into::into)
+                        })))
+                    },
+                    args,
+                )
+                .unwrap();
+            } else {
+                e.train(constant(&x, d), args).unwrap();
+            }
+            (raw_clusters(&e), losses)
+        };
+        let what = format!("{n} x {d}, k = {k}");
+        let d1 = tempfile::tempdir().unwrap();
+        let (straight, losses) = train(d1.path(), 1, 20, false);
+        assert_eq!(losses.len(), 20);
+        let d2 = tempfile::tempdir().unwrap();
+        let (unpruned, unpruned_losses) = train(d2.path(), 1, 20, true);
+        assert_eq!(unpruned, straight, "{what}: iterator input");
+        assert_eq!(unpruned_losses, losses, "{what}: iterator input");
+        let d3 = tempfile::tempdir().unwrap();
+        let (two, two_losses) = train(d3.path(), 2, 20, false);
+        assert_eq!(two, straight, "{what}: two threads");
+        assert_eq!(two_losses, losses, "{what}: two threads");
+        let d4 = tempfile::tempdir().unwrap();
+        let (_, mut first) = train(d4.path(), 2, 7, false);
+        let (resumed, rest) = train(d4.path(), 2, 13, false);
+        first.extend(rest);
+        assert_eq!(resumed, straight, "{what}: resumed after 7 steps");
+        assert_eq!(first, losses, "{what}: resumed after 7 steps");
+    }
+}

@@ -15,15 +15,17 @@ use super::scalar::ClusterStats;
 use crate::float::Float;
 use crate::matrix::MatRef;
 
-/// Sets `part` to the statistics of the rows of `x` (`labels[i]` is row
+/// Adds to `part` the statistics of the rows of `x` (`labels[i]` is row
 /// `i`'s cluster, `weights[i]` its weight, 1 when absent): each row, times
 /// its weight, added to its cluster's sums in row order; the weights and
-/// counts; and the loss, the sum in row order of each row's weight times
-/// its squared distance to its cluster's centre in `centres`, in f64 (see
-/// [`sq_dist_blocked`]). The loss of a row depends only on the row, its
-/// weight, its label and the centres. With `with_loss` false the loss is
-/// not computed (left 0): the pass then only streams the rows once.
-pub fn accumulate_labelled<T: Float>(
+/// counts; and the loss, continuing `part.loss` with each row's weight
+/// times its squared distance to its cluster's centre in `centres`, in row
+/// order, in f64 (see [`sq_dist_blocked`]). The loss of a row depends only
+/// on the row, its weight, its label and the centres, and rows added block
+/// by block give the very bits of adding them in one call. With `with_loss`
+/// false the loss is left as it is: the pass then only streams the rows
+/// once.
+pub fn add_labelled<T: Float>(
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
     labels: &[u32],
@@ -98,8 +100,7 @@ fn accumulate_body<T: Float>(
     with_loss: bool,
 ) {
     let d = x.cols();
-    part.clear();
-    let mut loss = 0.0;
+    let mut loss = part.loss;
     for (i, &l) in labels.iter().enumerate() {
         let j = l as usize;
         let row = x.row(i);
@@ -128,7 +129,7 @@ fn accumulate_body<T: Float>(
     part.loss = loss;
 }
 
-/// `||a - b||^2` in `f64` as the loss of [`accumulate_labelled`] computes
+/// `||a - b||^2` in `f64` as the loss of [`add_labelled`] computes
 /// it (eight running sums, see [`sq_dist_blocked`]), on the fastest
 /// instruction set (the same bits on every one).
 pub(crate) fn sq_dist_f64<T: Float>(a: &[T], b: &[T]) -> f64 {
@@ -199,7 +200,7 @@ mod tests {
         for weights in [None, Some(&w[..])] {
             let mut fast = ClusterStats::new(k, d);
             let mut base = ClusterStats::new(k, d);
-            accumulate_labelled(xm, weights, &labels, cm, &mut fast, true);
+            add_labelled(xm, weights, &labels, cm, &mut fast, true);
             accumulate_body(xm, weights, &labels, cm, &mut base, true);
             let bits = |s: &ClusterStats| -> Vec<u64> {
                 s.sums
@@ -213,13 +214,23 @@ mod tests {
             assert_eq!(fast.counts, base.counts);
             // Without the loss: the same sums, weights and counts, loss 0.
             let mut quiet = ClusterStats::new(k, d);
-            accumulate_labelled(xm, weights, &labels, cm, &mut quiet, false);
+            add_labelled(xm, weights, &labels, cm, &mut quiet, false);
             assert_eq!(quiet.sums, fast.sums);
             assert_eq!(
                 (&quiet.weights, &quiet.counts),
                 (&fast.weights, &fast.counts)
             );
             assert_eq!(quiet.loss, 0.0);
+            // Block by block (uneven blocks), continuing the same partial:
+            // the same bits as one call.
+            let mut blocks = ClusterStats::new(k, d);
+            for (b0, b1) in [(0, 1), (1, 64), (64, 65), (65, 200), (200, n)] {
+                let rows = xm.slice_rows(b0, b1);
+                let w = weights.map(|w| &w[b0..b1]);
+                add_labelled(rows, w, &labels[b0..b1], cm, &mut blocks, true);
+            }
+            assert_eq!(bits(&blocks), bits(&fast));
+            assert_eq!(blocks.counts, fast.counts);
             let mut loss = 0.0;
             for i in 0..n {
                 let (j, wi) = (labels[i] as usize, weights.map_or(1.0, |w| w[i] as f64));

@@ -61,7 +61,7 @@ pub mod sparse;
 mod tests;
 mod tile;
 
-pub(crate) use labelled::{accumulate_labelled, sq_dist_f64};
+pub(crate) use labelled::{add_labelled, sq_dist_f64};
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
 pub(crate) use scalar::sq_norm_f64;
