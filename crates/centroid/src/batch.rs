@@ -390,13 +390,11 @@ pub(crate) fn lloyd_with<T: Float>(
     let mut stats = ClusterStats::new(k, d);
     let mut stop = LloydStop::MaxIter;
     let mut iteration_losses = Vec::new();
-    let mut recomputed = Vec::new();
     let mut n_iter = 0;
     for _ in 0..max_iter {
         n_iter += 1;
         let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
         let rows = passes.pass(x, sample_weight, &prepared, &mut stats, track_losses);
-        recomputed.push(rows);
         if track_losses {
             iteration_losses.push(stats.loss);
         }
@@ -419,6 +417,7 @@ pub(crate) fn lloyd_with<T: Float>(
             break;
         }
     }
+    let recomputed = std::mem::take(&mut passes.kernel_rows);
     let mut labels = passes.into_labels();
     let inertia = if stop == LloydStop::Strict {
         inertia(x, sample_weight, centres.view(), &labels)
