@@ -16,7 +16,7 @@ use crate::float::{is_multiple_of_pow2, Float};
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
 use crate::partial;
-use crate::pruning::{self, Pruner, RowBounds};
+use crate::pruning::{self, BoundsMut, PassCentres, Pruner, RowBounds};
 
 /// The outcome of [`lloyd`].
 #[derive(Clone, Debug)]
@@ -526,32 +526,19 @@ impl<T: Float> LloydPasses<T> {
             let exact = p.exact_sums();
             let pass = p.begin_pass(prepared)?;
             let (norms, bounds, churned) = p.norms_and_bounds();
-            let label = {
-                let pass = &pass;
-                move |start: usize, l: &mut [u32], b: &mut [RowBounds]| {
-                    let chunk = &churned[start / CHUNK_ROWS];
-                    pruning::label_chunk(pass, norms, x, start, l, b, chunk)
-                }
+            let pruned = PrunedPass {
+                x,
+                sample_weight,
+                prepared,
+                pass: &pass,
+                norms,
+                churned,
+                old: labels_old.as_deref().filter(|_| exact && !with_loss),
+                with_loss,
             };
-            Some(match labels_old {
-                // `stats` holds the sums of `old`'s clusters (relocations
-                // included).
-                Some(old) if exact && !with_loss => {
-                    let rows = label_chunks(labels, bounds, label);
-                    move_changed_rows(x, prepared, old, labels, stats);
-                    rows
-                }
-                _ => labelled_pass(
-                    x,
-                    sample_weight,
-                    prepared,
-                    labels,
-                    bounds,
-                    stats,
-                    with_loss,
-                    CHUNK_ROWS,
-                    label,
-                ),
+            Some(match bounds {
+                BoundsMut::One(b) => pruned.run(labels, b, stats),
+                BoundsMut::Grouped(b) => pruned.run(labels, b, stats),
             })
         });
         match pruned {
@@ -619,6 +606,57 @@ impl<T: Float> LloydPasses<T> {
     /// The labels of the last pass.
     pub(crate) fn into_labels(self) -> Vec<u32> {
         self.labels
+    }
+}
+
+/// One pruned pass of [`LloydPasses::pass`], for either size of
+/// [`RowBounds`].
+struct PrunedPass<'a, T> {
+    x: MatRef<'a, T>,
+    sample_weight: Option<&'a [T]>,
+    prepared: &'a PreparedCentres<T>,
+    pass: &'a PassCentres<'a, T>,
+    norms: &'a [f64],
+    churned: &'a [std::sync::atomic::AtomicBool],
+    /// The labels of the pass before, when the sums are exact and no loss
+    /// is wanted: `stats` holds their clusters' sums (relocations
+    /// included), and only the rows that changed cluster are moved.
+    old: Option<&'a [u32]>,
+    with_loss: bool,
+}
+
+impl<T: Float> PrunedPass<'_, T> {
+    /// Labels every row into `labels` and the clusters' statistics into
+    /// `stats`; returns how many rows went through the kernels.
+    fn run<const G: usize>(
+        &self,
+        labels: &mut [u32],
+        bounds: &mut [RowBounds<G>],
+        stats: &mut ClusterStats,
+    ) -> usize {
+        let (x, pass, norms, churned) = (self.x, self.pass, self.norms, self.churned);
+        let label = move |start: usize, l: &mut [u32], b: &mut [RowBounds<G>]| {
+            let chunk = &churned[start / CHUNK_ROWS];
+            pruning::label_chunk(pass, norms, x, start, l, b, chunk)
+        };
+        match self.old {
+            Some(old) => {
+                let rows = label_chunks(labels, bounds, label);
+                move_changed_rows(x, self.prepared, old, labels, stats);
+                rows
+            }
+            None => labelled_pass(
+                x,
+                self.sample_weight,
+                self.prepared,
+                labels,
+                bounds,
+                stats,
+                self.with_loss,
+                CHUNK_ROWS,
+                label,
+            ),
+        }
     }
 }
 

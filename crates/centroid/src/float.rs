@@ -139,14 +139,46 @@ impl Display for DType {
     }
 }
 
-/// Whether `a >= 0` is a whole multiple of `unit`, a power of two, with
-/// `a / unit < 2^52` or `a / unit` past f64's fraction bits (then a whole
-/// number anyway): adding `2^52` rounds away any fraction of `a / unit` and
-/// subtracting it gives back `a / unit` only if it had none. Branch-free
-/// arithmetic that vectorises, unlike `fract`'s call to `trunc`.
+/// Whether every value of `v` (finite) is a whole multiple of `2^q`,
+/// `q` within `-1000..=1000`. For f32 values and `|q| <= 100` the test runs
+/// in f32 (twice the lanes of f64): `|v| * 2^-q` is then exact (the
+/// reciprocal is a power of two in f32's normal range; a non-zero
+/// product that underflows is below 1, so no multiple, and caught), and
+/// adding and subtracting `2^23` keeps exactly the whole numbers below
+/// `2^23`, as [`is_multiple_of_pow2`] does with `2^52` in f64. Blocks of
+/// 1024 values have no early exit, so that the test vectorises.
+pub(crate) fn all_multiples_of_pow2<T: Float>(v: &[T], q: i32) -> bool {
+    if let Some(v) = T::as_f32(v).filter(|_| q.abs() <= 100) {
+        const BIG: f32 = (1u32 << 23) as f32;
+        let inv = 2f32.powi(-q);
+        return v.chunks(1024).all(|b| {
+            b.iter().fold(true, |on, &x| {
+                let a = x.abs();
+                let s = a * inv;
+                on & ((s >= BIG) | (((s + BIG) - BIG == s) & ((s != 0.0) | (a == 0.0))))
+            })
+        });
+    }
+    let unit = 2f64.powi(q);
+    v.chunks(1024).all(|b| {
+        b.iter().fold(true, |on, x| {
+            on & is_multiple_of_pow2(x.to_f64_exact().abs(), unit)
+        })
+    })
+}
+
+/// Whether `a >= 0` is a whole multiple of `unit`, a power of two within
+/// `2^-1000..=2^1000`, with `a / unit < 2^52` or `a / unit` past f64's
+/// fraction bits (then a whole number anyway): adding `2^52` rounds away
+/// any fraction of `a / unit` and subtracting it gives back `a / unit` only
+/// if it had none. `a / unit` is taken as `a * (1 / unit)`: the reciprocal
+/// of such a power of two is exact, and so the product is the quotient, to
+/// the bit, at a fraction of a division's cost. A non-zero `a` whose
+/// quotient underflows to 0 is no multiple. Branch-free arithmetic that
+/// vectorises, unlike `fract`'s call to `trunc`.
 #[inline(always)]
 pub(crate) fn is_multiple_of_pow2(a: f64, unit: f64) -> bool {
     const BIG: f64 = (1u64 << 52) as f64;
-    let s = a / unit;
-    s >= BIG || (s + BIG) - BIG == s
+    let s = a * (1.0 / unit);
+    (s >= BIG) | (((s + BIG) - BIG == s) & ((s != 0.0) | (a == 0.0)))
 }

@@ -1,15 +1,23 @@
-//! Exact Hamerly-style pruning for the batch Lloyd loop ([`crate::batch`]):
-//! per-row bounds that prove a row keeps its label, so that after the first
+//! Exact pruning for the batch Lloyd loop ([`crate::batch`]): per-row
+//! bounds that prove a row keeps its label, so that after the first
 //! iterations most rows need no distance at all.
 //!
 //! # What is kept
 //!
-//! For every row `i` with label `a`: `upper[i] >= ||x_i - c_a||` and
-//! `lower[i] <= min_{j != a} ||x_i - c_j||`, in f64, both for the centres
-//! of the current iteration. When the centres move, `upper` grows by the
-//! drift of `c_a` and `lower` shrinks by the largest drift of the other
-//! centres (the triangle inequality). Each centre also has `sep[a] <=
-//! 1/2 min_{j != a} ||c_a - c_j||`, which gives a second lower bound
+//! The centres fall into `G = min(k, MAX_GROUPS)` groups of consecutive
+//! indices (centre `j` in group `j G / k`). For every row `i` with label
+//! `a`: `upper[i] >= ||x_i - c_a||` (f64) and, per group `g`,
+//! `lower[i][g] <= min_{j in g, j != a} ||x_i - c_j||` (f32, rounded
+//! down; +inf for a group holding only `a`), all for the centres of the
+//! current iteration. When the centres move, `upper` grows by the drift of
+//! `c_a` and each `lower[i][g]` shrinks by the largest drift in its group,
+//! `a`'s own drift left out (the triangle inequality). With `k <= G` this
+//! is Elkan's bound per centre; with more centres, Yinyang's global
+//! filter. One bound per group, rather than Hamerly's single one shrunk by
+//! the largest drift of all, is what keeps rows pruned in high dimension,
+//! where clusters overlap (Fashion-MNIST, 784 pixels: with k = 100 a single
+//! bound fails for most rows in every pass). Each centre also has `sep[a]
+//! <= 1/2 min_{j != a} ||c_a - c_j||`, which gives a second lower bound
 //! `2 sep[a] - upper[i]` (Hamerly's test). Bounds live for one
 //! [`crate::batch::lloyd`] call.
 //!
@@ -51,7 +59,8 @@
 //!   same condition makes the f64 decision strictly pick `a`.
 //!
 //! In distances, `s_j - s_a = (||x - c_j||^2 - ||x - c_a||^2) / 2`, so a row
-//! is skipped when `lower^2 - upper^2 > tie = 2 g M + 4 A` with
+//! is skipped when `lower^2 - upper^2 > tie = 2 g M + 4 A`, `lower` the
+//! smallest of its group bounds, with
 //! `g = gamma_{2d+8}` (a few spare operations; `g >= gamma_{2d}`). All of
 //! this is computed in f64 and rounded outward ([`up`], [`down`]).
 //!
@@ -89,8 +98,9 @@
 //! Elsewhere every row is summed again, in the fixed chunk order.
 //!
 //! After a recomputation, `upper` is the f64 distance to the label's centre
-//! rounded up and `lower` the smallest other kernel distance less `Ed`,
-//! rounded down. While a chunk's labels churn (the first pass, after a
+//! rounded up and `lower[g]` the smallest kernel distance to the other
+//! centres of group `g` less `Ed`, rounded down (its square root too, and
+//! its conversion to f32). While a chunk's labels churn (the first pass, after a
 //! relocation, or when most of its rows fail), its failing rows are labelled
 //! by `kernels::assign` alone (the fast path, AMX where there is one) with
 //! `lower = 0`, and their distances are computed in a later pass: a
@@ -99,7 +109,7 @@
 
 use rayon::prelude::*;
 
-use crate::float::{is_multiple_of_pow2, Float};
+use crate::float::{all_multiples_of_pow2, Float};
 use crate::kernels::{self, PreparedCentres};
 use crate::matrix::MatRef;
 
@@ -108,6 +118,40 @@ mod tests;
 
 /// Rows per gathered batch: a `BATCH x k` distance buffer per task.
 const BATCH: usize = 256;
+
+/// The most groups of centres a row keeps a lower bound for: with the f64
+/// upper bound, one row's bounds fill a 64-byte cache line.
+pub(crate) const MAX_GROUPS: usize = 14;
+
+/// The narrowest rows that keep a bound per group of centres.
+const GROUPED_WIDTH: usize = 64;
+
+/// How many groups `k` centres of width `d` fall into. Narrow rows keep
+/// one bound (Hamerly's): keeping `G` costs about `G` operations per row
+/// and pass, a real part of a narrow row's distance work, and narrow data
+/// is where one bound already prunes well (300,000 x 32, k = 256: 17 ms an
+/// iteration with one bound, 21 with 14, on an Intel Xeon). Wide rows
+/// overlap more and gain (Fashion-MNIST, k = 10: 26 ms with a bound per
+/// centre, 29 with one).
+fn group_count(k: usize, d: usize) -> usize {
+    if d < GROUPED_WIDTH {
+        1
+    } else {
+        k.clamp(1, MAX_GROUPS)
+    }
+}
+
+/// `v` as an f32 no larger than `v` (`v` not NaN; at least `f32::MAX`
+/// below for values beyond f32's range, 0 for negative ones).
+#[inline(always)]
+fn f32_down(v: f64) -> f32 {
+    let f = v.max(0.0) as f32;
+    if f as f64 > v.max(0.0) {
+        f.next_down().max(0.0)
+    } else {
+        f
+    }
+}
 
 /// Centres per task when bounding the centres' separations.
 const SEP_BLOCK: usize = 64;
@@ -173,6 +217,24 @@ pub(crate) fn distance_up<T: Float>(a: &[T], b: &[T]) -> f64 {
     sqrt_of_squares_up(kernels::sq_dist_f64(a, b), a.len())
 }
 
+/// `max_p |a_p|` (0 for an empty slice; no NaN in `a`), in sixteen
+/// independent lanes so that it vectorises: a maximum is exact in any
+/// order, but one running maximum is a chain the compiler keeps scalar.
+fn max_abs_of<T: Float>(a: &[T]) -> f64 {
+    let mut lanes = [T::zero(); 16];
+    let mut blocks = a.chunks_exact(16);
+    for b in &mut blocks {
+        for (m, &v) in lanes.iter_mut().zip(b) {
+            let v = v.abs();
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    for (m, &v) in lanes.iter_mut().zip(blocks.remainder()) {
+        *m = m.max(v.abs());
+    }
+    lanes.iter().fold(0.0f64, |m, v| m.max(v.to_f64_exact()))
+}
+
 /// `||a||` rounded up.
 fn norm_up<T: Float>(a: &[T]) -> f64 {
     let s = sum8(a.len(), |p| {
@@ -233,11 +295,35 @@ fn proves(lower: f64, upper: f64, tie: f64) -> bool {
     lower > upper && down(down(lower * lower) - up(upper * upper)) > tie
 }
 
-/// One row's bounds (see the module comment).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct RowBounds {
+/// One row's bounds (see the module comment), with room for `G` groups'
+/// lower bounds (1, or [`MAX_GROUPS`] of which a pass may use fewer).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowBounds<const G: usize> {
     upper: f64,
-    lower: f64,
+    lower: [f32; G],
+}
+
+impl<const G: usize> Default for RowBounds<G> {
+    fn default() -> Self {
+        Self {
+            upper: 0.0,
+            lower: [0.0; G],
+        }
+    }
+}
+
+/// Every row's bounds: one lower bound per row (16 bytes a row) or one per
+/// group (64 bytes), made for the first pass that knows `k`.
+enum Bounds {
+    Unset,
+    One(Vec<RowBounds<1>>),
+    Grouped(Vec<RowBounds<MAX_GROUPS>>),
+}
+
+/// The rows' bounds as [`Pruner::norms_and_bounds`] hands them out.
+pub(crate) enum BoundsMut<'a> {
+    One(&'a mut [RowBounds<1>]),
+    Grouped(&'a mut [RowBounds<MAX_GROUPS>]),
 }
 
 /// What every row of one pass needs to know about the centres.
@@ -249,10 +335,15 @@ pub(crate) struct PassCentres<'a, T> {
     /// `sep[j] <= 1/2 min_{i != j} ||c_j - c_i||` (+inf when k = 1).
     sep: Vec<f64>,
     /// Per centre, how far it moved since the bounds were last updated
-    /// (rounded up), and the largest such drift of the other centres; empty
-    /// when the bounds are not valid (first pass, after a relocation).
+    /// (rounded up); empty when the bounds are not valid (first pass, after
+    /// a relocation).
     drift: Vec<f64>,
-    other_drift: Vec<f64>,
+    /// `G`, and each centre's group.
+    groups: usize,
+    group_of: Vec<u8>,
+    /// Per label `a` and group `g` (`a * G + g`): the largest drift of the
+    /// centres of `g` other than `a` (empty with `drift`).
+    group_drift: Vec<f64>,
     /// Whether rows without bounds get their distances to every centre
     /// (bounds that hold from the next pass on) rather than the kernel's
     /// fast labels (see [`label_chunk`]).
@@ -265,7 +356,7 @@ pub(crate) struct Pruner<T> {
     rounding: Rounding,
     /// `||x_i||`, rounded up.
     norms: Vec<f64>,
-    bounds: Vec<RowBounds>,
+    bounds: Bounds,
     /// Whether `bounds` hold for `last` (false at first and after a
     /// relocation, when every row is recomputed).
     valid: bool,
@@ -294,14 +385,14 @@ impl<T: Float> Pruner<T> {
             .enumerate()
             .map(|(c, out)| {
                 let mut max_abs = 0.0f64;
+                // The distance to the origin: the dispatched f64 routine,
+                // several times faster than `norm_up`'s portable one.
+                let origin = vec![T::zero(); x.cols()];
                 for (r, norm) in out.iter_mut().enumerate() {
                     let row = x.row(c * kernels::CHUNK_ROWS + r);
-                    *norm = norm_up(row);
+                    *norm = distance_up(row, &origin);
                     if check_exact {
-                        for &v in row {
-                            let a = v.to_f64_exact().abs();
-                            max_abs = if a > max_abs { a } else { max_abs };
-                        }
+                        max_abs = max_abs.max(max_abs_of(row));
                     }
                 }
                 max_abs
@@ -312,19 +403,17 @@ impl<T: Float> Pruner<T> {
             // `max_abs` stay below `2^(52 + q)`; every value on it?
             let q = (up(n as f64 * max_abs).max(f64::MIN_POSITIVE).log2().ceil() as i32 - 52)
                 .clamp(-1000, 1000);
-            let unit = 2f64.powi(q);
             // `q` is chosen so that the size condition holds: only the grid
             // decides.
             debug_assert!(sums_are_exact(n, q, max_abs));
-            x.as_slice().par_chunks(1 << 16).all(|c| {
-                c.iter()
-                    .all(|v| is_multiple_of_pow2(v.to_f64_exact().abs(), unit))
-            })
+            x.as_slice()
+                .par_chunks(1 << 16)
+                .all(|c| all_multiples_of_pow2(c, q))
         };
         Some(Self {
             rounding,
             norms,
-            bounds: vec![RowBounds::default(); n],
+            bounds: Bounds::Unset,
             valid: false,
             fresh_distances: false,
             last: Vec::new(),
@@ -362,8 +451,13 @@ impl<T: Float> Pruner<T> {
     /// out chunk by chunk.
     pub(crate) fn norms_and_bounds(
         &mut self,
-    ) -> (&[f64], &mut [RowBounds], &[std::sync::atomic::AtomicBool]) {
-        (&self.norms, &mut self.bounds, &self.churned)
+    ) -> (&[f64], BoundsMut<'_>, &[std::sync::atomic::AtomicBool]) {
+        let bounds = match &mut self.bounds {
+            Bounds::One(b) => BoundsMut::One(b),
+            Bounds::Grouped(b) => BoundsMut::Grouped(b),
+            Bounds::Unset => BoundsMut::One(&mut []),
+        };
+        (&self.norms, bounds, &self.churned)
     }
 
     /// What the pass with centres `prepared` needs; records them as the
@@ -388,26 +482,52 @@ impl<T: Float> Pruner<T> {
             self.last.clear();
             return None;
         }
-        let (drift, other_drift) = if self.valid && self.last.len() == k * d {
+        let groups = group_count(k, d);
+        let n = self.norms.len();
+        match (&self.bounds, groups) {
+            (Bounds::One(_), 1) | (Bounds::Grouped(_), 2..) => {}
+            (_, 1) => {
+                self.bounds = Bounds::One(vec![RowBounds::default(); n]);
+                self.valid = false;
+            }
+            _ => {
+                self.bounds = Bounds::Grouped(vec![RowBounds::default(); n]);
+                self.valid = false;
+            }
+        }
+        let group_of: Vec<u8> = (0..k).map(|j| (j * groups / k) as u8).collect();
+        let (drift, group_drift) = if self.valid && self.last.len() == k * d {
             let drift: Vec<f64> = (0..k)
                 .map(|j| distance_up(&self.last[j * d..(j + 1) * d], c.row(j)))
                 .collect();
-            // The largest and second largest drift (first of equals): the
-            // largest of the others is the second for the largest's centre.
-            let mut first = 0;
-            for j in 1..k {
-                if drift[j] > drift[first] {
-                    first = j;
+            // Per group, the largest and second largest drift (first of
+            // equals): the largest of the others is the second for the
+            // largest's own centre.
+            let mut first = vec![usize::MAX; groups];
+            for j in 0..k {
+                let g = group_of[j] as usize;
+                if first[g] == usize::MAX || drift[j] > drift[first[g]] {
+                    first[g] = j;
                 }
             }
-            let second = (0..k)
-                .filter(|&j| j != first)
-                .map(|j| drift[j])
-                .fold(0.0, f64::max);
-            let other: Vec<f64> = (0..k)
-                .map(|j| if j == first { second } else { drift[first] })
-                .collect();
-            (drift, other)
+            let mut second = vec![0.0f64; groups];
+            for j in 0..k {
+                let g = group_of[j] as usize;
+                if j != first[g] {
+                    second[g] = second[g].max(drift[j]);
+                }
+            }
+            let mut group_drift = vec![0.0; k * groups];
+            for a in 0..k {
+                for g in 0..groups {
+                    group_drift[a * groups + g] = if a == first[g] {
+                        second[g]
+                    } else {
+                        drift[first[g]]
+                    };
+                }
+            }
+            (drift, group_drift)
         } else {
             (Vec::new(), Vec::new())
         };
@@ -421,7 +541,9 @@ impl<T: Float> Pruner<T> {
             cmax,
             sep,
             drift,
-            other_drift,
+            groups,
+            group_of,
+            group_drift,
             fresh_distances: self.fresh_distances,
         })
     }
@@ -480,41 +602,44 @@ fn separations<T: Float>(prepared: &PreparedCentres<T>, r: &Rounding, cmax: f64)
 /// `pass`: rows whose bounds prove their label keep it; the others are
 /// recomputed in gathered batches (see the module comment) and get new
 /// bounds. Returns how many rows were recomputed.
-pub(crate) fn label_chunk<T: Float>(
+pub(crate) fn label_chunk<T: Float, const G: usize>(
     pass: &PassCentres<'_, T>,
     norms: &[f64],
     x: MatRef<'_, T>,
     start: usize,
     labels: &mut [u32],
-    bounds: &mut [RowBounds],
+    bounds: &mut [RowBounds<G>],
     churned: &std::sync::atomic::AtomicBool,
 ) -> usize {
     use std::sync::atomic::Ordering::Relaxed;
     let centres = pass.prepared.centres();
     let r = &pass.rounding;
-    let mut failing: Vec<usize> = Vec::new();
     let valid = !pass.drift.is_empty();
+    let groups = pass.groups;
+    let lower = |b: &RowBounds<G>, a: usize| {
+        let nearest_other = b.lower[..groups]
+            .iter()
+            .fold(f64::INFINITY, |m, &l| m.min(l as f64));
+        nearest_other.max(down(down(2.0 * pass.sep[a]) - b.upper))
+    };
+    // First the bounds alone, moved by the centres' drifts: most rows are
+    // proved here without reading them.
+    let mut loose: Vec<usize> = Vec::new();
     for (q, (label, b)) in labels.iter_mut().zip(bounds.iter_mut()).enumerate() {
         if !valid {
-            failing.push(q);
+            loose.push(q);
             continue;
         }
-        let i = start + q;
         let a = *label as usize;
         b.upper = up(b.upper + pass.drift[a]);
-        b.lower = down(b.lower - pass.other_drift[a]).max(0.0);
-        let tie = r.tie(Rounding::m(norms[i], pass.cmax));
-        let lower = |upper: f64| b.lower.max(down(down(2.0 * pass.sep[a]) - upper));
-        if proves(lower(b.upper), b.upper, tie) {
-            continue;
+        let drifts = &pass.group_drift[a * groups..(a + 1) * groups];
+        for (l, &moved) in b.lower[..groups].iter_mut().zip(drifts) {
+            *l = f32_down(down(*l as f64 - moved));
         }
-        // Tighten the upper bound to the exact distance (d operations) and
-        // try again before the full k-centre work.
-        b.upper = distance_up(x.row(i), centres.row(a));
-        if proves(lower(b.upper), b.upper, tie) {
-            continue;
+        let tie = r.tie(Rounding::m(norms[start + q], pass.cmax));
+        if !proves(lower(b, a), b.upper, tie) {
+            loose.push(q);
         }
-        failing.push(q);
     }
     // While labels churn (a fresh start, unless the pruner was made to start
     // with distances, or most of the chunk failing), the
@@ -523,41 +648,72 @@ pub(crate) fn label_chunk<T: Float>(
     // pass of this chunk then computes all their distances (with lower
     // bounds 0, most rows would fail again). Which mode a chunk takes
     // depends only on its own rows, and both give the kernel's labels.
-    let many = failing.len() * 2 > labels.len();
+    let many = loose.len() * 2 > labels.len();
     let churn = if valid {
         many && !churned.load(Relaxed)
     } else {
         !pass.fresh_distances
     };
     churned.store(churn, Relaxed);
-    for batch in failing.chunks(BATCH) {
+    // Then, a batch at a time, the upper bound of each remaining row is
+    // tightened to the exact distance (d operations) and the test tried
+    // again; the rows that still fail are recomputed at once, while they
+    // are still in cache (a chunk's rows are more than a core's L2).
+    let mut failing: Vec<usize> = Vec::with_capacity(BATCH);
+    let mut recomputed = 0;
+    for batch in loose.chunks(BATCH) {
+        failing.clear();
+        for &q in batch {
+            if valid {
+                let a = labels[q] as usize;
+                let b = &mut bounds[q];
+                b.upper = distance_up(x.row(start + q), centres.row(a));
+                let tie = r.tie(Rounding::m(norms[start + q], pass.cmax));
+                if proves(lower(b, a), b.upper, tie) {
+                    continue;
+                }
+            }
+            failing.push(q);
+        }
+        recomputed += failing.len();
+        if failing.is_empty() {
+            continue;
+        }
         if churn {
-            relabel(pass, x, start, batch, labels, bounds);
+            relabel(pass, x, start, &failing, labels, bounds, valid);
         } else {
-            recompute(pass, norms, x, start, batch, labels, bounds);
+            recompute(pass, norms, x, start, &failing, labels, bounds, valid);
         }
     }
-    failing.len()
+    recomputed
 }
 
 /// Labels of the rows `start + q` for `q` in `batch` from
 /// [`kernels::assign`] on the gathered rows, with the exact upper bound
-/// and a lower bound of 0.
-fn relabel<T: Float>(
+/// and a lower bound of 0. With `tight`, each row's upper bound is already
+/// the exact one to its current label's centre, and is kept where the
+/// label stays.
+fn relabel<T: Float, const G: usize>(
     pass: &PassCentres<'_, T>,
     x: MatRef<'_, T>,
     start: usize,
     batch: &[usize],
     labels: &mut [u32],
-    bounds: &mut [RowBounds],
+    bounds: &mut [RowBounds<G>],
+    tight: bool,
 ) {
     let centres = pass.prepared.centres();
     let new_labels = assign_gathered(pass.prepared, x, start, batch.iter().copied());
     for (&q, &l) in batch.iter().zip(&new_labels) {
+        let kept = tight && labels[q] == l;
         labels[q] = l;
         bounds[q] = RowBounds {
-            upper: distance_up(x.row(start + q), centres.row(l as usize)),
-            lower: 0.0,
+            upper: if kept {
+                bounds[q].upper
+            } else {
+                distance_up(x.row(start + q), centres.row(l as usize))
+            },
+            lower: [0.0; G],
         };
     }
 }
@@ -594,16 +750,21 @@ fn assign_gathered<T: Float>(
     labels
 }
 
-/// Labels and new bounds of the rows `start + q` for `q` in `batch`.
-fn recompute<T: Float>(
+/// Labels and new bounds of the rows `start + q` for `q` in `batch`
+/// (`tight` as for [`relabel`]).
+// The pass, the rows and their state: grouping them would only rename them.
+#[allow(clippy::too_many_arguments)]
+fn recompute<T: Float, const G: usize>(
     pass: &PassCentres<'_, T>,
     norms: &[f64],
     x: MatRef<'_, T>,
     start: usize,
     batch: &[usize],
     labels: &mut [u32],
-    bounds: &mut [RowBounds],
+    bounds: &mut [RowBounds<G>],
+    tight: bool,
 ) {
+    let old: Vec<u32> = batch.iter().map(|&q| labels[q]).collect();
     let centres = pass.prepared.centres();
     let (k, d) = (centres.rows(), centres.cols());
     let r = &pass.rounding;
@@ -647,20 +808,35 @@ fn recompute<T: Float>(
             labels[batch[p]] = l;
         }
     }
+    let groups = pass.groups;
     for (p, &q) in batch.iter().enumerate() {
         let a = labels[q] as usize;
-        let (best, best_v, second_v) = nearest[p];
         let m = Rounding::m(norms[start + q], pass.cmax);
         let err = r.dist_err(m);
-        // The smallest value over the centres other than the label.
-        let nearest_other = if a == best { second_v } else { best_v };
-        bounds[q] = RowBounds {
-            upper: distance_up(x.row(start + q), centres.row(a)),
-            lower: if nearest_other.is_infinite() {
-                f64::INFINITY
+        // Per group, the smallest value over its centres other than the
+        // label.
+        let mut nearest = [f64::INFINITY; G];
+        for (j, &v) in dist[p * k..(p + 1) * k].iter().enumerate() {
+            let g = pass.group_of[j] as usize;
+            if j != a {
+                nearest[g] = nearest[g].min(v.to_f64_exact());
+            }
+        }
+        let mut lower = [0.0f32; G];
+        for (l, &v) in lower[..groups].iter_mut().zip(&nearest) {
+            *l = if v.is_infinite() {
+                f32::INFINITY
             } else {
-                down(down(nearest_other - err).max(0.0).sqrt()).max(0.0)
+                f32_down(down(down(v - err).max(0.0).sqrt()))
+            };
+        }
+        bounds[q] = RowBounds {
+            upper: if tight && old[p] as usize == a {
+                bounds[q].upper
+            } else {
+                distance_up(x.row(start + q), centres.row(a))
             },
+            lower,
         };
     }
 }

@@ -6,6 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 use crate::batch::{lloyd_with, LloydFit, Pruning};
+use crate::float::is_multiple_of_pow2;
 use crate::kernels::CHUNK_ROWS;
 
 use crate::in_pool;
@@ -189,7 +190,8 @@ fn near_ties<T: Float>(offset: f64, d: usize) -> (Vec<T>, Vec<T>) {
 #[test]
 fn near_ties_duplicates_and_large_offsets() {
     for offset in [0.0, 1e4] {
-        for d in [1, 3, 20] {
+        // d >= 64 keeps a lower bound per group of centres.
+        for d in [1, 3, 20, 70] {
             let (x, init) = near_ties::<f32>(offset, d);
             same_fit(&x, d, None, &init, 15, 0.0);
             let (x, init) = near_ties::<f64>(offset, d);
@@ -377,4 +379,71 @@ fn exact_sums_move_rows_and_keep_every_bit() {
     same_fit(&x64, d, None, &x64[..k * d], 25, 0.0);
     let scaled: Vec<f32> = x.iter().map(|&v| v / 255.0).collect();
     same_fit(&scaled, d, None, &scaled[..k * d], 25, 0.0);
+}
+
+/// The lowest power of two `v` (finite, non-zero) is a multiple of, from
+/// its bits: `v = m 2^e` with `m` odd, so `v` is a multiple of `2^q` exactly
+/// when `q <= e`.
+fn lowest_power(v: f64) -> i32 {
+    let bits = v.abs().to_bits();
+    let biased = (bits >> 52) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    let (m, e) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1u64 << 52), biased - 1075)
+    };
+    e + m.trailing_zeros() as i32
+}
+
+#[test]
+fn the_grid_test_agrees_with_the_bits_in_f32_and_f64() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    // Whole numbers, halves, values near f32's and f64's ends (subnormals
+    // included), and noise at many scales.
+    let mut values: Vec<f64> = vec![0.0, 1.0, 3.0, 2.5, 255.0, 1.0 / 255.0, 1e-45, 1e-40, 3e38];
+    values.extend([f64::MIN_POSITIVE, 5e-324, 1e300, (1u64 << 52) as f64 + 2.0]);
+    for _ in 0..400 {
+        let scale = 2f64.powi(rng.gen_range(-140..120));
+        values.push((rng.gen_range(0..1 << 20) as f64) * scale);
+        values.push(rng.gen_range(-1.0..1.0) * scale);
+    }
+    for q in [-1000, -149, -120, -31, -1, 0, 1, 7, 100, 101, 300, 1000] {
+        for &v in &values {
+            let on_grid = v == 0.0 || lowest_power(v) >= q;
+            let as64 = all_multiples_of_pow2(&[v, 0.0], q);
+            assert_eq!(as64, on_grid, "f64 {v:e} on 2^{q}");
+            let v32 = v as f32;
+            if v32.is_finite() {
+                let want = v32 == 0.0 || lowest_power(v32 as f64) >= q;
+                let got = all_multiples_of_pow2(&[0.0, v32, -v32], q);
+                assert_eq!(got, want, "f32 {v32:e} on 2^{q}");
+            }
+        }
+    }
+    // One value off the grid anywhere in a long slice is found.
+    let mut long = vec![4.0f32; 5000];
+    assert!(all_multiples_of_pow2(&long, 2));
+    long[4321] = 6.0;
+    assert!(!all_multiples_of_pow2(&long, 2));
+}
+
+#[test]
+fn group_bounds_round_down_to_f32() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let mut values = vec![0.0, -1.0, 1e-50, 1e50, f64::MAX, f64::INFINITY, 1.0 + 1e-12];
+    for _ in 0..1000 {
+        values.push(rng.gen_range(0.0..1.0) * 2f64.powi(rng.gen_range(-160..140)));
+    }
+    for v in values {
+        let f = f32_down(v);
+        let floor = v.max(0.0);
+        assert!(f as f64 <= floor, "{v:e} -> {f:e}");
+        // And the largest such f32 (or f32::MAX beyond its range).
+        let next = f.next_up();
+        assert!(
+            next as f64 > floor || f == f32::MAX || f == f32::INFINITY,
+            "{v:e} -> {f:e}"
+        );
+    }
 }
