@@ -67,19 +67,38 @@ impl Interrupt {
     fn take(&self) -> Option<PyErr> {
         self.slot().take()
     }
-    /// Whether Ctrl-C was pressed: a held interrupt, or a pending signal
-    /// whose Python handler raises.
+    /// Whether Ctrl-C was pressed: a held interrupt, an exception left
+    /// pending on this thread, or a pending signal whose Python handler
+    /// raises.
+    ///
+    /// Python runs a signal's handler at the next bytecode this thread
+    /// executes, which may be inside a log record that pyo3-log hands to
+    /// Python's `logging` while the loop runs. pyo3-log cannot return the
+    /// `KeyboardInterrupt` raised there and leaves it pending instead; the
+    /// signal itself is then consumed, so without this check the Ctrl-C
+    /// would be lost and an endless `train()` would never stop. Any other
+    /// exception left pending is surfaced the same way rather than lost.
     fn poll(&self) -> bool {
         if self.is_set() {
             return true;
         }
-        Python::with_gil(|py| match py.check_signals() {
+        Python::with_gil(|py| {
+            if let Some(e) = PyErr::take(py) {
+                self.set(e);
+                return true;
+            }
+            self.poll_signals(py)
+        })
+    }
+
+    fn poll_signals(&self, py: Python<'_>) -> bool {
+        match py.check_signals() {
             Ok(()) => false,
             Err(e) => {
                 self.set(e);
                 true
             }
-        })
+        }
     }
 }
 

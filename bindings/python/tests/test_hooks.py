@@ -1,5 +1,6 @@
 """Hooks, saving listeners, Ctrl-C and the GIL."""
 
+import logging
 import os
 import signal
 import threading
@@ -184,6 +185,33 @@ def test_sigint_during_training_stops_cleanly_with_a_checkpoint(tmp_path):
         timer.cancel()
     step = est.get_variable_value("global_step")
     assert step > 0
+    assert est.latest_checkpoint().endswith(f"model.ckpt-{step}.safetensors")
+
+
+def test_ctrl_c_raised_inside_a_log_record_still_stops_training(tmp_path):
+    # Python runs a signal's handler at the next bytecode of the main thread,
+    # which may be inside a log record the training loop hands to Python's
+    # logging. The KeyboardInterrupt raised there must stop training as a
+    # Ctrl-C between steps does (it used to be left pending and lost, and an
+    # endless train() ran on). Here the log handler raises it itself.
+    class RaiseOnLoss(logging.Handler):
+        def emit(self, record):
+            if record.getMessage().startswith("loss = "):
+                raise KeyboardInterrupt
+
+    logger = logging.getLogger("centroid")
+    handler, level = RaiseOnLoss(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        est = _est(tmp_path, config=RunConfig(save_checkpoints_secs=None, log_step_count_steps=10))
+        with pytest.raises(KeyboardInterrupt, match="checkpoint saved at global step"):
+            est.train(lambda: X, steps=1000)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    step = est.get_variable_value("global_step")
+    assert 0 < step < 1000
     assert est.latest_checkpoint().endswith(f"model.ckpt-{step}.safetensors")
 
 
