@@ -173,7 +173,18 @@ def test_keyboard_interrupt_in_a_hook_saves_the_last_finished_step(tmp_path):
     assert est.get_variable_value("global_step") == 3
 
 
-def test_sigint_during_training_stops_cleanly_with_a_checkpoint(tmp_path):
+@pytest.fixture
+def ctrl_c():
+    """Python's own SIGINT handler for the test. A process started in the
+    background by a shell without job control inherits SIGINT ignored, and
+    Python then installs no handler: a SIGINT the test sends itself would do
+    nothing (an endless train() would run on)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_during_training_stops_cleanly_with_a_checkpoint(tmp_path, ctrl_c):
     big = np.random.default_rng(1).normal(size=(20000, 8)).astype(np.float32)
     est = _est(tmp_path, config=RunConfig(save_checkpoints_secs=None))
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -215,7 +226,7 @@ def test_ctrl_c_raised_inside_a_log_record_still_stops_training(tmp_path):
     assert est.latest_checkpoint().endswith(f"model.ckpt-{step}.safetensors")
 
 
-def test_sigint_inside_a_python_generator_also_stops_cleanly(tmp_path):
+def test_sigint_inside_a_python_generator_also_stops_cleanly(tmp_path, ctrl_c):
     def slow_batches():
         for i in range(10_000):
             if i == 3:
