@@ -8,13 +8,26 @@ use std::path::Path;
 #[cfg(unix)]
 mod imp {
     use std::path::Path;
-    use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
     /// The message, prepared in advance: a signal handler may not allocate.
     static MESSAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
     static MESSAGE_LEN: AtomicUsize = AtomicUsize::new(0);
+    /// Set by the first thread to fault: the kernels' threads read the
+    /// same vanished pages at once, and each would print the message.
+    static REPORTED: AtomicBool = AtomicBool::new(false);
 
     extern "C" fn on_sigbus(_: libc::c_int) {
+        if REPORTED.swap(true, Ordering::SeqCst) {
+            // Another thread is writing the message and will end the
+            // process; exiting here could cut its line short.
+            loop {
+                // SAFETY: pause(2) is async-signal-safe.
+                unsafe {
+                    libc::pause();
+                }
+            }
+        }
         let ptr = MESSAGE.load(Ordering::SeqCst);
         let len = MESSAGE_LEN.load(Ordering::SeqCst);
         // SAFETY: write(2) and _exit(2) are async-signal-safe; the message
