@@ -382,8 +382,7 @@ fn center_typed<'py, T: Float + Element>(
         let x = MatRef::new(xs, n, d).py()?;
         let (out, centring) = py.allow_threads(|| {
             let centring = batch::centring(x, variances);
-            let mut out = vec![T::zero(); n * d];
-            batch::subtract_rows(x, &centring.shift, &mut out);
+            let out = batch::subtracted_rows(x, &centring.shift);
             (out, centring)
         });
         (to_numpy(py, out, &[n, d])?, centring)

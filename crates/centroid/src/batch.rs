@@ -524,8 +524,7 @@ impl<T: Float> LloydPasses<T> {
         // The pruned pass, where there is a pruner and the values allow it.
         let pruned = self.pruner.as_mut().and_then(|p| {
             let exact = p.exact_sums();
-            let pass = p.begin_pass(prepared)?;
-            let (norms, bounds, churned) = p.norms_and_bounds();
+            let (pass, norms, bounds, churned) = p.begin_pass(prepared)?;
             let pruned = PrunedPass {
                 x,
                 sample_weight,
@@ -1054,6 +1053,17 @@ pub fn subtract_rows<T: Float>(x: MatRef<'_, T>, v: &[T], out: &mut [T]) {
                 }
             }
         });
+}
+
+/// `x - v` row by row into a new buffer (see [`subtract_rows`]), which is
+/// placed on huge pages where the system allows it: a fresh buffer the size
+/// of the data (220 MB for Fashion-MNIST) otherwise costs one page fault
+/// per 4 KiB written, about a third of the copy's time.
+pub fn subtracted_rows<T: Float>(x: MatRef<'_, T>, v: &[T]) -> Vec<T> {
+    let mut out = vec![T::zero(); x.as_slice().len()];
+    crate::memory::advise_huge_pages(&mut out);
+    subtract_rows(x, v, &mut out);
+    out
 }
 
 /// `x -= v` row by row, in place; see [`subtract_rows`].

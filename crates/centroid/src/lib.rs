@@ -34,6 +34,7 @@ pub mod kernels;
 mod lock;
 mod loss_log;
 mod matrix;
+mod memory;
 mod model;
 pub mod model_dir;
 mod params;
