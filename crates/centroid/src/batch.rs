@@ -1371,6 +1371,20 @@ mod tests {
         }
     }
 
+    /// The centred copy, large enough to be advised onto huge pages, holds
+    /// NumPy's `x - v` element by element.
+    #[test]
+    fn a_centred_copy_is_each_value_less_its_column_shift() {
+        let (n, d) = (9000, 70); // 2.5 MB of f32
+        let x: Vec<f32> = (0..n * d).map(|i| ((i * 37 % 1001) as f32) * 0.37).collect();
+        let v: Vec<f32> = (0..d).map(|p| p as f32 * 1.5 - 20.25).collect();
+        let out = subtracted_rows(MatRef::new(&x, n, d).unwrap(), &v);
+        assert_eq!(out.len(), n * d);
+        for (i, (&o, &a)) in out.iter().zip(&x).enumerate() {
+            assert_eq!(o.to_bits(), (a - v[i % d]).to_bits(), "element {i}");
+        }
+    }
+
     #[test]
     fn column_variances_square_the_deviations_and_sum_in_row_order() {
         // NumPy's x.var(axis=0): deviations and squares rounded to f32, the

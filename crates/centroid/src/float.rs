@@ -139,32 +139,67 @@ impl Display for DType {
     }
 }
 
-/// Whether every value of `v` (finite) is a whole multiple of `2^q`,
-/// `q` within `-1000..=1000`. For f32 values and `|q| <= 100` the test runs
-/// in f32 (twice the lanes of f64): `|v| * 2^-q` is then exact (the
-/// reciprocal is a power of two in f32's normal range; a non-zero
-/// product that underflows is below 1, so no multiple, and caught), and
-/// adding and subtracting `2^23` keeps exactly the whole numbers below
-/// `2^23`, as [`is_multiple_of_pow2`] does with `2^52` in f64. Blocks of
-/// 1024 values have no early exit, so that the test vectorises.
-pub(crate) fn all_multiples_of_pow2<T: Float>(v: &[T], q: i32) -> bool {
-    if let Some(v) = T::as_f32(v).filter(|_| q.abs() <= 100) {
-        const BIG: f32 = (1u32 << 23) as f32;
-        let inv = 2f32.powi(-q);
-        return v.chunks(1024).all(|b| {
-            b.iter().fold(true, |on, &x| {
-                let a = x.abs();
-                let s = a * inv;
-                on & ((s >= BIG) | (((s + BIG) - BIG == s) & ((s != 0.0) | (a == 0.0))))
-            })
-        });
-    }
-    let unit = 2f64.powi(q);
-    v.chunks(1024).all(|b| {
-        b.iter().fold(true, |on, x| {
-            on & is_multiple_of_pow2(x.to_f64_exact().abs(), unit)
-        })
-    })
+/// The finest grid of `v` (finite values): the largest `q` such that every
+/// value is a whole multiple of `2^q`, that is the smallest exponent of any
+/// value's lowest set bit; `i32::MAX` when every value is zero. Read from
+/// the bits: a value is its significand (with the hidden bit, or without it
+/// below the normal range) times `2^(e - bias - fraction bits)`, and the
+/// significand's lowest set bit, isolated by `s & -s`, is a power of two
+/// that converts exactly to a float whose exponent field gives its
+/// position. A zero is given the all-ones exponent, whose "grid" (one past
+/// any finite value's) then stands for none. Integer and conversion
+/// operations in independent lanes, without branches, so that it
+/// vectorises; one read of the values (the pruned Lloyd loop's exact-sum
+/// test, [`crate::pruning`]).
+#[inline(always)]
+pub(crate) fn finest_grid<T: Float>(v: &[T]) -> i32 {
+    const LANES: usize = 16;
+    let low = if let Some(v) = T::as_f32(v) {
+        #[inline(always)]
+        fn low(x: f32) -> i32 {
+            let bits = x.to_bits() & 0x7fff_ffff;
+            let exp = (bits >> 23) | (((bits == 0) as u32) * 0xff);
+            let sig = (bits & 0x007f_ffff) | (((exp != 0) as u32) << 23);
+            let lsb = sig & sig.wrapping_neg();
+            let lsb_exp = ((lsb as i32 as f32).to_bits() >> 23) as i32 - 127;
+            (exp as i32).max(1) - 150 + lsb_exp
+        }
+        let mut lanes = [i32::MAX; LANES];
+        let mut blocks = v.chunks_exact(LANES);
+        for b in &mut blocks {
+            for (m, &x) in lanes.iter_mut().zip(b) {
+                *m = (*m).min(low(x));
+            }
+        }
+        for (m, &x) in lanes.iter_mut().zip(blocks.remainder()) {
+            *m = (*m).min(low(x));
+        }
+        // A zero's 128 is past the largest finite f32's grid (127).
+        lanes.into_iter().min().filter(|&q| q < 128)
+    } else {
+        #[inline(always)]
+        fn low(x: f64) -> i32 {
+            let bits = x.to_bits() & 0x7fff_ffff_ffff_ffff;
+            let exp = (bits >> 52) | (((bits == 0) as u64) * 0x7ff);
+            let sig = (bits & 0x000f_ffff_ffff_ffff) | (((exp != 0) as u64) << 52);
+            let lsb = sig & sig.wrapping_neg();
+            let lsb_exp = ((lsb as i64 as f64).to_bits() >> 52) as i32 - 1023;
+            (exp as i32).max(1) - 1075 + lsb_exp
+        }
+        let mut lanes = [i32::MAX; LANES];
+        let mut blocks = v.chunks_exact(LANES);
+        for b in &mut blocks {
+            for (m, &x) in lanes.iter_mut().zip(b) {
+                *m = (*m).min(low(x.to_f64_exact()));
+            }
+        }
+        for (m, &x) in lanes.iter_mut().zip(blocks.remainder()) {
+            *m = (*m).min(low(x.to_f64_exact()));
+        }
+        // A zero's 1024 is past the largest finite f64's grid (1023).
+        lanes.into_iter().min().filter(|&q| q < 1024)
+    };
+    low.unwrap_or(i32::MAX)
 }
 
 /// Whether `a >= 0` is a whole multiple of `unit`, a power of two within

@@ -11,7 +11,9 @@
 //! down; +inf for a group holding only `a`), all for the centres of the
 //! current iteration. When the centres move, `upper` grows by the drift of
 //! `c_a` and each `lower[i][g]` shrinks by the largest drift in its group,
-//! `a`'s own drift left out (the triangle inequality). With `k <= G` this
+//! `a`'s own drift left out (the triangle inequality; in f32, the drift
+//! rounded up and the difference rounded down, [`sub_down`], so that a row's
+//! bounds move in a few vector operations). With `k <= G` this
 //! is Elkan's bound per centre; with more centres, Yinyang's global
 //! filter. One bound per group, rather than Hamerly's single one shrunk by
 //! the largest drift of all, is what keeps rows pruned in high dimension,
@@ -109,7 +111,7 @@
 
 use rayon::prelude::*;
 
-use crate::float::{all_multiples_of_pow2, Float};
+use crate::float::Float;
 use crate::kernels::{self, PreparedCentres};
 use crate::matrix::MatRef;
 
@@ -153,6 +155,35 @@ fn f32_down(v: f64) -> f32 {
     }
 }
 
+/// `v` as an f32 no smaller than `v` (`v` finite and non-negative).
+#[inline(always)]
+fn f32_up(v: f64) -> f32 {
+    let f = v as f32;
+    if (f as f64) < v {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
+/// A value no larger than `l - m` (`l >= 0`, possibly +inf; `m >= 0`
+/// finite), and not below 0: the f32 difference, rounded to nearest, then
+/// one step down. A difference rounded up is at most half a step of its
+/// result above the exact one, and the step below a positive value is at
+/// least half of that (a power of two's), so the step down undoes any
+/// rounding up; a difference in the subnormal range is exact. Branch-free,
+/// so that a row's group bounds move in one vector operation.
+#[inline(always)]
+fn sub_down(l: f32, m: f32) -> f32 {
+    let r = l - m;
+    let stepped = f32::from_bits(r.to_bits().wrapping_sub(1));
+    if r > 0.0 {
+        stepped
+    } else {
+        0.0
+    }
+}
+
 /// Centres per task when bounding the centres' separations.
 const SEP_BLOCK: usize = 64;
 
@@ -181,29 +212,8 @@ pub(crate) fn down(v: f64) -> f64 {
     v - v.abs() * SLACK - f64::MIN_POSITIVE
 }
 
-/// `sum_p f(p)` of `d` non-negative f64 terms with eight running sums
-/// (term `p` into sum `p % 8`, combined in a fixed order): long rows then do
-/// not wait on one chain of additions. Any order of summation of
-/// non-negative terms stays within `gamma_{d-1}` of the exact sum.
-#[inline(always)]
-fn sum8(d: usize, f: impl Fn(usize) -> f64) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let full = d - d % 8;
-    let mut p = 0;
-    while p < full {
-        for (i, a) in acc.iter_mut().enumerate() {
-            *a += f(p + i);
-        }
-        p += 8;
-    }
-    for (i, a) in acc.iter_mut().enumerate().take(d - full) {
-        *a += f(full + i);
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
-/// The square root of a sum of `d` f64 squares `s` (in any order: [`sum8`],
-/// `kernels::sq_dist_f64`), rounded up: each square of a rounded value is within `(1 + u)^3`
+/// The square root of a sum of `d` f64 squares `s` (in any order, as
+/// [`kernels::sq_dist_any_order`] sums them), rounded up: each square of a rounded value is within `(1 + u)^3`
 /// of the exact one and the sum adds `gamma_{d-1}`, so `2 (d + 2) 2^-53`
 /// (relative) covers both, and `(d + 1) MIN_POSITIVE` any underflow.
 #[inline(always)]
@@ -214,34 +224,23 @@ fn sqrt_of_squares_up(s: f64, d: usize) -> f64 {
 
 /// `||a - b||` rounded up.
 pub(crate) fn distance_up<T: Float>(a: &[T], b: &[T]) -> f64 {
-    sqrt_of_squares_up(kernels::sq_dist_f64(a, b), a.len())
+    sqrt_of_squares_up(kernels::sq_dist_any_order(a, b), a.len())
 }
 
-/// `max_p |a_p|` (0 for an empty slice; no NaN in `a`), in sixteen
-/// independent lanes so that it vectorises: a maximum is exact in any
-/// order, but one running maximum is a chain the compiler keeps scalar.
-fn max_abs_of<T: Float>(a: &[T]) -> f64 {
-    let mut lanes = [T::zero(); 16];
-    let mut blocks = a.chunks_exact(16);
-    for b in &mut blocks {
-        for (m, &v) in lanes.iter_mut().zip(b) {
-            let v = v.abs();
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    for (m, &v) in lanes.iter_mut().zip(blocks.remainder()) {
-        *m = m.max(v.abs());
-    }
-    lanes.iter().fold(0.0f64, |m, v| m.max(v.to_f64_exact()))
-}
-
-/// `||a||` rounded up.
-fn norm_up<T: Float>(a: &[T]) -> f64 {
-    let s = sum8(a.len(), |p| {
-        let t = a[p].to_f64_exact();
-        t * t
-    });
-    sqrt_of_squares_up(s, a.len())
+/// `||row||` rounded up for every row of `x`, a chunk of rows per task
+/// (the distance to the origin).
+fn norms_up<T: Float>(x: MatRef<'_, T>) -> Vec<f64> {
+    let origin = vec![T::zero(); x.cols()];
+    let mut norms = vec![0.0; x.rows()];
+    norms
+        .par_chunks_mut(kernels::CHUNK_ROWS)
+        .enumerate()
+        .for_each(|(c, out)| {
+            for (r, norm) in out.iter_mut().enumerate() {
+                *norm = distance_up(x.row(c * kernels::CHUNK_ROWS + r), &origin);
+            }
+        });
+    norms
 }
 
 /// The kernels' rounding for one problem shape (see the module comment).
@@ -315,16 +314,24 @@ impl<const G: usize> Default for RowBounds<G> {
 /// Every row's bounds: one lower bound per row (16 bytes a row) or one per
 /// group (64 bytes), made for the first pass that knows `k`.
 enum Bounds {
-    Unset,
     One(Vec<RowBounds<1>>),
     Grouped(Vec<RowBounds<MAX_GROUPS>>),
 }
 
-/// The rows' bounds as [`Pruner::norms_and_bounds`] hands them out.
+/// The rows' bounds as [`Pruner::begin_pass`] hands them out.
 pub(crate) enum BoundsMut<'a> {
     One(&'a mut [RowBounds<1>]),
     Grouped(&'a mut [RowBounds<MAX_GROUPS>]),
 }
+
+/// What [`Pruner::begin_pass`] hands out: the pass's centres, and the rows'
+/// norms, bounds and per-chunk churn flags.
+pub(crate) type PassStart<'a, 's, T> = (
+    PassCentres<'a, T>,
+    &'s [f64],
+    BoundsMut<'s>,
+    &'s [std::sync::atomic::AtomicBool],
+);
 
 /// What every row of one pass needs to know about the centres.
 pub(crate) struct PassCentres<'a, T> {
@@ -341,9 +348,12 @@ pub(crate) struct PassCentres<'a, T> {
     /// `G`, and each centre's group.
     groups: usize,
     group_of: Vec<u8>,
-    /// Per label `a` and group `g` (`a * G + g`): the largest drift of the
-    /// centres of `g` other than `a` (empty with `drift`).
-    group_drift: Vec<f64>,
+    /// Per label `a` and group `g` (`a * stride + g`): the largest drift of
+    /// the centres of `g` other than `a`, rounded up to f32 (empty with
+    /// `drift`; 0 for the unused groups `g >= groups`).
+    group_drift: Vec<f32>,
+    /// The `G` of the rows' [`RowBounds`]: 1 or [`MAX_GROUPS`].
+    stride: usize,
     /// Whether rows without bounds get their distances to every centre
     /// (bounds that hold from the next pass on) rather than the kernel's
     /// fast labels (see [`label_chunk`]).
@@ -356,7 +366,8 @@ pub(crate) struct Pruner<T> {
     rounding: Rounding,
     /// `||x_i||`, rounded up.
     norms: Vec<f64>,
-    bounds: Bounds,
+    /// Made by the first [`Pruner::begin_pass`].
+    bounds: Option<Bounds>,
     /// Whether `bounds` hold for `last` (false at first and after a
     /// relocation, when every row is recomputed).
     valid: bool,
@@ -380,40 +391,28 @@ impl<T: Float> Pruner<T> {
         let rounding = Rounding::new::<T>(x.cols())?;
         let n = x.rows();
         let mut norms = vec![0.0; n];
-        let max_abs = norms
+        // One read of the rows: their norms and, for the exact-sum test,
+        // their largest magnitude and finest grid, each row while it is in
+        // cache.
+        let d = x.cols();
+        let (max_abs, low) = norms
             .par_chunks_mut(kernels::CHUNK_ROWS)
             .enumerate()
             .map(|(c, out)| {
-                let mut max_abs = 0.0f64;
-                // The distance to the origin: the dispatched f64 routine,
-                // several times faster than `norm_up`'s portable one.
-                let origin = vec![T::zero(); x.cols()];
-                for (r, norm) in out.iter_mut().enumerate() {
-                    let row = x.row(c * kernels::CHUNK_ROWS + r);
-                    *norm = distance_up(row, &origin);
-                    if check_exact {
-                        max_abs = max_abs.max(max_abs_of(row));
-                    }
+                let start = c * kernels::CHUNK_ROWS;
+                let rows = x.slice_rows(start, start + out.len());
+                let scanned = kernels::scan_rows(rows, out, check_exact);
+                for norm in out.iter_mut() {
+                    *norm = sqrt_of_squares_up(*norm, d);
                 }
-                max_abs
+                scanned
             })
-            .reduce(|| 0.0, f64::max);
-        let exact_sums = check_exact && {
-            // The coarsest grid `2^q` on which sums of `n` values up to
-            // `max_abs` stay below `2^(52 + q)`; every value on it?
-            let q = (up(n as f64 * max_abs).max(f64::MIN_POSITIVE).log2().ceil() as i32 - 52)
-                .clamp(-1000, 1000);
-            // `q` is chosen so that the size condition holds: only the grid
-            // decides.
-            debug_assert!(sums_are_exact(n, q, max_abs));
-            x.as_slice()
-                .par_chunks(1 << 16)
-                .all(|c| all_multiples_of_pow2(c, q))
-        };
+            .reduce(|| (0.0, i32::MAX), |a, b| (a.0.max(b.0), a.1.min(b.1)));
+        let exact_sums = check_exact && sums_are_exact(n, low, max_abs);
         Some(Self {
             rounding,
             norms,
-            bounds: Bounds::Unset,
+            bounds: None,
             valid: false,
             fresh_distances: false,
             last: Vec::new(),
@@ -447,31 +446,19 @@ impl<T: Float> Pruner<T> {
         self
     }
 
-    /// The rows' norms (for [`label_chunk`]) and their bounds, to be handed
-    /// out chunk by chunk.
-    pub(crate) fn norms_and_bounds(
-        &mut self,
-    ) -> (&[f64], BoundsMut<'_>, &[std::sync::atomic::AtomicBool]) {
-        let bounds = match &mut self.bounds {
-            Bounds::One(b) => BoundsMut::One(b),
-            Bounds::Grouped(b) => BoundsMut::Grouped(b),
-            Bounds::Unset => BoundsMut::One(&mut []),
-        };
-        (&self.norms, bounds, &self.churned)
-    }
-
-    /// What the pass with centres `prepared` needs; records them as the
-    /// centres the bounds will refer to. `None` when the values are so large
+    /// What the pass with centres `prepared` needs, with the rows' norms
+    /// and bounds (made here on the first pass, once `k` is known) to be
+    /// handed out chunk by chunk to [`label_chunk`]; records the centres as
+    /// those the bounds will refer to. `None` when the values are so large
     /// that the kernels' scores could overflow `T`: that pass runs unpruned
     /// and the next one starts afresh.
     pub(crate) fn begin_pass<'a>(
         &mut self,
         prepared: &'a PreparedCentres<T>,
-    ) -> Option<PassCentres<'a, T>> {
+    ) -> Option<PassStart<'a, '_, T>> {
         let c = prepared.centres();
         let (k, d) = (c.rows(), c.cols());
-        let cnorms: Vec<f64> = (0..k).map(|j| norm_up(c.row(j))).collect();
-        let cmax = cnorms.iter().copied().fold(0.0, f64::max);
+        let cmax = norms_up(c).into_iter().fold(0.0, f64::max);
         let xmax = self.norms.iter().copied().fold(0.0, f64::max);
         // The kernels' values reach about (||x|| + C)^2; keep them far below
         // T's largest finite value so no score overflows.
@@ -484,17 +471,18 @@ impl<T: Float> Pruner<T> {
         }
         let groups = group_count(k, d);
         let n = self.norms.len();
-        match (&self.bounds, groups) {
-            (Bounds::One(_), 1) | (Bounds::Grouped(_), 2..) => {}
+        let bounds = match (self.bounds.take(), groups) {
+            (Some(b @ Bounds::One(_)), 1) | (Some(b @ Bounds::Grouped(_)), 2..) => b,
             (_, 1) => {
-                self.bounds = Bounds::One(vec![RowBounds::default(); n]);
                 self.valid = false;
+                Bounds::One(vec![RowBounds::default(); n])
             }
             _ => {
-                self.bounds = Bounds::Grouped(vec![RowBounds::default(); n]);
                 self.valid = false;
+                Bounds::Grouped(vec![RowBounds::default(); n])
             }
-        }
+        };
+        let stride = if groups == 1 { 1 } else { MAX_GROUPS };
         let group_of: Vec<u8> = (0..k).map(|j| (j * groups / k) as u8).collect();
         let (drift, group_drift) = if self.valid && self.last.len() == k * d {
             let drift: Vec<f64> = (0..k)
@@ -517,14 +505,14 @@ impl<T: Float> Pruner<T> {
                     second[g] = second[g].max(drift[j]);
                 }
             }
-            let mut group_drift = vec![0.0; k * groups];
+            let mut group_drift = vec![0.0; k * stride];
             for a in 0..k {
                 for g in 0..groups {
-                    group_drift[a * groups + g] = if a == first[g] {
+                    group_drift[a * stride + g] = f32_up(if a == first[g] {
                         second[g]
                     } else {
                         drift[first[g]]
-                    };
+                    });
                 }
             }
             (drift, group_drift)
@@ -535,7 +523,7 @@ impl<T: Float> Pruner<T> {
         self.last.extend_from_slice(c.as_slice());
         self.valid = true;
         let sep = separations(prepared, &self.rounding, cmax);
-        Some(PassCentres {
+        let pass = PassCentres {
             prepared,
             rounding: self.rounding,
             cmax,
@@ -544,8 +532,14 @@ impl<T: Float> Pruner<T> {
             groups,
             group_of,
             group_drift,
+            stride,
             fresh_distances: self.fresh_distances,
-        })
+        };
+        let bounds = match self.bounds.insert(bounds) {
+            Bounds::One(b) => BoundsMut::One(b),
+            Bounds::Grouped(b) => BoundsMut::Grouped(b),
+        };
+        Some((pass, &self.norms, bounds, &self.churned))
     }
 }
 
@@ -615,30 +609,35 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
     let centres = pass.prepared.centres();
     let r = &pass.rounding;
     let valid = !pass.drift.is_empty();
-    let groups = pass.groups;
-    let lower = |b: &RowBounds<G>, a: usize| {
-        let nearest_other = b.lower[..groups]
-            .iter()
-            .fold(f64::INFINITY, |m, &l| m.min(l as f64));
-        nearest_other.max(down(down(2.0 * pass.sep[a]) - b.upper))
+    debug_assert_eq!(pass.stride, G, "the pass's drifts fit the rows' bounds");
+    // The lower bound from the centres' separation (Hamerly's), with the
+    // rows' bound to their nearest other centre.
+    let lower = |nearest_other: f32, upper: f64, a: usize| {
+        (nearest_other as f64).max(down(down(2.0 * pass.sep[a]) - upper))
     };
     // First the bounds alone, moved by the centres' drifts: most rows are
-    // proved here without reading them.
-    let mut loose: Vec<usize> = Vec::new();
+    // proved here without reading them. A row that fails keeps its bound to
+    // the nearest other centre for the next test.
+    let mut loose: Vec<(usize, f32)> = Vec::new();
     for (q, (label, b)) in labels.iter_mut().zip(bounds.iter_mut()).enumerate() {
         if !valid {
-            loose.push(q);
+            loose.push((q, 0.0));
             continue;
         }
         let a = *label as usize;
         b.upper = up(b.upper + pass.drift[a]);
-        let drifts = &pass.group_drift[a * groups..(a + 1) * groups];
-        for (l, &moved) in b.lower[..groups].iter_mut().zip(drifts) {
-            *l = f32_down(down(*l as f64 - moved));
+        let drifts: &[f32; G] = pass.group_drift[a * G..(a + 1) * G]
+            .try_into()
+            .expect("G drifts per label");
+        // Every group, used or not (an unused one stays +inf or near it).
+        let mut nearest_other = f32::INFINITY;
+        for (l, &moved) in b.lower.iter_mut().zip(drifts) {
+            *l = sub_down(*l, moved);
+            nearest_other = nearest_other.min(*l);
         }
         let tie = r.tie(Rounding::m(norms[start + q], pass.cmax));
-        if !proves(lower(b, a), b.upper, tie) {
-            loose.push(q);
+        if !proves(lower(nearest_other, b.upper, a), b.upper, tie) {
+            loose.push((q, nearest_other));
         }
     }
     // While labels churn (a fresh start, unless the pruner was made to start
@@ -663,13 +662,17 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
     let mut recomputed = 0;
     for batch in loose.chunks(BATCH) {
         failing.clear();
-        for &q in batch {
+        for (i, &(q, nearest_other)) in batch.iter().enumerate() {
             if valid {
+                // Scattered rows: start reading the next one now.
+                if let Some(&(next, _)) = batch.get(i + 1) {
+                    kernels::prefetch_row(x.row(start + next));
+                }
                 let a = labels[q] as usize;
                 let b = &mut bounds[q];
                 b.upper = distance_up(x.row(start + q), centres.row(a));
                 let tie = r.tie(Rounding::m(norms[start + q], pass.cmax));
-                if proves(lower(b, a), b.upper, tie) {
+                if proves(lower(nearest_other, b.upper, a), b.upper, tie) {
                     continue;
                 }
             }
@@ -707,13 +710,15 @@ fn relabel<T: Float, const G: usize>(
     for (&q, &l) in batch.iter().zip(&new_labels) {
         let kept = tight && labels[q] == l;
         labels[q] = l;
+        let mut lower = [f32::INFINITY; G];
+        lower[..pass.groups].fill(0.0);
         bounds[q] = RowBounds {
             upper: if kept {
                 bounds[q].upper
             } else {
                 distance_up(x.row(start + q), centres.row(l as usize))
             },
-            lower: [0.0; G],
+            lower,
         };
     }
 }
@@ -822,7 +827,7 @@ fn recompute<T: Float, const G: usize>(
                 nearest[g] = nearest[g].min(v.to_f64_exact());
             }
         }
-        let mut lower = [0.0f32; G];
+        let mut lower = [f32::INFINITY; G];
         for (l, &v) in lower[..groups].iter_mut().zip(&nearest) {
             *l = if v.is_infinite() {
                 f32::INFINITY

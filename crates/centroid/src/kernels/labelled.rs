@@ -148,28 +148,6 @@ fn accumulate_body<T: Float>(
     part.loss = loss;
 }
 
-/// `||a - b||^2` in `f64` as the loss of [`add_labelled`] computes
-/// it (eight running sums, see [`sq_dist_blocked`]), on the fastest
-/// instruction set (the same bits on every one).
-pub(crate) fn sq_dist_f64<T: Float>(a: &[T], b: &[T]) -> f64 {
-    assert_eq!(a.len(), b.len(), "vectors of one width");
-    match Isa::detect() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX-512F.
-        Isa::Avx512(t) => unsafe { sq_dist_avx512(t, a, b) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX2 and FMA.
-        Isa::Avx2(t) => unsafe { sq_dist_avx2(t, a, b) },
-        Isa::Portable => sq_dist_blocked(a, b),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn sq_dist_avx512<T: Float>(t: Avx512F, a: &[T], b: &[T]) -> f64 {
-    sq_dist_lanes_avx512(t, a, b)
-}
-
 /// [`sq_dist_blocked`] with its eight running sums in the eight lanes of
 /// one AVX-512 register: lane `i` takes elements `p = i mod 8` in order,
 /// by the same exact conversion, subtraction, multiplication and addition
@@ -224,12 +202,6 @@ fn sq_dist_lanes_avx512<T: Float>(_: Avx512F, a: &[T], b: &[T]) -> f64 {
     sum_tree(&lanes)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn sq_dist_avx2<T: Float>(_: Avx2Fma, a: &[T], b: &[T]) -> f64 {
-    sq_dist_blocked(a, b)
-}
-
 /// `||a - b||^2` in `f64` with eight running sums (element `p` into sum
 /// `p % 8`, combined in a fixed order), so that long rows do not wait on
 /// one chain of additions; the order depends only on the length.
@@ -265,7 +237,13 @@ mod tests {
     /// brute-force computation.
     #[test]
     fn every_instruction_set_gives_the_same_bits() {
-        let (n, d, k) = (300, 37, 5);
+        for d in [37, 2, 8, 9] {
+            same_bits_at_width(d);
+        }
+    }
+
+    fn same_bits_at_width(d: usize) {
+        let (n, k) = (300, 5);
         let x: Vec<f32> = (0..n * d)
             .map(|i| ((i as f64 * 0.377).sin() * 1e3) as f32)
             .collect();
@@ -342,18 +320,25 @@ mod tests {
         }
     }
 
-    /// The dispatched squared distance (vector lanes on AVX-512) against
-    /// the baseline's eight running sums, bit for bit, at every length's
-    /// remainder, in f32 and f64.
+    /// The loss's squared distance in AVX-512 lanes against the baseline's
+    /// eight running sums, bit for bit, at every length's remainder, in f32
+    /// and f64.
     #[test]
-    fn dispatched_squared_distance_has_the_baseline_bits() {
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_squared_distance_has_the_baseline_bits() {
+        let Some(t) = Avx512F::detect() else {
+            crate::kernels::isa::require::skip("avx512", "AVX-512F is not available here");
+            return;
+        };
         for n in [0, 1, 7, 8, 9, 16, 37, 130, 784] {
             let a: Vec<f64> = (0..n)
                 .map(|i| (i as f64 * 0.731).sin() * 1e3 + 0.1)
                 .collect();
             let b: Vec<f64> = (0..n).map(|i| (i as f64 * 1.37).cos() * 7e2).collect();
+            // SAFETY: the token proves the CPU runs AVX-512F.
+            let lanes = unsafe { sq_dist_lanes_avx512(t, &a, &b) };
             assert_eq!(
-                sq_dist_f64(&a, &b).to_bits(),
+                lanes.to_bits(),
                 sq_dist_blocked(&a, &b).to_bits(),
                 "f64, {n}"
             );
@@ -366,7 +351,8 @@ mod tests {
                 .zip(&b)
                 .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
                 .sum();
-            let fast = sq_dist_f64(&a, &b);
+            // SAFETY: as above.
+            let fast = unsafe { sq_dist_lanes_avx512(t, &a, &b) };
             assert_eq!(
                 fast.to_bits(),
                 sq_dist_blocked(&a, &b).to_bits(),

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 use crate::batch::{lloyd_with, LloydFit, Pruning};
-use crate::float::is_multiple_of_pow2;
+use crate::float::{finest_grid, is_multiple_of_pow2};
 use crate::kernels::CHUNK_ROWS;
 
 use crate::in_pool;
@@ -247,7 +247,8 @@ fn rounding_bound_holds<T: Float>(seed: u64, n: usize, d: usize, k: usize, offse
     let cm = MatRef::new(&c, k, d).unwrap();
     let prepared = PreparedCentres::new(cm, crate::kernels::Metric::SquaredEuclidean);
     let r = Rounding::new::<T>(d).unwrap();
-    let cmax = (0..k).map(|j| norm_up(cm.row(j))).fold(0.0, f64::max);
+    let cmax = norms_up(cm).into_iter().fold(0.0, f64::max);
+    let xnorms = norms_up(xm);
     let mut dist = vec![T::zero(); n * k];
     kernels::distances(xm, &prepared, &mut dist);
     let mut labels = vec![0u32; n];
@@ -255,7 +256,7 @@ fn rounding_bound_holds<T: Float>(seed: u64, n: usize, d: usize, k: usize, offse
     kernels::assign(xm, &prepared, &mut labels, &mut scores);
     let mut decided = 0;
     for i in 0..n {
-        let m = Rounding::m(norm_up(xm.row(i)), cmax);
+        let m = Rounding::m(xnorms[i], cmax);
         // For f32 inputs the f64 squared distance is within 2^-50 of exact.
         let exact: Vec<f64> = (0..k)
             .map(|j| crate::batch::sq_dist(xm.row(i), cm.row(j)))
@@ -397,7 +398,7 @@ fn lowest_power(v: f64) -> i32 {
 }
 
 #[test]
-fn the_grid_test_agrees_with_the_bits_in_f32_and_f64() {
+fn the_finest_grid_agrees_with_the_bits_in_f32_and_f64() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     // Whole numbers, halves, values near f32's and f64's ends (subnormals
     // included), and noise at many scales.
@@ -408,24 +409,29 @@ fn the_grid_test_agrees_with_the_bits_in_f32_and_f64() {
         values.push((rng.gen_range(0..1 << 20) as f64) * scale);
         values.push(rng.gen_range(-1.0..1.0) * scale);
     }
-    for q in [-1000, -149, -120, -31, -1, 0, 1, 7, 100, 101, 300, 1000] {
-        for &v in &values {
-            let on_grid = v == 0.0 || lowest_power(v) >= q;
-            let as64 = all_multiples_of_pow2(&[v, 0.0], q);
-            assert_eq!(as64, on_grid, "f64 {v:e} on 2^{q}");
-            let v32 = v as f32;
-            if v32.is_finite() {
-                let want = v32 == 0.0 || lowest_power(v32 as f64) >= q;
-                let got = all_multiples_of_pow2(&[0.0, v32, -v32], q);
-                assert_eq!(got, want, "f32 {v32:e} on 2^{q}");
-            }
+    for &v in &values {
+        let want = if v == 0.0 { i32::MAX } else { lowest_power(v) };
+        assert_eq!(finest_grid(&[v, -v, 0.0]), want, "f64 {v:e}");
+        let v32 = v as f32;
+        if v32.is_finite() {
+            let want = if v32 == 0.0 {
+                i32::MAX
+            } else {
+                lowest_power(v32 as f64)
+            };
+            assert_eq!(finest_grid(&[0.0, v32, -v32]), want, "f32 {v32:e}");
         }
     }
-    // One value off the grid anywhere in a long slice is found.
+    // The finest value decides, wherever it sits in a long slice; all
+    // zeros (or nothing) sit on every grid.
     let mut long = vec![4.0f32; 5000];
-    assert!(all_multiples_of_pow2(&long, 2));
+    assert_eq!(finest_grid(&long), 2);
     long[4321] = 6.0;
-    assert!(!all_multiples_of_pow2(&long, 2));
+    assert_eq!(finest_grid(&long), 1);
+    long[17] = 0.375;
+    assert_eq!(finest_grid(&long), -3);
+    assert_eq!(finest_grid(&[0.0f64; 9]), i32::MAX);
+    assert_eq!(finest_grid::<f32>(&[]), i32::MAX);
 }
 
 #[test]

@@ -1,0 +1,263 @@
+//! One row's squared distance to one point in f64, for the pruned Lloyd
+//! loop's bounds (`pruning.rs`): the distances that tighten a bound, the
+//! rows' norms and the centres' drifts. The bounds are proved for a sum of
+//! squares in any order, so these keep 32 running sums (four AVX-512
+//! registers) instead of the one chain of additions whose latency, not the
+//! arithmetic, would set the pace; their bits are not those of
+//! [`add_labelled`](super::add_labelled)'s loss, and need not be.
+
+use super::isa::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::isa::{Avx2Fma, Avx512F};
+use crate::float::{finest_grid, Float};
+use crate::matrix::MatRef;
+
+/// `||a - b||^2` in f64: every difference and square of the exact f64
+/// values of `a` and `b`, summed in some order (within `gamma_{d-1}`
+/// relative of the exact sum, like any order).
+pub(crate) fn sq_dist_any_order<T: Float>(a: &[T], b: &[T]) -> f64 {
+    assert_eq!(a.len(), b.len(), "vectors of one width");
+    match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX-512F.
+        Isa::Avx512(t) => unsafe { sq_dist_avx512(t, a, b) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX2 and FMA.
+        Isa::Avx2(t) => unsafe { sq_dist_avx2(t, a, b) },
+        Isa::Portable => sq_dist_portable(a, b),
+    }
+}
+
+/// One read of the rows of `x`: each row's squared norm into `sq_norms`
+/// (its squares summed in some order, as [`sq_dist_any_order`] does) and,
+/// with `grid`, the largest magnitude of any value and the rows' finest
+/// grid ([`finest_grid`]; `i32::MAX` and 0 without `grid`), each row
+/// scanned while it is in cache. Compiled for the widest instruction set
+/// the processor runs: the integer work of the grid is most of the cost.
+pub(crate) fn scan_rows<T: Float>(
+    x: MatRef<'_, T>,
+    sq_norms: &mut [f64],
+    grid: bool,
+) -> (f64, i32) {
+    assert_eq!(sq_norms.len(), x.rows(), "one norm per row");
+    match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX-512F.
+        Isa::Avx512(t) => unsafe { scan_rows_avx512(t, x, sq_norms, grid) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX2 and FMA.
+        Isa::Avx2(t) => unsafe { scan_rows_avx2(t, x, sq_norms, grid) },
+        Isa::Portable => scan_rows_body(x, sq_norms, grid),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn scan_rows_avx512<T: Float>(
+    _: Avx512F,
+    x: MatRef<'_, T>,
+    sq_norms: &mut [f64],
+    grid: bool,
+) -> (f64, i32) {
+    scan_rows_body(x, sq_norms, grid)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn scan_rows_avx2<T: Float>(
+    _: Avx2Fma,
+    x: MatRef<'_, T>,
+    sq_norms: &mut [f64],
+    grid: bool,
+) -> (f64, i32) {
+    scan_rows_body(x, sq_norms, grid)
+}
+
+#[inline(always)]
+fn scan_rows_body<T: Float>(x: MatRef<'_, T>, sq_norms: &mut [f64], grid: bool) -> (f64, i32) {
+    let (mut max_abs, mut low) = (0.0f64, i32::MAX);
+    for (i, out) in sq_norms.iter_mut().enumerate() {
+        let row = x.row(i);
+        let mut acc = [0.0f64; SUMS];
+        let mut blocks = row.chunks_exact(SUMS);
+        for b in &mut blocks {
+            for (a, v) in acc.iter_mut().zip(b) {
+                let v = v.to_f64_exact();
+                *a += v * v;
+            }
+        }
+        for (a, v) in acc.iter_mut().zip(blocks.remainder()) {
+            let v = v.to_f64_exact();
+            *a += v * v;
+        }
+        *out = acc.iter().sum();
+        if grid {
+            max_abs = max_abs.max(max_abs_of(row));
+            low = low.min(finest_grid(row));
+        }
+    }
+    (max_abs, low)
+}
+
+/// `max_p |a_p|` (0 for an empty slice; no NaN in `a`), in sixteen
+/// independent lanes so that it vectorises: a maximum is exact in any
+/// order, but one running maximum is a chain the compiler keeps scalar.
+#[inline(always)]
+fn max_abs_of<T: Float>(a: &[T]) -> f64 {
+    let mut lanes = [T::zero(); 16];
+    let mut blocks = a.chunks_exact(16);
+    for b in &mut blocks {
+        for (m, &v) in lanes.iter_mut().zip(b) {
+            let v = v.abs();
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    for (m, &v) in lanes.iter_mut().zip(blocks.remainder()) {
+        *m = m.max(v.abs());
+    }
+    lanes.iter().fold(0.0f64, |m, v| m.max(v.to_f64_exact()))
+}
+
+/// Asks the processor to start loading `row` into cache, so that a loop
+/// over scattered rows (the rows whose bounds failed) reads the next one
+/// while it works on this one. Only a hint: no effect on any value.
+#[inline(always)]
+pub(crate) fn prefetch_row<T>(row: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = std::mem::size_of_val(row);
+        let base = row.as_ptr().cast::<i8>();
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch never faults and reads nothing; the address
+            // lies inside `row` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
+/// Running sums of the portable and AVX2 paths.
+const SUMS: usize = 16;
+
+#[inline(always)]
+fn sq_dist_portable<T: Float>(a: &[T], b: &[T]) -> f64 {
+    let mut acc = [0.0f64; SUMS];
+    let (mut ca, mut cb) = (a.chunks_exact(SUMS), b.chunks_exact(SUMS));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..SUMS {
+            let t = x[i].to_f64_exact() - y[i].to_f64_exact();
+            acc[i] += t * t;
+        }
+    }
+    for (i, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        let t = x.to_f64_exact() - y.to_f64_exact();
+        acc[i] += t * t;
+    }
+    acc.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sq_dist_avx2<T: Float>(_: Avx2Fma, a: &[T], b: &[T]) -> f64 {
+    sq_dist_portable(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sq_dist_avx512<T: Float>(_: Avx512F, a: &[T], b: &[T]) -> f64 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let full = n - n % 32;
+    let mut acc = [_mm512_setzero_pd(); 4];
+    if let (Some(a), Some(b)) = (T::as_f32(a), T::as_f32(b)) {
+        for p in (0..full).step_by(32) {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: p + 8 r + 8 <= full <= n, within both slices;
+                // unaligned loads.
+                let (va, vb) = unsafe {
+                    (
+                        _mm256_loadu_ps(a.as_ptr().add(p + 8 * r)),
+                        _mm256_loadu_ps(b.as_ptr().add(p + 8 * r)),
+                    )
+                };
+                let t = _mm512_sub_pd(_mm512_cvtps_pd(va), _mm512_cvtps_pd(vb));
+                *acc = _mm512_fmadd_pd(t, t, *acc);
+            }
+        }
+    } else {
+        // Not f32, so f64 (`Float` is sealed): the values themselves.
+        let (a64, b64): (&[f64], &[f64]) = (bytemuck::cast_slice(a), bytemuck::cast_slice(b));
+        for p in (0..full).step_by(32) {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: as above.
+                let (va, vb) = unsafe {
+                    (
+                        _mm512_loadu_pd(a64.as_ptr().add(p + 8 * r)),
+                        _mm512_loadu_pd(b64.as_ptr().add(p + 8 * r)),
+                    )
+                };
+                let t = _mm512_sub_pd(va, vb);
+                *acc = _mm512_fmadd_pd(t, t, *acc);
+            }
+        }
+    }
+    let total = _mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3]));
+    _mm512_reduce_add_pd(total) + sq_dist_portable(&a[full..n], &b[full..n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Within the error bound of any order of summation of the exact
+    /// squares, against a compensated (two-sum) reference, at every
+    /// remainder of the vector width, in f32 and f64.
+    #[test]
+    fn any_order_distance_is_within_the_summation_bound() {
+        for n in [0, 1, 7, 8, 31, 32, 33, 64, 130, 784] {
+            let a: Vec<f64> = (0..n)
+                .map(|i| (i as f64 * 0.731).sin() * 1e3 + 0.1)
+                .collect();
+            let b: Vec<f64> = (0..n).map(|i| (i as f64 * 1.37).cos() * 7e2).collect();
+            let (a32, b32): (Vec<f32>, Vec<f32>) = (
+                a.iter().map(|&v| v as f32).collect(),
+                b.iter().map(|&v| v as f32).collect(),
+            );
+            // Kahan-Babuska: the squares' sum to within a few units of the
+            // last place, whatever the order.
+            let reference = |a: &[f64], b: &[f64]| {
+                let (mut s, mut c) = (0.0f64, 0.0f64);
+                for (x, y) in a.iter().zip(b) {
+                    let t = (x - y) * (x - y);
+                    let u = s + t;
+                    c += if s.abs() >= t.abs() {
+                        (s - u) + t
+                    } else {
+                        (t - u) + s
+                    };
+                    s = u;
+                }
+                s + c
+            };
+            let a32_64: Vec<f64> = a32.iter().map(|&v| v as f64).collect();
+            let b32_64: Vec<f64> = b32.iter().map(|&v| v as f64).collect();
+            let bound = |exact: f64| 2.0 * (n as f64 + 2.0) * f64::EPSILON * exact;
+            let e64 = reference(&a, &b);
+            let e32 = reference(&a32_64, &b32_64);
+            let (f64d, f32d) = (sq_dist_any_order(&a, &b), sq_dist_any_order(&a32, &b32));
+            assert!(
+                (f64d - e64).abs() <= bound(e64),
+                "f64, {n}: {f64d} vs {e64}"
+            );
+            assert!(
+                (f32d - e32).abs() <= bound(e32),
+                "f32, {n}: {f32d} vs {e32}"
+            );
+            // The baseline build of the same sums, within the same bound.
+            let base = sq_dist_portable(&a32, &b32);
+            assert!((base - e32).abs() <= bound(e32), "portable f32, {n}");
+        }
+    }
+}
