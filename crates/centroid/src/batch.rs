@@ -328,7 +328,10 @@ enum AutoStart {
     /// No pruning for this shape.
     Never,
     /// Prune from the first pass, rows first labelled by the kernel's fast
-    /// path (AMX where there is one).
+    /// path (AMX where there is one), where the first pass's centres find
+    /// the clusters separated ([`pruning::well_separated`]); otherwise
+    /// from the pass after labels settle, if its centres find them
+    /// separated, every row's distances computed then.
     AtOnce,
     /// Prune once labels settle, every row's distances computed in the
     /// first pruned pass (exact sums only, checked then).
@@ -346,7 +349,9 @@ const SETTLED: usize = 50;
 /// With few cheap distances per row (`k d < 1024`: 1,000,000 x 8 with
 /// k = 16) a row's bound bookkeeping costs about what its distances do.
 /// With many centres (`k >= 32`) the distances dominate and the bounds pay
-/// from the start. With few, a pruned pass that still sums every row costs
+/// from the start where clusters are separated (blobs), and not at all
+/// where they overlap (Fashion-MNIST, k = 100: most bounds fail in every
+/// pass, and the pass that starts them costs two fused ones). With few, a pruned pass that still sums every row costs
 /// what the fused pass does; it pays only once most rows keep their bounds
 /// and the sums are exact, so that moved rows are added and removed
 /// instead (pixel data).
@@ -467,6 +472,9 @@ pub(crate) struct LloydPasses<T> {
     /// again after a pruned fit gave up: see [`LloydPasses::end_pass`]).
     may_prune: bool,
     pruned_passes: usize,
+    /// AtOnce whose first centres found the clusters overlapping: labels
+    /// have settled, and the next pass checks the separation again.
+    separation_due: bool,
     /// Every row's label from the last pass.
     pub(crate) labels: Vec<u32>,
     /// The labels of the pass before (none before the second pass).
@@ -488,8 +496,10 @@ impl<T: Float> LloydPasses<T> {
             Pruning::Auto => worth_pruning(k, x.cols()),
             Pruning::On | Pruning::Off => AutoStart::Never,
         };
-        let pruner = match (pruning, auto) {
-            (Pruning::On, _) | (_, AutoStart::AtOnce) => Pruner::new(x, check_exact),
+        // Auto's pruner for AtOnce is made by the first pass, which knows
+        // the centres (see `pruning::well_separated`).
+        let pruner = match pruning {
+            Pruning::On => Pruner::new(x, check_exact),
             _ => None,
         };
         Self {
@@ -500,6 +510,7 @@ impl<T: Float> LloydPasses<T> {
             pruner,
             may_prune: auto == AutoStart::WhenSettled,
             pruned_passes: 0,
+            separation_due: false,
             labels: vec![0; x.rows()],
             labels_old: None,
             kernel_rows: Vec::new(),
@@ -519,6 +530,20 @@ impl<T: Float> LloydPasses<T> {
         with_loss: bool,
     ) -> usize {
         let n = x.rows();
+        if self.auto == AutoStart::AtOnce && self.kernel_rows.is_empty() {
+            // Many centres: prune from the first pass where the clusters
+            // are separated enough for the bounds to hold; else look again
+            // once labels settle, with centres nearer the clusters' means
+            // (initial centres that are data rows carry their own noise).
+            if pruning::well_separated(x, prepared) {
+                self.pruner = Pruner::new(x, self.check_exact);
+            } else {
+                self.may_prune = true;
+            }
+        }
+        if std::mem::take(&mut self.separation_due) && pruning::well_separated(x, prepared) {
+            self.pruner = Pruner::new(x, self.check_exact).map(Pruner::start_with_distances);
+        }
         let labels = &mut self.labels;
         let labels_old = &self.labels_old;
         // The pruned pass, where there is a pruner and the values allow it.
@@ -581,20 +606,27 @@ impl<T: Float> LloydPasses<T> {
             } else if self.may_prune && changed.is_some_and(|c| c * SETTLED < n) {
                 self.may_prune = false;
                 self.pruned_passes = 0;
+                if self.auto == AutoStart::AtOnce {
+                    // The next pass, which knows its centres, decides.
+                    self.separation_due = true;
+                    return self.keep_labels(changed);
+                }
                 // A fused unpruned pass reads each row once, as a pruned one
                 // that sums every row does: pruning few centres then pays only
                 // where the sums are exact. A labelled pass reads each row
                 // twice, and skipping its kernel work always pays.
-                let (auto, unpruned) = (self.auto, self.unpruned);
+                let unpruned = self.unpruned;
                 self.pruner = Pruner::new(x, self.check_exact)
-                    .filter(|p| {
-                        auto == AutoStart::AtOnce
-                            || unpruned == Unpruned::Labelled
-                            || p.exact_sums()
-                    })
+                    .filter(|p| unpruned == Unpruned::Labelled || p.exact_sums())
                     .map(Pruner::start_with_distances);
             }
         }
+        self.keep_labels(changed)
+    }
+
+    /// Keeps this pass's labels as the next pass's old ones; returns
+    /// `changed`.
+    fn keep_labels(&mut self, changed: Option<usize>) -> Option<usize> {
         match &mut self.labels_old {
             Some(old) => old.copy_from_slice(&self.labels),
             None => self.labels_old = Some(self.labels.clone()),
@@ -1376,7 +1408,9 @@ mod tests {
     #[test]
     fn a_centred_copy_is_each_value_less_its_column_shift() {
         let (n, d) = (9000, 70); // 2.5 MB of f32
-        let x: Vec<f32> = (0..n * d).map(|i| ((i * 37 % 1001) as f32) * 0.37).collect();
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 37 % 1001) as f32) * 0.37)
+            .collect();
         let v: Vec<f32> = (0..d).map(|p| p as f32 * 1.5 - 20.25).collect();
         let out = subtracted_rows(MatRef::new(&x, n, d).unwrap(), &v);
         assert_eq!(out.len(), n * d);

@@ -453,3 +453,35 @@ fn group_bounds_round_down_to_f32() {
         );
     }
 }
+
+/// Separated blobs prune from the first pass; points spread evenly through
+/// a wide box, where clusters overlap and bounds fail, never prune (every
+/// pass reads every row); both give the unpruned loop's labels.
+#[test]
+fn many_centres_prune_at_once_only_where_clusters_are_separated() {
+    let (n, d, k) = (2 * CHUNK_ROWS + 5, 80, 40);
+    let separated: Vec<f32> = blobs(41, n, d, k, 100.0, 2.0, 0.0);
+    let overlapping: Vec<f32> = blobs(42, n, d, 1, 0.0, 100.0, 0.0);
+    for (name, x, want) in [
+        ("separated", &separated, true),
+        ("overlapping", &overlapping, false),
+    ] {
+        let xm = MatRef::new(x, n, d).unwrap();
+        // Every `n / k`-th row as a centre: one near most blobs' centres.
+        let rows: Vec<f32> = (0..k)
+            .flat_map(|j| x[(j * n / k) * d..(j * n / k + 1) * d].iter().copied())
+            .collect();
+        let c = MatRef::new(&rows, k, d).unwrap();
+        let prepared = PreparedCentres::new(c, crate::kernels::Metric::SquaredEuclidean);
+        assert_eq!(well_separated(xm, &prepared), want, "{name}");
+        let (auto, kernel_rows) = in_pool(2, || {
+            lloyd_with(xm, None, c, 6, 0.0, false, Pruning::Auto).unwrap()
+        });
+        let (plain, _) = in_pool(2, || {
+            lloyd_with(xm, None, c, 6, 0.0, false, Pruning::Off).unwrap()
+        });
+        assert_eq!(auto.labels, plain.labels, "{name}");
+        let pruned_some = kernel_rows.iter().any(|&r| r < n);
+        assert_eq!(pruned_some, want, "{name}: {kernel_rows:?}");
+    }
+}
