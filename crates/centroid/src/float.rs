@@ -153,53 +153,51 @@ impl Display for DType {
 /// test, [`crate::pruning`]).
 #[inline(always)]
 pub(crate) fn finest_grid<T: Float>(v: &[T]) -> i32 {
-    const LANES: usize = 16;
     let low = if let Some(v) = T::as_f32(v) {
-        #[inline(always)]
-        fn low(x: f32) -> i32 {
+        // A zero's 128 is past the largest finite f32's grid (127).
+        min_in_lanes(v, |x: f32| {
             let bits = x.to_bits() & 0x7fff_ffff;
             let exp = (bits >> 23) | (((bits == 0) as u32) * 0xff);
             let sig = (bits & 0x007f_ffff) | (((exp != 0) as u32) << 23);
             let lsb = sig & sig.wrapping_neg();
             let lsb_exp = ((lsb as i32 as f32).to_bits() >> 23) as i32 - 127;
             (exp as i32).max(1) - 150 + lsb_exp
-        }
-        let mut lanes = [i32::MAX; LANES];
-        let mut blocks = v.chunks_exact(LANES);
-        for b in &mut blocks {
-            for (m, &x) in lanes.iter_mut().zip(b) {
-                *m = (*m).min(low(x));
-            }
-        }
-        for (m, &x) in lanes.iter_mut().zip(blocks.remainder()) {
-            *m = (*m).min(low(x));
-        }
-        // A zero's 128 is past the largest finite f32's grid (127).
-        lanes.into_iter().min().filter(|&q| q < 128)
+        })
+        .filter(|&q| q < 128)
     } else {
-        #[inline(always)]
-        fn low(x: f64) -> i32 {
-            let bits = x.to_bits() & 0x7fff_ffff_ffff_ffff;
+        // A zero's 1024 is past the largest finite f64's grid (1023).
+        min_in_lanes(v, |x: T| {
+            let bits = x.to_f64_exact().to_bits() & 0x7fff_ffff_ffff_ffff;
             let exp = (bits >> 52) | (((bits == 0) as u64) * 0x7ff);
             let sig = (bits & 0x000f_ffff_ffff_ffff) | (((exp != 0) as u64) << 52);
             let lsb = sig & sig.wrapping_neg();
             let lsb_exp = ((lsb as i64 as f64).to_bits() >> 52) as i32 - 1023;
             (exp as i32).max(1) - 1075 + lsb_exp
-        }
-        let mut lanes = [i32::MAX; LANES];
-        let mut blocks = v.chunks_exact(LANES);
-        for b in &mut blocks {
-            for (m, &x) in lanes.iter_mut().zip(b) {
-                *m = (*m).min(low(x.to_f64_exact()));
-            }
-        }
-        for (m, &x) in lanes.iter_mut().zip(blocks.remainder()) {
-            *m = (*m).min(low(x.to_f64_exact()));
-        }
-        // A zero's 1024 is past the largest finite f64's grid (1023).
-        lanes.into_iter().min().filter(|&q| q < 1024)
+        })
+        .filter(|&q| q < 1024)
     };
     low.unwrap_or(i32::MAX)
+}
+
+/// The smallest `f(x)` over `v` (`None` when empty), in sixteen
+/// independent lanes so that the loop vectorises.
+#[inline(always)]
+fn min_in_lanes<V: Copy>(v: &[V], f: impl Fn(V) -> i32) -> Option<i32> {
+    let mut lanes = [i32::MAX; 16];
+    let mut blocks = v.chunks_exact(16);
+    for b in &mut blocks {
+        for (m, &x) in lanes.iter_mut().zip(b) {
+            *m = (*m).min(f(x));
+        }
+    }
+    for (m, &x) in lanes.iter_mut().zip(blocks.remainder()) {
+        *m = (*m).min(f(x));
+    }
+    if v.is_empty() {
+        None
+    } else {
+        lanes.into_iter().min()
+    }
 }
 
 /// Whether `a >= 0` is a whole multiple of `unit`, a power of two within

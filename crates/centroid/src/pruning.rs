@@ -144,6 +144,16 @@ fn group_count(k: usize, d: usize) -> usize {
     }
 }
 
+/// The `G` of the [`RowBounds`] that hold `groups` group bounds: 1 or
+/// [`MAX_GROUPS`].
+fn bounds_width(groups: usize) -> usize {
+    if groups == 1 {
+        1
+    } else {
+        MAX_GROUPS
+    }
+}
+
 /// `v` as an f32 no larger than `v` (`v` not NaN; at least `f32::MAX`
 /// below for values beyond f32's range, 0 for negative ones).
 #[inline(always)]
@@ -228,20 +238,30 @@ pub(crate) fn distance_up<T: Float>(a: &[T], b: &[T]) -> f64 {
     sqrt_of_squares_up(kernels::sq_dist_any_order(a, b), a.len())
 }
 
-/// `||row||` rounded up for every row of `x`, a chunk of rows per task
-/// (the distance to the origin).
+/// `||row||` rounded up for every row of `x`, a chunk of rows per task.
 fn norms_up<T: Float>(x: MatRef<'_, T>) -> Vec<f64> {
-    let origin = vec![T::zero(); x.cols()];
+    scan_up(x, false).0
+}
+
+/// One read of the rows of `x` ([`kernels::scan_rows`], a chunk of rows
+/// per task): every row's norm rounded up and, with `grid`, the largest
+/// magnitude and the finest grid of all values (0 and `i32::MAX` without).
+fn scan_up<T: Float>(x: MatRef<'_, T>, grid: bool) -> (Vec<f64>, f64, i32) {
+    let d = x.cols();
     let mut norms = vec![0.0; x.rows()];
-    norms
+    let (max_abs, low) = norms
         .par_chunks_mut(kernels::CHUNK_ROWS)
         .enumerate()
-        .for_each(|(c, out)| {
-            for (r, norm) in out.iter_mut().enumerate() {
-                *norm = distance_up(x.row(c * kernels::CHUNK_ROWS + r), &origin);
+        .map(|(c, out)| {
+            let start = c * kernels::CHUNK_ROWS;
+            let scanned = kernels::scan_rows(x.slice_rows(start, start + out.len()), out, grid);
+            for norm in out.iter_mut() {
+                *norm = sqrt_of_squares_up(*norm, d);
             }
-        });
-    norms
+            scanned
+        })
+        .reduce(|| (0.0, i32::MAX), |a, b| (a.0.max(b.0), a.1.min(b.1)));
+    (norms, max_abs, low)
 }
 
 /// The kernels' rounding for one problem shape (see the module comment).
@@ -349,12 +369,10 @@ pub(crate) struct PassCentres<'a, T> {
     /// `G`, and each centre's group.
     groups: usize,
     group_of: Vec<u8>,
-    /// Per label `a` and group `g` (`a * stride + g`): the largest drift of
-    /// the centres of `g` other than `a`, rounded up to f32 (empty with
-    /// `drift`; 0 for the unused groups `g >= groups`).
+    /// Per label `a` and group `g` (`a * bounds_width(groups) + g`): the
+    /// largest drift of the centres of `g` other than `a`, rounded up to f32
+    /// (empty with `drift`; 0 for the unused groups `g >= groups`).
     group_drift: Vec<f32>,
-    /// The `G` of the rows' [`RowBounds`]: 1 or [`MAX_GROUPS`].
-    stride: usize,
     /// Whether rows without bounds get their distances to every centre
     /// (bounds that hold from the next pass on) rather than the kernel's
     /// fast labels (see [`label_chunk`]).
@@ -391,24 +409,9 @@ impl<T: Float> Pruner<T> {
     pub(crate) fn new(x: MatRef<'_, T>, check_exact: bool) -> Option<Self> {
         let rounding = Rounding::new::<T>(x.cols())?;
         let n = x.rows();
-        let mut norms = vec![0.0; n];
         // One read of the rows: their norms and, for the exact-sum test,
-        // their largest magnitude and finest grid, each row while it is in
-        // cache.
-        let d = x.cols();
-        let (max_abs, low) = norms
-            .par_chunks_mut(kernels::CHUNK_ROWS)
-            .enumerate()
-            .map(|(c, out)| {
-                let start = c * kernels::CHUNK_ROWS;
-                let rows = x.slice_rows(start, start + out.len());
-                let scanned = kernels::scan_rows(rows, out, check_exact);
-                for norm in out.iter_mut() {
-                    *norm = sqrt_of_squares_up(*norm, d);
-                }
-                scanned
-            })
-            .reduce(|| (0.0, i32::MAX), |a, b| (a.0.max(b.0), a.1.min(b.1)));
+        // their largest magnitude and finest grid.
+        let (norms, max_abs, low) = scan_up(x, check_exact);
         let exact_sums = check_exact && sums_are_exact(n, low, max_abs);
         Some(Self {
             rounding,
@@ -483,7 +486,7 @@ impl<T: Float> Pruner<T> {
                 Bounds::Grouped(vec![RowBounds::default(); n])
             }
         };
-        let stride = if groups == 1 { 1 } else { MAX_GROUPS };
+        let stride = bounds_width(groups);
         let group_of: Vec<u8> = (0..k).map(|j| (j * groups / k) as u8).collect();
         let (drift, group_drift) = if self.valid && self.last.len() == k * d {
             let drift: Vec<f64> = (0..k)
@@ -533,7 +536,6 @@ impl<T: Float> Pruner<T> {
             groups,
             group_of,
             group_drift,
-            stride,
             fresh_distances: self.fresh_distances,
         };
         let bounds = match self.bounds.insert(bounds) {
@@ -566,7 +568,8 @@ const SEPARATION_SAMPLE: usize = 1024;
 /// Whether bounds are likely to hold from the first passes on: whether, for
 /// at least a quarter of [`SEPARATION_SAMPLE`] rows spread evenly over `x`,
 /// the nearest centre is nearer than half its own distance to its nearest
-/// other centre (Hamerly's test, with exact distances). Well-separated
+/// other centre (Hamerly's test, with the kernels' distances and the
+/// pruning's bound on the gap, [`separations`]). Well-separated
 /// clusters pass it for nearly every row (blobs, 200,000 x 128 with
 /// k = 1000: 99.8 % at k-means++ centres) and keep most rows' bounds from
 /// pass to pass; overlapping clusters in high dimension fail it (Fashion-MNIST,
@@ -580,16 +583,16 @@ pub(crate) fn well_separated<T: Float>(x: MatRef<'_, T>, prepared: &PreparedCent
     if n == 0 || k < 2 {
         return false;
     }
-    let mut cdist = vec![T::zero(); k * k];
-    kernels::distances(c, prepared, &mut cdist);
-    let half_gap: Vec<f64> = (0..k)
-        .map(|j| {
-            let nearest = (0..k)
-                .filter(|&i| i != j)
-                .map(|i| cdist[j * k + i].to_f64_exact())
-                .fold(f64::INFINITY, f64::min);
-            nearest / 4.0 // (distance / 2)^2
-        })
+    // Half of each centre's gap to its nearest other centre, squared (the
+    // pruning's own lower bound on it; `None` where no rounding bound
+    // exists, which no real width reaches).
+    let Some(rounding) = Rounding::new::<T>(c.cols()) else {
+        return false;
+    };
+    let cmax = norms_up(c).into_iter().fold(0.0, f64::max);
+    let half_gap: Vec<f64> = separations(prepared, &rounding, cmax)
+        .into_iter()
+        .map(|s| s * s)
         .collect();
     let count = n.min(SEPARATION_SAMPLE);
     let rows: Vec<usize> = (0..count).map(|s| s * n / count).collect();
@@ -665,7 +668,11 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
     let centres = pass.prepared.centres();
     let r = &pass.rounding;
     let valid = !pass.drift.is_empty();
-    debug_assert_eq!(pass.stride, G, "the pass's drifts fit the rows' bounds");
+    debug_assert_eq!(
+        bounds_width(pass.groups),
+        G,
+        "the pass's drifts fit the rows' bounds"
+    );
     // The lower bound from the centres' separation (Hamerly's), with the
     // rows' bound to their nearest other centre.
     let lower = |nearest_other: f32, upper: f64, a: usize| {

@@ -9,6 +9,7 @@
 use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::isa::{Avx2Fma, Avx512F};
+use super::scalar::sq_norm_f64;
 use crate::float::{finest_grid, Float};
 use crate::matrix::MatRef;
 
@@ -29,7 +30,7 @@ pub(crate) fn sq_dist_any_order<T: Float>(a: &[T], b: &[T]) -> f64 {
 }
 
 /// One read of the rows of `x`: each row's squared norm into `sq_norms`
-/// (its squares summed in some order, as [`sq_dist_any_order`] does) and,
+/// ([`sq_norm_f64`], its squares summed in some order) and,
 /// with `grid`, the largest magnitude of any value and the rows' finest
 /// grid ([`finest_grid`]; `i32::MAX` and 0 without `grid`), each row
 /// scanned while it is in cache. Compiled for the widest instruction set
@@ -78,19 +79,7 @@ fn scan_rows_body<T: Float>(x: MatRef<'_, T>, sq_norms: &mut [f64], grid: bool) 
     let (mut max_abs, mut low) = (0.0f64, i32::MAX);
     for (i, out) in sq_norms.iter_mut().enumerate() {
         let row = x.row(i);
-        let mut acc = [0.0f64; SUMS];
-        let mut blocks = row.chunks_exact(SUMS);
-        for b in &mut blocks {
-            for (a, v) in acc.iter_mut().zip(b) {
-                let v = v.to_f64_exact();
-                *a += v * v;
-            }
-        }
-        for (a, v) in acc.iter_mut().zip(blocks.remainder()) {
-            let v = v.to_f64_exact();
-            *a += v * v;
-        }
-        *out = acc.iter().sum();
+        *out = sq_norm_f64(row);
         if grid {
             max_abs = max_abs.max(max_abs_of(row));
             low = low.min(finest_grid(row));
