@@ -234,24 +234,17 @@ fn relocate_empty_clusters<T: Float>(
     if empty.is_empty() {
         return false;
     }
-    // Each distance is computed on its own, so the parallel pass gives the
-    // same values at any thread count.
-    let dist: Vec<f64> = (0..x.rows())
-        .into_par_iter()
-        .map(|i| sq_dist(x.row(i), old_centres.row(labels[i] as usize)))
-        .collect();
-    if dist.iter().all(|&v| v == 0.0) {
+    let far = farthest_rows(x, old_centres, labels, empty.len());
+    if far.first().is_none_or(|&(_, dist)| dist == 0.0) {
         // More clusters than distinct rows: moving a row would only empty
         // another cluster (scikit-learn >= 1.5 does not either).
         return false;
     }
-    // Farthest first; equal distances keep the lower row first so the result
-    // does not depend on the selection's internals.
-    let farthest: Vec<partial::FarRow> = partial::farthest_first(&dist, empty.len())
+    let farthest: Vec<partial::FarRow> = far
         .into_iter()
-        .map(|i| partial::FarRow {
+        .map(|(i, distance)| partial::FarRow {
             row: i as u64,
-            distance: dist[i],
+            distance,
             label: labels[i],
             weight: sample_weight.map_or(1.0, |w| w[i].to_f64_exact()),
             values: x.row(i).iter().map(|v| v.to_f64_exact()).collect(),
@@ -262,6 +255,49 @@ fn relocate_empty_clusters<T: Float>(
         labels[row as usize] = new_j;
     }
     !moved.is_empty()
+}
+
+/// The `m` rows farthest from their centres (squared distance, f64), with
+/// those distances: farthest first, the lower row first among equals, as
+/// [`partial::farthest_first`] orders them. Each chunk of rows keeps its own
+/// `m` farthest, which hold the overall `m` farthest, so a relocation costs
+/// one read of the rows and no `n`-long buffers. Each distance is computed
+/// on its own, so the result is the same at any thread count.
+fn farthest_rows<T: Float>(
+    x: MatRef<'_, T>,
+    centres: MatRef<'_, T>,
+    labels: &[u32],
+    m: usize,
+) -> Vec<(usize, f64)> {
+    let candidates: Vec<(usize, f64)> = labels
+        .par_chunks(CHUNK_ROWS)
+        .enumerate()
+        .flat_map_iter(|(c, chunk)| {
+            // The chunk's `m` farthest so far, farthest first: a row enters
+            // only when strictly farther than the last (rows come in order,
+            // so an equal one ranks after), after any equal ones.
+            let start = c * CHUNK_ROWS;
+            let mut top: Vec<(usize, f64)> = Vec::with_capacity(m + 1);
+            for (q, &a) in chunk.iter().enumerate() {
+                let dist = sq_dist(x.row(start + q), centres.row(a as usize));
+                if top.len() == m && top.last().is_none_or(|&(_, v)| dist <= v) {
+                    continue;
+                }
+                let at = top.partition_point(|&(_, v)| v >= dist);
+                top.insert(at, (start + q, dist));
+                top.truncate(m);
+            }
+            top
+        })
+        .collect();
+    let dist: Vec<f64> = candidates.iter().map(|&(_, v)| v).collect();
+    // Among equal distances, positions in `candidates` follow the rows'
+    // order (chunks in order, each chunk's lower rows first), so ties are
+    // broken as over all rows.
+    partial::farthest_first(&dist, m)
+        .into_iter()
+        .map(|p| candidates[p])
+        .collect()
 }
 
 /// Lloyd's algorithm from `initial_centres` (squared Euclidean), as
@@ -422,13 +458,17 @@ pub(crate) fn lloyd_with<T: Float>(
             break;
         }
     }
+    // Labels that match the final centres (unless no label changed), and
+    // their inertia: from one more pruned pass and the exact sums where
+    // the loop pruned, else from reading every row.
+    let strict = stop == LloydStop::Strict;
+    let from_sums = passes.final_inertia(x, centres.view(), &mut stats, strict);
     let recomputed = std::mem::take(&mut passes.kernel_rows);
     let mut labels = passes.into_labels();
-    let inertia = if stop == LloydStop::Strict {
-        inertia(x, sample_weight, centres.view(), &labels)
-    } else {
-        // Recompute labels so they match the final centres.
-        assign_with_inertia(x, sample_weight, centres.view(), &mut labels)
+    let inertia = match from_sums {
+        Some(v) => v,
+        None if strict => inertia(x, sample_weight, centres.view(), &labels),
+        None => assign_with_inertia(x, sample_weight, centres.view(), &mut labels),
     };
     let fit = LloydFit {
         centres,
@@ -575,6 +615,30 @@ impl<T: Float> LloydPasses<T> {
         }
     }
 
+    /// After the last iteration, whose sums `stats` gave `centres`: the
+    /// inertia of the labels those centres give (one more pass brings
+    /// [`LloydPasses::labels`] and `stats` to them, unless `strict`: no
+    /// label changed), from the clusters' exact sums
+    /// ([`Pruner::inertia`]), without reading the rows again. `None`, with
+    /// nothing done, unless the loop ends with a pruner whose sums are
+    /// exact.
+    pub(crate) fn final_inertia(
+        &mut self,
+        x: MatRef<'_, T>,
+        centres: MatRef<'_, T>,
+        stats: &mut ClusterStats,
+        strict: bool,
+    ) -> Option<f64> {
+        if !self.pruner.as_ref().is_some_and(Pruner::exact_sums) {
+            return None;
+        }
+        if !strict {
+            let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
+            self.pass(x, None, &prepared, stats, false);
+        }
+        self.pruner.as_ref()?.inertia(stats, centres)
+    }
+
     /// The last pass's labels were changed outside the pass (empty clusters
     /// relocated): every row is recomputed in the next pass.
     pub(crate) fn relocated(&mut self) {
@@ -590,12 +654,7 @@ impl<T: Float> LloydPasses<T> {
     pub(crate) fn end_pass(&mut self, x: MatRef<'_, T>, rows: usize) -> Option<usize> {
         let n = x.rows();
         self.kernel_rows.push(rows);
-        let changed = self.labels_old.as_deref().map(|old| {
-            old.par_iter()
-                .zip(&self.labels)
-                .filter(|(a, b)| a != b)
-                .count()
-        });
+        let changed = self.keep_labels();
         if self.pruning == Pruning::Auto && changed != Some(0) {
             if self.pruner.is_some() {
                 self.pruned_passes += 1;
@@ -609,7 +668,7 @@ impl<T: Float> LloydPasses<T> {
                 if self.auto == AutoStart::AtOnce {
                     // The next pass, which knows its centres, decides.
                     self.separation_due = true;
-                    return self.keep_labels(changed);
+                    return changed;
                 }
                 // A fused unpruned pass reads each row once, as a pruned one
                 // that sums every row does: pruning few centres then pays only
@@ -621,17 +680,32 @@ impl<T: Float> LloydPasses<T> {
                     .map(Pruner::start_with_distances);
             }
         }
-        self.keep_labels(changed)
+        changed
     }
 
-    /// Keeps this pass's labels as the next pass's old ones; returns
-    /// `changed`.
-    fn keep_labels(&mut self, changed: Option<usize>) -> Option<usize> {
+    /// Keeps this pass's labels as the next pass's old ones; returns how
+    /// many differ from the old ones (`None` after the first pass). One
+    /// read of both, a chunk per task.
+    fn keep_labels(&mut self) -> Option<usize> {
         match &mut self.labels_old {
-            Some(old) => old.copy_from_slice(&self.labels),
-            None => self.labels_old = Some(self.labels.clone()),
+            Some(old) => Some(
+                old.par_chunks_mut(CHUNK_ROWS)
+                    .zip(self.labels.par_chunks(CHUNK_ROWS))
+                    .map(|(old, new)| {
+                        let mut changed = 0;
+                        for (o, &l) in old.iter_mut().zip(new) {
+                            changed += usize::from(*o != l);
+                            *o = l;
+                        }
+                        changed
+                    })
+                    .sum(),
+            ),
+            None => {
+                self.labels_old = Some(self.labels.clone());
+                None
+            }
         }
-        changed
     }
 
     /// The labels of the last pass.
@@ -1219,6 +1293,30 @@ mod tests {
         assert_eq!(fit.centres.row(1), &[10.0, 0.0]);
         assert_eq!(fit.labels, vec![0, 0, 1]);
         assert!((fit.inertia - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_farthest_rows_are_a_full_sorts_first_with_ties_lower_row_first() {
+        // Distances repeat every 97 rows, so equal ones fall in every chunk.
+        let n = 3 * CHUNK_ROWS + 5;
+        let flat: Vec<f32> = (0..n).flat_map(|i| [(i % 97) as f32, 1.0]).collect();
+        let centres = [0.0f32, 1.0, 50.0, 1.0];
+        let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        let x = MatRef::new(&flat, n, 2).unwrap();
+        let c = MatRef::new(&centres, 2, 2).unwrap();
+        let dist = |i: usize| {
+            let v = (i % 97) as f64 - if labels[i] == 0 { 0.0 } else { 50.0 };
+            v * v
+        };
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| dist(b).total_cmp(&dist(a)).then(a.cmp(&b)));
+        for m in [1, 3, 40, 500] {
+            let want: Vec<(usize, f64)> = order[..m].iter().map(|&i| (i, dist(i))).collect();
+            for threads in [1, 2] {
+                let got = in_pool(threads, || farthest_rows(x, c, &labels, m));
+                assert_eq!(got, want, "m = {m}, {threads} threads");
+            }
+        }
     }
 
     #[test]

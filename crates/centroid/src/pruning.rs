@@ -113,7 +113,7 @@
 use rayon::prelude::*;
 
 use crate::float::Float;
-use crate::kernels::{self, PreparedCentres};
+use crate::kernels::{self, ClusterStats, PreparedCentres};
 use crate::matrix::MatRef;
 
 #[cfg(test)]
@@ -240,28 +240,53 @@ pub(crate) fn distance_up<T: Float>(a: &[T], b: &[T]) -> f64 {
 
 /// `||row||` rounded up for every row of `x`, a chunk of rows per task.
 fn norms_up<T: Float>(x: MatRef<'_, T>) -> Vec<f64> {
-    scan_up(x, false).0
+    scan_up(x, false).norms
+}
+
+/// What [`scan_up`] finds.
+struct Scan {
+    /// Every row's norm, rounded up.
+    norms: Vec<f64>,
+    /// The largest magnitude of any value (0 unless asked for).
+    max_abs: f64,
+    /// The finest grid of all values (`i32::MAX` unless asked for).
+    low: i32,
+    /// The sum of the rows' squared norms: chunk by chunk in row order,
+    /// the chunks' sums in order, so the same at any thread count.
+    sq_norm_total: f64,
 }
 
 /// One read of the rows of `x` ([`kernels::scan_rows`], a chunk of rows
-/// per task): every row's norm rounded up and, with `grid`, the largest
-/// magnitude and the finest grid of all values (0 and `i32::MAX` without).
-fn scan_up<T: Float>(x: MatRef<'_, T>, grid: bool) -> (Vec<f64>, f64, i32) {
+/// per task): every row's norm and, with `grid`, the largest magnitude and
+/// the finest grid of all values.
+fn scan_up<T: Float>(x: MatRef<'_, T>, grid: bool) -> Scan {
     let d = x.cols();
     let mut norms = vec![0.0; x.rows()];
-    let (max_abs, low) = norms
+    let chunks: Vec<(f64, i32, f64)> = norms
         .par_chunks_mut(kernels::CHUNK_ROWS)
         .enumerate()
         .map(|(c, out)| {
             let start = c * kernels::CHUNK_ROWS;
-            let scanned = kernels::scan_rows(x.slice_rows(start, start + out.len()), out, grid);
+            let (max_abs, low) =
+                kernels::scan_rows(x.slice_rows(start, start + out.len()), out, grid);
+            let mut sq_sum = 0.0;
             for norm in out.iter_mut() {
+                sq_sum += *norm;
                 *norm = sqrt_of_squares_up(*norm, d);
             }
-            scanned
+            (max_abs, low, sq_sum)
         })
-        .reduce(|| (0.0, i32::MAX), |a, b| (a.0.max(b.0), a.1.min(b.1)));
-    (norms, max_abs, low)
+        .collect();
+    let (max_abs, low, sq_norm_total) =
+        chunks.into_iter().fold((0.0f64, i32::MAX, 0.0f64), |a, b| {
+            (a.0.max(b.0), a.1.min(b.1), a.2 + b.2)
+        });
+    Scan {
+        norms,
+        max_abs,
+        low,
+        sq_norm_total,
+    }
 }
 
 /// The kernels' rounding for one problem shape (see the module comment).
@@ -385,6 +410,8 @@ pub(crate) struct Pruner<T> {
     rounding: Rounding,
     /// `||x_i||`, rounded up.
     norms: Vec<f64>,
+    /// `sum_i ||x_i||^2`, where it is exact (see [`Pruner::inertia`]).
+    sq_norm_total: Option<f64>,
     /// Made by the first [`Pruner::begin_pass`].
     bounds: Option<Bounds>,
     /// Whether `bounds` hold for `last` (false at first and after a
@@ -411,11 +438,23 @@ impl<T: Float> Pruner<T> {
         let n = x.rows();
         // One read of the rows: their norms and, for the exact-sum test,
         // their largest magnitude and finest grid.
-        let (norms, max_abs, low) = scan_up(x, check_exact);
+        let Scan {
+            norms,
+            max_abs,
+            low,
+            sq_norm_total,
+        } = scan_up(x, check_exact);
         let exact_sums = check_exact && sums_are_exact(n, low, max_abs);
+        // The squares are multiples of 2^(2 low) below max_abs^2 (kept well
+        // inside the normal range): their total is exact on the same terms.
+        let squares_exact = exact_sums
+            && (low == i32::MAX
+                || (low >= -500
+                    && sums_are_exact(n.saturating_mul(x.cols()), 2 * low, max_abs * max_abs)));
         Some(Self {
             rounding,
             norms,
+            sq_norm_total: squares_exact.then_some(sq_norm_total),
             bounds: None,
             valid: false,
             fresh_distances: false,
@@ -433,6 +472,36 @@ impl<T: Float> Pruner<T> {
     /// cluster gives the very bits of summing every cluster afresh.
     pub(crate) fn exact_sums(&self) -> bool {
         self.exact_sums
+    }
+
+    /// The inertia of the clusters whose unweighted sums are `stats`, about
+    /// `centres` (`k x d`), without reading the rows: `sum_i ||x_i||^2 -
+    /// sum_j (2 c_j.S_j - n_j ||c_j||^2)`. Only where the sums and the
+    /// squared norms' total are exact ([`Pruner::exact_sums`], and the
+    /// squares on a grid fine enough: pixels), so that only this
+    /// combination rounds: at most `gamma_{d+k+2}` times the sum of its
+    /// terms' magnitudes. `None` elsewhere, or where that bound exceeds
+    /// 1e-12 of the result (the terms cancel): then the rows must be read.
+    pub(crate) fn inertia(&self, stats: &ClusterStats, centres: MatRef<'_, T>) -> Option<f64> {
+        let total = self.sq_norm_total.filter(|_| self.exact_sums)?;
+        let (k, d) = (centres.rows(), centres.cols());
+        let (mut explained, mut magnitude) = (0.0, 0.0);
+        for j in 0..k {
+            let (c, s) = (centres.row(j), &stats.sums[j * d..(j + 1) * d]);
+            let (mut dot, mut dot_abs, mut norm) = (0.0, 0.0, 0.0);
+            for (&cv, &sv) in c.iter().zip(s) {
+                let cv = cv.to_f64_exact();
+                dot += cv * sv;
+                dot_abs += (cv * sv).abs();
+                norm += cv * cv;
+            }
+            explained += 2.0 * dot - stats.weights[j] * norm;
+            magnitude += 2.0 * dot_abs + stats.weights[j] * norm;
+        }
+        let inertia = total - explained;
+        let m = (d + k + 2) as f64 * f64::EPSILON;
+        let error = up(m / down(1.0 - m) * up(total + magnitude));
+        (inertia.is_finite() && error <= 1e-12 * inertia).then_some(inertia)
     }
 
     /// Every row is recomputed in the next pass (after a relocation), by the

@@ -44,11 +44,20 @@ fn bits<T: Float>(m: &crate::matrix::Matrix<T>) -> Vec<u64> {
         .collect()
 }
 
-/// Asserts that two fits are the same to the bit.
+/// Asserts that two fits are the same to the bit, but for the final
+/// inertia: a loop that ends pruning over exact sums takes it from the
+/// sums (`Pruner::inertia`), another rounding of the same exact quantities
+/// than summing every row's distance, so it agrees to about `d` f64
+/// roundings.
 fn assert_same<T: Float>(a: &LloydFit<T>, b: &LloydFit<T>, what: &str) {
     assert_eq!(a.labels, b.labels, "labels ({what})");
     assert_eq!(bits(&a.centres), bits(&b.centres), "centres ({what})");
-    assert_eq!(a.inertia.to_bits(), b.inertia.to_bits(), "inertia ({what})");
+    assert!(
+        (a.inertia - b.inertia).abs() <= 1e-12 * b.inertia.abs(),
+        "inertia ({what}): {} vs {}",
+        a.inertia,
+        b.inertia
+    );
     assert_eq!(a.n_iter, b.n_iter, "n_iter ({what})");
     assert_eq!(a.stop, b.stop, "stop ({what})");
     let lb =
@@ -362,11 +371,13 @@ fn exact_sums_move_rows_and_keep_every_bit() {
     let (plain, _) = in_pool(2, || {
         lloyd_with(xm, None, c, 25, 0.0, false, Pruning::Off).unwrap()
     });
+    let mut inertia_bits = Vec::new();
     for threads in [1, 2] {
         let (pruned, rows) = in_pool(threads, || {
             lloyd_with(xm, None, c, 25, 0.0, false, Pruning::On).unwrap()
         });
         assert_same(&pruned, &plain, &format!("pruned, {threads} threads"));
+        inertia_bits.push(pruned.inertia.to_bits());
         let (auto, _) = in_pool(threads, || {
             lloyd_with(xm, None, c, 25, 0.0, false, Pruning::Auto).unwrap()
         });
@@ -375,6 +386,10 @@ fn exact_sums_move_rows_and_keep_every_bit() {
         let last = rows[rows.len() - 1];
         assert!(last * 10 < n, "{last} of {n} rows recomputed: {rows:?}");
     }
+    assert_eq!(
+        inertia_bits[0], inertia_bits[1],
+        "the inertia from the sums is the same at 1 and 2 threads"
+    );
     // The same rows as f64 (exact too), and scaled by 1/255 in f32.
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     same_fit(&x64, d, None, &x64[..k * d], 25, 0.0);
@@ -484,4 +499,67 @@ fn many_centres_prune_at_once_only_where_clusters_are_separated() {
         let pruned_some = kernel_rows.iter().any(|&r| r < n);
         assert_eq!(pruned_some, want, "{name}: {kernel_rows:?}");
     }
+}
+
+/// The inertia taken from exact sums (`Pruner::inertia`) agrees with every
+/// row's distance summed in f64, on pixels; on continuous values, whose
+/// squared norms do not sum exactly, it declines.
+#[test]
+fn the_inertia_from_exact_sums_matches_every_row_summed() {
+    let (n, d, k) = (2 * CHUNK_ROWS + 9, 96, 7);
+    let x: Vec<f32> = blobs::<f32>(41, n, d, k, 100.0, 40.0, 128.0)
+        .into_iter()
+        .map(|v| v.round().clamp(0.0, 255.0) - 73.0)
+        .collect();
+    let labels: Vec<usize> = (0..n).map(|i| (i * 5 + i / 3) % k).collect();
+    let sums_and_means = |x: &[f32]| {
+        let mut stats = ClusterStats::new(k, d);
+        for (i, &j) in labels.iter().enumerate() {
+            for p in 0..d {
+                stats.sums[j * d + p] += x[i * d + p] as f64;
+            }
+            stats.weights[j] += 1.0;
+            stats.counts[j] += 1;
+        }
+        let means: Vec<f32> = (0..k * d)
+            .map(|v| (stats.sums[v] / stats.weights[v / d]) as f32)
+            .collect();
+        (stats, means)
+    };
+    let brute = |x: &[f32], c: &[f32]| -> f64 {
+        let mut total = 0.0;
+        for (i, &j) in labels.iter().enumerate() {
+            for p in 0..d {
+                let t = x[i * d + p] as f64 - c[j * d + p] as f64;
+                total += t * t;
+            }
+        }
+        total
+    };
+    let (stats, means) = sums_and_means(&x);
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let pruner = Pruner::new(xm, true).unwrap();
+    let got = pruner
+        .inertia(&stats, MatRef::new(&means, k, d).unwrap())
+        .expect("pixels have exact sums and squared norms");
+    let want = brute(&x, &means);
+    assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    // Centres away from the means: the same identity holds.
+    let moved: Vec<f32> = means
+        .iter()
+        .enumerate()
+        .map(|(v, &m)| m + (v % 3) as f32 - 1.0)
+        .collect();
+    let got = pruner
+        .inertia(&stats, MatRef::new(&moved, k, d).unwrap())
+        .unwrap();
+    let want = brute(&x, &moved);
+    assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    // Continuous values: the squared norms' total rounds, so no answer.
+    let noise: Vec<f32> = blobs::<f32>(42, n, d, k, 1.0, 0.7, 0.0);
+    let (stats, means) = sums_and_means(&noise);
+    let pruner = Pruner::new(MatRef::new(&noise, n, d).unwrap(), true).unwrap();
+    assert!(pruner
+        .inertia(&stats, MatRef::new(&means, k, d).unwrap())
+        .is_none());
 }
