@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::float::{is_multiple_of_pow2, Float};
+use crate::float::{finest_grid, Float};
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
 use crate::partial;
@@ -1071,33 +1071,55 @@ pub fn column_means_like_numpy<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
     column_means_and_integrality(x).0
 }
 
-/// [`column_means_like_numpy`], and whether every value is an integer, in
-/// one read.
+/// [`column_means_like_numpy`], and whether every value is an integer
+/// (every value a multiple of 2^0, from the bits: [`finest_grid`]). The
+/// means' additions follow each column in row order, one chain per column.
+/// Where the columns make several tasks, each tests the values it adds, in
+/// the same read; where they make one (narrow data, 1,000,000 x 8), testing
+/// there took as long again as adding, so the order-free test runs
+/// alongside, a chunk of rows per task.
 fn column_means_and_integrality<T: Float>(x: MatRef<'_, T>) -> (Vec<T>, bool) {
     let (n, d) = (x.rows(), x.cols());
     let cols = column_block(d);
     let mut sums = vec![T::zero(); d];
-    let integral = sums
-        .par_chunks_mut(cols)
-        .enumerate()
-        .map(|(b, acc)| {
-            let c0 = b * cols;
-            let mut integral = true;
-            for i in 0..n {
-                let row = &x.row(i)[c0..c0 + acc.len()];
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += v;
-                    integral &= is_multiple_of_pow2(v.to_f64_exact().abs(), 1.0);
-                }
+    let one_task = d <= cols && rayon::current_num_threads() > 1;
+    let add = |acc: &mut [T], c0: usize, test: bool| {
+        let mut low = i32::MAX;
+        for i in 0..n {
+            let row = &x.row(i)[c0..c0 + acc.len()];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
             }
-            integral
-        })
-        .reduce(|| true, |a, b| a && b);
+            if test {
+                low = low.min(finest_grid(row));
+            }
+        }
+        low
+    };
+    let low = if one_task {
+        rayon::join(
+            || add(&mut sums, 0, false),
+            || {
+                x.as_slice()
+                    .par_chunks((CHUNK_ROWS * d).max(1))
+                    .map(finest_grid)
+                    .min()
+                    .unwrap_or(i32::MAX)
+            },
+        )
+        .1
+    } else {
+        sums.par_chunks_mut(cols)
+            .enumerate()
+            .map(|(b, acc)| add(acc, b * cols, true))
+            .min()
+            .unwrap_or(i32::MAX)
+    };
     let means = sums
         .iter()
         .map(|s| T::from_f64_lossy(s.to_f64_exact() / n as f64))
         .collect();
-    (means, integral)
+    (means, low >= 0)
 }
 
 /// Columns per parallel task of the column reductions: one block per
@@ -1499,6 +1521,39 @@ mod tests {
             assert_eq!(o.to_bits(), (flat[i] - got[i % d]).to_bits());
             assert_eq!(p.to_bits(), o.to_bits());
         }
+    }
+
+    /// Integer data is shifted by its means rounded to integers (ties to
+    /// even); one value off the integers anywhere keeps the exact means.
+    #[test]
+    fn integer_data_is_shifted_by_rounded_means() {
+        let (n, d) = (3 * CHUNK_ROWS + 11, 9);
+        // Column c holds i % (c + 2) + 2c: integers whose means are not.
+        let mut flat: Vec<f32> = (0..n * d)
+            .map(|v| ((v / d) % (v % d + 2) + 2 * (v % d)) as f32)
+            .collect();
+        let means: Vec<f32> = (0..d)
+            .map(|c| {
+                let s: f32 = (0..n).map(|i| flat[i * d + c]).sum();
+                (s as f64 / n as f64) as f32
+            })
+            .collect();
+        for threads in [1, 2] {
+            let x = MatRef::new(&flat, n, d).unwrap();
+            let got = in_pool(threads, || centring(x, false));
+            let want: Vec<f32> = means.iter().map(|m| m.round_ties_even()).collect();
+            assert_eq!(got.shift, want, "{threads} threads");
+            assert!(
+                got.shift.iter().zip(&means).any(|(s, m)| s != m),
+                "the means are not integers"
+            );
+        }
+        // One half, in the last row: the shift is the means themselves.
+        flat[n * d - 1] += 0.5;
+        let x = MatRef::new(&flat, n, d).unwrap();
+        let got = in_pool(2, || centring(x, false));
+        assert_eq!(got.shift, column_means_like_numpy(x));
+        assert!(got.shift.iter().any(|s| s.fract() != 0.0));
     }
 
     /// The centred copy, large enough to be advised onto huge pages, holds

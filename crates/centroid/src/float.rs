@@ -199,19 +199,3 @@ fn min_in_lanes<V: Copy>(v: &[V], f: impl Fn(V) -> i32) -> Option<i32> {
         lanes.into_iter().min()
     }
 }
-
-/// Whether `a >= 0` is a whole multiple of `unit`, a power of two within
-/// `2^-1000..=2^1000`, with `a / unit < 2^52` or `a / unit` past f64's
-/// fraction bits (then a whole number anyway): adding `2^52` rounds away
-/// any fraction of `a / unit` and subtracting it gives back `a / unit` only
-/// if it had none. `a / unit` is taken as `a * (1 / unit)`: the reciprocal
-/// of such a power of two is exact, and so the product is the quotient, to
-/// the bit, at a fraction of a division's cost. A non-zero `a` whose
-/// quotient underflows to 0 is no multiple. Branch-free arithmetic that
-/// vectorises, unlike `fract`'s call to `trunc`.
-#[inline(always)]
-pub(crate) fn is_multiple_of_pow2(a: f64, unit: f64) -> bool {
-    const BIG: f64 = (1u64 << 52) as f64;
-    let s = a * (1.0 / unit);
-    (s >= BIG) | (((s + BIG) - BIG == s) & ((s != 0.0) | (a == 0.0)))
-}
