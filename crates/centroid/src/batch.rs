@@ -234,70 +234,17 @@ fn relocate_empty_clusters<T: Float>(
     if empty.is_empty() {
         return false;
     }
-    let far = farthest_rows(x, old_centres, labels, empty.len());
-    if far.first().is_none_or(|&(_, dist)| dist == 0.0) {
+    let farthest = partial::farthest_rows(x, sample_weight, old_centres, labels, 0, empty.len());
+    if farthest.first().is_none_or(|f| f.distance == 0.0) {
         // More clusters than distinct rows: moving a row would only empty
         // another cluster (scikit-learn >= 1.5 does not either).
         return false;
     }
-    let farthest: Vec<partial::FarRow> = far
-        .into_iter()
-        .map(|(i, distance)| partial::FarRow {
-            row: i as u64,
-            distance,
-            label: labels[i],
-            weight: sample_weight.map_or(1.0, |w| w[i].to_f64_exact()),
-            values: x.row(i).iter().map(|v| v.to_f64_exact()).collect(),
-        })
-        .collect();
     let moved = partial::relocate_empty_clusters(stats, &farthest);
     for &(row, new_j) in &moved {
         labels[row as usize] = new_j;
     }
     !moved.is_empty()
-}
-
-/// The `m` rows farthest from their centres (squared distance, f64), with
-/// those distances: farthest first, the lower row first among equals, as
-/// [`partial::farthest_first`] orders them. Each chunk of rows keeps its own
-/// `m` farthest, which hold the overall `m` farthest, so a relocation costs
-/// one read of the rows and no `n`-long buffers. Each distance is computed
-/// on its own, so the result is the same at any thread count.
-fn farthest_rows<T: Float>(
-    x: MatRef<'_, T>,
-    centres: MatRef<'_, T>,
-    labels: &[u32],
-    m: usize,
-) -> Vec<(usize, f64)> {
-    let candidates: Vec<(usize, f64)> = labels
-        .par_chunks(CHUNK_ROWS)
-        .enumerate()
-        .flat_map_iter(|(c, chunk)| {
-            // The chunk's `m` farthest so far, farthest first: a row enters
-            // only when strictly farther than the last (rows come in order,
-            // so an equal one ranks after), after any equal ones.
-            let start = c * CHUNK_ROWS;
-            let mut top: Vec<(usize, f64)> = Vec::with_capacity(m + 1);
-            for (q, &a) in chunk.iter().enumerate() {
-                let dist = sq_dist(x.row(start + q), centres.row(a as usize));
-                if top.len() == m && top.last().is_none_or(|&(_, v)| dist <= v) {
-                    continue;
-                }
-                let at = top.partition_point(|&(_, v)| v >= dist);
-                top.insert(at, (start + q, dist));
-                top.truncate(m);
-            }
-            top
-        })
-        .collect();
-    let dist: Vec<f64> = candidates.iter().map(|&(_, v)| v).collect();
-    // Among equal distances, positions in `candidates` follow the rows'
-    // order (chunks in order, each chunk's lower rows first), so ties are
-    // broken as over all rows.
-    partial::farthest_first(&dist, m)
-        .into_iter()
-        .map(|p| candidates[p])
-        .collect()
 }
 
 /// Lloyd's algorithm from `initial_centres` (squared Euclidean), as
@@ -620,8 +567,8 @@ impl<T: Float> LloydPasses<T> {
     /// [`LloydPasses::labels`] and `stats` to them, unless `strict`: no
     /// label changed), from the clusters' exact sums
     /// ([`Pruner::inertia`]), without reading the rows again. `None`, with
-    /// nothing done, unless the loop ends with a pruner whose sums are
-    /// exact.
+    /// nothing done, unless the loop ends with a pruner whose sums and
+    /// squared norms are exact ([`Pruner::inertia_from_sums`]).
     pub(crate) fn final_inertia(
         &mut self,
         x: MatRef<'_, T>,
@@ -629,7 +576,7 @@ impl<T: Float> LloydPasses<T> {
         stats: &mut ClusterStats,
         strict: bool,
     ) -> Option<f64> {
-        if !self.pruner.as_ref().is_some_and(Pruner::exact_sums) {
+        if !self.pruner.as_ref().is_some_and(Pruner::inertia_from_sums) {
             return None;
         }
         if !strict {
@@ -1335,7 +1282,12 @@ mod tests {
         for m in [1, 3, 40, 500] {
             let want: Vec<(usize, f64)> = order[..m].iter().map(|&i| (i, dist(i))).collect();
             for threads in [1, 2] {
-                let got = in_pool(threads, || farthest_rows(x, c, &labels, m));
+                let got: Vec<(usize, f64)> = in_pool(threads, || {
+                    partial::farthest_rows(x, None, c, &labels, 0, m)
+                })
+                .into_iter()
+                .map(|f| (f.row as usize, f.distance))
+                .collect();
                 assert_eq!(got, want, "m = {m}, {threads} threads");
             }
         }

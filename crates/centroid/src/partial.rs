@@ -140,34 +140,70 @@ pub fn partition_stats<T: Float>(
         kernels::assign_accumulate(x, sample_weight, centres, Some(labels), &mut out.stats);
     }
     if n_farthest > 0 {
-        out.farthest = farthest_rows(x, sample_weight, centres, labels, row_offset, n_farthest);
+        out.farthest = farthest_rows(
+            x,
+            sample_weight,
+            centres.centres(),
+            labels,
+            row_offset,
+            n_farthest,
+        );
     }
     Ok(out)
 }
 
-/// The `m` rows farthest from their assigned centres, farthest first.
-fn farthest_rows<T: Float>(
+/// The `m` rows farthest from their assigned centres (squared distance,
+/// f64), farthest first, the lower row first among equals, as
+/// [`farthest_first`] orders them; `row_offset` is the global index of the
+/// first row. Each chunk of rows keeps its own `m` farthest, which hold the
+/// overall `m` farthest, so this costs one read of the rows and no `n`-long
+/// buffers (relocating empty clusters must cost no more than an ordinary
+/// pass). Each distance is computed on its own, so the result is the same
+/// at any thread count.
+pub(crate) fn farthest_rows<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
-    centres: &PreparedCentres<T>,
+    centres: MatRef<'_, T>,
     labels: &[u32],
     row_offset: u64,
     m: usize,
 ) -> Vec<FarRow> {
-    let c = centres.centres();
-    let dist: Vec<f64> = labels
-        .par_iter()
+    let candidates: Vec<(usize, f64)> = labels
+        .par_chunks(CHUNK_ROWS)
         .enumerate()
-        .map(|(i, &l)| sq_dist(x.row(i), c.row(l as usize)))
+        .flat_map_iter(|(c, chunk)| {
+            // The chunk's `m` farthest so far, farthest first: a row enters
+            // only when strictly farther than the last (rows come in order,
+            // so an equal one ranks after), after any equal ones.
+            let start = c * CHUNK_ROWS;
+            let mut top: Vec<(usize, f64)> = Vec::with_capacity(m + 1);
+            for (q, &a) in chunk.iter().enumerate() {
+                let dist = sq_dist(x.row(start + q), centres.row(a as usize));
+                if top.len() == m && top.last().is_none_or(|&(_, v)| dist <= v) {
+                    continue;
+                }
+                let at = top.partition_point(|&(_, v)| v >= dist);
+                top.insert(at, (start + q, dist));
+                top.truncate(m);
+            }
+            top
+        })
         .collect();
+    let dist: Vec<f64> = candidates.iter().map(|&(_, v)| v).collect();
+    // Among equal distances, positions in `candidates` follow the rows'
+    // order (chunks in order, each chunk's lower rows first), so ties are
+    // broken as over all rows.
     farthest_first(&dist, m)
         .into_iter()
-        .map(|i| FarRow {
-            row: row_offset + i as u64,
-            distance: dist[i],
-            label: labels[i],
-            weight: sample_weight.map_or(1.0, |w| w[i].to_f64_exact()),
-            values: x.row(i).iter().map(|v| v.to_f64_exact()).collect(),
+        .map(|p| {
+            let (i, distance) = candidates[p];
+            FarRow {
+                row: row_offset + i as u64,
+                distance,
+                label: labels[i],
+                weight: sample_weight.map_or(1.0, |w| w[i].to_f64_exact()),
+                values: x.row(i).iter().map(|v| v.to_f64_exact()).collect(),
+            }
         })
         .collect()
 }

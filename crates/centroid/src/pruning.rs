@@ -410,7 +410,8 @@ pub(crate) struct Pruner<T> {
     rounding: Rounding,
     /// `||x_i||`, rounded up.
     norms: Vec<f64>,
-    /// `sum_i ||x_i||^2`, where it is exact (see [`Pruner::inertia`]).
+    /// `sum_i ||x_i||^2`, where it and the sums are exact (see
+    /// [`Pruner::inertia`]).
     sq_norm_total: Option<f64>,
     /// Made by the first [`Pruner::begin_pass`].
     bounds: Option<Bounds>,
@@ -474,6 +475,12 @@ impl<T: Float> Pruner<T> {
         self.exact_sums
     }
 
+    /// Whether [`Pruner::inertia`] can answer (short of its rounding bound):
+    /// the sums and the squared norms' total are exact.
+    pub(crate) fn inertia_from_sums(&self) -> bool {
+        self.sq_norm_total.is_some()
+    }
+
     /// The inertia of the clusters whose unweighted sums are `stats`, about
     /// `centres` (`k x d`), without reading the rows: `sum_i ||x_i||^2 -
     /// sum_j (2 c_j.S_j - n_j ||c_j||^2)`. Only where the sums and the
@@ -483,7 +490,7 @@ impl<T: Float> Pruner<T> {
     /// terms' magnitudes. `None` elsewhere, or where that bound exceeds
     /// 1e-12 of the result (the terms cancel): then the rows must be read.
     pub(crate) fn inertia(&self, stats: &ClusterStats, centres: MatRef<'_, T>) -> Option<f64> {
-        let total = self.sq_norm_total.filter(|_| self.exact_sums)?;
+        let total = self.sq_norm_total?;
         let (k, d) = (centres.rows(), centres.cols());
         let (mut explained, mut magnitude) = (0.0, 0.0);
         for j in 0..k {
