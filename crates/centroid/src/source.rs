@@ -112,10 +112,7 @@ impl<'a> BatchSource<'a> {
                     width.is_none_or(|want| want == w) && l == self.sq_norm_limit
                 });
                 if !passed {
-                    batch.validate(width, &label)?;
-                    if let Some(limit) = self.sq_norm_limit {
-                        batch.check_row_norms(limit, &label)?;
-                    }
+                    batch.validate_with_norms(width, self.sq_norm_limit, &label)?;
                     *validated = Some((batch.cols(), self.sq_norm_limit));
                 }
                 self.served += 1;
@@ -129,10 +126,7 @@ impl<'a> BatchSource<'a> {
                         Some(f) => f?.into_batch(self.feature_columns.as_deref())?,
                     },
                 };
-                batch.validate(width, &label)?;
-                if let Some(limit) = self.sq_norm_limit {
-                    batch.check_row_norms(limit, &label)?;
-                }
+                batch.validate_with_norms(width, self.sq_norm_limit, &label)?;
                 self.served += 1;
                 Ok(Some(Cow::Owned(batch)))
             }

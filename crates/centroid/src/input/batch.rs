@@ -49,6 +49,26 @@ impl<'a> Batch<'a> {
             Batch::Sparse(s) => s.validate(expected_cols, what),
         }
     }
+    /// [`Batch::validate`], then, with `sq_norm_limit`,
+    /// [`Batch::check_row_norms`] (dense rows: one read where both pass,
+    /// see [`Dense::validate_with_norms`]).
+    pub fn validate_with_norms(
+        &self,
+        expected_cols: Option<usize>,
+        sq_norm_limit: Option<f64>,
+        what: &str,
+    ) -> Result<()> {
+        match self {
+            Batch::Dense(d) => d.validate_with_norms(expected_cols, sq_norm_limit, what),
+            Batch::Sparse(s) => {
+                s.validate(expected_cols, what)?;
+                match sq_norm_limit {
+                    Some(limit) => s.check_row_norms(limit, what),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
     /// See [`Dense::check_row_norms`].
     pub fn check_row_norms(&self, limit: f64, what: &str) -> Result<()> {
         match self {

@@ -165,10 +165,35 @@ impl<'a> Dense<'a> {
     /// expected width, and finite everywhere. `what` names the batch in
     /// messages ("batch 3").
     pub fn validate(&self, expected_cols: Option<usize>, what: &str) -> Result<()> {
+        self.validate_with_norms(expected_cols, None, what)
+    }
+
+    /// [`Dense::validate`] and, with `sq_norm_limit`,
+    /// [`Dense::check_row_norms`], in one read of the values where they
+    /// pass: a NaN or infinite value makes its row's squared norm NaN or
+    /// infinite, which no limit passes. The errors are those of the two
+    /// checks made one after the other.
+    pub fn validate_with_norms(
+        &self,
+        expected_cols: Option<usize>,
+        sq_norm_limit: Option<f64>,
+        what: &str,
+    ) -> Result<()> {
         check_shape(self.rows, self.cols, expected_cols, what)?;
+        let clean = match &self.data {
+            Data::F32(v) => rows_clean(v, self.cols, sq_norm_limit),
+            Data::F64(v) => rows_clean(v, self.cols, sq_norm_limit),
+        };
+        if clean {
+            return Ok(());
+        }
         match &self.data {
-            Data::F32(v) => check_finite(v, self.cols, what),
-            Data::F64(v) => check_finite(v, self.cols, what),
+            Data::F32(v) => check_finite(v, self.cols, what)?,
+            Data::F64(v) => check_finite(v, self.cols, what)?,
+        }
+        match sq_norm_limit {
+            Some(limit) => self.check_row_norms(limit, what),
+            None => Ok(()),
         }
     }
 }
@@ -208,10 +233,7 @@ fn row_norms_within<T: Float>(v: &[T], cols: usize, limit: f64, what: &str) -> R
     let cols = cols.max(1);
     let sq_norm = crate::kernels::sq_norm_f64::<T>;
     // The common case is a clean batch: scan in parallel, locate serially.
-    let block = SCAN_BLOCK_VALUES.div_ceil(cols) * cols;
-    if v.par_chunks(block)
-        .all(|b| b.chunks_exact(cols).all(|row| sq_norm(row) <= limit))
-    {
+    if rows_clean(v, cols, Some(limit)) {
         return Ok(());
     }
     for (r, row) in v.chunks_exact(cols).enumerate() {
@@ -223,6 +245,17 @@ fn row_norms_within<T: Float>(v: &[T], cols: usize, limit: f64, what: &str) -> R
         }
     }
     Ok(())
+}
+
+/// Whether every value of `v` (rows of `cols` values) is finite and, with
+/// a `limit`, every row's squared norm at most `limit`: the whole-batch
+/// checks' common case, a parallel read of blocks of whole rows
+/// ([`block_clean`](crate::kernels::block_clean)).
+fn rows_clean<T: Float>(v: &[T], cols: usize, limit: Option<f64>) -> bool {
+    let cols = cols.max(1);
+    let block = SCAN_BLOCK_VALUES.div_ceil(cols) * cols;
+    v.par_chunks(block)
+        .all(|b| crate::kernels::block_clean(b, cols, limit))
 }
 
 fn cast_slice_or_convert<'s, S: Float, T: Float>(v: &'s [S]) -> Cow<'s, [T]> {
@@ -240,9 +273,7 @@ fn cast_slice_or_convert<'s, S: Float, T: Float>(v: &'s [S]) -> Cow<'s, [T]> {
 
 fn check_finite<T: Float>(v: &[T], cols: usize, what: &str) -> Result<()> {
     // The common case is a clean batch: scan quickly, locate only on failure.
-    if v.par_chunks(SCAN_BLOCK_VALUES)
-        .all(|b| b.iter().all(|x| x.is_finite()))
-    {
+    if rows_clean(v, cols, None) {
         return Ok(());
     }
     let idx = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
@@ -409,5 +440,63 @@ impl<'a> Input<'a> {
         I::IntoIter: 'a,
     {
         Input::Batches(Box::new(it.into_iter()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One read for both checks passes clean rows and, on damaged ones,
+    /// gives the errors the two checks give one after the other: a NaN or
+    /// infinite value by its row and column (before any norm), then a row
+    /// beyond the limit by its row; in f32 and f64, at widths below and
+    /// past one vector register, with the bad value in the last row.
+    #[test]
+    fn one_read_checks_values_and_norms_and_says_where() {
+        for cols in [1, 3, 8, 19] {
+            let rows = 5000;
+            let clean: Vec<f64> = (0..rows * cols).map(|i| (i % 97) as f64 - 48.0).collect();
+            let limit = 48.0 * 48.0 * cols as f64;
+            let check = |v: &[f64], limit: Option<f64>| -> Result<()> {
+                let as32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+                let r64 = Dense::new(v, rows, cols)?.validate_with_norms(Some(cols), limit, "X");
+                let r32 =
+                    Dense::new(&as32[..], rows, cols)?.validate_with_norms(Some(cols), limit, "X");
+                assert_eq!(
+                    r64.as_ref().map_err(|e| e.to_string()),
+                    r32.as_ref().map_err(|e| e.to_string())
+                );
+                r64
+            };
+            check(&clean, Some(limit)).unwrap();
+            check(&clean, None).unwrap();
+            let last = (rows - 1) * cols + cols - 1;
+            for (bad, kind) in [(f64::NAN, "NaN"), (f64::INFINITY, "infinite")] {
+                let mut v = clean.clone();
+                v[last] = bad;
+                // A row beyond the limit earlier on: the value is reported.
+                v[0] = 1e3;
+                for limit in [Some(limit), None] {
+                    let e = check(&v, limit).unwrap_err().to_string();
+                    assert!(
+                        e.contains(&format!("row {}, column {} is {kind}", rows - 1, cols - 1)),
+                        "{e}"
+                    );
+                }
+            }
+            let mut v = clean.clone();
+            v[last] = 1e3;
+            let e = check(&v, Some(limit)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("row {} has squared norm", rows - 1)),
+                "{e}"
+            );
+            check(&v, None).unwrap();
+            // Exactly at the limit passes.
+            let mut v = clean.clone();
+            v[..cols].fill(48.0);
+            check(&v, Some(limit)).unwrap();
+        }
     }
 }

@@ -91,6 +91,13 @@ pub fn inv_norm<T: Float>(row: &[T]) -> f64 {
 /// than reading the row in the whole-batch checks.
 #[inline]
 pub(crate) fn sq_norm_f64<T: Float>(row: &[T]) -> f64 {
+    sq_norm_f64_inline(row)
+}
+
+/// [`sq_norm_f64`], always inlined: for callers compiled for a wider
+/// instruction set than the baseline.
+#[inline(always)]
+pub(crate) fn sq_norm_f64_inline<T: Float>(row: &[T]) -> f64 {
     let mut acc = [0.0f64; 8];
     let mut chunks = row.chunks_exact(8);
     for c in &mut chunks {
