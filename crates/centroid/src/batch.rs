@@ -12,7 +12,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::float::{finest_grid, Float};
+use crate::float::Float;
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
 use crate::partial;
@@ -73,7 +73,14 @@ pub(crate) fn check_inputs<T: Float>(
             x.cols()
         )));
     }
-    if let Some(idx) = first_where(x.as_slice(), CHUNK_ROWS * x.cols(), |v| !v.is_finite()) {
+    // The common case, clean data, in one read compiled for the widest
+    // instruction set; a failure is then located as a serial scan would.
+    let clean = x
+        .as_slice()
+        .par_chunks(CHUNK_ROWS * x.cols())
+        .all(|b| kernels::block_clean(b, x.cols(), None));
+    let first_bad = || first_where(x.as_slice(), CHUNK_ROWS * x.cols(), |v| !v.is_finite());
+    if let Some(idx) = (!clean).then(first_bad).flatten() {
         return Err(Error::InvalidData(format!(
             "row {}, column {} of the data is not finite",
             idx / x.cols(),
@@ -1019,7 +1026,7 @@ pub fn column_means_like_numpy<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
 }
 
 /// [`column_means_like_numpy`], and whether every value is an integer
-/// (every value a multiple of 2^0, from the bits: [`finest_grid`]). The
+/// (every value a multiple of 2^0, from the bits: [`finest_grid`](crate::float::finest_grid)). The
 /// means' additions follow each column in row order, one chain per column.
 /// Where the columns make several tasks, each tests the values it adds, in
 /// the same read; where they make one (narrow data, 1,000,000 x 8), testing
@@ -1030,26 +1037,14 @@ fn column_means_and_integrality<T: Float>(x: MatRef<'_, T>) -> (Vec<T>, bool) {
     let cols = column_block(d);
     let mut sums = vec![T::zero(); d];
     let one_task = d <= cols && rayon::current_num_threads() > 1;
-    let add = |acc: &mut [T], c0: usize, test: bool| {
-        let mut low = i32::MAX;
-        for i in 0..n {
-            let row = &x.row(i)[c0..c0 + acc.len()];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += v;
-            }
-            if test {
-                low = low.min(finest_grid(row));
-            }
-        }
-        low
-    };
+    let add = |acc: &mut [T], c0: usize, test: bool| kernels::add_columns(x, acc, c0, test);
     let low = if one_task {
         rayon::join(
             || add(&mut sums, 0, false),
             || {
                 x.as_slice()
                     .par_chunks((CHUNK_ROWS * d).max(1))
-                    .map(finest_grid)
+                    .map(kernels::finest_grid_of)
                     .min()
                     .unwrap_or(i32::MAX)
             },
@@ -1094,15 +1089,7 @@ pub fn column_variances_like_numpy<T: Float>(x: MatRef<'_, T>, means: &[T]) -> V
     let cols = column_block(d);
     let mut sums = vec![T::zero(); d];
     sums.par_chunks_mut(cols).enumerate().for_each(|(b, acc)| {
-        let c0 = b * cols;
-        let m = &means[c0..c0 + acc.len()];
-        for i in 0..n {
-            let row = &x.row(i)[c0..c0 + acc.len()];
-            for ((a, &v), &mu) in acc.iter_mut().zip(row).zip(m) {
-                let t = v - mu;
-                *a += t * t;
-            }
-        }
+        kernels::add_squared_deviations(x, acc, b * cols, means);
     });
     sums.iter()
         .map(|s| T::from_f64_lossy(s.to_f64_exact() / n as f64))

@@ -46,6 +46,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod bf16;
+mod columns;
 mod dispatch;
 mod isa;
 mod labelled;
@@ -62,6 +63,7 @@ pub mod sparse;
 mod tests;
 mod tile;
 
+pub(crate) use columns::{add_columns, add_squared_deviations, finest_grid_of};
 pub(crate) use labelled::add_labelled;
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
