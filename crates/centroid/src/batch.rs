@@ -74,13 +74,17 @@ pub(crate) fn check_inputs<T: Float>(
         )));
     }
     // The common case, clean data, in one read compiled for the widest
-    // instruction set; a failure is then located as a serial scan would.
-    let clean = x
-        .as_slice()
-        .par_chunks(CHUNK_ROWS * x.cols())
+    // instruction set; only a failure is located, as a serial scan would.
+    let (xs, block) = (x.as_slice(), CHUNK_ROWS * x.cols());
+    let clean = xs
+        .par_chunks(block)
         .all(|b| kernels::block_clean(b, x.cols(), None));
-    let first_bad = || first_where(x.as_slice(), CHUNK_ROWS * x.cols(), |v| !v.is_finite());
-    if let Some(idx) = (!clean).then(first_bad).flatten() {
+    let first_bad = if clean {
+        None
+    } else {
+        first_where(xs, block, |v| !v.is_finite())
+    };
+    if let Some(idx) = first_bad {
         return Err(Error::InvalidData(format!(
             "row {}, column {} of the data is not finite",
             idx / x.cols(),

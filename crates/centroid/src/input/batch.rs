@@ -62,10 +62,7 @@ impl<'a> Batch<'a> {
             Batch::Dense(d) => d.validate_with_norms(expected_cols, sq_norm_limit, what),
             Batch::Sparse(s) => {
                 s.validate(expected_cols, what)?;
-                match sq_norm_limit {
-                    Some(limit) => s.check_row_norms(limit, what),
-                    None => Ok(()),
-                }
+                sq_norm_limit.map_or(Ok(()), |limit| s.check_row_norms(limit, what))
             }
         }
     }

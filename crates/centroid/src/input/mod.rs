@@ -191,10 +191,7 @@ impl<'a> Dense<'a> {
             Data::F32(v) => check_finite(v, self.cols, what)?,
             Data::F64(v) => check_finite(v, self.cols, what)?,
         }
-        match sq_norm_limit {
-            Some(limit) => self.check_row_norms(limit, what),
-            None => Ok(()),
-        }
+        sq_norm_limit.map_or(Ok(()), |limit| self.check_row_norms(limit, what))
     }
 }
 

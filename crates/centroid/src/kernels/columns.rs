@@ -1,55 +1,45 @@
-//! The centring's column reductions (`batch::centring`): column sums in
-//! NumPy's order with the integer test, and sums of squared deviations,
-//! compiled for the widest instruction set the CPU runs. Every addition is
-//! one column's, in row order, and nothing is fused, so each instruction
-//! set gives the same bits; the baseline build handles four values per
-//! instruction where AVX-512 handles sixteen (on Fashion-MNIST the means
-//! and the integer test took a tenth of a 20-iteration fit).
+//! Whole-data scans whose baseline build is narrow: the input checks'
+//! read (finite values, row norms) and the centring's column reductions
+//! (`batch::centring`: column sums in NumPy's order with the integer test,
+//! sums of squared deviations), each compiled for the widest instruction
+//! set the CPU runs ([`widest_isa`]). Every addition is one column's, in
+//! row order, and nothing is fused, so each instruction set gives the same
+//! bits; the baseline build handles four values per instruction where
+//! AVX-512 handles sixteen (on Fashion-MNIST the means and the integer test
+//! took a tenth of a 20-iteration fit, and the checks read at a fifth of
+//! the memory's speed).
 
-use super::isa::Isa;
-#[cfg(target_arch = "x86_64")]
-use super::isa::{Avx2Fma, Avx512F};
+use super::isa::widest_isa;
+use super::scalar::sq_norm_f64_inline;
 use crate::float::{finest_grid, Float};
 use crate::matrix::MatRef;
 
-/// Adds columns `c0 .. c0 + acc.len()` of every row of `x` into `acc`, row
-/// after row in `T` (each column one chain of additions: NumPy's order for
-/// a strided axis); with `test`, returns the finest grid of those values
-/// ([`finest_grid`]), else `i32::MAX`.
-pub(crate) fn add_columns<T: Float>(x: MatRef<'_, T>, acc: &mut [T], c0: usize, test: bool) -> i32 {
-    match Isa::detect() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX-512F.
-        Isa::Avx512(t) => unsafe { add_columns_avx512(t, x, acc, c0, test) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX2 and FMA.
-        Isa::Avx2(t) => unsafe { add_columns_avx2(t, x, acc, c0, test) },
-        Isa::Portable => add_columns_body(x, acc, c0, test),
+widest_isa! {
+    /// Whether every value of `b` (whole rows of `cols` values) is finite
+    /// and, with a `limit`, every row's squared norm
+    /// ([`sq_norm_f64`](super::sq_norm_f64)) at most `limit` (a NaN or
+    /// infinite value makes its row's norm fail any limit).
+    pub(crate) fn block_clean(b: &[T], cols: usize, limit: Option<f64>) -> bool = block_clean_body;
+}
+
+/// [`block_clean`]'s loops; they fold without stopping early, so that they
+/// vectorise.
+#[inline(always)]
+fn block_clean_body<T: Float>(b: &[T], cols: usize, limit: Option<f64>) -> bool {
+    match limit {
+        Some(limit) => b
+            .chunks_exact(cols.max(1))
+            .fold(true, |ok, row| ok & (sq_norm_f64_inline(row) <= limit)),
+        None => b.iter().fold(true, |ok, x| ok & x.is_finite()),
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn add_columns_avx512<T: Float>(
-    _: Avx512F,
-    x: MatRef<'_, T>,
-    acc: &mut [T],
-    c0: usize,
-    test: bool,
-) -> i32 {
-    add_columns_body(x, acc, c0, test)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn add_columns_avx2<T: Float>(
-    _: Avx2Fma,
-    x: MatRef<'_, T>,
-    acc: &mut [T],
-    c0: usize,
-    test: bool,
-) -> i32 {
-    add_columns_body(x, acc, c0, test)
+widest_isa! {
+    /// Adds columns `c0 .. c0 + acc.len()` of every row of `x` into `acc`,
+    /// row after row in `T` (each column one chain of additions: NumPy's
+    /// order for a strided axis); with `test`, returns the finest grid of
+    /// those values ([`finest_grid`]), else `i32::MAX`.
+    pub(crate) fn add_columns(x: MatRef<'_, T>, acc: &mut [T], c0: usize, test: bool) -> i32 = add_columns_body;
 }
 
 #[inline(always)]
@@ -67,73 +57,16 @@ fn add_columns_body<T: Float>(x: MatRef<'_, T>, acc: &mut [T], c0: usize, test: 
     low
 }
 
-/// [`finest_grid`] of `values`, compiled for the widest instruction set.
-pub(crate) fn finest_grid_of<T: Float>(values: &[T]) -> i32 {
-    match Isa::detect() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX-512F.
-        Isa::Avx512(t) => unsafe { finest_grid_avx512(t, values) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX2 and FMA.
-        Isa::Avx2(t) => unsafe { finest_grid_avx2(t, values) },
-        Isa::Portable => finest_grid(values),
-    }
+widest_isa! {
+    /// [`finest_grid`] of `values`.
+    pub(crate) fn finest_grid_of(values: &[T]) -> i32 = finest_grid;
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn finest_grid_avx512<T: Float>(_: Avx512F, values: &[T]) -> i32 {
-    finest_grid(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn finest_grid_avx2<T: Float>(_: Avx2Fma, values: &[T]) -> i32 {
-    finest_grid(values)
-}
-
-/// Adds `(v - mean)^2` of columns `c0 .. c0 + acc.len()` of every row of
-/// `x` into `acc`, row after row in `T`: the deviation and its square each
-/// rounded to `T` (NumPy's separate passes), then added.
-pub(crate) fn add_squared_deviations<T: Float>(
-    x: MatRef<'_, T>,
-    acc: &mut [T],
-    c0: usize,
-    means: &[T],
-) {
-    match Isa::detect() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX-512F.
-        Isa::Avx512(t) => unsafe { add_squared_deviations_avx512(t, x, acc, c0, means) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX2 and FMA.
-        Isa::Avx2(t) => unsafe { add_squared_deviations_avx2(t, x, acc, c0, means) },
-        Isa::Portable => add_squared_deviations_body(x, acc, c0, means),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn add_squared_deviations_avx512<T: Float>(
-    _: Avx512F,
-    x: MatRef<'_, T>,
-    acc: &mut [T],
-    c0: usize,
-    means: &[T],
-) {
-    add_squared_deviations_body(x, acc, c0, means)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn add_squared_deviations_avx2<T: Float>(
-    _: Avx2Fma,
-    x: MatRef<'_, T>,
-    acc: &mut [T],
-    c0: usize,
-    means: &[T],
-) {
-    add_squared_deviations_body(x, acc, c0, means)
+widest_isa! {
+    /// Adds `(v - mean)^2` of columns `c0 .. c0 + acc.len()` of every row
+    /// of `x` into `acc`, row after row in `T`: the deviation and its
+    /// square each rounded to `T` (NumPy's separate passes), then added.
+    pub(crate) fn add_squared_deviations(x: MatRef<'_, T>, acc: &mut [T], c0: usize, means: &[T]) = add_squared_deviations_body;
 }
 
 #[inline(always)]
@@ -147,7 +80,6 @@ fn add_squared_deviations_body<T: Float>(x: MatRef<'_, T>, acc: &mut [T], c0: us
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

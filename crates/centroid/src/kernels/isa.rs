@@ -10,6 +10,39 @@
 use crate::float::Float;
 use crate::kernels::simd::Simd;
 
+/// Defines `$name`, a safe function that runs `$body` (an
+/// `#[inline(always)]` function of the same arguments, generic over
+/// `T: Float`) compiled for the widest instruction set [`Isa::detect`]
+/// finds: for plain loops whose baseline build is narrow, where the
+/// compiler's vectorisation needs only the wider target, not intrinsics.
+macro_rules! widest_isa {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:ident;) => {
+        $(#[$meta])*
+        $vis fn $name<T: Float>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            fn avx512<T: Float>(_: $crate::kernels::isa::Avx512F, $($arg: $ty),*) $(-> $ret)? {
+                $body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2<T: Float>(_: $crate::kernels::isa::Avx2Fma, $($arg: $ty),*) $(-> $ret)? {
+                $body($($arg),*)
+            }
+            match $crate::kernels::isa::Isa::detect() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the token proves the CPU runs AVX-512F.
+                $crate::kernels::isa::Isa::Avx512(t) => unsafe { avx512(t, $($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the token proves the CPU runs AVX2 and FMA.
+                $crate::kernels::isa::Isa::Avx2(t) => unsafe { avx2(t, $($arg),*) },
+                $crate::kernels::isa::Isa::Portable => $body($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use widest_isa;
+
 /// Proof that this CPU runs AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

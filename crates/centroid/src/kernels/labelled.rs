@@ -95,37 +95,22 @@ fn accumulate_avx512<T: Float>(
 ) {
     use std::arch::x86_64::*;
     let d = x.cols();
-    if d == 0 {
-        return accumulate_body(
-            x,
-            weights,
-            labels,
-            centres,
-            part,
-            with_loss,
-            sq_dist_blocked,
-        );
-    }
     let blocks = d.div_ceil(8);
     let last: __mmask8 = match d % 8 {
         0 => 0xff,
         r => (1u8 << r) - 1,
     };
-    // The centres in f64 once (an exact conversion), for the loss.
-    let c64: Vec<f64> = if with_loss {
+    // The centres widened to f64 once per call where that is no more work
+    // than the rows' own values (k <= rows); else (many centres, few rows:
+    // a pruned chunk) each block is widened as it is read.
+    let c64: Option<Vec<f64>> = (with_loss && centres.rows() <= labels.len()).then(|| {
         centres
             .as_slice()
             .iter()
             .map(|v| v.to_f64_exact())
             .collect()
-    } else {
-        Vec::new()
-    };
-    let (x32, x64): (Option<&[f32]>, &[f64]) = match T::as_f32(x.as_slice()) {
-        Some(v) => (Some(v), &[]),
-        // Not f32, so f64 (`Float` is sealed).
-        None => (None, bytemuck::cast_slice(x.as_slice())),
-    };
+    });
+    let xs = x.as_slice();
     let sums = part.sums.as_mut_ptr();
     let mut loss = part.loss;
     for (i, &l) in labels.iter().enumerate() {
@@ -134,45 +119,39 @@ fn accumulate_avx512<T: Float>(
         let mut lanes = _mm512_setzero_pd();
         for b in 0..blocks {
             let m = if b + 1 == blocks { last } else { 0xff };
-            let full = m == 0xff;
-            let at = i * d + 8 * b;
-            // SAFETY: the mask keeps every load and store within columns
-            // 8b .. min(8b + 8, d) of row i of x (n x d), of row j of the
-            // sums and of the centres (k x d; add_labelled checked the
-            // labels); masked-out lanes are neither read nor written. A
-            // full block is loaded and stored without a mask: a masked
-            // store is not forwarded to the next row of the same cluster
-            // that loads the sums it wrote.
+            // SAFETY: the mask keeps the load within columns
+            // 8b .. min(8b + 8, d) of row i of x (n x d).
+            let v = unsafe { load_f64(xs, i * d + 8 * b, m) };
+            // SAFETY: the mask keeps the sums' load and store within row j
+            // (k x d);
+            // masked-out lanes are neither read nor written. A full block
+            // is stored without a mask: a masked store is not forwarded to
+            // the next row of the same cluster that loads the sums it
+            // wrote.
             unsafe {
-                let v = match x32 {
-                    Some(x32) if full => _mm512_cvtps_pd(_mm256_loadu_ps(x32.as_ptr().add(at))),
-                    Some(x32) => _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(
-                        __mmask16::from(m),
-                        x32.as_ptr().add(at),
-                    ))),
-                    None if full => _mm512_loadu_pd(x64.as_ptr().add(at)),
-                    None => _mm512_maskz_loadu_pd(m, x64.as_ptr().add(at)),
-                };
                 let s = sums.add(j * d + 8 * b);
                 let add = match w {
                     None => v,
                     Some(w) => _mm512_mul_pd(_mm512_set1_pd(w), v),
                 };
-                if full {
+                if m == 0xff {
                     _mm512_storeu_pd(s, _mm512_add_pd(_mm512_loadu_pd(s), add));
                 } else {
                     _mm512_mask_storeu_pd(s, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, s), add));
                 }
-                if with_loss {
-                    let c = c64.as_ptr().add(j * d + 8 * b);
-                    let c = if full {
-                        _mm512_loadu_pd(c)
-                    } else {
-                        _mm512_maskz_loadu_pd(m, c)
-                    };
-                    let t = _mm512_sub_pd(v, c);
-                    lanes = _mm512_add_pd(lanes, _mm512_mul_pd(t, t));
-                }
+            }
+            if with_loss {
+                let at = j * d + 8 * b;
+                // SAFETY: the mask keeps the load within row j of the
+                // centres (k x d; add_labelled checked the labels).
+                let c = unsafe {
+                    match &c64 {
+                        Some(c) => load_f64(c, at, m),
+                        None => load_f64(centres.as_slice(), at, m),
+                    }
+                };
+                let t = _mm512_sub_pd(v, c);
+                lanes = _mm512_add_pd(lanes, _mm512_mul_pd(t, t));
             }
         }
         part.weights[j] += w.unwrap_or(1.0);
@@ -194,6 +173,42 @@ fn accumulate_avx512<T: Float>(
         }
     }
     part.loss = loss;
+}
+
+/// The eight values of `v` from `at` (those the mask `m` keeps, zeros
+/// elsewhere), widened exactly to f64; not f32 is f64 (`Float` is sealed).
+/// A full block (`m == 0xff`) is loaded without a mask.
+///
+/// # Safety
+/// The lanes `m` keeps must lie within `v`; masked-out lanes are not read.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load_f64<U: Float>(
+    v: &[U],
+    at: usize,
+    m: std::arch::x86_64::__mmask8,
+) -> std::arch::x86_64::__m512d {
+    use std::arch::x86_64::*;
+    let full = m == 0xff;
+    // SAFETY: the caller keeps the kept lanes within `v`.
+    unsafe {
+        match U::as_f32(v) {
+            Some(v) if full => _mm512_cvtps_pd(_mm256_loadu_ps(v.as_ptr().add(at))),
+            Some(v) => _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(
+                __mmask16::from(m),
+                v.as_ptr().add(at),
+            ))),
+            None => {
+                let v: &[f64] = bytemuck::cast_slice(v);
+                if full {
+                    _mm512_loadu_pd(v.as_ptr().add(at))
+                } else {
+                    _mm512_maskz_loadu_pd(m, v.as_ptr().add(at))
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -63,11 +63,11 @@ pub mod sparse;
 mod tests;
 mod tile;
 
-pub(crate) use columns::{add_columns, add_squared_deviations, finest_grid_of};
+pub(crate) use columns::{add_columns, add_squared_deviations, block_clean, finest_grid_of};
 pub(crate) use labelled::add_labelled;
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
-pub(crate) use rowdist::{block_clean, prefetch_row, scan_rows, sq_dist_any_order};
+pub(crate) use rowdist::{prefetch_row, scan_rows, sq_dist_any_order};
 pub(crate) use scalar::sq_norm_f64;
 pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};
 pub use seeding_pass::{

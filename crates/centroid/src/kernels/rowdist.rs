@@ -9,7 +9,7 @@
 use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::isa::{Avx2Fma, Avx512F};
-use super::scalar::{sq_norm_f64, sq_norm_f64_inline};
+use super::scalar::sq_norm_f64;
 use crate::float::{finest_grid, Float};
 use crate::matrix::MatRef;
 
@@ -26,48 +26,6 @@ pub(crate) fn sq_dist_any_order<T: Float>(a: &[T], b: &[T]) -> f64 {
         // SAFETY: the token proves the CPU runs AVX2 and FMA.
         Isa::Avx2(t) => unsafe { sq_dist_avx2(t, a, b) },
         Isa::Portable => sq_dist_portable(a, b),
-    }
-}
-
-/// Whether every value of `b` (whole rows of `cols` values) is finite and,
-/// with a `limit`, every row's squared norm ([`sq_norm_f64`]) at most
-/// `limit` (a NaN or infinite value makes its row's norm fail any limit):
-/// the input checks' scan, compiled for the widest instruction set the CPU
-/// runs (the baseline build converts and squares two values per
-/// instruction, a fifth of the memory's speed on Fashion-MNIST).
-pub(crate) fn block_clean<T: Float>(b: &[T], cols: usize, limit: Option<f64>) -> bool {
-    match Isa::detect() {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX-512F.
-        Isa::Avx512(t) => unsafe { block_clean_avx512(t, b, cols, limit) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the token proves the CPU runs AVX2 and FMA.
-        Isa::Avx2(t) => unsafe { block_clean_avx2(t, b, cols, limit) },
-        Isa::Portable => block_clean_body(b, cols, limit),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn block_clean_avx512<T: Float>(_: Avx512F, b: &[T], cols: usize, limit: Option<f64>) -> bool {
-    block_clean_body(b, cols, limit)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn block_clean_avx2<T: Float>(_: Avx2Fma, b: &[T], cols: usize, limit: Option<f64>) -> bool {
-    block_clean_body(b, cols, limit)
-}
-
-/// [`block_clean`]'s loops, inlined into each instruction set's build; they
-/// fold without stopping early, so that they vectorise.
-#[inline(always)]
-fn block_clean_body<T: Float>(b: &[T], cols: usize, limit: Option<f64>) -> bool {
-    match limit {
-        Some(limit) => b
-            .chunks_exact(cols.max(1))
-            .fold(true, |ok, row| ok & (sq_norm_f64_inline(row) <= limit)),
-        None => b.iter().fold(true, |ok, x| ok & x.is_finite()),
     }
 }
 
