@@ -334,7 +334,9 @@ fn column_var_typed<'py, T: Float + Element>(
 /// `x.var(axis=0)`, both to the bit (see `batch::centring`), for a
 /// C-contiguous float array of at least two columns. Into a new array with
 /// `copy`, else in place (`x` itself is returned). One read for the means,
-/// one for the variances, one pass for the subtraction.
+/// one for the variances, one pass for the subtraction. Where a mean is not
+/// finite (NaN or infinity in its column, or a sum that overflows), `x` is
+/// returned untouched, with the means and no variances.
 #[pyfunction]
 #[pyo3(signature = (x, copy, variances=false))]
 fn center<'py>(
@@ -374,31 +376,39 @@ fn center_typed<'py, T: Float + Element>(
             "center needs at least one row and two columns",
         ));
     }
-    let (out, centring) = if copy {
+    let centring = {
         let ro = a
             .try_readonly()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
         let x = MatRef::new(xs, n, d).py()?;
-        let (out, centring) = py.allow_threads(|| {
-            let centring = batch::centring(x, variances);
-            let out = batch::subtracted_rows(x, &centring.shift);
-            (out, centring)
-        });
-        (to_numpy(py, out, &[n, d])?, centring)
+        py.allow_threads(|| batch::centring(x, variances))
+    };
+    if !centring.shift.iter().all(|v| v.to_f64_exact().is_finite()) {
+        // NaN, infinity or overflowing sums: `x` untouched, for the caller
+        // to say which.
+        return Ok((
+            a.clone().into_any(),
+            to_numpy(py, centring.shift, &[d])?,
+            None,
+        ));
+    }
+    let out = if copy {
+        let ro = a
+            .try_readonly()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
+        let x = MatRef::new(xs, n, d).py()?;
+        let out = py.allow_threads(|| batch::subtracted_rows(x, &centring.shift));
+        to_numpy(py, out, &[n, d])?
     } else {
         let mut rw = a
             .try_readwrite()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = rw.as_slice_mut().map_err(|_| not_contiguous("X"))?;
-        let centring = py.allow_threads(|| {
-            let centring = batch::centring(MatRef::new(&*xs, n, d)?, variances);
-            batch::subtract_rows_in_place(xs, d, &centring.shift);
-            Ok::<_, centroid::Error>(centring)
-        });
-        let centring = centring.py()?;
+        py.allow_threads(|| batch::subtract_rows_in_place(xs, d, &centring.shift));
         drop(rw);
-        (a.clone().into_any(), centring)
+        a.clone().into_any()
     };
     let var = match centring.variances {
         Some(v) => Some(to_numpy(py, v, &[d])?),

@@ -319,3 +319,27 @@ def test_kmeans_with_an_empty_cluster_matches_scikit_learn():
     np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(ours.labels_, ref.labels_)
     assert ours.n_iter_ == ref.n_iter_
+
+
+@pytest.mark.parametrize("copy_x", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad, word", [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")])
+def test_nan_or_infinity_gives_scikit_learns_error_and_leaves_the_data_alone(copy_x, dtype, bad, word):
+    # KMeans.fit finds non-finite values from its centring's column sums
+    # (no separate read): the error must still be scikit-learn's own, and
+    # with copy_x=False the caller's array must not have been centred.
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 5)).astype(dtype)
+    X[31, 3] = bad
+    with pytest.raises(ValueError) as theirs:
+        sklearn_cluster.KMeans(3, n_init=1, copy_x=copy_x).fit(X.copy())
+    mine = X.copy()
+    with pytest.raises(ValueError) as ours:
+        KMeans(3, n_init=1, copy_x=copy_x).fit(mine)
+    assert word in str(ours.value)
+    assert str(ours.value) == str(theirs.value)
+    np.testing.assert_array_equal(mine, X)
+    # Sparse and single-column data take the other path to the same test.
+    with pytest.raises(ValueError, match=word):
+        KMeans(3, n_init=1).fit(X[:, 3:4].copy())

@@ -137,6 +137,11 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
 
     _default_n_init_random = 10
 
+    def _assert_finite(self, X: Any) -> None:
+        """scikit-learn's error for NaN or infinity in X (validated
+        without that test)."""
+        check_array(X, accept_sparse="csr", dtype=None, copy=False, input_name="X", estimator=self)
+
     def _check_common(self, X: np.ndarray, tolerance: bool = True) -> None:
         """Checks the parameters against X; with `tolerance`, sets `_tol`
         (KMeans.fit takes the variances from its centring instead)."""
@@ -337,11 +342,17 @@ class KMeans(_BaseKMeans):
         """Computes the clustering; returns self."""
         X_orig = X
         # No copy yet: with copy_x the centred copy below is the copy, made in
-        # one pass instead of a copy and then an in-place subtraction.
-        X = _validate(self, X, copy=False)
+        # one pass instead of a copy and then an in-place subtraction. No
+        # test for NaN or infinity yet either: the centring's column sums
+        # below are finite exactly when every value is (short of an
+        # overflow, which the full test then clears), which saves a read of
+        # the data (a twentieth of a 20-iteration Fashion-MNIST fit).
+        X = _validate(self, X, copy=False, ensure_all_finite=False)
         # Dense data of two or more columns is centred in Rust, which reads
         # NumPy's column variances (the tolerance) on the way.
         centred_in_rust = not _issparse(X) and X.shape[1] >= 2
+        if not centred_in_rust:
+            self._assert_finite(X)
         self._check_common(X, tolerance=not centred_in_rust)
         if self.algorithm not in ("lloyd", "elkan"):
             raise ValueError(f"algorithm must be 'lloyd' or 'elkan', got {self.algorithm!r}")
@@ -372,8 +383,21 @@ class KMeans(_BaseKMeans):
             # rounded to integers, which keeps it exact for the pruned Lloyd
             # loop.
             tol = float(self.tol)
-            X, X_mean, var = _core.center(X, copy, variances=tol != 0)
-            self._tol = _tolerance_of(var, tol) if var is not None else 0.0
+            X_centred, X_mean, var = _core.center(X, copy, variances=tol != 0)
+            if np.isfinite(X_mean).all():
+                X = X_centred
+                self._tol = _tolerance_of(var, tol) if var is not None else 0.0
+            else:
+                # X is untouched: NaN or infinity (scikit-learn's error), or
+                # finite values whose column sums overflow, centred as
+                # scikit-learn centres them (and as uselessly).
+                self._assert_finite(X)
+                self._tol = _tolerance(X, tol)
+                X_mean = X.mean(axis=0)
+                if copy:
+                    X = X - X_mean
+                else:
+                    X -= X_mean
         else:
             X_mean = X.mean(axis=0)
             if copy:
