@@ -988,8 +988,15 @@ fn recompute<T: Float, const G: usize>(
         bounds[q] = RowBounds {
             upper: if tight && old[p] as usize == a {
                 bounds[q].upper
-            } else {
+            } else if tight {
                 distance_up(x.row(start + q), centres.row(a))
+            } else {
+                // A fresh row: from its distance, whose error `err` is
+                // bounded like the lower bounds', instead of reading the
+                // row again in f64 (a fresh start reads every row; the
+                // few rows this leaves too loose are tightened exactly
+                // when their test fails next pass).
+                up(up(dist[p * k + a].to_f64_exact() + err).max(0.0).sqrt())
             },
             lower,
         };
