@@ -150,7 +150,7 @@ pub(crate) fn run<F: Float>(isa: Isa, job: &Job<'_, F>, op: Op<'_, F>) {
     // The row-dot kernel reads `k` rounded up to its group of rows of
     // `stride` values, and the biases of all of them.
     if let Some((rows, stride)) = job.rows {
-        let kp = job.k.div_ceil(rowdot::GROUP) * rowdot::GROUP;
+        let kp = rowdot::padded_k(job.k);
         assert!(stride >= job.d && stride % job.lanes == 0 && rows.len() >= kp * stride);
         assert!(job.bias.len() >= kp);
     }

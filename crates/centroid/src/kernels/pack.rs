@@ -83,7 +83,7 @@ impl<T: Float> Packed<T> {
         let block_panels = (CENTRE_BLOCK_BYTES / panel_bytes).max(2) & !1;
         let rows = rowdot::takes(k, d).then(|| {
             let stride = d.div_ceil(lanes) * lanes;
-            let kp = k.div_ceil(rowdot::GROUP) * rowdot::GROUP;
+            let kp = rowdot::padded_k(k);
             debug_assert!(kp <= panels * lanes, "the padding rows have +inf biases");
             let len = kp * stride;
             let mut buf = vec![T::zero(); len + align];

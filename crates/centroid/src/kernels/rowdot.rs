@@ -6,9 +6,10 @@
 //! FMA, wastes the lanes past `k`, and first interleaves the rows
 //! dimension-major, a scalar copy that cost more than the products at
 //! `k = 10`. Here a row is read in place, a vector of `LANES` dimensions at a
-//! time, against [`GROUP`] centres held row-major (all of them fit in L1 at
-//! this `k`): `MR` rows x `GROUP` centres of accumulators, one vector load
-//! per row and per centre for `MR x GROUP` FMAs, and one horizontal sum per
+//! time, against a group of centres held row-major (all of them fit in L1
+//! at this `k`; [`GROUP`] or, where five divides `k`, [`WIDE_GROUP`]):
+//! `MR` rows x the group's centres of accumulators, one vector load per row
+//! and per centre for `MR x group` FMAs, and one horizontal sum per
 //! row and centre at the end. Each block of rows is finished (distance,
 //! then added to the partial sums) right after its argmin, while it is
 //! still in L1, instead of a second pass over a chunk that no longer fits
@@ -25,7 +26,7 @@
 //!
 //! The `unsafe fn`s here share the contract of `tile.rs`: the CPU runs `S`'s
 //! instruction set, and the job is shaped as `dispatch::run` asserts, with
-//! `job.rows` holding `k` rounded up to [`GROUP`] rows of `stride >= d`
+//! `job.rows` holding [`padded_k`] rows of `stride >= d`
 //! values (`stride` a multiple of `LANES`).
 
 use super::isa::prefetch_line_l2;
@@ -45,6 +46,32 @@ pub(crate) const MAX_K: usize = 16;
 /// registers. It divides every path's lane count, so the padded centres
 /// never outnumber the biases (`panels * lanes`, +inf past `k`).
 pub(crate) const GROUP: usize = 4;
+
+/// The group for `k` centres of five, [`WIDE_GROUP`], where it divides
+/// `k` (no padding centre then, so still none past the biases): at
+/// `k = 10` two groups of five compute ten centres' products where three
+/// of four computed twelve, and read each row twice instead of three
+/// times. Each centre's products are summed the same way in either
+/// group, so the grouping never changes a result.
+pub(crate) fn group_for(k: usize) -> usize {
+    if k.is_multiple_of(WIDE_GROUP) {
+        WIDE_GROUP
+    } else {
+        GROUP
+    }
+}
+
+/// The other group size (see [`group_for`]); `MR x 5` accumulators, the
+/// rows and a centre still fit the registers (25 of 32 on AVX-512 with
+/// `MR = 4`, 13 of 16 on AVX2 with `MR = 2`).
+pub(crate) const WIDE_GROUP: usize = 5;
+
+/// `k` rounded up to its group ([`group_for`]): the centres' rows the
+/// kernel reads.
+pub(crate) fn padded_k(k: usize) -> usize {
+    let g = group_for(k);
+    k.div_ceil(g) * g
+}
 
 /// Bytes of rows finished together: small enough to still be in L1.
 const FINISH_BYTES: usize = 16 << 10;
@@ -67,21 +94,21 @@ pub(crate) fn takes(k: usize, d: usize) -> bool {
 /// the memory's latency, so the lines arrive before they are needed.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // indices into the register tile read best
-unsafe fn group_dots<S: Simd, const MR: usize>(
+unsafe fn group_dots<S: Simd, const MR: usize, const G: usize>(
     x: *const S::T,
     d: usize,
     tail: &[[S::T; MAX_LANES]; MR],
     rows: *const S::T,
     stride: usize,
     g: usize,
-) -> [[S::V; GROUP]; MR] {
+) -> [[S::V; G]; MR] {
     // SAFETY: the module contract: `x` holds `MR` rows of `d` values and
     // `rows` the padded centres, so every load below is in bounds.
     unsafe {
         let lanes = S::LANES;
         let whole = d - d % lanes;
         let c0 = rows.add(g * stride);
-        let mut acc = [[S::splat(S::T::zero()); GROUP]; MR];
+        let mut acc = [[S::splat(S::T::zero()); G]; MR];
         let ahead = g == 0;
         let mut p = 0;
         while p < whole {
@@ -91,7 +118,7 @@ unsafe fn group_dots<S: Simd, const MR: usize>(
                 }
             }
             let xv: [S::V; MR] = std::array::from_fn(|r| S::load(x.add(r * d + p)));
-            for j in 0..GROUP {
+            for j in 0..G {
                 let c = S::load(c0.add(j * stride + p));
                 for r in 0..MR {
                     acc[r][j] = S::fmadd(xv[r], c, acc[r][j]);
@@ -101,7 +128,7 @@ unsafe fn group_dots<S: Simd, const MR: usize>(
         }
         if whole < d {
             let xv: [S::V; MR] = std::array::from_fn(|r| S::load(tail[r].as_ptr()));
-            for j in 0..GROUP {
+            for j in 0..G {
                 let c = S::load(c0.add(j * stride + whole));
                 for r in 0..MR {
                     acc[r][j] = S::fmadd(xv[r], c, acc[r][j]);
@@ -129,7 +156,7 @@ fn not_nan<T: Float>(v: T) -> T {
 /// Labels and raw values (`bias - x.c` of the chosen centre) of the `MR`
 /// rows starting at `row`.
 #[inline(always)]
-unsafe fn argmin_rows<S: Simd, const MR: usize>(
+unsafe fn argmin_rows<S: Simd, const MR: usize, const G: usize>(
     job: &Job<'_, S::T>,
     (rows, stride): (&[S::T], usize),
     row: usize,
@@ -149,8 +176,8 @@ unsafe fn argmin_rows<S: Simd, const MR: usize>(
         let mut label = [0u32; MR];
         let mut g = 0;
         while g < job.k {
-            let acc = group_dots::<S, MR>(x, d, &tail, rows.as_ptr(), stride, g);
-            for (j, bias) in job.bias[g..g + GROUP].iter().enumerate() {
+            let acc = group_dots::<S, MR, G>(x, d, &tail, rows.as_ptr(), stride, g);
+            for (j, bias) in job.bias[g..g + G].iter().enumerate() {
                 for r in 0..MR {
                     let v = not_nan(*bias - S::reduce_add(acc[r][j]));
                     // Centre 0 always sets the value (a NaN row keeps centre
@@ -161,7 +188,7 @@ unsafe fn argmin_rows<S: Simd, const MR: usize>(
                     }
                 }
             }
-            g += GROUP;
+            g += G;
         }
         labels[row..row + MR].copy_from_slice(&label);
         raw[row..row + MR].copy_from_slice(&best);
@@ -172,7 +199,7 @@ unsafe fn argmin_rows<S: Simd, const MR: usize>(
 /// `k` per row), by the tile kernel's formulas: `max(||x||^2 + 2 (||c||^2/2
 /// - x.c), 0)` or `1 + (-x.c^) / max(||x||, eps)`.
 #[inline(always)]
-unsafe fn distance_rows<S: Simd, const MR: usize>(
+unsafe fn distance_rows<S: Simd, const MR: usize, const G: usize>(
     job: &Job<'_, S::T>,
     (rows, stride): (&[S::T], usize),
     row: usize,
@@ -196,8 +223,8 @@ unsafe fn distance_rows<S: Simd, const MR: usize>(
         let two = S::T::one() + S::T::one();
         let mut g = 0;
         while g < k {
-            let acc = group_dots::<S, MR>(x, d, &tail, rows.as_ptr(), stride, g);
-            for j in 0..GROUP.min(k - g) {
+            let acc = group_dots::<S, MR, G>(x, d, &tail, rows.as_ptr(), stride, g);
+            for j in 0..G.min(k - g) {
                 let bias = job.bias[g + j];
                 for r in 0..MR {
                     let v = not_nan(bias - S::reduce_add(acc[r][j]));
@@ -209,14 +236,14 @@ unsafe fn distance_rows<S: Simd, const MR: usize>(
                     };
                 }
             }
-            g += GROUP;
+            g += G;
         }
     }
 }
 
 /// Labels and raw values of every row of `job`.
 #[inline(always)]
-unsafe fn argmin_block<S: Simd, const MR: usize>(
+unsafe fn argmin_block<S: Simd, const MR: usize, const G: usize>(
     job: &Job<'_, S::T>,
     centres: (&[S::T], usize),
     labels: &mut [u32],
@@ -227,11 +254,11 @@ unsafe fn argmin_block<S: Simd, const MR: usize>(
         let rows = labels.len();
         let mut r = 0;
         while r + MR <= rows {
-            argmin_rows::<S, MR>(job, centres, r, labels, raw);
+            argmin_rows::<S, MR, G>(job, centres, r, labels, raw);
             r += MR;
         }
         while r < rows {
-            argmin_rows::<S, 1>(job, centres, r, labels, raw);
+            argmin_rows::<S, 1, G>(job, centres, r, labels, raw);
             r += 1;
         }
     }
@@ -241,6 +268,23 @@ unsafe fn argmin_block<S: Simd, const MR: usize>(
 /// gives `op` back otherwise.
 #[inline(always)]
 pub(crate) unsafe fn run<'o, S: Simd, const MR: usize>(
+    job: &Job<'_, S::T>,
+    op: Op<'o, S::T>,
+) -> Option<Op<'o, S::T>> {
+    // SAFETY: the module contract; the centres' rows are padded to
+    // `padded_k(job.k)`, the group chosen here.
+    unsafe {
+        if group_for(job.k) == WIDE_GROUP {
+            run_grouped::<S, MR, WIDE_GROUP>(job, op)
+        } else {
+            run_grouped::<S, MR, GROUP>(job, op)
+        }
+    }
+}
+
+/// [`run`] with groups of `G` centres.
+#[inline(always)]
+unsafe fn run_grouped<'o, S: Simd, const MR: usize, const G: usize>(
     job: &Job<'_, S::T>,
     op: Op<'o, S::T>,
 ) -> Option<Op<'o, S::T>> {
@@ -263,11 +307,11 @@ pub(crate) unsafe fn run<'o, S: Simd, const MR: usize>(
                 let (n, k) = (out.len() / job.k, job.k);
                 let mut r = 0;
                 while r + MR <= n {
-                    distance_rows::<S, MR>(job, centres, r, out);
+                    distance_rows::<S, MR, G>(job, centres, r, out);
                     r += MR;
                 }
                 while r < n {
-                    distance_rows::<S, 1>(job, centres, r, out);
+                    distance_rows::<S, 1, G>(job, centres, r, out);
                     r += 1;
                 }
                 debug_assert_eq!(out.len(), n * k);
@@ -278,7 +322,7 @@ pub(crate) unsafe fn run<'o, S: Simd, const MR: usize>(
         for b0 in (0..n).step_by(block) {
             let b1 = (b0 + block).min(n);
             let sub = job.sub(b0, b1);
-            argmin_block::<S, MR>(&sub, centres, &mut labels[b0..b1], &mut scores[b0..b1]);
+            argmin_block::<S, MR, G>(&sub, centres, &mut labels[b0..b1], &mut scores[b0..b1]);
             finish_rows::<S>(
                 &sub,
                 weights.map(|w| &w[b0..b1]),

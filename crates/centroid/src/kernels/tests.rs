@@ -299,6 +299,9 @@ fn every_path_matches_the_reference_on_random_shapes() {
         (7, 33, 16),
         (45, 784, 10),
         (CHUNK_ROWS + 5, 40, 12),
+        // Groups of five where five divides k (rowdot::group_for).
+        (23, 40, 15),
+        (11, 784, 5),
     ];
     for (s, &(n, d, k)) in shapes.iter().enumerate() {
         random_problem::<f32>(s as u64, n, d, k, s % 2 == 0);
