@@ -101,7 +101,9 @@
 //! Elsewhere every row is summed again, in the fixed chunk order.
 //!
 //! After a recomputation, `upper` is the f64 distance to the label's centre
-//! rounded up and `lower[g]` the smallest kernel distance to the other
+//! rounded up (for a row recomputed without bounds, as in the first pass,
+//! the square root of its kernel distance plus `Ed`, rounded up: no second
+//! read of the row) and `lower[g]` the smallest kernel distance to the other
 //! centres of group `g` less `Ed`, rounded down (its square root too, and
 //! its conversion to f32). While a chunk's labels churn (the first pass, after a
 //! relocation, or when most of its rows fail), its failing rows are labelled

@@ -553,3 +553,87 @@ fn the_inertia_from_exact_sums_matches_every_row_summed() {
         .inertia(&stats, MatRef::new(&means, k, d).unwrap())
         .is_none());
 }
+
+/// Every row's bounds after a pass that starts with distances (no bounds
+/// before it: the upper bound then comes from the kernel distance plus its
+/// proven error) hold against the exact distances, worked out here in
+/// f64 from the rows and centres: `upper >= ||x - c_label||` and each group
+/// bound at most the distance to every other centre of its group. On
+/// near ties at a large offset (where the kernels' rounding is of the
+/// order of the gaps), on blobs, narrow and wide, f32 and f64.
+#[test]
+fn a_fresh_pass_leaves_bounds_that_hold() {
+    fn check<T: Float>(x: &[T], c: &[T], d: usize, what: &str) {
+        let (n, k) = (x.len() / d, c.len() / d);
+        let x = MatRef::new(x, n, d).unwrap();
+        let centres = MatRef::new(c, k, d).unwrap();
+        let prepared = PreparedCentres::new(centres, crate::kernels::Metric::SquaredEuclidean);
+        let mut pruner = Pruner::new(x, false).unwrap().start_with_distances();
+        let (pass, norms, bounds, churned) = pruner.begin_pass(&prepared).unwrap();
+        let mut labels = vec![0u32; n];
+        let exact = |i: usize, j: usize| -> f64 {
+            x.row(i)
+                .iter()
+                .zip(centres.row(j))
+                .map(|(&a, &b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let mut checked = 0;
+        let mut check_rows =
+            |labels: &[u32], upper: &dyn Fn(usize) -> f64, lower: &dyn Fn(usize, usize) -> f32| {
+                for (i, &a) in labels.iter().enumerate() {
+                    let a = a as usize;
+                    // The exact distance's own rounding: a few ulps of f64.
+                    let slack = 1.0 + 1e-12;
+                    assert!(
+                        upper(i) * slack >= exact(i, a),
+                        "{what}: row {i} upper {} < {}",
+                        upper(i),
+                        exact(i, a)
+                    );
+                    for j in (0..k).filter(|&j| j != a) {
+                        let g = pass.group_of[j] as usize;
+                        assert!(
+                            lower(i, g) as f64 <= exact(i, j) * slack,
+                            "{what}: row {i} group {g} lower {} > {} (centre {j})",
+                            lower(i, g),
+                            exact(i, j)
+                        );
+                    }
+                    checked += 1;
+                }
+            };
+        match bounds {
+            BoundsMut::One(b) => {
+                for (c0, (l, bb)) in labels
+                    .chunks_mut(CHUNK_ROWS)
+                    .zip(b.chunks_mut(CHUNK_ROWS))
+                    .enumerate()
+                {
+                    label_chunk(&pass, norms, x, c0 * CHUNK_ROWS, l, bb, &churned[c0]);
+                }
+                check_rows(&labels, &|i| b[i].upper, &|i, g| b[i].lower[g]);
+            }
+            BoundsMut::Grouped(b) => {
+                for (c0, (l, bb)) in labels
+                    .chunks_mut(CHUNK_ROWS)
+                    .zip(b.chunks_mut(CHUNK_ROWS))
+                    .enumerate()
+                {
+                    label_chunk(&pass, norms, x, c0 * CHUNK_ROWS, l, bb, &churned[c0]);
+                }
+                check_rows(&labels, &|i| b[i].upper, &|i, g| b[i].lower[g]);
+            }
+        }
+        assert_eq!(checked, n, "{what}");
+    }
+    for d in [3, 70] {
+        let (x, c) = near_ties::<f32>(1e3, d);
+        check(&x, &c, d, &format!("near ties f32 d={d}"));
+        let (x, c) = near_ties::<f64>(1e6, d);
+        check(&x, &c, d, &format!("near ties f64 d={d}"));
+        let x = blobs::<f32>(5, 3000, d, 10, 10.0, 3.0, 0.0);
+        check(&x, &x[..10 * d], d, &format!("blobs f32 d={d}"));
+    }
+}
