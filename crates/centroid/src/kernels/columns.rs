@@ -9,7 +9,7 @@
 //! took a tenth of a 20-iteration fit, and the checks read at a fifth of
 //! the memory's speed).
 
-use super::isa::{prefetch_line_l2, widest_isa};
+use super::isa::{prefetch, widest_isa};
 use super::scalar::sq_norm_f64_inline;
 use crate::float::{finest_grid, Float};
 use crate::matrix::MatRef;
@@ -61,26 +61,15 @@ fn add_columns_body<T: Float>(x: MatRef<'_, T>, acc: &mut [T], c0: usize, test: 
 /// Rows ahead of the one being added that [`prefetch_ahead`] asks for.
 const AHEAD_ROWS: usize = 8;
 
-/// Asks for the lines of columns `c0 .. c0 + cols` of row `i + AHEAD_ROWS`
-/// to be brought into L2, where the rows are wider than a line. A column
-/// block is one stretch of every row, and the hardware prefetchers stop
-/// at each 4 KiB page, which such stretches cross every row or two: without
-/// the hint the column sums read Fashion-MNIST at half the memory's speed.
+/// Asks for columns `c0 .. c0 + cols` of row `i + AHEAD_ROWS` to be brought
+/// into cache, where the rows are wider than a line. A column block is one
+/// stretch of every row, and the hardware prefetchers stop at each 4 KiB
+/// page, which such stretches cross every row or two: without the hint
+/// the column sums read Fashion-MNIST at half the memory's speed.
 #[inline(always)]
 fn prefetch_ahead<T: Float>(x: MatRef<'_, T>, i: usize, c0: usize, cols: usize) {
-    const LINE: usize = 64;
-    let per_line = LINE / std::mem::size_of::<T>();
-    if x.cols() * std::mem::size_of::<T>() <= LINE {
-        return;
-    }
-    let base = x
-        .as_slice()
-        .as_ptr()
-        .wrapping_add((i + AHEAD_ROWS) * x.cols() + c0);
-    let mut p = 0;
-    while p < cols {
-        prefetch_line_l2(base.wrapping_add(p));
-        p += per_line;
+    if x.cols() * std::mem::size_of::<T>() > 64 && i + AHEAD_ROWS < x.rows() {
+        prefetch(&x.row(i + AHEAD_ROWS)[c0..c0 + cols]);
     }
 }
 

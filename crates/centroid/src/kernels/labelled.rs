@@ -11,7 +11,7 @@
 use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::isa::{Avx2Fma, Avx512F};
-use super::scalar::ClusterStats;
+use super::scalar::{ClusterStats, RowsByCluster};
 use crate::float::Float;
 use crate::matrix::MatRef;
 
@@ -96,10 +96,7 @@ fn accumulate_avx512<T: Float>(
     use std::arch::x86_64::*;
     let d = x.cols();
     let blocks = d.div_ceil(8);
-    let last: __mmask8 = match d % 8 {
-        0 => 0xff,
-        r => (1u8 << r) - 1,
-    };
+    let last: __mmask8 = last_block_mask(d);
     // The centres widened to f64 once per call where that is no more work
     // than the rows' own values (k <= rows); else (many centres, few rows:
     // a pruned chunk) each block is widened as it is read.
@@ -163,14 +160,8 @@ fn accumulate_avx512<T: Float>(
         part.weights[j] += w.unwrap_or(1.0);
         part.counts[j] += 1;
         if with_loss {
-            // sum_tree: ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)).
-            let s = _mm256_add_pd(
-                _mm512_castpd512_pd256(lanes),
-                _mm512_extractf64x4_pd(lanes, 1),
-            );
-            let (lo, hi) = (_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-            let pairs = _mm_add_pd(_mm_unpacklo_pd(lo, hi), _mm_unpackhi_pd(lo, hi));
-            let sq = _mm_cvtsd_f64(pairs) + _mm_cvtsd_f64(_mm_unpackhi_pd(pairs, pairs));
+            // SAFETY: AVX-512F is enabled here.
+            let sq = unsafe { sum_tree_lanes(lanes) };
             // Unweighted, the baseline's `1.0 * sq` is `sq` itself.
             loss += match w {
                 Some(w) => w * sq,
@@ -214,27 +205,13 @@ unsafe fn accumulate_grouped_avx512<T: Float>(
 ) {
     let (n, d) = (labels.len(), x.cols());
     let k = c64.len() / d.max(1);
-    // The rows of each cluster, in row order (a counting sort).
-    let mut start = vec![0usize; k + 1];
-    for &l in labels {
-        start[l as usize + 1] += 1;
-    }
-    for j in 0..k {
-        start[j + 1] += start[j];
-    }
-    let mut fill = start.clone();
-    let mut order = vec![0usize; n];
-    for (i, &l) in labels.iter().enumerate() {
-        order[fill[l as usize]] = i;
-        fill[l as usize] += 1;
-    }
+    let by_cluster = RowsByCluster::new(labels, k);
     let mut row_loss = vec![0.0f64; n];
     let weight = |i: usize| weights.map(|w| w[i].to_f64_exact());
     for j in 0..k {
-        let members = &order[start[j]..start[j + 1]];
-        let mut groups = members.chunks_exact(GROUP_ROWS);
+        let mut groups = by_cluster.rows(j).chunks_exact(GROUP_ROWS);
         for g in &mut groups {
-            let rows: [usize; GROUP_ROWS] = std::array::from_fn(|r| g[r]);
+            let rows: [usize; GROUP_ROWS] = std::array::from_fn(|r| g[r] as usize);
             // SAFETY: the rows are rows of x, j a centre (the caller).
             let sq = unsafe { add_rows::<T, GROUP_ROWS>(x, &rows, weight, c64, j, part) };
             for (r, v) in rows.iter().zip(sq) {
@@ -242,6 +219,7 @@ unsafe fn accumulate_grouped_avx512<T: Float>(
             }
         }
         for &i in groups.remainder() {
+            let i = i as usize;
             // SAFETY: as above.
             let [sq] = unsafe { add_rows::<T, 1>(x, &[i], weight, c64, j, part) };
             row_loss[i] = sq;
@@ -284,10 +262,7 @@ unsafe fn add_rows<T: Float, const R: usize>(
     use std::arch::x86_64::*;
     let d = x.cols();
     let blocks = d.div_ceil(8);
-    let last: __mmask8 = match d % 8 {
-        0 => 0xff,
-        r => (1u8 << r) - 1,
-    };
+    let last: __mmask8 = last_block_mask(d);
     let xs = x.as_slice();
     let w: [Option<f64>; R] = std::array::from_fn(|r| weight(rows[r]));
     let sums = part.sums[j * d..(j + 1) * d].as_mut_ptr();
@@ -324,16 +299,37 @@ unsafe fn add_rows<T: Float, const R: usize>(
             }
         }
     }
-    std::array::from_fn(|r| {
-        // sum_tree: ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)).
-        let s = _mm256_add_pd(
-            _mm512_castpd512_pd256(lanes[r]),
-            _mm512_extractf64x4_pd(lanes[r], 1),
-        );
-        let (lo, hi) = (_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-        let pairs = _mm_add_pd(_mm_unpacklo_pd(lo, hi), _mm_unpackhi_pd(lo, hi));
-        _mm_cvtsd_f64(pairs) + _mm_cvtsd_f64(_mm_unpackhi_pd(pairs, pairs))
-    })
+    // SAFETY: AVX-512F is enabled here, as the callee needs.
+    lanes.map(|l| unsafe { sum_tree_lanes(l) })
+}
+
+/// [`sum_tree`] of eight f64 lanes: `((a0 + a4) + (a1 + a5)) + ((a2 + a6)
+/// + (a3 + a7))`.
+///
+/// # Safety
+/// AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn sum_tree_lanes(lanes: std::arch::x86_64::__m512d) -> f64 {
+    use std::arch::x86_64::*;
+    let s = _mm256_add_pd(
+        _mm512_castpd512_pd256(lanes),
+        _mm512_extractf64x4_pd(lanes, 1),
+    );
+    let (lo, hi) = (_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    let pairs = _mm_add_pd(_mm_unpacklo_pd(lo, hi), _mm_unpackhi_pd(lo, hi));
+    _mm_cvtsd_f64(pairs) + _mm_cvtsd_f64(_mm_unpackhi_pd(pairs, pairs))
+}
+
+/// The mask of the last block of eight of a row of `d` values (all eight
+/// where `d` is a multiple of eight).
+#[cfg(target_arch = "x86_64")]
+fn last_block_mask(d: usize) -> u8 {
+    match d % 8 {
+        0 => 0xff,
+        r => (1u8 << r) - 1,
+    }
 }
 
 /// The eight values of `v` from `at` (those the mask `m` keeps, zeros

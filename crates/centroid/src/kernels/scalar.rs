@@ -68,6 +68,38 @@ impl ClusterStats {
     }
 }
 
+/// The rows of each cluster, in row order: a counting sort of `labels`
+/// (every label below `k`), for passes that take a cluster's rows together.
+pub(crate) struct RowsByCluster {
+    /// Cluster `j`'s rows are `order[starts[j]..starts[j + 1]]`.
+    starts: Vec<usize>,
+    order: Vec<u32>,
+}
+
+impl RowsByCluster {
+    pub(crate) fn new(labels: &[u32], k: usize) -> Self {
+        let mut starts = vec![0usize; k + 1];
+        for &j in labels {
+            starts[j as usize + 1] += 1;
+        }
+        for j in 0..k {
+            starts[j + 1] += starts[j];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![0u32; labels.len()];
+        for (i, &j) in labels.iter().enumerate() {
+            order[next[j as usize]] = i as u32;
+            next[j as usize] += 1;
+        }
+        Self { starts, order }
+    }
+
+    /// The rows labelled `j`, increasing.
+    pub(crate) fn rows(&self, j: usize) -> &[u32] {
+        &self.order[self.starts[j]..self.starts[j + 1]]
+    }
+}
+
 /// `1 / max(||row||, 1e-12)`, in f64.
 #[inline]
 pub fn inv_norm<T: Float>(row: &[T]) -> f64 {

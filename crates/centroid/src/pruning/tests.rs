@@ -579,54 +579,49 @@ fn a_fresh_pass_leaves_bounds_that_hold() {
                 .sum::<f64>()
                 .sqrt()
         };
-        let mut checked = 0;
-        let mut check_rows =
-            |labels: &[u32], upper: &dyn Fn(usize) -> f64, lower: &dyn Fn(usize, usize) -> f32| {
-                for (i, &a) in labels.iter().enumerate() {
-                    let a = a as usize;
-                    // The exact distance's own rounding: a few ulps of f64.
-                    let slack = 1.0 + 1e-12;
-                    assert!(
-                        upper(i) * slack >= exact(i, a),
-                        "{what}: row {i} upper {} < {}",
-                        upper(i),
-                        exact(i, a)
-                    );
-                    for j in (0..k).filter(|&j| j != a) {
-                        let g = pass.group_of[j] as usize;
-                        assert!(
-                            lower(i, g) as f64 <= exact(i, j) * slack,
-                            "{what}: row {i} group {g} lower {} > {} (centre {j})",
-                            lower(i, g),
-                            exact(i, j)
-                        );
-                    }
-                    checked += 1;
-                }
-            };
-        match bounds {
-            BoundsMut::One(b) => {
-                for (c0, (l, bb)) in labels
-                    .chunks_mut(CHUNK_ROWS)
-                    .zip(b.chunks_mut(CHUNK_ROWS))
-                    .enumerate()
-                {
-                    label_chunk(&pass, norms, x, c0 * CHUNK_ROWS, l, bb, &churned[c0]);
-                }
-                check_rows(&labels, &|i| b[i].upper, &|i, g| b[i].lower[g]);
-            }
-            BoundsMut::Grouped(b) => {
-                for (c0, (l, bb)) in labels
-                    .chunks_mut(CHUNK_ROWS)
-                    .zip(b.chunks_mut(CHUNK_ROWS))
-                    .enumerate()
-                {
-                    label_chunk(&pass, norms, x, c0 * CHUNK_ROWS, l, bb, &churned[c0]);
-                }
-                check_rows(&labels, &|i| b[i].upper, &|i, g| b[i].lower[g]);
+        // Every row's upper bound and group lower bounds after the pass.
+        let made: Vec<(f64, Vec<f32>)> = match bounds {
+            BoundsMut::One(b) => label_all(&pass, norms, x, &mut labels, b, churned),
+            BoundsMut::Grouped(b) => label_all(&pass, norms, x, &mut labels, b, churned),
+        };
+        // The exact distance's own rounding: a few ulps of f64.
+        let slack = 1.0 + 1e-12;
+        for (i, (upper, lower)) in made.iter().enumerate() {
+            let a = labels[i] as usize;
+            assert!(
+                upper * slack >= exact(i, a),
+                "{what}: row {i} upper {upper} < {}",
+                exact(i, a)
+            );
+            for j in (0..k).filter(|&j| j != a) {
+                let g = pass.group_of[j] as usize;
+                assert!(
+                    lower[g] as f64 <= exact(i, j) * slack,
+                    "{what}: row {i} group {g} lower {} > {} (centre {j})",
+                    lower[g],
+                    exact(i, j)
+                );
             }
         }
-        assert_eq!(checked, n, "{what}");
+        assert_eq!(made.len(), n, "{what}");
+    }
+    /// One pass of `label_chunk` over every chunk; each row's bounds after it.
+    fn label_all<T: Float, const G: usize>(
+        pass: &PassCentres<'_, T>,
+        norms: &[f64],
+        x: MatRef<'_, T>,
+        labels: &mut [u32],
+        bounds: &mut [RowBounds<G>],
+        churned: &[std::sync::atomic::AtomicBool],
+    ) -> Vec<(f64, Vec<f32>)> {
+        for (c, (l, b)) in labels
+            .chunks_mut(CHUNK_ROWS)
+            .zip(bounds.chunks_mut(CHUNK_ROWS))
+            .enumerate()
+        {
+            label_chunk(pass, norms, x, c * CHUNK_ROWS, l, b, &churned[c]);
+        }
+        bounds.iter().map(|b| (b.upper, b.lower.to_vec())).collect()
     }
     for d in [3, 70] {
         let (x, c) = near_ties::<f32>(1e3, d);

@@ -36,6 +36,7 @@ mod tests;
 
 use rayon::prelude::*;
 
+use super::scalar::RowsByCluster;
 use super::{ClusterStats, CHUNK_ROWS};
 use crate::float::Float;
 pub use csr::CsrRef;
@@ -160,25 +161,12 @@ fn cluster_sums<T: Float>(
     k: usize,
 ) {
     let d = x.cols();
-    // Rows grouped by label, in row order within a group (a counting sort).
-    let mut starts = vec![0usize; k + 1];
-    for &j in labels {
-        starts[j as usize + 1] += 1;
-    }
-    for j in 0..k {
-        starts[j + 1] += starts[j];
-    }
-    let mut next = starts.clone();
-    let mut order = vec![0u32; labels.len()];
-    for (i, &j) in labels.iter().enumerate() {
-        order[next[j as usize]] = i as u32;
-        next[j as usize] += 1;
-    }
+    let by_cluster = RowsByCluster::new(labels, k);
     if d == 0 {
         return;
     }
     sums.par_chunks_mut(d).enumerate().for_each(|(j, s)| {
-        for &i in &order[starts[j]..starts[j + 1]] {
+        for &i in by_cluster.rows(j) {
             let i = i as usize;
             let w = sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
             let (idx, vals) = x.row(i);
