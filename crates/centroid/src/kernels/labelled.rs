@@ -108,6 +108,27 @@ fn accumulate_avx512<T: Float>(
             .collect()
     });
     let xs = x.as_slice();
+    if blocks == 1 && centres.rows() <= labels.len() {
+        // SAFETY: AVX-512F is enabled here; the labels name centres
+        // (add_labelled checked them); d <= 8.
+        unsafe {
+            match (weights, with_loss) {
+                (None, true) => {
+                    accumulate_narrow_avx512::<T, false, true>(x, &[], labels, centres, part)
+                }
+                (None, false) => {
+                    accumulate_narrow_avx512::<T, false, false>(x, &[], labels, centres, part)
+                }
+                (Some(w), true) => {
+                    accumulate_narrow_avx512::<T, true, true>(x, w, labels, centres, part)
+                }
+                (Some(w), false) => {
+                    accumulate_narrow_avx512::<T, true, false>(x, w, labels, centres, part)
+                }
+            }
+        }
+        return;
+    }
     if let Some(c64) = c64.as_deref().filter(|_| blocks >= GROUPED_BLOCKS) {
         // SAFETY: AVX-512F is enabled here; the labels name centres
         // (add_labelled checked them) and `c64` holds all of them.
@@ -170,6 +191,80 @@ fn accumulate_avx512<T: Float>(
         }
     }
     part.loss = loss;
+}
+
+/// [`accumulate_avx512`] for rows of at most eight columns (1,000,000 x 8):
+/// one register a row, with the cluster sums and the centres in f64
+/// copied into rows of eight (zero-padded) for the call, so that no load
+/// or store is masked, and the weighting and the loss chosen at compile
+/// time. Each sum still gets its rows in row order and each row's squared
+/// distance the same lanes and tree, so the bits are the row-by-row loop's;
+/// its generic form spent twice as long per row as the distance kernel,
+/// on loop and branch overhead around a four-cycle loss chain.
+///
+/// # Safety
+/// AVX-512F; `x.cols() <= 8`; every label names a centre; `weights` holds
+/// one weight per row when `WEIGHTED`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn accumulate_narrow_avx512<T: Float, const WEIGHTED: bool, const LOSS: bool>(
+    x: MatRef<'_, T>,
+    weights: &[T],
+    labels: &[u32],
+    centres: MatRef<'_, T>,
+    part: &mut ClusterStats,
+) {
+    use std::arch::x86_64::*;
+    let (d, k) = (x.cols(), centres.rows());
+    debug_assert!(d <= 8);
+    let m: __mmask8 = last_block_mask(d);
+    let mut sums = vec![0.0f64; 8 * k];
+    let mut c64 = vec![0.0f64; if LOSS { 8 * k } else { 0 }];
+    for j in 0..k {
+        sums[8 * j..8 * j + d].copy_from_slice(&part.sums[j * d..(j + 1) * d]);
+        if LOSS {
+            for (c, v) in c64[8 * j..8 * j + d].iter_mut().zip(centres.row(j)) {
+                *c = v.to_f64_exact();
+            }
+        }
+    }
+    let xs = x.as_slice();
+    let sp = sums.as_mut_ptr();
+    let mut loss = part.loss;
+    for (i, &l) in labels.iter().enumerate() {
+        let j = l as usize;
+        // SAFETY: the mask keeps the load within row i of x (n x d, d <= 8).
+        let v = unsafe { load_f64(xs, i * d, m) };
+        let w = if WEIGHTED {
+            weights[i].to_f64_exact()
+        } else {
+            1.0
+        };
+        // SAFETY: j < k, and `sums` and `c64` hold eight values a centre.
+        unsafe {
+            let s = sp.add(8 * j);
+            let add = if WEIGHTED {
+                _mm512_mul_pd(_mm512_set1_pd(w), v)
+            } else {
+                v
+            };
+            _mm512_storeu_pd(s, _mm512_add_pd(_mm512_loadu_pd(s), add));
+            if LOSS {
+                let t = _mm512_sub_pd(v, _mm512_loadu_pd(c64.as_ptr().add(8 * j)));
+                // `0 + t * t` in the general loop is `t * t` itself.
+                let sq = sum_tree_lanes(_mm512_mul_pd(t, t));
+                loss += if WEIGHTED { w * sq } else { sq };
+            }
+        }
+        part.weights[j] += w;
+        part.counts[j] += 1;
+    }
+    for j in 0..k {
+        part.sums[j * d..(j + 1) * d].copy_from_slice(&sums[8 * j..8 * j + d]);
+    }
+    if LOSS {
+        part.loss = loss;
+    }
 }
 
 /// Rows of at least this many blocks of eight take
