@@ -135,43 +135,35 @@ fn first_where<T: Float>(
         .map(|i| start + i)
 }
 
-/// `||a - b||^2`, accumulated in `f64`.
-pub(crate) fn sq_dist<T: Float>(a: &[T], b: &[T]) -> f64 {
-    // Eight running sums (value p goes to p % 8, combined as a fixed tree):
-    // one long chain of dependent f64 adds cost more than reading the row.
-    const W: usize = 8;
-    let mut acc = [0.0f64; W];
-    let (a_whole, a_rest) = a.split_at(a.len() - a.len() % W);
-    let b_whole = &b[..a_whole.len()];
-    for (pa, pb) in a_whole.chunks_exact(W).zip(b_whole.chunks_exact(W)) {
-        for l in 0..W {
-            let t = pa[l].to_f64_exact() - pb[l].to_f64_exact();
-            acc[l] += t * t;
-        }
-    }
-    for (l, (&p, &q)) in a_rest.iter().zip(&b[a_whole.len()..]).enumerate() {
-        let t = p.to_f64_exact() - q.to_f64_exact();
-        acc[l] += t * t;
-    }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-}
-
 /// `sum` plus the weighted `||x_i - c_{labels[i]}||^2` of rows `start..` of
 /// `x` (as many as `labels` holds), added one row after the other (so a
-/// chunk summed in consecutive pieces gives the same bits as in one).
+/// chunk summed in consecutive pieces gives the same bits as in one), each
+/// distance [`sq_dist`]'s (`c64`: the centres widened to f64).
 fn chunk_inertia<T: Float>(
     sum: f64,
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
-    centres: MatRef<'_, T>,
+    c64: &[f64],
     start: usize,
     labels: &[u32],
 ) -> f64 {
-    labels.iter().enumerate().fold(sum, |sum, (r, &l)| {
-        let i = start + r;
-        let w = sample_weight.map_or(1.0, |w| w[i].to_f64_exact());
-        sum + w * sq_dist(x.row(i), centres.row(l as usize))
-    })
+    let end = start + labels.len();
+    kernels::add_loss(
+        x.slice_rows(start, end),
+        sample_weight.map(|w| &w[start..end]),
+        labels,
+        c64,
+        sum,
+    )
+}
+
+/// The centres widened to f64, row-major.
+fn widened<T: Float>(centres: MatRef<'_, T>) -> Vec<f64> {
+    centres
+        .as_slice()
+        .iter()
+        .map(|v| v.to_f64_exact())
+        .collect()
 }
 
 /// Weighted sum of squared distances of every row to the centre its label
@@ -186,10 +178,11 @@ pub fn inertia<T: Float>(
     centres: MatRef<'_, T>,
     labels: &[u32],
 ) -> f64 {
+    let c64 = widened(centres);
     let partials: Vec<f64> = labels
         .par_chunks(CHUNK_ROWS)
         .enumerate()
-        .map(|(ci, l)| chunk_inertia(0.0, x, sample_weight, centres, ci * CHUNK_ROWS, l))
+        .map(|(ci, l)| chunk_inertia(0.0, x, sample_weight, &c64, ci * CHUNK_ROWS, l))
         .collect();
     partials.iter().sum()
 }
@@ -211,6 +204,7 @@ fn assign_with_inertia<T: Float>(
     const BLOCK_BYTES: usize = 256 << 10;
     let block = (BLOCK_BYTES / (x.cols() * std::mem::size_of::<T>()).max(1)).clamp(1, CHUNK_ROWS);
     let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
+    let c64 = widened(centres);
     let partials: Vec<f64> = labels
         .par_chunks_mut(CHUNK_ROWS)
         .enumerate()
@@ -221,7 +215,7 @@ fn assign_with_inertia<T: Float>(
                 let start = ci * CHUNK_ROWS + b * block;
                 let rows = x.slice_rows(start, start + lb.len());
                 kernels::assign(rows, &prepared, lb, &mut scores[..lb.len()]);
-                sum = chunk_inertia(sum, x, sample_weight, centres, start, lb);
+                sum = chunk_inertia(sum, x, sample_weight, &c64, start, lb);
             }
             sum
         })

@@ -23,7 +23,7 @@ use rand::RngCore;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::batch::{self, check_inputs, sq_dist};
+use crate::batch::{self, check_inputs};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
@@ -168,6 +168,11 @@ pub(crate) fn farthest_rows<T: Float>(
     row_offset: u64,
     m: usize,
 ) -> Vec<FarRow> {
+    let c64: Vec<f64> = centres
+        .as_slice()
+        .iter()
+        .map(|v| v.to_f64_exact())
+        .collect();
     let candidates: Vec<(usize, f64)> = labels
         .par_chunks(CHUNK_ROWS)
         .enumerate()
@@ -177,15 +182,15 @@ pub(crate) fn farthest_rows<T: Float>(
             // so an equal one ranks after), after any equal ones.
             let start = c * CHUNK_ROWS;
             let mut top: Vec<(usize, f64)> = Vec::with_capacity(m + 1);
-            for (q, &a) in chunk.iter().enumerate() {
-                let dist = sq_dist(x.row(start + q), centres.row(a as usize));
+            let rows = x.slice_rows(start, start + chunk.len());
+            kernels::for_each_sq_dist(rows, chunk, &c64, |q, dist| {
                 if top.len() == m && top.last().is_none_or(|&(_, v)| dist <= v) {
-                    continue;
+                    return;
                 }
                 let at = top.partition_point(|&(_, v)| v >= dist);
                 top.insert(at, (start + q, dist));
                 top.truncate(m);
-            }
+            });
             top
         })
         .collect();
@@ -419,6 +424,7 @@ pub fn kmeans_parallel_sample<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::sq_dist_blocked as sq_dist;
 
     /// The rule relocation has always used: a stable full sort, farthest
     /// first, lower index first among equal distances.

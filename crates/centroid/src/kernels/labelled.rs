@@ -70,6 +70,115 @@ pub fn add_labelled<T: Float>(
     }
 }
 
+/// `sum` plus, row after row, each row's weight (1 when absent) times its
+/// squared distance to the centre its label names, `c64` being the
+/// centres widened to f64 (`k x d`, row-major): the loss of
+/// [`add_labelled`] alone, to the same bits, and the inertia of
+/// `crate::batch` (a final labelling pass). Rows added in consecutive
+/// pieces give the bits of adding them in one call.
+pub fn add_loss<T: Float>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    c64: &[f64],
+    sum: f64,
+) -> f64 {
+    assert!(
+        weights.is_none_or(|w| w.len() == x.rows()),
+        "one weight per row"
+    );
+    let mut sum = sum;
+    match weights {
+        None => for_each_sq_dist(x, labels, c64, |_, sq| sum += sq),
+        Some(w) => for_each_sq_dist(x, labels, c64, |i, sq| sum += w[i].to_f64_exact() * sq),
+    }
+    sum
+}
+
+/// Calls `f(i, ||x_i - c_{labels[i]}||^2)` for every row `i` in order, each
+/// distance [`sq_dist_blocked`]'s bits (`c64`: the centres widened to f64,
+/// `k x d`, row-major), computed [`LOSS_ROWS`] rows at a time where the
+/// processor has AVX-512 (the baseline build runs two values an
+/// instruction). The loss, the inertia and the farthest rows of a
+/// relocation read their distances here.
+pub fn for_each_sq_dist<T: Float>(
+    x: MatRef<'_, T>,
+    labels: &[u32],
+    c64: &[f64],
+    mut f: impl FnMut(usize, f64),
+) {
+    let d = x.cols();
+    assert_eq!(labels.len(), x.rows(), "one label per row");
+    assert!(
+        labels.iter().all(|&l| (l as usize + 1) * d <= c64.len()),
+        "every label names a centre"
+    );
+    match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX-512F; the labels name
+        // rows of `c64` (checked above).
+        Isa::Avx512(_) => unsafe { sq_dists_avx512(x, labels, c64, f) },
+        _ => {
+            for (i, &l) in labels.iter().enumerate() {
+                let j = l as usize;
+                f(i, sq_dist_blocked(x.row(i), &c64[j * d..(j + 1) * d]));
+            }
+        }
+    }
+}
+
+/// Rows of [`sq_dists_avx512`] computed together: a row's squared distance
+/// is eight chains of `d / 8` dependent additions, and four rows side by
+/// side keep the adder busy (Fashion-MNIST: 98 additions a chain).
+const LOSS_ROWS: usize = 4;
+
+/// [`for_each_sq_dist`] on AVX-512F: each row's eight running sums are one
+/// register's lanes, as in [`accumulate_avx512`] (the last block masked:
+/// its missing columns add `0 * 0` to sums that are at least `+0`), the
+/// same tree, [`LOSS_ROWS`] rows at a time, `f` called in row order.
+///
+/// # Safety
+/// AVX-512F; every label names a row of `c64` (`k x d`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sq_dists_avx512<T: Float>(
+    x: MatRef<'_, T>,
+    labels: &[u32],
+    c64: &[f64],
+    mut f: impl FnMut(usize, f64),
+) {
+    use std::arch::x86_64::*;
+    let d = x.cols();
+    let blocks = d.div_ceil(8);
+    let last: __mmask8 = last_block_mask(d);
+    let xs = x.as_slice();
+    let n = labels.len();
+    let mut i = 0;
+    while i < n {
+        let rows = LOSS_ROWS.min(n - i);
+        let mut lanes = [_mm512_setzero_pd(); LOSS_ROWS];
+        for b in 0..blocks {
+            let m = if b + 1 == blocks { last } else { 0xff };
+            for r in 0..rows {
+                // SAFETY: the mask keeps both loads within columns
+                // 8b .. min(8b + 8, d) of row i + r of x and of the row of
+                // c64 its label names (the caller).
+                unsafe {
+                    let v = load_f64(xs, (i + r) * d + 8 * b, m);
+                    let c = load_f64(c64, labels[i + r] as usize * d + 8 * b, m);
+                    let t = _mm512_sub_pd(v, c);
+                    lanes[r] = _mm512_add_pd(lanes[r], _mm512_mul_pd(t, t));
+                }
+            }
+        }
+        for (r, l) in lanes.iter().enumerate().take(rows) {
+            // SAFETY: AVX-512F is enabled here.
+            f(i + r, unsafe { sum_tree_lanes(*l) });
+        }
+        i += rows;
+    }
+}
+
 /// [`accumulate_body`] with a row's eight columns at a time in one AVX-512
 /// register: each column's sum gets the same addition (of the same product
 /// under weights) as in the baseline, and the loss's eight running sums are
@@ -529,7 +638,7 @@ fn accumulate_body<T: Float>(
 /// `p % 8`, combined in a fixed order), so that long rows do not wait on
 /// one chain of additions; the order depends only on the length.
 #[inline(always)]
-fn sq_dist_blocked<T: Float>(a: &[T], b: &[T]) -> f64 {
+pub(crate) fn sq_dist_blocked<T: Float, U: Float>(a: &[T], b: &[U]) -> f64 {
     let mut acc = [0.0f64; 8];
     let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
     for (x, y) in (&mut ca).zip(&mut cb) {
@@ -642,6 +751,30 @@ mod tests {
             }
             assert_eq!(bits(&blocks), bits(&fast));
             assert_eq!(blocks.counts, fast.counts);
+            // The loss alone: add_labelled's loss, and the inertia's
+            // definition (`batch::sq_dist`, row after row, from a running
+            // sum), to the bit, in one call or in uneven pieces.
+            let c64: Vec<f64> = c.iter().map(|v| v.to_f64_exact()).collect();
+            assert_eq!(
+                add_loss(xm, weights, labels, &c64, 0.0).to_bits(),
+                fast.loss.to_bits()
+            );
+            let start = 0.5;
+            let direct = (0..n).fold(start, |s, i| {
+                let j = labels[i] as usize;
+                let wi = weights.map_or(1.0, |w| w[i].to_f64_exact());
+                s + wi * crate::kernels::sq_dist_blocked(xm.row(i), cm.row(j))
+            });
+            let mut pieces = start;
+            for (b0, b1) in [(0, 3), (3, 4), (4, 131), (131, n)] {
+                let w = weights.map(|w| &w[b0..b1]);
+                pieces = add_loss(xm.slice_rows(b0, b1), w, &labels[b0..b1], &c64, pieces);
+            }
+            assert_eq!(pieces.to_bits(), direct.to_bits());
+            assert_eq!(
+                add_loss(xm, weights, labels, &c64, start).to_bits(),
+                direct.to_bits()
+            );
             let mut loss = 0.0;
             for i in 0..n {
                 let (j, wi) = (

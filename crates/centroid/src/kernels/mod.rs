@@ -64,7 +64,9 @@ mod tests;
 mod tile;
 
 pub(crate) use columns::{add_columns, add_squared_deviations, block_clean, finest_grid_of};
-pub(crate) use labelled::add_labelled;
+#[cfg(test)]
+pub(crate) use labelled::sq_dist_blocked;
+pub(crate) use labelled::{add_labelled, add_loss, for_each_sq_dist};
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
 pub(crate) use rowdist::{prefetch_row, scan_rows, sq_dist_any_order};

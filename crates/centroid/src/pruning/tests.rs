@@ -268,7 +268,7 @@ fn rounding_bound_holds<T: Float>(seed: u64, n: usize, d: usize, k: usize, offse
         let m = Rounding::m(xnorms[i], cmax);
         // For f32 inputs the f64 squared distance is within 2^-50 of exact.
         let exact: Vec<f64> = (0..k)
-            .map(|j| crate::batch::sq_dist(xm.row(i), cm.row(j)))
+            .map(|j| crate::kernels::sq_dist_blocked(xm.row(i), cm.row(j)))
             .collect();
         for j in 0..k {
             let err = (dist[i * k + j].to_f64_exact() - exact[j]).abs();
