@@ -117,9 +117,14 @@ pub(crate) fn labels_to_numpy(py: Python<'_>, labels: Vec<u32>) -> PyResult<Boun
 /// Lloyd's algorithm from `centers`: returns `(centers, labels, inertia,
 /// n_iter, iteration_losses, stop, shift)` (see `sparse::LloydResult`). `tol` is absolute (scikit-learn's scaled tolerance).
 /// `iteration_losses` is empty unless `track_losses` (reading every row each
-/// iteration for it would undo the pruning).
+/// iteration for it would undo the pruning). `known_finite`: `x` is the
+/// array [`center`] returned, unchanged since, and it reported every value
+/// finite; the fit then does not read `x` to check them again
+/// (`batch::Values::KnownFinite`).
 #[pyfunction]
-#[pyo3(signature = (x, sample_weight, centers, max_iter, tol, track_losses=true))]
+#[pyo3(signature = (x, sample_weight, centers, max_iter, tol, track_losses=true, known_finite=false))]
+// The fit's arguments as Python passes them.
+#[allow(clippy::too_many_arguments)]
 fn lloyd<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -128,9 +133,15 @@ fn lloyd<'py>(
     max_iter: usize,
     tol: f64,
     track_losses: bool,
+    known_finite: bool,
 ) -> PyResult<crate::sparse::LloydResult<'py>> {
     dispatch!(py, x, sample_weight, centers, |v, T| {
-        batch::lloyd::<T>(v.x, v.w, v.c, max_iter, tol, track_losses).map(|f| {
+        let fit = if known_finite {
+            batch::lloyd_on_finite::<T>
+        } else {
+            batch::lloyd::<T>
+        };
+        fit(v.x, v.w, v.c, max_iter, tol, track_losses).map(|f| {
             (
                 Either::from(f.centres.into_vec()),
                 f.labels,
@@ -336,7 +347,9 @@ fn column_var_typed<'py, T: Float + Element>(
 /// `copy`, else in place (`x` itself is returned). One read for the means,
 /// one for the variances, one pass for the subtraction. Where a mean is not
 /// finite (NaN or infinity in its column, or a sum that overflows), `x` is
-/// returned untouched, with the means and no variances.
+/// returned untouched, with the means and no variances. A fourth value says
+/// whether every centred value is finite (a subtraction can overflow): then
+/// [`lloyd`] may be told so (`known_finite`).
 #[pyfunction]
 #[pyo3(signature = (x, copy, variances=false))]
 fn center<'py>(
@@ -361,6 +374,7 @@ type Centred<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     Option<Bound<'py, PyAny>>,
+    bool,
 );
 
 fn center_typed<'py, T: Float + Element>(
@@ -391,28 +405,29 @@ fn center_typed<'py, T: Float + Element>(
             a.clone().into_any(),
             to_numpy(py, centring.shift, &[d])?,
             None,
+            false,
         ));
     }
-    let out = if copy {
+    let (out, finite) = if copy {
         let ro = a
             .try_readonly()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
         let x = MatRef::new(xs, n, d).py()?;
-        let out = py.allow_threads(|| batch::subtracted_rows(x, &centring.shift));
-        to_numpy(py, out, &[n, d])?
+        let (out, finite) = py.allow_threads(|| batch::subtracted_rows(x, &centring.shift));
+        (to_numpy(py, out, &[n, d])?, finite)
     } else {
         let mut rw = a
             .try_readwrite()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = rw.as_slice_mut().map_err(|_| not_contiguous("X"))?;
-        py.allow_threads(|| batch::subtract_rows_in_place(xs, d, &centring.shift));
+        let finite = py.allow_threads(|| batch::subtract_rows_in_place(xs, d, &centring.shift));
         drop(rw);
-        a.clone().into_any()
+        (a.clone().into_any(), finite)
     };
     let var = match centring.variances {
         Some(v) => Some(to_numpy(py, v, &[d])?),
         None => None,
     };
-    Ok((out, to_numpy(py, centring.shift, &[d])?, var))
+    Ok((out, to_numpy(py, centring.shift, &[d])?, var, finite))
 }

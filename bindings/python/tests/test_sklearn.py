@@ -185,19 +185,41 @@ def test_center_is_numpys_mean_and_subtraction(dtype, d):
     X[0] = 3e7  # makes the sum depend on the order of additions
     X[:, 1] = -0.0  # NumPy's sum starts at +0.0
     mean = X.mean(axis=0)
-    centred, got, none = _core.center(X, True)
+    centred, got, none, finite = _core.center(X, True)
     assert none is None
+    assert finite is True
     np.testing.assert_array_equal(got.view(np.uint8), mean.view(np.uint8))
     np.testing.assert_array_equal(centred.view(np.uint8), (X - mean).view(np.uint8))
     # The variances computed on the way are NumPy's too.
-    _, _, var = _core.center(X, True, variances=True)
+    _, _, var, _ = _core.center(X, True, variances=True)
     np.testing.assert_array_equal(var.view(np.uint8), np.var(X, axis=0).view(np.uint8))
     Y = X.copy()
-    same, got2, var2 = _core.center(Y, False, variances=True)
+    same, got2, var2, finite2 = _core.center(Y, False, variances=True)
+    assert finite2 is True
     np.testing.assert_array_equal(var2, var)
     assert same is Y
     np.testing.assert_array_equal(Y.view(np.uint8), (X - mean).view(np.uint8))
     np.testing.assert_array_equal(got2, got)
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_a_centring_that_overflows_is_caught_before_the_fit(copy):
+    # Finite values whose column mean is finite but whose centred value is
+    # not (3.4e38 less a mean of -2.75e37 overflows float32): the centring
+    # says so, and the fit, not told the values are finite, reads them and
+    # refuses the row, as it did before the centring reported anything.
+    from centroid import _core
+
+    X = np.zeros((4, 2), dtype=np.float32)
+    X[:, 0] = [3.4e38, -1.5e38, -1.5e38, -1.5e38]
+    centred, mean, _, finite = _core.center(X.copy(), copy)
+    assert np.isfinite(mean).all()
+    assert np.isinf(centred[0, 0])
+    assert finite is False
+    ok, _, _, finite_ok = _core.center(X[1:] / 1e30, copy)
+    assert finite_ok is True and np.isfinite(ok).all()
+    with pytest.raises(ValueError, match="row 0, column 0 of the data is not finite"):
+        KMeans(2, init=X[1:3].copy(), n_init=1, copy_x=copy).fit(X.copy())
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -230,7 +252,7 @@ def test_integer_data_is_centred_by_the_rounded_mean(dtype):
     X[:, 4] = 7  # a mean that is an integer already
     X[:2, 5], X[2:, 5] = 1, 0  # a mean below one half
     mean = np.round(X.mean(axis=0))
-    centred, got, var = _core.center(X, True, variances=True)
+    centred, got, var, _ = _core.center(X, True, variances=True)
     np.testing.assert_array_equal(got, mean)
     np.testing.assert_array_equal(centred, X - mean)
     # The variances are those of the data, about NumPy's (unrounded) mean.
@@ -238,7 +260,7 @@ def test_integer_data_is_centred_by_the_rounded_mean(dtype):
     assert np.all(centred == np.round(centred))
     # One value off the integers: NumPy's mean, to the bit, again.
     X[5, 3] += 0.5
-    _, got, _ = _core.center(X, True)
+    _, got, _, _ = _core.center(X, True)
     np.testing.assert_array_equal(got.view(np.uint8), X.mean(axis=0).view(np.uint8))
 
 

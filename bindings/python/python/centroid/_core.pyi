@@ -28,12 +28,14 @@ def lloyd(
     max_iter: int,
     tol: float,
     track_losses: bool = True,
+    known_finite: bool = False,
 ) -> _LloydResult:
     """Lloyd's algorithm from `centers` (scikit-learn's rules); returns
     (centers, labels, inertia, n_iter, iteration_losses, stop, shift):
     `stop` is "strict", "tol" (the last squared centre shift in `shift`) or
     "max_iter". `tol` is absolute. `iteration_losses` is empty unless
-    `track_losses`."""
+    `track_losses`. `known_finite`: x is `center`'s unchanged result, which
+    reported every value finite; x is then not read to check them."""
 
 class _Csr:
     """What the sparse_* functions take: a scipy CSR matrix's parts."""
@@ -86,11 +88,12 @@ def column_var(x: _FloatArray) -> _FloatArray:
 
 def center(
     x: _FloatArray, copy: bool, variances: bool = False
-) -> Tuple[_FloatArray, _FloatArray, Optional[_FloatArray]]:
-    """(x - shift, shift, var or None): shift is NumPy's x.mean(axis=0) for
-    two or more columns (rounded to integers where every value is one), var
-    NumPy's x.var(axis=0) when asked for; a new array with copy, else x
-    centred in place."""
+) -> Tuple[_FloatArray, _FloatArray, Optional[_FloatArray], bool]:
+    """(x - shift, shift, var or None, finite): shift is NumPy's
+    x.mean(axis=0) for two or more columns (rounded to integers where every
+    value is one), var NumPy's x.var(axis=0) when asked for; a new array with
+    copy, else x centred in place; finite, whether every centred value is
+    (x untouched and False where a mean is not finite)."""
     ...
 
 def kmeans_plus_plus(

@@ -82,12 +82,14 @@ def _c(a: Any, dtype: Any) -> Any:
 # The core's entry points, dense or sparse by the type of X.
 
 
-def _lloyd(X: Any, sw: Any, centers: np.ndarray, max_iter: int, tol: float, verbose: bool) -> tuple:
+def _lloyd(
+    X: Any, sw: Any, centers: np.ndarray, max_iter: int, tol: float, verbose: bool, known_finite: bool = False
+) -> tuple:
     if _issparse(X):
         return _core.sparse_lloyd(csr_parts(X), sw, centers, max_iter, tol)
     # The per-iteration losses are only printed; without them a pruned
     # iteration need not read every row.
-    return _core.lloyd(X, sw, centers, max_iter, tol, bool(verbose))
+    return _core.lloyd(X, sw, centers, max_iter, tol, bool(verbose), known_finite)
 
 
 def _labels_inertia(X: Any, sw: Any, centers: np.ndarray) -> tuple:
@@ -373,6 +375,9 @@ class KMeans(_BaseKMeans):
         # (scikit-learn's own test); the centred array is that copy, the
         # same values as a copy centred in place.
         copy = self.copy_x and not _issparse(X) and np.may_share_memory(X, X_orig)
+        # Whether the centring found every value it wrote finite: Lloyd's
+        # loop then skips its own read of X to check them.
+        known_finite = False
         if _issparse(X):
             X_mean = None  # sparse data is not centred (scikit-learn neither)
         elif centred_in_rust:
@@ -383,7 +388,7 @@ class KMeans(_BaseKMeans):
             # rounded to integers, which keeps it exact for the pruned Lloyd
             # loop.
             tol = float(self.tol)
-            X_centred, X_mean, var = _core.center(X, copy, variances=tol != 0)
+            X_centred, X_mean, var, known_finite = _core.center(X, copy, variances=tol != 0)
             if np.isfinite(X_mean).all():
                 X = X_centred
                 self._tol = _tolerance_of(var, tol) if var is not None else 0.0
@@ -414,7 +419,13 @@ class KMeans(_BaseKMeans):
             if self.verbose:
                 print("Initialization complete")
             centers, labels, inertia, n_iter, losses, stop, shift = _lloyd(
-                X, sample_weight if weighted else None, centers_init, int(self.max_iter), self._tol, self.verbose
+                X,
+                sample_weight if weighted else None,
+                centers_init,
+                int(self.max_iter),
+                self._tol,
+                self.verbose,
+                known_finite,
             )
             if self.verbose:
                 # scikit-learn's messages, after the fact.
