@@ -136,12 +136,12 @@ fn lloyd<'py>(
     known_finite: bool,
 ) -> PyResult<crate::sparse::LloydResult<'py>> {
     dispatch!(py, x, sample_weight, centers, |v, T| {
-        let fit = if known_finite {
-            batch::lloyd_on_finite::<T>
+        let values = if known_finite {
+            batch::Values::KnownFinite
         } else {
-            batch::lloyd::<T>
+            batch::Values::Scan
         };
-        fit(v.x, v.w, v.c, max_iter, tol, track_losses).map(|f| {
+        batch::lloyd_values::<T>(v.x, v.w, v.c, max_iter, tol, track_losses, values).map(|f| {
             (
                 Either::from(f.centres.into_vec()),
                 f.labels,

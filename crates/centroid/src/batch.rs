@@ -297,29 +297,29 @@ pub fn lloyd<T: Float>(
     tol: f64,
     track_losses: bool,
 ) -> Result<LloydFit<T>> {
-    lloyd_with(
+    lloyd_values(
         x,
         sample_weight,
         initial_centres,
         max_iter,
         tol,
         track_losses,
-        Pruning::Auto,
+        Values::Scan,
     )
-    .map(|(f, _)| f)
 }
 
-/// [`lloyd`] on data whose values the caller knows to be finite (see
-/// [`Values::KnownFinite`]: the centred copy of `subtracted_rows`, which
-/// found every value it wrote finite), so that the fit does not read the
-/// data once more to check them.
-pub fn lloyd_on_finite<T: Float>(
+/// [`lloyd`], the data's values read for NaN and infinity first or not:
+/// [`Values::KnownFinite`] where the caller knows them finite (the centred
+/// copy of `subtracted_rows`, which found every value it wrote finite), so
+/// that the fit does not read the data once more to check them.
+pub fn lloyd_values<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
     initial_centres: MatRef<'_, T>,
     max_iter: usize,
     tol: f64,
     track_losses: bool,
+    values: Values,
 ) -> Result<LloydFit<T>> {
     lloyd_checked(
         x,
@@ -329,7 +329,7 @@ pub fn lloyd_on_finite<T: Float>(
         tol,
         track_losses,
         Pruning::Auto,
-        Values::KnownFinite,
+        values,
     )
     .map(|(f, _)| f)
 }
@@ -403,7 +403,8 @@ fn worth_pruning(k: usize, d: usize) -> AutoStart {
 }
 
 /// [`lloyd`] with the pruning chosen; also returns, per iteration, how many
-/// rows went through the kernel.
+/// rows went through the kernel (the tests compare the pruning's choices).
+#[cfg(test)]
 pub(crate) fn lloyd_with<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -1647,13 +1648,13 @@ mod tests {
         let x = MatRef::new(&flat, n, d).unwrap();
         let init = MatRef::new(&flat[..4 * d], 4, d).unwrap();
         let a = lloyd(x, None, init, 4, 0.0, false).unwrap();
-        let b = lloyd_on_finite(x, None, init, 4, 0.0, false).unwrap();
+        let b = lloyd_values(x, None, init, 4, 0.0, false, Values::KnownFinite).unwrap();
         assert_eq!(a.labels, b.labels);
         assert_eq!(a.centres.as_slice(), b.centres.as_slice());
         // Shapes and centres are still checked.
         let bad_centre = [f32::NAN; 3];
         let c = MatRef::new(&bad_centre, 1, d).unwrap();
-        assert!(lloyd_on_finite(x, None, c, 1, 0.0, false).is_err());
+        assert!(lloyd_values(x, None, c, 1, 0.0, false, Values::KnownFinite).is_err());
     }
 
     #[test]
