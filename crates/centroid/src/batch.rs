@@ -181,15 +181,6 @@ fn chunk_inertia<T: Float>(
     )
 }
 
-/// The centres widened to f64, row-major.
-fn widened<T: Float>(centres: MatRef<'_, T>) -> Vec<f64> {
-    centres
-        .as_slice()
-        .iter()
-        .map(|v| v.to_f64_exact())
-        .collect()
-}
-
 /// Weighted sum of squared distances of every row to the centre its label
 /// names, computed directly as `||x - c||^2` (as scikit-learn's inertia is).
 ///
@@ -202,7 +193,7 @@ pub fn inertia<T: Float>(
     centres: MatRef<'_, T>,
     labels: &[u32],
 ) -> f64 {
-    let c64 = widened(centres);
+    let c64 = kernels::widened(centres.as_slice());
     let partials: Vec<f64> = labels
         .par_chunks(CHUNK_ROWS)
         .enumerate()
@@ -228,7 +219,7 @@ fn assign_with_inertia<T: Float>(
     const BLOCK_BYTES: usize = 256 << 10;
     let block = (BLOCK_BYTES / (x.cols() * std::mem::size_of::<T>()).max(1)).clamp(1, CHUNK_ROWS);
     let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
-    let c64 = widened(centres);
+    let c64 = kernels::widened(centres.as_slice());
     let partials: Vec<f64> = labels
         .par_chunks_mut(CHUNK_ROWS)
         .enumerate()

@@ -168,11 +168,7 @@ pub(crate) fn farthest_rows<T: Float>(
     row_offset: u64,
     m: usize,
 ) -> Vec<FarRow> {
-    let c64: Vec<f64> = centres
-        .as_slice()
-        .iter()
-        .map(|v| v.to_f64_exact())
-        .collect();
+    let c64 = kernels::widened(centres.as_slice());
     let candidates: Vec<(usize, f64)> = labels
         .par_chunks(CHUNK_ROWS)
         .enumerate()

@@ -11,7 +11,7 @@
 use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::isa::{Avx2Fma, Avx512F};
-use super::scalar::{ClusterStats, RowsByCluster};
+use super::scalar::{widened, ClusterStats, RowsByCluster};
 use crate::float::Float;
 use crate::matrix::MatRef;
 
@@ -206,17 +206,6 @@ fn accumulate_avx512<T: Float>(
     let d = x.cols();
     let blocks = d.div_ceil(8);
     let last: __mmask8 = last_block_mask(d);
-    // The centres widened to f64 once per call where that is no more work
-    // than the rows' own values (k <= rows); else (many centres, few rows:
-    // a pruned chunk) each block is widened as it is read.
-    let c64: Option<Vec<f64>> = (with_loss && centres.rows() <= labels.len()).then(|| {
-        centres
-            .as_slice()
-            .iter()
-            .map(|v| v.to_f64_exact())
-            .collect()
-    });
-    let xs = x.as_slice();
     if blocks == 1 && centres.rows() <= labels.len() {
         // SAFETY: AVX-512F is enabled here; the labels name centres
         // (add_labelled checked them); d <= 8.
@@ -238,6 +227,12 @@ fn accumulate_avx512<T: Float>(
         }
         return;
     }
+    // The centres widened to f64 once per call where that is no more work
+    // than the rows' own values (k <= rows); else (many centres, few rows:
+    // a pruned chunk) each block is widened as it is read.
+    let c64: Option<Vec<f64>> =
+        (with_loss && centres.rows() <= labels.len()).then(|| widened(centres.as_slice()));
+    let xs = x.as_slice();
     if let Some(c64) = c64.as_deref().filter(|_| blocks >= GROUPED_BLOCKS) {
         // SAFETY: AVX-512F is enabled here; the labels name centres
         // (add_labelled checked them) and `c64` holds all of them.
@@ -754,7 +749,7 @@ mod tests {
             // The loss alone: add_labelled's loss, and the inertia's
             // definition (`batch::sq_dist`, row after row, from a running
             // sum), to the bit, in one call or in uneven pieces.
-            let c64: Vec<f64> = c.iter().map(|v| v.to_f64_exact()).collect();
+            let c64 = widened(c);
             assert_eq!(
                 add_loss(xm, weights, labels, &c64, 0.0).to_bits(),
                 fast.loss.to_bits()

@@ -143,6 +143,12 @@ pub(crate) fn sq_norm_f64_inline<T: Float>(row: &[T]) -> f64 {
     ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 }
 
+/// `values` widened exactly to f64 (centres read by the f64 loss, inertia
+/// and relocation distances, converted once per call instead of per row).
+pub(crate) fn widened<T: Float>(values: &[T]) -> Vec<f64> {
+    values.iter().map(|v| v.to_f64_exact()).collect()
+}
+
 /// Divides `row` by `max(||row||, 1e-12)`.
 pub fn normalize_in_place<T: Float>(row: &mut [T]) {
     let s = inv_norm(row);
