@@ -80,6 +80,16 @@
 //! argument above) without calling it. The remaining rows, the near ties,
 //! are gathered again and labelled by [`kernels::assign`] itself.
 //!
+//! Where the bounds are valid and grouped, a row that still fails after
+//! tightening usually fails only a few groups: it gets its distances to
+//! the centres of those groups and to its own centre
+//! ([`kernels::distances_to`], the same rounding bound `Ed`), while it is
+//! in L1, and the argument of [`recompute_in_groups`] shows that the
+//! winner by more than `2 Ed + tie` is the kernel's label. With few centres
+//! (at most `REFRESH_K`), a row read to tighten its bound gets every bound
+//! renewed, since its distances cost less than reading it again next pass.
+//! Rows that fail most groups join the gathered batches above.
+//!
 //! A row's label from `kernels::assign` does not depend on the other rows
 //! of its batch or on the batch's size: the path (AMX, lanes, tile, or the
 //! reference for `k >= 2^24`) is chosen from `k`, `d`, `T`, the metric and
@@ -121,6 +131,13 @@ use crate::matrix::MatRef;
 #[cfg(test)]
 mod tests;
 
+/// Up to this many centres, a row read to tighten its bound gets every
+/// distance and bound renewed.
+const REFRESH_K: usize = 16;
+
+/// How many loose rows ahead their reads are started.
+const ROWS_AHEAD: usize = 3;
+
 /// Rows per gathered batch: a `BATCH x k` distance buffer per task.
 const BATCH: usize = 256;
 
@@ -144,6 +161,12 @@ fn group_count(k: usize, d: usize) -> usize {
     } else {
         k.clamp(1, MAX_GROUPS)
     }
+}
+
+/// Whether rows of width `d` keep a lower bound per group of `k` centres
+/// (more than one group).
+pub(crate) fn keeps_group_bounds(k: usize, d: usize) -> bool {
+    group_count(k, d) > 1
 }
 
 /// The `G` of the [`RowBounds`] that hold `groups` group bounds: 1 or
@@ -393,9 +416,12 @@ pub(crate) struct PassCentres<'a, T> {
     /// (rounded up); empty when the bounds are not valid (first pass, after
     /// a relocation).
     drift: Vec<f64>,
-    /// `G`, and each centre's group.
+    /// `G`, each centre's group, and where each group's centres start
+    /// (`groups + 1` values: group `g` is `group_start[g]..group_start[g +
+    /// 1]`).
     groups: usize,
     group_of: Vec<u8>,
+    group_start: Vec<usize>,
     /// Per label `a` and group `g` (`a * bounds_width(groups) + g`): the
     /// largest drift of the centres of `g` other than `a`, rounded up to f32
     /// (empty with `drift`; 0 for the unused groups `g >= groups`).
@@ -566,6 +592,10 @@ impl<T: Float> Pruner<T> {
         };
         let stride = bounds_width(groups);
         let group_of: Vec<u8> = (0..k).map(|j| (j * groups / k) as u8).collect();
+        let mut group_start = vec![k; groups + 1];
+        for (j, &g) in group_of.iter().enumerate().rev() {
+            group_start[g as usize] = j;
+        }
         let (drift, group_drift) = if self.valid && self.last.len() == k * d {
             let drift: Vec<f64> = (0..k)
                 .map(|j| distance_up(&self.last[j * d..(j + 1) * d], c.row(j)))
@@ -613,6 +643,7 @@ impl<T: Float> Pruner<T> {
             drift,
             groups,
             group_of,
+            group_start,
             group_drift,
             fresh_distances: self.fresh_distances,
         };
@@ -788,8 +819,17 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
     // pass of this chunk then computes all their distances (with lower
     // bounds 0, most rows would fail again). Which mode a chunk takes
     // depends only on its own rows, and both give the kernel's labels.
+    //
+    // With valid group bounds, a failing row needs only the centres of the
+    // groups its bounds no longer rule out (Yinyang's local filter,
+    // [`recompute_in_groups`]): a few of `k` even while most rows fail, so
+    // such a chunk never churns.
     let many = loose.len() * 2 > labels.len();
-    let churn = if valid {
+    let in_groups = valid && pass.groups > 1;
+    let refresh_all = centres.rows() <= REFRESH_K;
+    let churn = if in_groups {
+        false
+    } else if valid {
         many && !churned.load(Relaxed)
     } else {
         !pass.fresh_distances
@@ -801,12 +841,20 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
     // are still in cache (a chunk's rows are more than a core's L2).
     let mut failing: Vec<usize> = Vec::with_capacity(BATCH);
     let mut recomputed = 0;
+    let mut group_work = GroupWork::default();
     for batch in loose.chunks(BATCH) {
         failing.clear();
         for (i, &(q, nearest_other)) in batch.iter().enumerate() {
             if valid {
-                // Scattered rows: start reading the next one now.
-                if let Some(&(next, _)) = batch.get(i + 1) {
+                // Scattered rows: keep the reads of the next few in
+                // flight (one row ahead leaves the memory idle between
+                // rows of a few KiB).
+                if i == 0 {
+                    for &(next, _) in batch.iter().take(ROWS_AHEAD).skip(1) {
+                        kernels::prefetch_row(x.row(start + next));
+                    }
+                }
+                if let Some(&(next, _)) = batch.get(i + ROWS_AHEAD) {
                     kernels::prefetch_row(x.row(start + next));
                 }
                 let a = labels[q] as usize;
@@ -814,6 +862,44 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
                 b.upper = distance_up(x.row(start + q), centres.row(a));
                 let tie = r.tie(Rounding::m(norms[start + q], pass.cmax));
                 if proves(lower(nearest_other, b.upper, a), b.upper, tie) {
+                    if in_groups && refresh_all {
+                        // The row is in L1 now: renew every bound, so that it
+                        // is not read again next pass (few centres: the
+                        // distances cost less than the read).
+                        let row = x.row(start + q);
+                        recompute_in_groups(
+                            pass,
+                            norms[start + q],
+                            row,
+                            &mut labels[q],
+                            b,
+                            &mut group_work,
+                            true,
+                        );
+                    }
+                    continue;
+                }
+                // Rows that most groups fail (bounds just started from
+                // the kernel's fast labels, or centres that moved far) go
+                // through the batched distances with the others.
+                let failed_groups = b.lower[..pass.groups]
+                    .iter()
+                    .filter(|&&l| !proves(l as f64, b.upper, tie))
+                    .count();
+                if in_groups && failed_groups * 2 <= pass.groups {
+                    // While the row is still in L1.
+                    let row = x.row(start + q);
+                    if !recompute_in_groups(
+                        pass,
+                        norms[start + q],
+                        row,
+                        &mut labels[q],
+                        b,
+                        &mut group_work,
+                        refresh_all,
+                    ) {
+                        group_work.ties.push(q);
+                    }
                     continue;
                 }
             }
@@ -829,7 +915,129 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
             recompute(pass, norms, x, start, &failing, labels, bounds, valid);
         }
     }
-    recomputed
+    // The near ties of the grouped recomputations, labelled by the kernel
+    // itself; their lower bounds start again from 0.
+    if !group_work.ties.is_empty() {
+        let ties = std::mem::take(&mut group_work.ties);
+        let tie_labels = assign_gathered(pass.prepared, x, start, &ties);
+        for (&q, &l) in ties.iter().zip(&tie_labels) {
+            labels[q] = l;
+            let mut lower = [f32::INFINITY; G];
+            lower[..pass.groups].fill(0.0);
+            bounds[q] = RowBounds {
+                upper: distance_up(x.row(start + q), centres.row(l as usize)),
+                lower,
+            };
+        }
+        recomputed += ties.len();
+    }
+    // A grouped recomputation counts as the share of `k` it computed.
+    recomputed + group_work.distances.div_ceil(centres.rows().max(1))
+}
+
+/// The scratch and the tally of one chunk's [`recompute_in_groups`].
+#[derive(Default)]
+struct GroupWork<T> {
+    /// The centres one row is compared with, and its distances to them.
+    centres: Vec<u32>,
+    distances_to: Vec<T>,
+    /// Rows left to the kernel (near ties).
+    ties: Vec<usize>,
+    /// Distances computed in the chunk.
+    distances: usize,
+}
+
+/// Recomputes one row whose tightened bounds failed, from its distances to
+/// the centres of the groups its group bounds no longer rule out (and to
+/// its own centre): the label and new bounds where those distances prove
+/// the kernel's label; false, with nothing changed, for a near tie, which
+/// the caller hands to the kernel.
+///
+/// Why the label is the kernel's: with `u = b.upper >= ||x - c_a||` (just
+/// tightened) and, for every group `g` left out, `lower[g]^2 - u^2 > tie`,
+/// every centre of `g` is more than `tie` (in squared distance) farther
+/// than `c_a`, hence than any centre nearer than `c_a`. Among the centres
+/// computed (`S`, with `a`), each value is within `Ed` of its exact squared
+/// distance (`kernels::distances_to`); when the smallest, `b`'s, beats
+/// every other by more than `2 Ed + tie`, `b` is nearer than every other
+/// centre of `S` by more than `tie`, and not farther than `c_a`, so by
+/// more than `tie` than every centre left out too: every kernel's argmin
+/// is `b` (the module comment). The new bounds: a computed group's lower
+/// bound from its values less `Ed`; a group left out keeps its bound, which
+/// covers every centre but `a`, and takes `c_a`'s value too when `a` is no
+/// longer the label.
+fn recompute_in_groups<T: Float, const G: usize>(
+    pass: &PassCentres<'_, T>,
+    norm: f64,
+    row: &[T],
+    label: &mut u32,
+    b: &mut RowBounds<G>,
+    work: &mut GroupWork<T>,
+    every_group: bool,
+) -> bool {
+    let centres = pass.prepared.centres();
+    let r = &pass.rounding;
+    let a = *label as usize;
+    let u = b.upper;
+    let m = Rounding::m(norm, pass.cmax);
+    let (tie, err) = (r.tie(m), r.dist_err(m));
+    let js = &mut work.centres;
+    js.clear();
+    js.push(a as u32);
+    let mut computed = [false; G];
+    for (g, done) in computed.iter_mut().enumerate().take(pass.groups) {
+        if every_group || !proves(b.lower[g] as f64, u, tie) {
+            *done = true;
+            let members = pass.group_start[g]..pass.group_start[g + 1];
+            js.extend(members.filter(|&j| j != a).map(|j| j as u32));
+        }
+    }
+    let dist = &mut work.distances_to;
+    dist.clear();
+    dist.resize(js.len(), T::zero());
+    kernels::distances_to(row, centres, pass.prepared.sq_norms(), js, dist);
+    work.distances += js.len();
+    let (mut best, mut best_v, mut second_v) = (0, dist[0].to_f64_exact(), f64::INFINITY);
+    for (i, v) in dist.iter().enumerate().skip(1) {
+        let v = v.to_f64_exact();
+        if v < best_v {
+            second_v = best_v;
+            best_v = v;
+            best = i;
+        } else if v < second_v {
+            second_v = v;
+        }
+    }
+    let proven = down(second_v - best_v) > up(up(2.0 * err) + tie);
+    if !proven {
+        return false;
+    }
+    let l = js[best] as usize;
+    // Per group, the smallest value of its computed centres other than `l`.
+    let mut nearest = [f64::INFINITY; G];
+    for (&j, v) in js.iter().zip(dist.iter()) {
+        if j as usize != l {
+            let g = pass.group_of[j as usize] as usize;
+            nearest[g] = nearest[g].min(v.to_f64_exact());
+        }
+    }
+    for g in 0..pass.groups {
+        let from_values = if nearest[g].is_infinite() {
+            f32::INFINITY
+        } else {
+            f32_down(down(down(nearest[g] - err).max(0.0).sqrt()))
+        };
+        b.lower[g] = if computed[g] {
+            from_values
+        } else {
+            b.lower[g].min(from_values)
+        };
+    }
+    if l != a {
+        b.upper = distance_up(row, centres.row(l));
+    }
+    *label = l as u32;
+    true
 }
 
 /// Labels of the rows `start + q` for `q` in `batch` from

@@ -69,7 +69,7 @@ pub(crate) use labelled::sq_dist_blocked;
 pub(crate) use labelled::{add_labelled, add_loss, for_each_sq_dist};
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
-pub(crate) use rowdist::{prefetch_row, scan_rows, sq_dist_any_order};
+pub(crate) use rowdist::{distances_to, prefetch_row, scan_rows, sq_dist_any_order};
 pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};
 pub(crate) use scalar::{sq_norm_f64, widened};
 pub use seeding_pass::{
@@ -150,6 +150,16 @@ impl<T: Float> PreparedCentres<T> {
     }
     pub fn sq_norms(&self) -> &[T] {
         &self.sq_norms
+    }
+
+    /// Whether `assign` runs on the AMX tile unit for these centres.
+    pub(crate) fn on_tile_unit(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.bf16.as_ref().is_some_and(|b| b.on_tile_unit())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     /// The packing for `isa`: the centres' own when they were packed for it.

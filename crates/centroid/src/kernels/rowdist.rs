@@ -9,8 +9,11 @@
 use super::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use super::isa::{Avx2Fma, Avx512F};
+use super::simd::Simd;
 use crate::float::{finest_grid, Float};
 use crate::matrix::MatRef;
+#[allow(unused_imports)]
+use num_traits::{Float as _, One as _, Zero as _};
 
 /// `||a - b||^2` in f64: every difference and square of the exact f64
 /// values of `a` and `b`, summed in some order (within `gamma_{d-1}`
@@ -225,6 +228,135 @@ fn sq_dist_avx512<T: Float>(_: Avx512F, a: &[T], b: &[T]) -> f64 {
     }
     let total = _mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3]));
     _mm512_reduce_add_pd(total) + sq_dist_portable(&a[full..n], &b[full..n])
+}
+
+/// Squared distances from `row` to the centres `js` (rows of `centres`,
+/// `k x d`; `sq_norms` their squared norms as [`super::PreparedCentres`]
+/// keeps them) into `out`, by the row-dot kernel's formula:
+/// `max(||x||^2 + 2 (||c||^2 / 2 - x.c), 0)`, `x.c` in `LANES` running sums
+/// and a fixed tree, the tail's products fused onto it, `||x||^2` in `T`.
+/// Each value is within the pruning's `Ed` of the exact squared distance,
+/// as every kernel's `distances` is (the rounding argument of `pruning.rs`
+/// holds for a sum of products in any order). For the pruning's
+/// recomputed rows, which need only the centres their bounds no longer
+/// rule out: four centres at a time against the row, which stays in L1.
+pub(crate) fn distances_to<T: Float>(
+    row: &[T],
+    centres: MatRef<'_, T>,
+    sq_norms: &[T],
+    js: &[u32],
+    out: &mut [T],
+) {
+    let (k, d) = (centres.rows(), centres.cols());
+    assert!(row.len() == d && sq_norms.len() == k && out.len() == js.len());
+    assert!(js.iter().all(|&j| (j as usize) < k), "centres in range");
+    let c = centres.as_slice();
+    match Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX-512F; the asserts keep
+        // every centre read inside `c`.
+        Isa::Avx512(t) => unsafe { distances_to_avx512::<T::Avx512>(t, row, c, sq_norms, js, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves the CPU runs AVX2 and FMA; as above.
+        Isa::Avx2(t) => unsafe { distances_to_avx2::<T::Avx2>(t, row, c, sq_norms, js, out) },
+        // SAFETY: plain arrays; as above.
+        Isa::Portable => unsafe { distances_to_body::<T::Portable>(row, c, sq_norms, js, out) },
+    }
+}
+
+/// # Safety
+///
+/// As [`distances_to_body`]; the token proves the CPU runs AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn distances_to_avx512<S: Simd>(
+    _: Avx512F,
+    row: &[S::T],
+    c: &[S::T],
+    sq_norms: &[S::T],
+    js: &[u32],
+    out: &mut [S::T],
+) {
+    // SAFETY: this function's own contract.
+    unsafe { distances_to_body::<S>(row, c, sq_norms, js, out) }
+}
+
+/// # Safety
+///
+/// As [`distances_to_body`]; the token proves the CPU runs AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn distances_to_avx2<S: Simd>(
+    _: Avx2Fma,
+    row: &[S::T],
+    c: &[S::T],
+    sq_norms: &[S::T],
+    js: &[u32],
+    out: &mut [S::T],
+) {
+    // SAFETY: this function's own contract.
+    unsafe { distances_to_body::<S>(row, c, sq_norms, js, out) }
+}
+
+/// Centres computed side by side against one row.
+const SIDE_BY_SIDE: usize = 4;
+
+/// [`distances_to`]'s body.
+///
+/// # Safety
+///
+/// The CPU runs `S`'s instruction set; `c` holds `sq_norms.len()` rows of
+/// `row.len()` values, every index of `js` is one of them, and `out` is as
+/// long as `js`.
+#[inline(always)]
+unsafe fn distances_to_body<S: Simd>(
+    row: &[S::T],
+    c: &[S::T],
+    sq_norms: &[S::T],
+    js: &[u32],
+    out: &mut [S::T],
+) {
+    // SAFETY: the contract above keeps every load inside `row` and `c`.
+    unsafe {
+        let d = row.len();
+        let whole = d - d % S::LANES;
+        let x = row.as_ptr();
+        let nx = S::sq_norm(x, d);
+        let (two, half) = (S::T::one() + S::T::one(), S::T::from_f64_lossy(0.5));
+        let finish = |j: usize, acc: S::V| {
+            let cj = &c[j * d..(j + 1) * d];
+            let mut dot = S::reduce_add(acc);
+            for p in whole..d {
+                dot = row[p].mul_add(cj[p], dot);
+            }
+            // `bias - x.c` with an overflow kept as +inf (see rowdot.rs).
+            let v = sq_norms[j] * half - dot;
+            let v = if v.is_nan() { S::T::infinity() } else { v };
+            // `2 v` is exact, so the sum rounds once, as in the kernels.
+            (two * v + nx).max(S::T::zero())
+        };
+        let mut at = 0;
+        while at < js.len() {
+            // A last group of fewer centres repeats its last one: a single
+            // chain of fused multiply-adds would wait on each one's latency.
+            let g: [u32; SIDE_BY_SIDE] = std::array::from_fn(|t| js[(at + t).min(js.len() - 1)]);
+            let cs: [*const S::T; SIDE_BY_SIDE] =
+                std::array::from_fn(|t| c.as_ptr().add(g[t] as usize * d));
+            let mut acc = [S::splat(S::T::zero()); SIDE_BY_SIDE];
+            let mut p = 0;
+            while p < whole {
+                let xv = S::load(x.add(p));
+                for t in 0..SIDE_BY_SIDE {
+                    acc[t] = S::fmadd(xv, S::load(cs[t].add(p)), acc[t]);
+                }
+                p += S::LANES;
+            }
+            for t in 0..SIDE_BY_SIDE.min(js.len() - at) {
+                out[at + t] = finish(g[t] as usize, acc[t]);
+            }
+            at += SIDE_BY_SIDE;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use super::*;
 use crate::batch::{lloyd_with, LloydFit, Pruning};
 use crate::float::finest_grid;
-use crate::kernels::CHUNK_ROWS;
+use crate::kernels::{Metric, CHUNK_ROWS};
 
 use crate::in_pool;
 
@@ -460,8 +460,10 @@ fn group_bounds_round_down_to_f32() {
 }
 
 /// Separated blobs prune from the first pass; points spread evenly through
-/// a wide box, where clusters overlap and bounds fail, never prune (every
-/// pass reads every row); both give the unpruned loop's labels.
+/// a wide box, where clusters overlap and bounds fail, prune from the
+/// second pass only where no AMX tile unit computes the full passes (group
+/// bounds then save most products), and never on it; all give the unpruned
+/// loop's labels.
 #[test]
 fn many_centres_prune_at_once_only_where_clusters_are_separated() {
     let (n, d, k) = (2 * CHUNK_ROWS + 5, 80, 40);
@@ -479,6 +481,7 @@ fn many_centres_prune_at_once_only_where_clusters_are_separated() {
         let c = MatRef::new(&rows, k, d).unwrap();
         let prepared = PreparedCentres::new(c, crate::kernels::Metric::SquaredEuclidean);
         assert_eq!(well_separated(xm, &prepared), want, "{name}");
+        let want = want || !prepared.on_tile_unit();
         let (auto, kernel_rows) = in_pool(2, || {
             lloyd_with(xm, None, c, 6, 0.0, false, Pruning::Auto).unwrap()
         });
@@ -631,4 +634,135 @@ fn a_fresh_pass_leaves_bounds_that_hold() {
         let x = blobs::<f32>(5, 3000, d, 10, 10.0, 3.0, 0.0);
         check(&x, &x[..10 * d], d, &format!("blobs f32 d={d}"));
     }
+}
+
+/// A pass whose bounds are valid (centres moved since the last one) and
+/// grouped (wide rows): rows whose tightened bounds fail get distances only
+/// to the groups their bounds no longer rule out (or, with few centres,
+/// every bound renewed). Every label is still `kernels::assign`'s on the
+/// moved centres, every new bound holds against f64 distances, and the
+/// pass computed fewer distances than a full one. Near ties far from the
+/// origin (rounding of the order of the gaps, duplicate centres), blobs
+/// with k = 10 (every bound renewed) and k = 40 (groups of about three),
+/// f32 and f64.
+#[test]
+fn a_grouped_pass_keeps_the_kernels_labels_and_bounds_that_hold() {
+    fn check<T: Float>(x: &[T], c0: &[T], c1: &[T], d: usize, what: &str, saves: bool) {
+        let (n, k) = (x.len() / d, c0.len() / d);
+        let x = MatRef::new(x, n, d).unwrap();
+        let mut pruner = Pruner::new(x, false).unwrap().start_with_distances();
+        let mut labels = vec![0u32; n];
+        let first = PreparedCentres::new(MatRef::new(c0, k, d).unwrap(), Metric::SquaredEuclidean);
+        let (pass, norms, bounds, churned) = pruner.begin_pass(&first).unwrap();
+        let BoundsMut::Grouped(b) = bounds else {
+            panic!("{what}: wide rows keep a bound per group");
+        };
+        label_every_chunk(&pass, norms, x, &mut labels, b, churned);
+        let centres = MatRef::new(c1, k, d).unwrap();
+        let moved = PreparedCentres::new(centres, Metric::SquaredEuclidean);
+        let (pass, norms, bounds, churned) = pruner.begin_pass(&moved).unwrap();
+        let BoundsMut::Grouped(b) = bounds else {
+            panic!("{what}: wide rows keep a bound per group");
+        };
+        let recomputed = label_every_chunk(&pass, norms, x, &mut labels, b, churned);
+        // Near ties fail their bounds whatever the pass does.
+        assert!(
+            !saves || (recomputed > 0 && recomputed < n / 2),
+            "{what}: {recomputed} of {n} rows' worth of distances"
+        );
+        let mut want = vec![0u32; n];
+        let mut scores = vec![T::zero(); n];
+        kernels::assign(x, &moved, &mut want, &mut scores);
+        let differ = labels.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{what}: labels differ from the kernel's");
+        let exact = |i: usize, j: usize| -> f64 {
+            x.row(i)
+                .iter()
+                .zip(centres.row(j))
+                .map(|(&a, &b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let slack = 1.0 + 1e-12;
+        for (i, row) in b.iter().enumerate() {
+            let a = labels[i] as usize;
+            assert!(row.upper * slack >= exact(i, a), "{what}: row {i} upper");
+            for j in (0..k).filter(|&j| j != a) {
+                let g = pass.group_of[j] as usize;
+                assert!(
+                    row.lower[g] as f64 <= exact(i, j) * slack,
+                    "{what}: row {i} group {g} lower {} > {} (centre {j})",
+                    row.lower[g],
+                    exact(i, j)
+                );
+            }
+        }
+    }
+    /// `c` with every value moved by up to `step` (seeded).
+    fn moved<T: Float>(c: &[T], step: f64, seed: u64) -> Vec<T> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        c.iter()
+            .map(|&v| T::from_f64_lossy(v.to_f64_exact() + rng.gen_range(-step..=step)))
+            .collect()
+    }
+    for d in [70, 128] {
+        let (x, c) = near_ties::<f32>(1e3, d);
+        check(
+            &x,
+            &c,
+            &moved(&c, 1e-4, 1),
+            d,
+            &format!("near ties f32 d={d}"),
+            false,
+        );
+        let (x, c) = near_ties::<f64>(1e6, d);
+        check(
+            &x,
+            &c,
+            &moved(&c, 1e-7, 2),
+            d,
+            &format!("near ties f64 d={d}"),
+            false,
+        );
+        for k in [10, 40] {
+            let x = blobs::<f32>(5, 3000, d, k, 10.0, 3.0, 0.0);
+            let c = &x[..k * d];
+            check(
+                &x,
+                c,
+                &moved(c, 0.05, 3),
+                d,
+                &format!("blobs f32 d={d} k={k}"),
+                true,
+            );
+            let x = blobs::<f64>(6, 3000, d, k, 10.0, 3.0, 0.0);
+            let c = &x[..k * d];
+            check(
+                &x,
+                c,
+                &moved(c, 0.05, 4),
+                d,
+                &format!("blobs f64 d={d} k={k}"),
+                true,
+            );
+        }
+    }
+}
+
+/// One pass of `label_chunk` over every chunk of `x`; returns the rows'
+/// worth of distances it computed.
+fn label_every_chunk<T: Float, const G: usize>(
+    pass: &PassCentres<'_, T>,
+    norms: &[f64],
+    x: MatRef<'_, T>,
+    labels: &mut [u32],
+    bounds: &mut [RowBounds<G>],
+    churned: &[std::sync::atomic::AtomicBool],
+) -> usize {
+    labels
+        .chunks_mut(CHUNK_ROWS)
+        .zip(bounds.chunks_mut(CHUNK_ROWS))
+        .enumerate()
+        .map(|(c, (l, b))| label_chunk(pass, norms, x, c * CHUNK_ROWS, l, b, &churned[c]))
+        .sum()
 }

@@ -357,6 +357,13 @@ impl Bf16Centres {
     }
 }
 
+impl Bf16Centres {
+    /// Whether the AMX tile unit computes these centres' products.
+    pub(crate) fn on_tile_unit(&self) -> bool {
+        matches!(self.engine, Engine::Tiles(_))
+    }
+}
+
 /// One chunk's work for [`run`].
 pub(crate) struct Chunk<'a> {
     /// `rows x d`, row-major.
