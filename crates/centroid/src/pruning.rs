@@ -935,6 +935,22 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
     recomputed + group_work.distances.div_ceil(centres.rows().max(1))
 }
 
+/// The index of the smallest of `values` (not empty; the first of equals),
+/// its value, and the smallest of the others (+inf for one value), in f64.
+fn two_smallest<T: Float>(values: &[T]) -> (usize, f64, f64) {
+    let (mut best, mut best_v, mut second_v) = (0, values[0], T::infinity());
+    for (j, &v) in values.iter().enumerate().skip(1) {
+        if v < best_v {
+            second_v = best_v;
+            best_v = v;
+            best = j;
+        } else if v < second_v {
+            second_v = v;
+        }
+    }
+    (best, best_v.to_f64_exact(), second_v.to_f64_exact())
+}
+
 /// The scratch and the tally of one chunk's [`recompute_in_groups`].
 #[derive(Default)]
 struct GroupWork<T> {
@@ -997,17 +1013,7 @@ fn recompute_in_groups<T: Float, const G: usize>(
     dist.resize(js.len(), T::zero());
     kernels::distances_to(row, centres, pass.prepared.sq_norms(), js, dist);
     work.distances += js.len();
-    let (mut best, mut best_v, mut second_v) = (0, dist[0].to_f64_exact(), f64::INFINITY);
-    for (i, v) in dist.iter().enumerate().skip(1) {
-        let v = v.to_f64_exact();
-        if v < best_v {
-            second_v = best_v;
-            best_v = v;
-            best = i;
-        } else if v < second_v {
-            second_v = v;
-        }
-    }
+    let (best, best_v, second_v) = two_smallest(dist);
     let proven = down(second_v - best_v) > up(up(2.0 * err) + tie);
     if !proven {
         return false;
@@ -1139,20 +1145,7 @@ fn recompute<T: Float, const G: usize>(
     // Each row's smallest value, its index (the first of equals) and the
     // smallest of the others, in one scan.
     let nearest: Vec<(usize, f64, f64)> = (0..batch.len())
-        .map(|p| {
-            let row = &dist[p * k..(p + 1) * k];
-            let (mut best, mut best_v, mut second_v) = (0, row[0], T::infinity());
-            for (j, &v) in row.iter().enumerate().skip(1) {
-                if v < best_v {
-                    second_v = best_v;
-                    best_v = v;
-                    best = j;
-                } else if v < second_v {
-                    second_v = v;
-                }
-            }
-            (best, best_v.to_f64_exact(), second_v.to_f64_exact())
-        })
+        .map(|p| two_smallest(&dist[p * k..(p + 1) * k]))
         .collect();
     // Labels the distances prove; the near ties go to the kernel.
     let mut ties: Vec<usize> = Vec::new();
