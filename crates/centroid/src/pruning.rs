@@ -135,9 +135,6 @@ mod tests;
 /// distance and bound renewed.
 const REFRESH_K: usize = 16;
 
-/// How many loose rows ahead their reads are started.
-const ROWS_AHEAD: usize = 3;
-
 /// Rows per gathered batch: a `BATCH x k` distance buffer per task.
 const BATCH: usize = 256;
 
@@ -846,61 +843,60 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
         failing.clear();
         for (i, &(q, nearest_other)) in batch.iter().enumerate() {
             if valid {
-                // Scattered rows: keep the reads of the next few in
-                // flight (one row ahead leaves the memory idle between
-                // rows of a few KiB).
-                if i == 0 {
-                    for &(next, _) in batch.iter().take(ROWS_AHEAD).skip(1) {
-                        kernels::prefetch_row(x.row(start + next));
-                    }
-                }
-                if let Some(&(next, _)) = batch.get(i + ROWS_AHEAD) {
+                // Scattered rows: start reading the next one now.
+                if let Some(&(next, _)) = batch.get(i + 1) {
                     kernels::prefetch_row(x.row(start + next));
                 }
                 let a = labels[q] as usize;
                 let b = &mut bounds[q];
                 b.upper = distance_up(x.row(start + q), centres.row(a));
-                let tie = r.tie(Rounding::m(norms[start + q], pass.cmax));
+                let m = Rounding::m(norms[start + q], pass.cmax);
+                let tie = r.tie(m);
                 if proves(lower(nearest_other, b.upper, a), b.upper, tie) {
                     if in_groups && refresh_all {
                         // The row is in L1 now: renew every bound, so that it
                         // is not read again next pass (few centres: the
                         // distances cost less than the read).
                         let row = x.row(start + q);
+                        let every = [true; G];
                         recompute_in_groups(
                             pass,
-                            norms[start + q],
+                            m,
                             row,
                             &mut labels[q],
                             b,
                             &mut group_work,
-                            true,
+                            every,
                         );
                     }
                     continue;
                 }
-                // Rows that most groups fail (bounds just started from
-                // the kernel's fast labels, or centres that moved far) go
-                // through the batched distances with the others.
-                let failed_groups = b.lower[..pass.groups]
-                    .iter()
-                    .filter(|&&l| !proves(l as f64, b.upper, tie))
-                    .count();
-                if in_groups && failed_groups * 2 <= pass.groups {
-                    // While the row is still in L1.
-                    let row = x.row(start + q);
-                    if !recompute_in_groups(
-                        pass,
-                        norms[start + q],
-                        row,
-                        &mut labels[q],
-                        b,
-                        &mut group_work,
-                        refresh_all,
-                    ) {
-                        group_work.ties.push(q);
+                if in_groups {
+                    // The groups the bounds no longer rule out. Rows that
+                    // most groups fail (bounds just started from the
+                    // kernel's fast labels, or centres that moved far) go
+                    // through the batched distances with the others.
+                    let mut failed = [false; G];
+                    for (f, &l) in failed.iter_mut().zip(&b.lower[..pass.groups]) {
+                        *f = !proves(l as f64, b.upper, tie);
                     }
-                    continue;
+                    if failed.iter().filter(|&&f| f).count() * 2 <= pass.groups {
+                        // While the row is still in L1.
+                        let row = x.row(start + q);
+                        let computed = if refresh_all { [true; G] } else { failed };
+                        if !recompute_in_groups(
+                            pass,
+                            m,
+                            row,
+                            &mut labels[q],
+                            b,
+                            &mut group_work,
+                            computed,
+                        ) {
+                            group_work.ties.push(q);
+                        }
+                        continue;
+                    }
                 }
             }
             failing.push(q);
@@ -964,8 +960,9 @@ struct GroupWork<T> {
 }
 
 /// Recomputes one row whose tightened bounds failed, from its distances to
-/// the centres of the groups its group bounds no longer rule out (and to
-/// its own centre): the label and new bounds where those distances prove
+/// the centres of the groups `computed` (every group its group bounds no
+/// longer rule out, or more) and to its own centre, `m` its
+/// [`Rounding::m`]: the label and new bounds where those distances prove
 /// the kernel's label; false, with nothing changed, for a near tie, which
 /// the caller hands to the kernel.
 ///
@@ -984,29 +981,23 @@ struct GroupWork<T> {
 /// longer the label.
 fn recompute_in_groups<T: Float, const G: usize>(
     pass: &PassCentres<'_, T>,
-    norm: f64,
+    m: f64,
     row: &[T],
     label: &mut u32,
     b: &mut RowBounds<G>,
     work: &mut GroupWork<T>,
-    every_group: bool,
+    computed: [bool; G],
 ) -> bool {
     let centres = pass.prepared.centres();
     let r = &pass.rounding;
     let a = *label as usize;
-    let u = b.upper;
-    let m = Rounding::m(norm, pass.cmax);
     let (tie, err) = (r.tie(m), r.dist_err(m));
     let js = &mut work.centres;
     js.clear();
     js.push(a as u32);
-    let mut computed = [false; G];
-    for (g, done) in computed.iter_mut().enumerate().take(pass.groups) {
-        if every_group || !proves(b.lower[g] as f64, u, tie) {
-            *done = true;
-            let members = pass.group_start[g]..pass.group_start[g + 1];
-            js.extend(members.filter(|&j| j != a).map(|j| j as u32));
-        }
+    for g in (0..pass.groups).filter(|&g| computed[g]) {
+        let members = pass.group_start[g]..pass.group_start[g + 1];
+        js.extend(members.filter(|&j| j != a).map(|j| j as u32));
     }
     let dist = &mut work.distances_to;
     dist.clear();

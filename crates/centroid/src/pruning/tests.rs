@@ -705,47 +705,23 @@ fn a_grouped_pass_keeps_the_kernels_labels_and_bounds_that_hold() {
             .map(|&v| T::from_f64_lossy(v.to_f64_exact() + rng.gen_range(-step..=step)))
             .collect()
     }
-    for d in [70, 128] {
-        let (x, c) = near_ties::<f32>(1e3, d);
-        check(
-            &x,
-            &c,
-            &moved(&c, 1e-4, 1),
-            d,
-            &format!("near ties f32 d={d}"),
-            false,
-        );
-        let (x, c) = near_ties::<f64>(1e6, d);
-        check(
-            &x,
-            &c,
-            &moved(&c, 1e-7, 2),
-            d,
-            &format!("near ties f64 d={d}"),
-            false,
-        );
+    /// Near ties at `offset` with centres moved by up to `step`, and blobs
+    /// with k = 10 and 40 (seeds: the near ties' move, the blobs, their
+    /// move).
+    fn cases<T: Float>(d: usize, offset: f64, step: f64, seeds: [u64; 3], ty: &str) {
+        let (x, c) = near_ties::<T>(offset, d);
+        let what = format!("near ties {ty} d={d}");
+        check(&x, &c, &moved(&c, step, seeds[0]), d, &what, false);
         for k in [10, 40] {
-            let x = blobs::<f32>(5, 3000, d, k, 10.0, 3.0, 0.0);
+            let x = blobs::<T>(seeds[1], 3000, d, k, 10.0, 3.0, 0.0);
             let c = &x[..k * d];
-            check(
-                &x,
-                c,
-                &moved(c, 0.05, 3),
-                d,
-                &format!("blobs f32 d={d} k={k}"),
-                true,
-            );
-            let x = blobs::<f64>(6, 3000, d, k, 10.0, 3.0, 0.0);
-            let c = &x[..k * d];
-            check(
-                &x,
-                c,
-                &moved(c, 0.05, 4),
-                d,
-                &format!("blobs f64 d={d} k={k}"),
-                true,
-            );
+            let what = format!("blobs {ty} d={d} k={k}");
+            check(&x, c, &moved(c, 0.05, seeds[2]), d, &what, true);
         }
+    }
+    for d in [70, 128] {
+        cases::<f32>(d, 1e3, 1e-4, [1, 5, 3], "f32");
+        cases::<f64>(d, 1e6, 1e-7, [2, 6, 4], "f64");
     }
 }
 

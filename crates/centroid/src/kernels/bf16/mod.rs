@@ -355,9 +355,7 @@ impl Bf16Centres {
             max_norm,
         })
     }
-}
 
-impl Bf16Centres {
     /// Whether the AMX tile unit computes these centres' products.
     pub(crate) fn on_tile_unit(&self) -> bool {
         matches!(self.engine, Engine::Tiles(_))
