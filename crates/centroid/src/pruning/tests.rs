@@ -574,57 +574,16 @@ fn a_fresh_pass_leaves_bounds_that_hold() {
         let mut pruner = Pruner::new(x, false).unwrap().start_with_distances();
         let (pass, norms, bounds, churned) = pruner.begin_pass(&prepared).unwrap();
         let mut labels = vec![0u32; n];
-        let exact = |i: usize, j: usize| -> f64 {
-            x.row(i)
-                .iter()
-                .zip(centres.row(j))
-                .map(|(&a, &b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        };
-        // Every row's upper bound and group lower bounds after the pass.
-        let made: Vec<(f64, Vec<f32>)> = match bounds {
-            BoundsMut::One(b) => label_all(&pass, norms, x, &mut labels, b, churned),
-            BoundsMut::Grouped(b) => label_all(&pass, norms, x, &mut labels, b, churned),
-        };
-        // The exact distance's own rounding: a few ulps of f64.
-        let slack = 1.0 + 1e-12;
-        for (i, (upper, lower)) in made.iter().enumerate() {
-            let a = labels[i] as usize;
-            assert!(
-                upper * slack >= exact(i, a),
-                "{what}: row {i} upper {upper} < {}",
-                exact(i, a)
-            );
-            for j in (0..k).filter(|&j| j != a) {
-                let g = pass.group_of[j] as usize;
-                assert!(
-                    lower[g] as f64 <= exact(i, j) * slack,
-                    "{what}: row {i} group {g} lower {} > {} (centre {j})",
-                    lower[g],
-                    exact(i, j)
-                );
+        match bounds {
+            BoundsMut::One(b) => {
+                label_every_chunk(&pass, norms, x, &mut labels, b, churned);
+                assert_bounds_hold(x, centres, &pass.group_of, &labels, b, what);
+            }
+            BoundsMut::Grouped(b) => {
+                label_every_chunk(&pass, norms, x, &mut labels, b, churned);
+                assert_bounds_hold(x, centres, &pass.group_of, &labels, b, what);
             }
         }
-        assert_eq!(made.len(), n, "{what}");
-    }
-    /// One pass of `label_chunk` over every chunk; each row's bounds after it.
-    fn label_all<T: Float, const G: usize>(
-        pass: &PassCentres<'_, T>,
-        norms: &[f64],
-        x: MatRef<'_, T>,
-        labels: &mut [u32],
-        bounds: &mut [RowBounds<G>],
-        churned: &[std::sync::atomic::AtomicBool],
-    ) -> Vec<(f64, Vec<f32>)> {
-        for (c, (l, b)) in labels
-            .chunks_mut(CHUNK_ROWS)
-            .zip(bounds.chunks_mut(CHUNK_ROWS))
-            .enumerate()
-        {
-            label_chunk(pass, norms, x, c * CHUNK_ROWS, l, b, &churned[c]);
-        }
-        bounds.iter().map(|b| (b.upper, b.lower.to_vec())).collect()
     }
     for d in [3, 70] {
         let (x, c) = near_ties::<f32>(1e3, d);
@@ -675,28 +634,7 @@ fn a_grouped_pass_keeps_the_kernels_labels_and_bounds_that_hold() {
         kernels::assign(x, &moved, &mut want, &mut scores);
         let differ = labels.iter().zip(&want).filter(|(a, b)| a != b).count();
         assert_eq!(differ, 0, "{what}: labels differ from the kernel's");
-        let exact = |i: usize, j: usize| -> f64 {
-            x.row(i)
-                .iter()
-                .zip(centres.row(j))
-                .map(|(&a, &b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        };
-        let slack = 1.0 + 1e-12;
-        for (i, row) in b.iter().enumerate() {
-            let a = labels[i] as usize;
-            assert!(row.upper * slack >= exact(i, a), "{what}: row {i} upper");
-            for j in (0..k).filter(|&j| j != a) {
-                let g = pass.group_of[j] as usize;
-                assert!(
-                    row.lower[g] as f64 <= exact(i, j) * slack,
-                    "{what}: row {i} group {g} lower {} > {} (centre {j})",
-                    row.lower[g],
-                    exact(i, j)
-                );
-            }
-        }
+        assert_bounds_hold(x, centres, &pass.group_of, &labels, b, what);
     }
     /// `c` with every value moved by up to `step` (seeded).
     fn moved<T: Float>(c: &[T], step: f64, seed: u64) -> Vec<T> {
@@ -741,4 +679,46 @@ fn label_every_chunk<T: Float, const G: usize>(
         .enumerate()
         .map(|(c, (l, b))| label_chunk(pass, norms, x, c * CHUNK_ROWS, l, b, &churned[c]))
         .sum()
+}
+
+/// Every row's bounds hold against the exact distances, worked out here in
+/// f64 from the rows and centres: `upper >= ||x - c_label||`, and each group
+/// bound at most the distance to every other centre of its group (within
+/// a few ulps of f64, the exact distance's own rounding).
+fn assert_bounds_hold<T: Float, const G: usize>(
+    x: MatRef<'_, T>,
+    centres: MatRef<'_, T>,
+    group_of: &[u8],
+    labels: &[u32],
+    bounds: &[RowBounds<G>],
+    what: &str,
+) {
+    assert_eq!(bounds.len(), x.rows(), "{what}");
+    let exact = |i: usize, j: usize| -> f64 {
+        x.row(i)
+            .iter()
+            .zip(centres.row(j))
+            .map(|(&a, &b)| (a.to_f64_exact() - b.to_f64_exact()).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let slack = 1.0 + 1e-12;
+    for (i, b) in bounds.iter().enumerate() {
+        let a = labels[i] as usize;
+        assert!(
+            b.upper * slack >= exact(i, a),
+            "{what}: row {i} upper {} < {}",
+            b.upper,
+            exact(i, a)
+        );
+        for j in (0..centres.rows()).filter(|&j| j != a) {
+            let g = group_of[j] as usize;
+            assert!(
+                b.lower[g] as f64 <= exact(i, j) * slack,
+                "{what}: row {i} group {g} lower {} > {} (centre {j})",
+                b.lower[g],
+                exact(i, j)
+            );
+        }
+    }
 }
