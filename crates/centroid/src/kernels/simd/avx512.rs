@@ -123,20 +123,34 @@ macro_rules! avx512_impl {
                 unsafe {
                     // Whole vectors unmasked, the tail masked (zero lanes add
                     // nothing): the same additions as masking every step,
-                    // without a mask to compute per step.
-                    let mut acc = $setzero();
+                    // without a mask to compute per step. Four running sums,
+                    // so that a wide row (784 values: 49 vectors) is not one
+                    // chain of dependent fused multiply-adds, each waiting
+                    // on the last (a sum of squares in any order is within
+                    // the kernels' rounding bound: see `pruning.rs`).
+                    let mut acc = [$setzero(); 4];
                     let whole = d - d % $lanes;
+                    let quad = d - d % (4 * $lanes);
                     let mut p = 0;
+                    while p < quad {
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let x = $loadu(row.add(p + i * $lanes));
+                            *a = $fmadd(x, x, *a);
+                        }
+                        p += 4 * $lanes;
+                    }
+                    let mut i = 0;
                     while p < whole {
                         let x = $loadu(row.add(p));
-                        acc = $fmadd(x, x, acc);
+                        acc[i] = $fmadd(x, x, acc[i]);
                         p += $lanes;
+                        i += 1;
                     }
                     if p < d {
                         let x = $maskz_loadu(tail_mask(d - p, $lanes) as $m, row.add(p));
-                        acc = $fmadd(x, x, acc);
+                        acc[3] = $fmadd(x, x, acc[3]);
                     }
-                    $reduce_add(acc)
+                    $reduce_add($add($add(acc[0], acc[1]), $add(acc[2], acc[3])))
                 }
             }
 
