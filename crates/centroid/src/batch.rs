@@ -832,8 +832,11 @@ fn label_chunks<B: Send>(
 /// of `labels`: every row whose label changed leaves its old cluster and
 /// joins its new one. Only for rows whose sums are exact in any order
 /// ([`Pruner::exact_sums`]): the result is then the very bits of summing
-/// afresh. When many rows moved, summing afresh is cheaper and is what
-/// happens (the loss is left 0: losses are not tracked here).
+/// afresh, whatever the order of the moves, so the clusters' sums are
+/// brought up to date in parallel, one task per cluster (each reads only
+/// the rows that leave or join it). When many rows moved, summing afresh is
+/// cheaper and is what happens (the loss is left 0: losses are not tracked
+/// here).
 fn move_changed_rows<T: Float>(
     x: MatRef<'_, T>,
     prepared: &PreparedCentres<T>,
@@ -858,13 +861,48 @@ fn move_changed_rows<T: Float>(
         );
         return;
     }
+    if d == 0 {
+        return;
+    }
+    // Each cluster's moves (a row leaving or joining it), grouped by a
+    // counting sort, in row order.
+    let k = stats.k;
+    let mut first = vec![0usize; k + 1];
+    for &i in &moved {
+        first[old[i] as usize + 1] += 1;
+        first[labels[i] as usize + 1] += 1;
+    }
+    for j in 0..k {
+        first[j + 1] += first[j];
+    }
+    let mut next = first.clone();
+    let mut moves = vec![(0usize, false); 2 * moved.len()];
+    for &i in &moved {
+        for (j, joins) in [(old[i], false), (labels[i], true)] {
+            moves[next[j as usize]] = (i, joins);
+            next[j as usize] += 1;
+        }
+    }
+    stats
+        .sums
+        .par_chunks_mut(d)
+        .enumerate()
+        .for_each(|(j, sums)| {
+            for &(i, joins) in &moves[first[j]..first[j + 1]] {
+                // One loop per direction: each vectorises.
+                if joins {
+                    for (s, &v) in sums.iter_mut().zip(x.row(i)) {
+                        *s += v.to_f64_exact();
+                    }
+                } else {
+                    for (s, &v) in sums.iter_mut().zip(x.row(i)) {
+                        *s -= v.to_f64_exact();
+                    }
+                }
+            }
+        });
     for &i in &moved {
         let (from, to) = (old[i] as usize, labels[i] as usize);
-        for (p, &v) in x.row(i).iter().enumerate() {
-            let v = v.to_f64_exact();
-            stats.sums[from * d + p] -= v;
-            stats.sums[to * d + p] += v;
-        }
         stats.weights[from] -= 1.0;
         stats.weights[to] += 1.0;
         stats.counts[from] -= 1;
