@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, CHUNK_ROWS};
+use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, RowsByCluster, CHUNK_ROWS};
 use crate::matrix::{MatRef, Matrix};
 use crate::partial;
 use crate::pruning::{self, BoundsMut, PassCentres, Pruner, RowBounds};
@@ -864,40 +864,25 @@ fn move_changed_rows<T: Float>(
     if d == 0 {
         return;
     }
-    // Each cluster's moves (a row leaving or joining it), grouped by a
-    // counting sort, in row order.
+    // Each cluster's moves, grouped: the moved rows (as positions in
+    // `moved`) that leave it and those that join it, in row order.
     let k = stats.k;
-    let mut first = vec![0usize; k + 1];
-    for &i in &moved {
-        first[old[i] as usize + 1] += 1;
-        first[labels[i] as usize + 1] += 1;
-    }
-    for j in 0..k {
-        first[j + 1] += first[j];
-    }
-    let mut next = first.clone();
-    let mut moves = vec![(0usize, false); 2 * moved.len()];
-    for &i in &moved {
-        for (j, joins) in [(old[i], false), (labels[i], true)] {
-            moves[next[j as usize]] = (i, joins);
-            next[j as usize] += 1;
-        }
-    }
+    let leaving = RowsByCluster::new(&moved.iter().map(|&i| old[i]).collect::<Vec<_>>(), k);
+    let joining = RowsByCluster::new(&moved.iter().map(|&i| labels[i]).collect::<Vec<_>>(), k);
     stats
         .sums
         .par_chunks_mut(d)
         .enumerate()
         .for_each(|(j, sums)| {
-            for &(i, joins) in &moves[first[j]..first[j + 1]] {
-                // One loop per direction: each vectorises.
-                if joins {
-                    for (s, &v) in sums.iter_mut().zip(x.row(i)) {
-                        *s += v.to_f64_exact();
-                    }
-                } else {
-                    for (s, &v) in sums.iter_mut().zip(x.row(i)) {
-                        *s -= v.to_f64_exact();
-                    }
+            // One loop per direction: each vectorises.
+            for &m in leaving.rows(j) {
+                for (s, &v) in sums.iter_mut().zip(x.row(moved[m as usize])) {
+                    *s -= v.to_f64_exact();
+                }
+            }
+            for &m in joining.rows(j) {
+                for (s, &v) in sums.iter_mut().zip(x.row(moved[m as usize])) {
+                    *s += v.to_f64_exact();
                 }
             }
         });

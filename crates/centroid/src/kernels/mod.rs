@@ -70,6 +70,7 @@ pub(crate) use labelled::{add_labelled, add_loss, for_each_sq_dist};
 use reference::accumulate_reference;
 pub use reference::{assign_reference, distances_reference};
 pub(crate) use rowdist::{distances_to, prefetch_row, scan_rows, sq_dist_any_order};
+pub(crate) use scalar::RowsByCluster;
 pub use scalar::{inv_norm, normalize_in_place, ClusterStats, Metric, COSINE_NORM_FLOOR};
 pub(crate) use scalar::{sq_norm_f64, widened};
 pub use seeding_pass::{
