@@ -900,7 +900,9 @@ fn move_changed_rows<T: Float>(
 /// at a time so that the sums read rows the kernel has just left in L2.
 /// Returns `n`, the rows labelled. The same bits as a pruned pass with the
 /// same labels: the block size changes neither the labels (see `pruning.rs`)
-/// nor the order of the additions.
+/// nor the order of the additions. With the loss, on the bf16 path, the
+/// kernel does both in one read of each row instead, to the same bits
+/// ([`kernels::assign_add_labelled`]).
 pub(crate) fn plain_pass<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -909,6 +911,9 @@ pub(crate) fn plain_pass<T: Float>(
     stats: &mut ClusterStats,
     with_loss: bool,
 ) -> usize {
+    if with_loss && kernels::assign_add_labelled(x, sample_weight, prepared, labels, stats) {
+        return x.rows();
+    }
     let mut no_state: Vec<()> = Vec::new();
     let block =
         (L2_BLOCK_BYTES / (x.cols() * std::mem::size_of::<T>()).max(1)).clamp(1, CHUNK_ROWS);

@@ -96,15 +96,16 @@ pub fn add_loss<T: Float>(
 }
 
 /// Calls `f(i, ||x_i - c_{labels[i]}||^2)` for every row `i` in order, each
-/// distance [`sq_dist_blocked`]'s bits (`c64`: the centres widened to f64,
-/// `k x d`, row-major), computed [`LOSS_ROWS`] rows at a time where the
+/// distance [`sq_dist_blocked`]'s bits (`c64`: the centres, `k x d`,
+/// row-major, in f64 or as the kernels keep them: each value is widened
+/// to f64 as it is read, which is exact), computed [`LOSS_ROWS`] rows at a time where the
 /// processor has AVX-512 (the baseline build runs two values an
 /// instruction). The loss, the inertia and the farthest rows of a
 /// relocation read their distances here.
-pub fn for_each_sq_dist<T: Float>(
+pub fn for_each_sq_dist<T: Float, U: Float>(
     x: MatRef<'_, T>,
     labels: &[u32],
-    c64: &[f64],
+    c64: &[U],
     mut f: impl FnMut(usize, f64),
 ) {
     let d = x.cols();
@@ -141,10 +142,10 @@ const LOSS_ROWS: usize = 4;
 /// AVX-512F; every label names a row of `c64` (`k x d`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn sq_dists_avx512<T: Float>(
+unsafe fn sq_dists_avx512<T: Float, U: Float>(
     x: MatRef<'_, T>,
     labels: &[u32],
-    c64: &[f64],
+    c64: &[U],
     mut f: impl FnMut(usize, f64),
 ) {
     use std::arch::x86_64::*;

@@ -153,6 +153,17 @@ impl<T: Float> PreparedCentres<T> {
         &self.sq_norms
     }
 
+    /// Whether `assign` runs on the bf16 kernel (AMX or AVX512-BF16) for
+    /// these centres.
+    pub(crate) fn on_bf16_path(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.bf16.is_some()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
     /// Whether `assign` runs on the AMX tile unit for these centres.
     pub(crate) fn on_tile_unit(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
@@ -214,6 +225,7 @@ impl<T: Float> PreparedCentres<T> {
         scores: &mut [T],
         weights: Option<&[T]>,
         part: Option<&mut ClusterStats>,
+        exact_loss: bool,
     ) -> bool {
         let (None, Some(a)) = (isa, self.bf16.as_deref()) else {
             return false;
@@ -240,6 +252,7 @@ impl<T: Float> PreparedCentres<T> {
                 scores,
                 weights,
                 part,
+                exact_loss,
             },
         );
         true
@@ -302,6 +315,33 @@ pub(crate) fn assign_accumulate_on<T: Float>(
     labels: Option<&mut [u32]>,
     stats: &mut ClusterStats,
 ) {
+    accumulate_chunks(
+        isa,
+        partial_budget,
+        x,
+        sample_weight,
+        centres,
+        labels,
+        stats,
+        false,
+    )
+}
+
+/// [`assign_accumulate_on`], or with `exact_loss` the additions of
+/// [`add_labelled`] with its loss ([`assign_add_labelled`]).
+// The pass's path, data, centres and outputs, and which loss: grouping
+// them would only rename them.
+#[allow(clippy::too_many_arguments)]
+fn accumulate_chunks<T: Float>(
+    isa: Option<Isa>,
+    partial_budget: usize,
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: &PreparedCentres<T>,
+    labels: Option<&mut [u32]>,
+    stats: &mut ClusterStats,
+    exact_loss: bool,
+) {
     let (n, d, k) = (x.rows(), x.cols(), centres.k());
     assert_eq!(d, centres.d(), "data width must match the centres");
     assert!(
@@ -358,10 +398,17 @@ pub(crate) fn assign_accumulate_on<T: Float>(
                     &mut scores,
                     weights,
                     Some(&mut *part),
+                    exact_loss,
                 ) {
                     return;
                 }
-                if blocked {
+                if exact_loss {
+                    // Off the bf16 path (which `assign_add_labelled`
+                    // declines): the two steps it stands for.
+                    let rows = x.slice_rows(start, end);
+                    assign_on(isa, rows, centres, labels, &mut scores);
+                    add_labelled(rows, weights, labels, centres.centres(), part, true);
+                } else if blocked {
                     let job = centres.job(x, start, end, &packed);
                     dispatch::run(
                         packed.isa,
@@ -387,6 +434,43 @@ pub(crate) fn assign_accumulate_on<T: Float>(
             });
         merge_in_order(stats, &parts[..g1 - g0]);
     }
+}
+
+/// [`assign`], then [`add_labelled`] with its loss, over every row of `x`,
+/// to the same bits, in one read of each row, where the centres take the
+/// bf16 path (AMX or AVX512-BF16: f32 rows, `d >= 64`, `k >= 32`): the
+/// labels of `assign`, and each chunk of [`CHUNK_ROWS`] rows added in row
+/// order (weighted, never normalised, each row's loss its f64 distance to
+/// its centre, one chain) into a partial that starts empty, the partials
+/// added into `stats` in chunk order. Those are the additions of
+/// `crate::batch`'s labelled passes, pruned or not, so this pass may stand
+/// in for any of them. Returns `false`, having done nothing, for centres
+/// that do not take the bf16 path: there, labelling a block of rows and
+/// then adding it from L2 ([`add_labelled`] groups a block's rows by
+/// cluster) is faster than adding each row as the kernel finishes it
+/// (Fashion-MNIST, k = 10, row-dot kernel: 12 % slower fused), while on
+/// the bf16 path the fused pass is faster (k = 100: 15 %).
+pub(crate) fn assign_add_labelled<T: Float>(
+    x: MatRef<'_, T>,
+    sample_weight: Option<&[T]>,
+    centres: &PreparedCentres<T>,
+    labels: &mut [u32],
+    stats: &mut ClusterStats,
+) -> bool {
+    if !centres.on_bf16_path() {
+        return false;
+    }
+    accumulate_chunks(
+        None,
+        PARTIAL_BYTES,
+        x,
+        sample_weight,
+        centres,
+        Some(labels),
+        stats,
+        true,
+    );
+    true
 }
 
 /// How many chunks of a pass over `n_chunks` chunks run between merges of
@@ -465,6 +549,7 @@ pub(crate) fn assign_on<T: Float>(
                 scores,
                 None,
                 None,
+                false,
             ) {
                 return;
             }

@@ -11,7 +11,9 @@
 use std::arch::x86_64::*;
 
 use super::{first_lanes, Bf16Centres, Margin, BLOCK_ROWS, MAX_NORM_PRODUCT, U32};
+use crate::kernels::for_each_sq_dist;
 use crate::kernels::scalar::{inv_norm, ClusterStats, Metric};
+use crate::matrix::MatRef;
 
 /// The exact nearest of `candidates` (ascending) to row `x`, lowest index
 /// on ties: squared distances (or, under cosine, minus the dot products with
@@ -221,7 +223,10 @@ impl Candidates {
 
 /// Distances of the chosen centres of rows `range`, computed directly, and
 /// with `part` the rows added to the sums (as the AVX-512 kernel's
-/// finishing pass adds them: row order, `scale * x` in f64).
+/// finishing pass adds them: row order, `scale * x` in f64). With `chain`
+/// and `part`, the rows are added as `add_labelled` adds them: weighted,
+/// never normalised, each row's f64 distance to its centre added to
+/// `chain` in row order, and no distance into `scores`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn finish(
@@ -234,11 +239,33 @@ pub(super) unsafe fn finish(
     weights: Option<&[f32]>,
     mut part: Option<&mut ClusterStats>,
     loss: &mut [f64; 4],
+    chain: Option<&mut f64>,
 ) {
     // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
     // and the slices and pointers are as documented above.
     unsafe {
         let d = c.d;
+        if let (Some(p), Some(chain)) = (part.as_deref_mut(), chain) {
+            // The sums in row order, then the rows' f64 distances (several
+            // rows side by side) added to the loss in row order.
+            for i in range.clone() {
+                let row = &x[i * d..(i + 1) * d];
+                let j = labels[i] as usize;
+                let w = weights.map_or(1.0, |w| w[i] as f64);
+                let acc = &mut p.sums[j * d..(j + 1) * d];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += w * v as f64;
+                }
+                p.weights[j] += w;
+                p.counts[j] += 1;
+            }
+            let rows = MatRef::new(&x[range.start * d..range.end * d], range.len(), d)
+                .expect("the block's rows are whole rows of width d");
+            for_each_sq_dist(rows, &labels[range.clone()], centres, |r, sq| {
+                *chain += weights.map_or(1.0, |w| w[range.start + r] as f64) * sq;
+            });
+            return;
+        }
         for i in range {
             let row = &x[i * d..(i + 1) * d];
             let j = labels[i] as usize;

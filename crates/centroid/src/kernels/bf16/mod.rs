@@ -373,6 +373,10 @@ pub(crate) struct Chunk<'a> {
     pub(crate) weights: Option<&'a [f32]>,
     /// When given, the rows are added to these sums.
     pub(crate) part: Option<&'a mut ClusterStats>,
+    /// With `part`: the rows added as [`crate::kernels::add_labelled`] adds
+    /// them, to the same bits (see [`crate::kernels::assign_add_labelled`]), the
+    /// scores left unset.
+    pub(crate) exact_loss: bool,
 }
 
 /// Labels and distances of a chunk's rows, and with `part` their sums.
@@ -407,6 +411,7 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
             scores,
             weights,
             mut part,
+            exact_loss,
         } = chunk;
         let (d, k, dpad) = (c.d, c.k, c.dpad);
         let rows = labels.len();
@@ -426,6 +431,10 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
         // Four running loss sums (row i into i % 4, combined in a fixed order
         // at the end) keep the additions off one long dependency chain.
         let mut loss = [0.0f64; 4];
+        let mut chain = match (&part, exact_loss) {
+            (Some(p), true) => Some(p.loss),
+            _ => None,
+        };
         let tiles = matches!(c.engine, Engine::Tiles(_));
         if tiles {
             configure_tiles();
@@ -507,6 +516,7 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
                 weights,
                 part.as_deref_mut(),
                 &mut loss,
+                chain.as_mut(),
             );
         }
         if tiles {
@@ -514,7 +524,10 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
         }
         SCRATCH.with(|s| s.set(scratch));
         if let Some(p) = part {
-            p.loss += (loss[0] + loss[1]) + (loss[2] + loss[3]);
+            match chain {
+                Some(chain) => p.loss = chain,
+                None => p.loss += (loss[0] + loss[1]) + (loss[2] + loss[3]),
+            }
         }
     }
 }

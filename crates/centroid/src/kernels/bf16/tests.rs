@@ -423,3 +423,102 @@ fn bf16_split_recovers_sixteen_bits() {
     assert_eq!(split(1.0 + 2f32.powi(-8)).0, 0x3f80);
     assert_eq!(split(1.0 + 3.0 * 2f32.powi(-8)).0, 0x3f82);
 }
+
+/// The fused labelled pass ([`assign_add_labelled`]) on each engine against
+/// `assign` and then `add_labelled` on each chunk, the chunks' partials
+/// added in order: every label and every bit of the sums, weights, counts
+/// and loss, weighted or not, under both metrics, over several chunks and
+/// a ragged last one, at one and two threads.
+#[test]
+fn fused_labelled_pass_is_assign_then_add_labelled() {
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    for (n, d, k) in [(2 * CHUNK_ROWS + 77, 96, 40), (300, 784, 100), (70, 64, 33)] {
+        let x: Vec<f32> = (0..n * d).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+        // Centres near rows, so that clusters are unequal and ties rare.
+        let c: Vec<f32> = (0..k * d)
+            .map(|i| x[(i * 7919) % (n * d)] + rng.gen_range(-0.1f32..0.1))
+            .collect();
+        let w: Vec<f32> = (0..n).map(|_| rng.gen_range(0.1f32..3.0)).collect();
+        let xm = MatRef::new(&x, n, d).unwrap();
+        for engine in engines() {
+            for metric in [Metric::SquaredEuclidean, Metric::Cosine] {
+                let centres = prepared(engine, &c, k, d, metric);
+                for weights in [None, Some(&w[..])] {
+                    let what = format!(
+                        "n={n} d={d} k={k} {engine:?} {metric:?} weighted={}",
+                        weights.is_some()
+                    );
+                    let mut labels = vec![0u32; n];
+                    let mut scores = vec![0.0f32; n];
+                    assign(xm, &centres, &mut labels, &mut scores);
+                    let mut want = ClusterStats::new(k, d);
+                    for start in (0..n).step_by(CHUNK_ROWS) {
+                        let end = (start + CHUNK_ROWS).min(n);
+                        let mut part = ClusterStats::new(k, d);
+                        add_labelled(
+                            xm.slice_rows(start, end),
+                            weights.map(|w| &w[start..end]),
+                            &labels[start..end],
+                            centres.centres(),
+                            &mut part,
+                            true,
+                        );
+                        merge_in_order(&mut want, std::slice::from_ref(&part));
+                    }
+                    for threads in [1, 2] {
+                        let mut got_labels = vec![u32::MAX; n];
+                        let mut got = ClusterStats::new(k, d);
+                        got.loss = 123.0; // must be reset
+                        let ran = crate::in_pool(threads, || {
+                            assign_add_labelled(xm, weights, &centres, &mut got_labels, &mut got)
+                        });
+                        let what = format!("{what} threads={threads}");
+                        assert!(ran, "{what}: the bf16 path takes the shape");
+                        assert_eq!(got_labels, labels, "{what}: labels");
+                        assert_eq!(got.counts, want.counts, "{what}: counts");
+                        let same = |a: &[f64], b: &[f64], name: &str| {
+                            if let Some(i) =
+                                (0..a.len()).find(|&i| a[i].to_bits() != b[i].to_bits())
+                            {
+                                panic!("{what}: {name} {i}: {} vs {}", a[i], b[i]);
+                            }
+                        };
+                        same(&got.weights, &want.weights, "weight");
+                        same(&got.sums, &want.sums, "sum");
+                        assert_eq!(
+                            got.loss.to_bits(),
+                            want.loss.to_bits(),
+                            "{what}: loss {} vs {}",
+                            got.loss,
+                            want.loss
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Centres that do not take the bf16 path leave the fused labelled pass to
+/// its caller: nothing is done and `false` returned.
+#[test]
+fn fused_labelled_pass_declines_other_paths() {
+    let (n, d, k) = (50, 20, 5); // d < 64, k < 32: never the bf16 path
+    let x: Vec<f32> = (0..n * d).map(|i| (i % 13) as f32).collect();
+    let centres = PreparedCentres::new(
+        MatRef::new(&x[..k * d], k, d).unwrap(),
+        Metric::SquaredEuclidean,
+    );
+    let mut labels = vec![7u32; n];
+    let mut stats = ClusterStats::new(k, d);
+    stats.loss = 5.0;
+    let xm = MatRef::new(&x, n, d).unwrap();
+    assert!(!assign_add_labelled(
+        xm,
+        None,
+        &centres,
+        &mut labels,
+        &mut stats
+    ));
+    assert!(labels.iter().all(|&l| l == 7) && stats.loss == 5.0);
+}
