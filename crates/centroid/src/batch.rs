@@ -14,7 +14,9 @@ use std::mem::MaybeUninit;
 
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::{self, ClusterStats, Metric, PreparedCentres, RowsByCluster, CHUNK_ROWS};
+use crate::kernels::{
+    self, ClusterStats, Metric, Partials, PreparedCentres, RowsByCluster, CHUNK_ROWS,
+};
 use crate::matrix::{MatRef, Matrix};
 use crate::partial;
 use crate::pruning::{self, BoundsMut, PassCentres, Pruner, RowBounds};
@@ -541,6 +543,8 @@ pub(crate) struct LloydPasses<T> {
     pub(crate) labels: Vec<u32>,
     /// The labels of the pass before (none before the second pass).
     labels_old: Option<Vec<u32>>,
+    /// The passes' per-chunk partial statistics, kept from pass to pass.
+    partials: Partials,
     /// How many rows went through the kernels in each pass so far.
     pub(crate) kernel_rows: Vec<usize>,
 }
@@ -576,6 +580,7 @@ impl<T: Float> LloydPasses<T> {
             wide_start: false,
             labels: vec![0; x.rows()],
             labels_old: None,
+            partials: Partials::default(),
             kernel_rows: Vec::new(),
         }
     }
@@ -621,6 +626,7 @@ impl<T: Float> LloydPasses<T> {
         }
         let labels = &mut self.labels;
         let labels_old = &self.labels_old;
+        let partials = &mut self.partials;
         // The pruned pass, where there is a pruner and the values allow it.
         let pruned = self.pruner.as_mut().and_then(|p| {
             let exact = p.exact_sums();
@@ -636,17 +642,32 @@ impl<T: Float> LloydPasses<T> {
                 with_loss,
             };
             Some(match bounds {
-                BoundsMut::One(b) => pruned.run(labels, b, stats),
-                BoundsMut::Grouped(b) => pruned.run(labels, b, stats),
+                BoundsMut::One(b) => pruned.run(labels, b, stats, partials),
+                BoundsMut::Grouped(b) => pruned.run(labels, b, stats, partials),
             })
         });
         match pruned {
             Some(rows) => rows,
             None if self.pruning == Pruning::Auto && self.unpruned == Unpruned::Fused => {
-                kernels::assign_accumulate(x, sample_weight, prepared, Some(labels), stats);
+                kernels::assign_accumulate_reusing(
+                    x,
+                    sample_weight,
+                    prepared,
+                    Some(labels),
+                    stats,
+                    partials,
+                );
                 n
             }
-            None => plain_pass(x, sample_weight, prepared, labels, stats, with_loss),
+            None => plain_pass(
+                x,
+                sample_weight,
+                prepared,
+                labels,
+                stats,
+                with_loss,
+                partials,
+            ),
         }
     }
 
@@ -785,6 +806,7 @@ impl<T: Float> PrunedPass<'_, T> {
         labels: &mut [u32],
         bounds: &mut [RowBounds<G>],
         stats: &mut ClusterStats,
+        partials: &mut Partials,
     ) -> usize {
         let (x, pass, norms, churned) = (self.x, self.pass, self.norms, self.churned);
         let label = move |start: usize, l: &mut [u32], b: &mut [RowBounds<G>]| {
@@ -794,7 +816,7 @@ impl<T: Float> PrunedPass<'_, T> {
         match self.old {
             Some(old) => {
                 let rows = label_chunks(labels, bounds, label);
-                move_changed_rows(x, self.prepared, old, labels, stats);
+                move_changed_rows(x, self.prepared, old, labels, stats, partials);
                 rows
             }
             None => labelled_pass(
@@ -807,6 +829,7 @@ impl<T: Float> PrunedPass<'_, T> {
                 self.with_loss,
                 CHUNK_ROWS,
                 label,
+                partials,
             ),
         }
     }
@@ -843,6 +866,7 @@ fn move_changed_rows<T: Float>(
     old: &[u32],
     labels: &mut [u32],
     stats: &mut ClusterStats,
+    partials: &mut Partials,
 ) {
     let d = x.cols();
     let moved: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] != old[i]).collect();
@@ -858,6 +882,7 @@ fn move_changed_rows<T: Float>(
             false,
             CHUNK_ROWS,
             |_, _, _| 0,
+            partials,
         );
         return;
     }
@@ -910,8 +935,11 @@ pub(crate) fn plain_pass<T: Float>(
     labels: &mut [u32],
     stats: &mut ClusterStats,
     with_loss: bool,
+    partials: &mut Partials,
 ) -> usize {
-    if with_loss && kernels::assign_add_labelled(x, sample_weight, prepared, labels, stats) {
+    if with_loss
+        && kernels::assign_add_labelled(x, sample_weight, prepared, labels, stats, partials)
+    {
         return x.rows();
     }
     let mut no_state: Vec<()> = Vec::new();
@@ -936,6 +964,7 @@ pub(crate) fn plain_pass<T: Float>(
             );
             l.len()
         },
+        partials,
     )
 }
 
@@ -966,6 +995,7 @@ fn labelled_pass<T: Float, B: Send>(
     with_loss: bool,
     block: usize,
     label: impl Fn(usize, &mut [u32], &mut [B]) -> usize + Sync,
+    partials: &mut Partials,
 ) -> usize {
     let (n, k, d) = (x.rows(), stats.k, stats.d);
     stats.clear();
@@ -977,7 +1007,7 @@ fn labelled_pass<T: Float, B: Send>(
         per_row.chunks_mut(CHUNK_ROWS).collect()
     };
     let group = kernels::chunk_group(kernels::PARTIAL_BYTES, k, d, n_chunks);
-    let mut parts: Vec<ClusterStats> = (0..group).map(|_| ClusterStats::new(k, d)).collect();
+    let parts = partials.take(group, k, d);
     let centres = prepared.centres();
     let block = block.max(1);
     let mut labelled = 0;

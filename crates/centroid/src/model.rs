@@ -312,7 +312,16 @@ impl ModelFn {
                     }
                     None => {
                         let mut labels = vec![0u32; x.rows()];
-                        batch::plain_pass(x, None, &prepared, &mut labels, &mut stats, true);
+                        // One pass per call: nothing to keep its partials for.
+                        batch::plain_pass(
+                            x,
+                            None,
+                            &prepared,
+                            &mut labels,
+                            &mut stats,
+                            true,
+                            &mut kernels::Partials::default(),
+                        );
                     }
                 }
             }

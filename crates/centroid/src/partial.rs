@@ -135,7 +135,15 @@ pub fn partition_stats<T: Float>(
         // The additions of an Estimator step on the same rows
         // (`ModelFn::train_step`): a model trained on partitions matches
         // one trained on the whole batch.
-        batch::plain_pass(x, sample_weight, centres, labels, &mut out.stats, true);
+        batch::plain_pass(
+            x,
+            sample_weight,
+            centres,
+            labels,
+            &mut out.stats,
+            true,
+            &mut kernels::Partials::default(),
+        );
     } else {
         kernels::assign_accumulate(x, sample_weight, centres, Some(labels), &mut out.stats);
     }

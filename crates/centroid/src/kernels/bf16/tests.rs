@@ -470,7 +470,14 @@ fn fused_labelled_pass_is_assign_then_add_labelled() {
                         let mut got = ClusterStats::new(k, d);
                         got.loss = 123.0; // must be reset
                         let ran = crate::in_pool(threads, || {
-                            assign_add_labelled(xm, weights, &centres, &mut got_labels, &mut got)
+                            assign_add_labelled(
+                                xm,
+                                weights,
+                                &centres,
+                                &mut got_labels,
+                                &mut got,
+                                &mut Partials::default(),
+                            )
                         });
                         let what = format!("{what} threads={threads}");
                         assert!(ran, "{what}: the bf16 path takes the shape");
@@ -518,7 +525,8 @@ fn fused_labelled_pass_declines_other_paths() {
         None,
         &centres,
         &mut labels,
-        &mut stats
+        &mut stats,
+        &mut Partials::default()
     ));
     assert!(labels.iter().all(|&l| l == 7) && stats.loss == 5.0);
 }
