@@ -375,6 +375,13 @@ enum AutoStart {
 /// rows; after that 2 to 5 % of the rows fail).
 const SETTLED: usize = 50;
 
+/// An unpruned pass over exact sums moves the rows whose label changed
+/// instead of summing every row once fewer than `n / MOVE_AT_MOST` labels
+/// changed in the pass before (Fashion-MNIST, k = 10: a sixth in the second
+/// pass, a twelfth in the third, then fewer); `move_changed_rows` sums
+/// afresh beyond the same share.
+const MOVE_AT_MOST: usize = 8;
+
 /// When pruning pays for `k` centres of width `d` (see [`AutoStart`]).
 /// With few cheap distances per row (`k d < 1024`: 1,000,000 x 8 with
 /// k = 16) a row's bound bookkeeping costs about what its distances do.
@@ -545,6 +552,18 @@ pub(crate) struct LloydPasses<T> {
     labels_old: Option<Vec<u32>>,
     /// The passes' per-chunk partial statistics, kept from pass to pass.
     partials: Partials,
+    /// A pruner made before pruning starts (see [`LloydPasses::scan_for_moves`]),
+    /// taken by the first pruner the loop starts instead of reading the rows
+    /// again.
+    scanned: Option<Pruner<T>>,
+    /// Unpruned [`Unpruned::Fused`] passes may label the rows and move the
+    /// changed ones between the clusters' sums ([`Pruner::exact_sums`]).
+    exact_moves: bool,
+    /// How many labels the last pass changed (`None` after the first).
+    last_changed: Option<usize>,
+    /// How many unpruned passes moved rows instead of summing them.
+    #[cfg(test)]
+    pub(crate) moved_passes: usize,
     /// How many rows went through the kernels in each pass so far.
     pub(crate) kernel_rows: Vec<usize>,
 }
@@ -581,8 +600,46 @@ impl<T: Float> LloydPasses<T> {
             labels: vec![0; x.rows()],
             labels_old: None,
             partials: Partials::default(),
+            scanned: None,
+            exact_moves: false,
+            last_changed: None,
+            #[cfg(test)]
+            moved_passes: 0,
             kernel_rows: Vec::new(),
         }
+    }
+
+    /// The pruner the loop starts now: the one [`LloydPasses::scan_for_moves`]
+    /// made, or a new one (one read of the rows).
+    fn new_pruner(&mut self, x: MatRef<'_, T>) -> Option<Pruner<T>> {
+        self.scanned
+            .take()
+            .or_else(|| Pruner::new(x, self.check_exact))
+    }
+
+    /// After the first pass of a loop of [`Unpruned::Fused`] passes that
+    /// may prune later: learns whether the sums are exact, reading the rows
+    /// once for the pruner that starts later anyway (its norms are what
+    /// that read is for), and keeps the pruner for then. With exact sums,
+    /// the unpruned passes until pruning starts need only the labels: the
+    /// sums come from moving the rows whose label changed, the very bits of
+    /// summing afresh. At Fashion-MNIST's k = 10 (row-dot kernel), a third of
+    /// a fused pass is its sums, and after the first few passes fewer than a
+    /// tenth of the labels change in each.
+    fn scan_for_moves(&mut self, x: MatRef<'_, T>) {
+        if self.unpruned != Unpruned::Fused
+            || !self.check_exact
+            || self.pruning != Pruning::Auto
+            || self.auto == AutoStart::Never
+            || self.pruner.is_some()
+        {
+            return;
+        }
+        if !pruning::may_have_exact_sums(x) {
+            return;
+        }
+        self.scanned = Pruner::new(x, true);
+        self.exact_moves = self.scanned.as_ref().is_some_and(Pruner::exact_sums);
     }
 
     /// One pass with the centres `prepared`: every row's label into
@@ -604,7 +661,7 @@ impl<T: Float> LloydPasses<T> {
             // once labels settle, with centres nearer the clusters' means
             // (initial centres that are data rows carry their own noise).
             if pruning::well_separated(x, prepared) {
-                self.pruner = Pruner::new(x, self.check_exact);
+                self.pruner = self.new_pruner(x);
             } else if pruning::keeps_group_bounds(prepared.k(), x.cols())
                 && !prepared.on_tile_unit()
             {
@@ -622,8 +679,15 @@ impl<T: Float> LloydPasses<T> {
             }
         }
         if std::mem::take(&mut self.separation_due) && pruning::well_separated(x, prepared) {
-            self.pruner = Pruner::new(x, self.check_exact).map(Pruner::start_with_distances);
+            self.pruner = self.new_pruner(x).map(Pruner::start_with_distances);
         }
+        // Few labels changed last pass: an unpruned pass over exact sums
+        // labels the rows and moves those that changed (the fallback of
+        // `move_changed_rows`, a second read of every row, is then rare).
+        let moves = self.exact_moves
+            && !with_loss
+            && sample_weight.is_none()
+            && self.last_changed.is_some_and(|c| c * MOVE_AT_MOST < n);
         let labels = &mut self.labels;
         let labels_old = &self.labels_old;
         let partials = &mut self.partials;
@@ -648,6 +712,18 @@ impl<T: Float> LloydPasses<T> {
         });
         match pruned {
             Some(rows) => rows,
+            None if moves && labels_old.is_some() => {
+                let mut scores = vec![T::zero(); n];
+                kernels::assign(x, prepared, labels, &mut scores);
+                if let Some(old) = labels_old {
+                    move_changed_rows(x, prepared, old, labels, stats, partials);
+                }
+                #[cfg(test)]
+                {
+                    self.moved_passes += 1;
+                }
+                n
+            }
             None if self.pruning == Pruning::Auto && self.unpruned == Unpruned::Fused => {
                 kernels::assign_accumulate_reusing(
                     x,
@@ -720,6 +796,10 @@ impl<T: Float> LloydPasses<T> {
             return None;
         }
         let changed = self.keep_labels();
+        self.last_changed = changed;
+        if changed.is_none() {
+            self.scan_for_moves(x);
+        }
         if self.pruning == Pruning::Auto && changed != Some(0) {
             if self.pruner.is_some() {
                 self.pruned_passes += 1;
@@ -728,7 +808,7 @@ impl<T: Float> LloydPasses<T> {
                     self.may_prune = false;
                 }
             } else if changed.is_none() && std::mem::take(&mut self.wide_start) {
-                self.pruner = Pruner::new(x, self.check_exact).map(Pruner::start_with_distances);
+                self.pruner = self.new_pruner(x).map(Pruner::start_with_distances);
                 self.pruned_passes = 0;
             } else if self.may_prune && changed.is_some_and(|c| c * SETTLED < n) {
                 self.may_prune = false;
@@ -743,7 +823,8 @@ impl<T: Float> LloydPasses<T> {
                 // where the sums are exact. A labelled pass reads each row
                 // twice, and skipping its kernel work always pays.
                 let unpruned = self.unpruned;
-                self.pruner = Pruner::new(x, self.check_exact)
+                self.pruner = self
+                    .new_pruner(x)
                     .filter(|p| unpruned == Unpruned::Labelled || p.exact_sums())
                     .map(Pruner::start_with_distances);
             }
@@ -870,7 +951,7 @@ fn move_changed_rows<T: Float>(
 ) {
     let d = x.cols();
     let moved: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] != old[i]).collect();
-    if moved.len() > labels.len() / 8 {
+    if moved.len() * MOVE_AT_MOST > labels.len() {
         let mut no_state: Vec<()> = Vec::new();
         labelled_pass(
             x,

@@ -668,6 +668,17 @@ pub(crate) fn sums_are_exact(n: usize, low: i32, max_abs: f64) -> bool {
     up(n as f64 * max_abs) < limit
 }
 
+/// Whether the sums of `x` may be exact ([`Pruner::exact_sums`]), from
+/// its first chunk of rows alone: a cheap look before a read of every row.
+/// `false` settles it, since the finest grid and the largest magnitude of
+/// all rows are at least as fine and as large as those of the first.
+pub(crate) fn may_have_exact_sums<T: Float>(x: MatRef<'_, T>) -> bool {
+    let rows = x.rows().min(kernels::CHUNK_ROWS);
+    let mut norms = vec![0.0; rows];
+    let (max_abs, low) = kernels::scan_rows(x.slice_rows(0, rows), &mut norms, true);
+    sums_are_exact(x.rows(), low, max_abs)
+}
+
 /// Rows [`well_separated`] looks at.
 const SEPARATION_SAMPLE: usize = 1024;
 

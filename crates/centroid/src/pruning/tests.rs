@@ -387,6 +387,62 @@ fn exact_sums_move_rows_and_keep_every_bit() {
     same_fit(&scaled, d, None, &scaled[..k * d], 25, 0.0);
 }
 
+/// A fit's unpruned passes over exact sums, once few labels change, label
+/// the rows and move those that changed between the clusters' sums
+/// (`LloydPasses::scan_for_moves`). Each pass of the loop, moved, pruned or
+/// neither, must give the labels, sums, weights and counts of the fused
+/// kernel run afresh on every row with the same centres, to the bit, at 1
+/// and 2 threads.
+#[test]
+fn unpruned_passes_on_exact_sums_move_rows_bit_for_bit() {
+    use crate::batch::{update_centres, LloydPasses, Unpruned};
+    use crate::kernels::{assign_accumulate, ClusterStats};
+    // Overlapping clusters of whole numbers: labels keep changing for many
+    // passes, a few percent in each.
+    let (n, d, k) = (3 * CHUNK_ROWS + 17, 128, 10);
+    let x: Vec<f32> = blobs::<f32>(5, n, d, k, 10.0, 100.0, 128.0)
+        .into_iter()
+        .map(|v| v.round().clamp(0.0, 255.0))
+        .collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    assert!(Pruner::new(xm, true).unwrap().exact_sums());
+    for threads in [1, 2] {
+        let (moved, passes_run) = in_pool(threads, || {
+            let mut passes = LloydPasses::new(xm, k, Pruning::Auto, Unpruned::Fused, true);
+            let mut centres = crate::matrix::Matrix::new(x[..k * d].to_vec(), k, d).unwrap();
+            let mut stats = ClusterStats::new(k, d);
+            let mut run = 0;
+            for pass in 0..40 {
+                let prepared = PreparedCentres::new(centres.view(), Metric::SquaredEuclidean);
+                let rows = passes.pass(xm, None, &prepared, &mut stats, false);
+                let mut want_labels = vec![0; n];
+                let mut want = ClusterStats::new(k, d);
+                assign_accumulate(xm, None, &prepared, Some(&mut want_labels), &mut want);
+                let what = format!("pass {pass}, {threads} threads");
+                assert!(passes.labels == want_labels, "labels, {what}");
+                let b = |v: &[f64]| v.iter().map(|s| s.to_bits()).collect::<Vec<_>>();
+                assert_eq!(b(&stats.sums), b(&want.sums), "sums, {what}");
+                assert_eq!(b(&stats.weights), b(&want.weights), "weights, {what}");
+                assert_eq!(stats.counts, want.counts, "counts, {what}");
+                assert!(
+                    want.counts.iter().all(|&c| c > 0),
+                    "no empty cluster, {what}"
+                );
+                run += 1;
+                if passes.end_pass(xm, rows) == Some(0) {
+                    break;
+                }
+                update_centres(&mut centres, &stats);
+            }
+            (passes.moved_passes, run)
+        });
+        assert!(
+            moved >= 3,
+            "{moved} of {passes_run} passes moved rows ({threads} threads)"
+        );
+    }
+}
+
 /// The lowest power of two `v` (finite, non-zero) is a multiple of, from
 /// its bits: `v = m 2^e` with `m` odd, so `v` is a multiple of `2^q` exactly
 /// when `q <= e`.
