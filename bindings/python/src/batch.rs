@@ -349,19 +349,23 @@ fn column_var_typed<'py, T: Float + Element>(
 /// finite (NaN or infinity in its column, or a sum that overflows), `x` is
 /// returned untouched, with the means and no variances. A fourth value says
 /// whether every centred value is finite (a subtraction can overflow): then
-/// [`lloyd`] may be told so (`known_finite`).
+/// [`lloyd`] may be told so (`known_finite`). With `when_it_pays`, finite
+/// means that [`batch::centring_pays`] finds not worth a pass leave `x`
+/// untouched, returned with no shift (`None`), the variances, and `True`
+/// (finite column sums: every value finite).
 #[pyfunction]
-#[pyo3(signature = (x, copy, variances=false))]
+#[pyo3(signature = (x, copy, variances=false, when_it_pays=false))]
 fn center<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     copy: bool,
     variances: bool,
+    when_it_pays: bool,
 ) -> PyResult<Centred<'py>> {
     if let Ok(a) = x.downcast::<PyArray2<f32>>() {
-        center_typed(py, a, copy, variances)
+        center_typed(py, a, copy, variances, when_it_pays)
     } else if let Ok(a) = x.downcast::<PyArray2<f64>>() {
-        center_typed(py, a, copy, variances)
+        center_typed(py, a, copy, variances, when_it_pays)
     } else {
         Err(PyTypeError::new_err(
             "X must be a 2-D float32 or float64 array",
@@ -372,7 +376,7 @@ fn center<'py>(
 /// What [`center`] returns.
 type Centred<'py> = (
     Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
+    Option<Bound<'py, PyAny>>,
     Option<Bound<'py, PyAny>>,
     bool,
 );
@@ -382,6 +386,7 @@ fn center_typed<'py, T: Float + Element>(
     a: &Bound<'py, PyArray2<T>>,
     copy: bool,
     variances: bool,
+    when_it_pays: bool,
 ) -> PyResult<Centred<'py>> {
     let (n, d) = (a.shape()[0], a.shape()[1]);
     if d < 2 || n == 0 {
@@ -390,23 +395,35 @@ fn center_typed<'py, T: Float + Element>(
             "center needs at least one row and two columns",
         ));
     }
-    let centring = {
+    let (centring, pays) = {
         let ro = a
             .try_readonly()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
         let x = MatRef::new(xs, n, d).py()?;
-        py.allow_threads(|| batch::centring(x, variances))
+        py.allow_threads(|| {
+            let c = batch::centring(x, variances);
+            let pays = !when_it_pays || batch::centring_pays(x, &c.shift, c.variances.as_deref());
+            (c, pays)
+        })
     };
     if !centring.shift.iter().all(|v| v.to_f64_exact().is_finite()) {
         // NaN, infinity or overflowing sums: `x` untouched, for the caller
         // to say which.
         return Ok((
             a.clone().into_any(),
-            to_numpy(py, centring.shift, &[d])?,
+            Some(to_numpy(py, centring.shift, &[d])?),
             None,
             false,
         ));
+    }
+    let var = match centring.variances {
+        Some(v) => Some(to_numpy(py, v, &[d])?),
+        None => None,
+    };
+    if !pays {
+        // Every column sum was finite, so every value is.
+        return Ok((a.clone().into_any(), None, var, true));
     }
     let (out, finite) = if copy {
         let ro = a
@@ -425,9 +442,5 @@ fn center_typed<'py, T: Float + Element>(
         drop(rw);
         (a.clone().into_any(), finite)
     };
-    let var = match centring.variances {
-        Some(v) => Some(to_numpy(py, v, &[d])?),
-        None => None,
-    };
-    Ok((out, to_numpy(py, centring.shift, &[d])?, var, finite))
+    Ok((out, Some(to_numpy(py, centring.shift, &[d])?), var, finite))
 }

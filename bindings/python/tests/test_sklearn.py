@@ -202,12 +202,65 @@ def test_center_is_numpys_mean_and_subtraction(dtype, d):
     np.testing.assert_array_equal(got2, got)
 
 
+@pytest.mark.parametrize("variances", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_centring_is_skipped_where_it_would_not_pay(dtype, variances):
+    # Rows (a+1, a+1) and (a-1, a-1): the mean is (a, a), |mean|^2 = 2 a^2,
+    # and every row lies at squared distance 2 from it. Centring pays where
+    # |mean|^2 > 2 * 2, that is where a > sqrt(2).
+    from centroid import _core
+
+    for a, pays in [(1.25, False), (1.375, False), (1.5, True), (40.0, True)]:
+        X = np.tile(np.array([[a + 1, a + 1], [a - 1, a - 1]], dtype=dtype), (1000, 1))
+        before = X.copy()
+        out, shift, var, finite = _core.center(X, True, variances=variances, when_it_pays=True)
+        assert finite is True
+        assert (var is not None) == variances
+        if variances:
+            np.testing.assert_array_equal(var, np.var(X, axis=0))
+        if pays:
+            np.testing.assert_array_equal(shift, [a, a])
+            np.testing.assert_array_equal(out, X - np.array([a, a], dtype=dtype))
+        else:
+            assert shift is None, a
+            assert out is X
+        np.testing.assert_array_equal(X, before)
+    # Means that are not finite are reported as before.
+    X[3, 1] = np.nan
+    out, shift, _, finite = _core.center(X, True, when_it_pays=True)
+    assert out is X and finite is False and np.isnan(shift[1])
+
+
+@pytest.mark.parametrize("copy_x", [True, False])
+def test_uncentred_fit_matches_scikit_learn(copy_x):
+    # Clusters around the origin: the fit runs on X as it is, and must still
+    # give scikit-learn's labels, centres and inertia from the same centres,
+    # leave X untouched, and stop where scikit-learn stops (its tolerance
+    # from the same variances).
+    from sklearn.cluster import KMeans as SkKMeans
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(scale=4.0, size=(6, 12))
+    X = (centres[rng.integers(0, 6, size=4000)] + rng.normal(size=(4000, 12))).astype(np.float64)
+    before = X.copy()
+    init = X[:6].copy()
+    from centroid import _core
+
+    assert _core.center(X, True, variances=True, when_it_pays=True)[1] is None
+    ours = KMeans(6, init=init, n_init=1, tol=1e-4, copy_x=copy_x).fit(X)
+    theirs = SkKMeans(6, init=init, n_init=1, tol=1e-4).fit(before.copy())
+    np.testing.assert_array_equal(X, before)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.inertia_, theirs.inertia_, rtol=1e-10)
+    assert ours.n_iter_ == theirs.n_iter_
+
+
 @pytest.mark.parametrize("copy", [True, False])
-def test_a_centring_that_overflows_is_caught_before_the_fit(copy):
+def test_a_centring_that_overflows_is_reported(copy):
     # Finite values whose column mean is finite but whose centred value is
     # not (3.4e38 less a mean of -2.75e37 overflows float32): the centring
-    # says so, and the fit, not told the values are finite, reads them and
-    # refuses the row, as it did before the centring reported anything.
+    # says so, so that a fit would not be told the values are finite.
     from centroid import _core
 
     X = np.zeros((4, 2), dtype=np.float32)
@@ -218,8 +271,15 @@ def test_a_centring_that_overflows_is_caught_before_the_fit(copy):
     assert finite is False
     ok, _, _, finite_ok = _core.center(X[1:] / 1e30, copy)
     assert finite_ok is True and np.isfinite(ok).all()
-    with pytest.raises(ValueError, match="row 0, column 0 of the data is not finite"):
-        KMeans(2, init=X[1:3].copy(), n_init=1, copy_x=copy).fit(X.copy())
+    # The fit centres only where centring pays (|mean|^2 more than twice the
+    # rows' mean squared distance to the mean, from the variances or from a
+    # sample of rows), which a centring that overflows does not where the
+    # overflowing row is counted: a row x with |x - mean| > MAX while |x| and
+    # |n mean| are at most MAX has a squared distance above MAX^2, so the
+    # spread exceeds MAX^2 / n, and |mean|^2 is at most MAX^2 / n^2. (A
+    # sample that misses it centres, and the fit refuses the row as above.)
+    untouched, shift, _, finite = _core.center(X, copy, when_it_pays=True)
+    assert untouched is X and shift is None and finite is True
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -87,13 +87,16 @@ def column_var(x: _FloatArray) -> _FloatArray:
     ...
 
 def center(
-    x: _FloatArray, copy: bool, variances: bool = False
-) -> Tuple[_FloatArray, _FloatArray, Optional[_FloatArray], bool]:
+    x: _FloatArray, copy: bool, variances: bool = False, when_it_pays: bool = False
+) -> Tuple[_FloatArray, Optional[_FloatArray], Optional[_FloatArray], bool]:
     """(x - shift, shift, var or None, finite): shift is NumPy's
     x.mean(axis=0) for two or more columns (rounded to integers where every
     value is one), var NumPy's x.var(axis=0) when asked for; a new array with
     copy, else x centred in place; finite, whether every centred value is
-    (x untouched and False where a mean is not finite)."""
+    (x untouched and False where a mean is not finite). With when_it_pays,
+    where the means are finite but centring would not make distances
+    precise enough to pay for its pass (centroid::batch::centring_pays): x
+    untouched, shift None, finite True."""
     ...
 
 def kmeans_plus_plus(
