@@ -161,6 +161,22 @@ def test_fit_leaves_the_data_as_scikit_learn_does(data, copy_x, dtype):
     np.testing.assert_array_equal(from_list.labels_, KMeans(7, init=init, n_init=1, max_iter=5).fit(before).labels_)
 
 
+def test_distinct_labels_counts_the_clusters_named():
+    from centroid import _core
+
+    rng = np.random.default_rng(8)
+    for k, missing in [(1, []), (16, []), (16, [0, 7, 15]), (300, list(range(0, 300, 3)))]:
+        present = np.setdiff1d(np.arange(k), missing)
+        labels = rng.choice(present, size=5000).astype(np.int32)
+        labels[-len(present):] = present  # each present cluster at least once
+        want = len(np.unique(labels))
+        assert _core.distinct_labels(labels, k) == want == len(present)
+    assert _core.distinct_labels(np.zeros(0, dtype=np.int32), 4) == 0
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match=f"label {bad} at position 2 is not one of the 4 clusters"):
+            _core.distinct_labels(np.array([0, 1, bad, 2], dtype=np.int32), 4)
+
+
 def test_fewer_distinct_clusters_than_asked_warns_like_scikit_learn():
     # Two distinct points, three clusters, the third starting on a copy of
     # the first: ties go to the lower index, so one label is never used.

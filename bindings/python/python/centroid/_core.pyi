@@ -86,6 +86,12 @@ def column_var(x: _FloatArray) -> _FloatArray:
     """NumPy's x.var(axis=0), to the bit, for two or more columns."""
     ...
 
+def distinct_labels(labels: np.ndarray, k: int) -> int:
+    """How many of the clusters 0..k-1 the int32 labels name, read until
+    every cluster has been seen (ValueError for a label outside 0..k-1 among
+    those read)."""
+    ...
+
 def center(
     x: _FloatArray, copy: bool, variances: bool = False, when_it_pays: bool = False
 ) -> Tuple[_FloatArray, Optional[_FloatArray], Optional[_FloatArray], bool]:

@@ -452,8 +452,8 @@ class KMeans(_BaseKMeans):
         centers, labels, inertia, n_iter = best
         if X_mean is not None:
             centers = centers + X_mean
-        # Labels are 0..k-1: counting them is one pass, np.unique sorts.
-        distinct = int(np.count_nonzero(np.bincount(labels, minlength=self.n_clusters)))
+        # Labels are 0..k-1, read until every cluster has been seen.
+        distinct = _core.distinct_labels(labels, self.n_clusters)
         if distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({self.n_clusters}). "
