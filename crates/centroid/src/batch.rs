@@ -710,21 +710,19 @@ impl<T: Float> LloydPasses<T> {
                 BoundsMut::Grouped(b) => pruned.run(labels, b, stats, partials),
             })
         });
-        match pruned {
-            Some(rows) => rows,
-            None if moves && labels_old.is_some() => {
+        match (pruned, labels_old.as_deref().filter(|_| moves)) {
+            (Some(rows), _) => rows,
+            (None, Some(old)) => {
                 let mut scores = vec![T::zero(); n];
                 kernels::assign(x, prepared, labels, &mut scores);
-                if let Some(old) = labels_old {
-                    move_changed_rows(x, prepared, old, labels, stats, partials);
-                }
+                move_changed_rows(x, prepared, old, labels, stats, partials);
                 #[cfg(test)]
                 {
                     self.moved_passes += 1;
                 }
                 n
             }
-            None if self.pruning == Pruning::Auto && self.unpruned == Unpruned::Fused => {
+            (None, None) if self.pruning == Pruning::Auto && self.unpruned == Unpruned::Fused => {
                 kernels::assign_accumulate_reusing(
                     x,
                     sample_weight,
@@ -735,7 +733,7 @@ impl<T: Float> LloydPasses<T> {
                 );
                 n
             }
-            None => plain_pass(
+            (None, None) => plain_pass(
                 x,
                 sample_weight,
                 prepared,

@@ -391,14 +391,12 @@ class KMeans(_BaseKMeans):
             X_centred, X_mean, var, known_finite = _core.center(
                 X, copy, variances=tol != 0, when_it_pays=True
             )
-            if X_mean is None:
-                # Rows whose mean lies near the origin next to their spread
-                # (Fashion-MNIST, blobs): centring would make the distances
-                # little more precise, and its copy costs several passes of
-                # the loop. Distances, labels and centres do not depend on
-                # the origin; X is left as it is.
-                self._tol = _tolerance_of(var, tol) if var is not None else 0.0
-            elif np.isfinite(X_mean).all():
+            # No shift (X_centred is X itself): rows whose mean lies near
+            # the origin next to their spread (Fashion-MNIST, blobs), where
+            # centring would make the distances little more precise and its
+            # copy costs several passes of the loop. Distances, labels and
+            # centres do not depend on the origin.
+            if X_mean is None or np.isfinite(X_mean).all():
                 X = X_centred
                 self._tol = _tolerance_of(var, tol) if var is not None else 0.0
             else:

@@ -292,20 +292,21 @@ pub fn assign_accumulate<T: Float>(
     labels: Option<&mut [u32]>,
     stats: &mut ClusterStats,
 ) {
-    assign_accumulate_on(
-        None,
-        PARTIAL_BYTES,
+    assign_accumulate_reusing(
         x,
         sample_weight,
         centres,
         labels,
         stats,
+        &mut Partials::default(),
     )
 }
 
 /// [`assign_accumulate`] on a chosen path (`None`: the centres' own), keeping
 /// about `partial_budget` bytes of per-chunk partials alive at once (at least
-/// one per thread).
+/// one per thread): the tests run every instruction set and budget the
+/// processor allows through it.
+#[cfg(test)]
 pub(crate) fn assign_accumulate_on<T: Float>(
     isa: Option<Isa>,
     partial_budget: usize,

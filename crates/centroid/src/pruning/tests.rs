@@ -37,6 +37,15 @@ fn blobs<T: Float>(
     x
 }
 
+/// [`blobs`] around 128 rounded to whole numbers in 0..=255: pixels, whose
+/// sums are exact.
+fn pixel_blobs(seed: u64, n: usize, d: usize, k: usize, scale: f64, spread: f64) -> Vec<f32> {
+    blobs::<f32>(seed, n, d, k, scale, spread, 128.0)
+        .into_iter()
+        .map(|v| v.round().clamp(0.0, 255.0))
+        .collect()
+}
+
 fn bits<T: Float>(m: &crate::matrix::Matrix<T>) -> Vec<u64> {
     m.as_slice()
         .iter()
@@ -351,10 +360,7 @@ fn the_exactness_test_of_the_sums() {
 #[test]
 fn exact_sums_move_rows_and_keep_every_bit() {
     let (n, d, k) = (3 * CHUNK_ROWS + 17, 64, 24);
-    let x: Vec<f32> = blobs::<f32>(31, n, d, k, 100.0, 40.0, 128.0)
-        .into_iter()
-        .map(|v| v.round().clamp(0.0, 255.0))
-        .collect();
+    let x = pixel_blobs(31, n, d, k, 100.0, 40.0);
     let xm = MatRef::new(&x, n, d).unwrap();
     assert!(Pruner::new(xm, true).unwrap().exact_sums());
     let c = MatRef::new(&x[..k * d], k, d).unwrap();
@@ -400,10 +406,7 @@ fn unpruned_passes_on_exact_sums_move_rows_bit_for_bit() {
     // Overlapping clusters of whole numbers: labels keep changing for many
     // passes, a few percent in each.
     let (n, d, k) = (3 * CHUNK_ROWS + 17, 128, 10);
-    let x: Vec<f32> = blobs::<f32>(5, n, d, k, 10.0, 100.0, 128.0)
-        .into_iter()
-        .map(|v| v.round().clamp(0.0, 255.0))
-        .collect();
+    let x = pixel_blobs(5, n, d, k, 10.0, 100.0);
     let xm = MatRef::new(&x, n, d).unwrap();
     assert!(Pruner::new(xm, true).unwrap().exact_sums());
     for threads in [1, 2] {
@@ -556,9 +559,9 @@ fn many_centres_prune_at_once_only_where_clusters_are_separated() {
 #[test]
 fn the_inertia_from_exact_sums_matches_every_row_summed() {
     let (n, d, k) = (2 * CHUNK_ROWS + 9, 96, 7);
-    let x: Vec<f32> = blobs::<f32>(41, n, d, k, 100.0, 40.0, 128.0)
+    let x: Vec<f32> = pixel_blobs(41, n, d, k, 100.0, 40.0)
         .into_iter()
-        .map(|v| v.round().clamp(0.0, 255.0) - 73.0)
+        .map(|v| v - 73.0)
         .collect();
     let labels: Vec<usize> = (0..n).map(|i| (i * 5 + i / 3) % k).collect();
     let sums_and_means = |x: &[f32]| {
