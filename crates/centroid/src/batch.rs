@@ -1297,7 +1297,7 @@ pub fn column_means_like_numpy<T: Float>(x: MatRef<'_, T>) -> Vec<T> {
 }
 
 /// [`column_means_like_numpy`], and whether every value is an integer
-/// (every value a multiple of 2^0, from the bits: [`finest_grid`](crate::float::finest_grid)). The
+/// (`trunc(v) == v` for every value). The
 /// means' additions follow each column in row order, one chain per column.
 /// Where the columns make several tasks, each tests the values it adds, in
 /// the same read; where they make one (narrow data, 1,000,000 x 8), testing
@@ -1317,7 +1317,7 @@ fn column_means_and_integrality<T: Float>(x: MatRef<'_, T>) -> (Vec<T>, bool) {
             || {
                 !x.as_slice()
                     .par_chunks((CHUNK_ROWS * d).max(1))
-                    .any(|c| kernels::finest_grid_of(c) < 0)
+                    .any(|c| !kernels::whole_numbers_of(c))
             },
         )
         .1
@@ -1325,9 +1325,7 @@ fn column_means_and_integrality<T: Float>(x: MatRef<'_, T>) -> (Vec<T>, bool) {
         sums.par_chunks_mut(cols)
             .enumerate()
             .map(|(b, acc)| add(acc, b * cols, true))
-            .min()
-            .unwrap_or(i32::MAX)
-            >= 0
+            .reduce(|| true, |a, b| a && b)
     };
     let means = sums
         .iter()

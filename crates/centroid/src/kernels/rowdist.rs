@@ -57,12 +57,112 @@ pub(crate) fn scan_rows<T: Float>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn scan_rows_avx512<T: Float>(
-    _: Avx512F,
+    t: Avx512F,
     x: MatRef<'_, T>,
     sq_norms: &mut [f64],
     grid: bool,
 ) -> (f64, i32) {
-    scan_rows_body(x, sq_norms, grid)
+    match T::as_f32(x.as_slice()) {
+        // SAFETY: the token proves the CPU runs AVX-512F; `xs` holds
+        // `sq_norms.len()` rows of `x.cols()` values.
+        Some(xs) => unsafe { scan_rows_f32_avx512(t, xs, x.cols(), sq_norms, grid) },
+        None => scan_rows_body(x, sq_norms, grid),
+    }
+}
+
+/// [`scan_rows`] of f32 rows in one loop per row, sixteen values a step:
+/// each value widened to f64 and squared into four running sums (any
+/// order, as [`sq_norm_any_order`]), its magnitude into a running
+/// maximum, and, with `grid`, the test for whole numbers below 2^31 in
+/// magnitude (truncated to an integer and back, compared) with the
+/// integers OR-ed together. The finest grid of a row of such integers is
+/// the lowest set bit of that OR (a negative integer has the lowest set
+/// bit of its magnitude in two's complement), `i32::MAX` for an all-zero
+/// row; a row holding anything else gets [`finest_grid`], the exact rule
+/// from the bits. So the results are those of [`scan_rows_body`], norms
+/// up to the order of their sums; the three separate loops of that body
+/// read Fashion-MNIST (70,000 x 784) in 19 ms on two Sapphire Rapids
+/// cores, three times a plain read, mostly for the grid's bit work.
+///
+/// # Safety
+/// `x` holds `sq_norms.len()` rows of `d` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scan_rows_f32_avx512(
+    _: Avx512F,
+    x: &[f32],
+    d: usize,
+    sq_norms: &mut [f64],
+    grid: bool,
+) -> (f64, i32) {
+    use std::arch::x86_64::*;
+    let rows = sq_norms.len();
+    assert!(x.len() >= rows * d, "rows of d values");
+    let whole = d / 16;
+    // The last `d % 16` values, loaded with the others zeroed: a zero adds
+    // nothing to a norm, a maximum or the integers' OR.
+    let tail: __mmask16 = ((1u32 << (d % 16)) - 1) as __mmask16;
+    let magnitude = _mm512_set1_epi32(0x7fff_ffff);
+    let mut max_abs = _mm512_setzero_ps();
+    let mut low = i32::MAX;
+    for (i, out) in sq_norms.iter_mut().enumerate() {
+        if i + SCAN_AHEAD < rows {
+            prefetch_row(&x[(i + SCAN_AHEAD) * d..(i + SCAN_AHEAD + 1) * d]);
+        }
+        let row = &x[i * d..(i + 1) * d];
+        let mut sums = [_mm512_setzero_pd(); 4];
+        let mut ors = _mm512_setzero_si512();
+        let mut integers: __mmask16 = 0xffff;
+        let mut step = |v: __m512, s: usize| {
+            let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+            let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                _mm512_castps_pd(v),
+            )));
+            sums[s] = _mm512_fmadd_pd(lo, lo, sums[s]);
+            sums[s + 1] = _mm512_fmadd_pd(hi, hi, sums[s + 1]);
+            let a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), magnitude));
+            max_abs = _mm512_max_ps(max_abs, a);
+            if grid {
+                // Out of range, the conversion gives i32::MIN, which
+                // converts back equal only to -2^31 itself.
+                let n = _mm512_cvttps_epi32(v);
+                integers &= _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_cvtepi32_ps(n), v);
+                ors = _mm512_or_si512(ors, n);
+            }
+        };
+        let p = row.as_ptr();
+        for b in 0..whole {
+            // SAFETY: values 16b .. 16b + 16 of the row.
+            step(unsafe { _mm512_loadu_ps(p.add(16 * b)) }, 2 * (b & 1));
+        }
+        if tail != 0 {
+            // SAFETY: the mask keeps the load within the row's last values.
+            step(
+                unsafe { _mm512_maskz_loadu_ps(tail, p.add(16 * whole)) },
+                2 * (whole & 1),
+            );
+        }
+        *out = _mm512_reduce_add_pd(_mm512_add_pd(
+            _mm512_add_pd(sums[0], sums[1]),
+            _mm512_add_pd(sums[2], sums[3]),
+        ));
+        if grid {
+            let row_low = if integers == 0xffff {
+                match _mm512_reduce_or_epi32(ors) as u32 {
+                    0 => i32::MAX,
+                    bits => bits.trailing_zeros() as i32,
+                }
+            } else {
+                finest_grid(row)
+            };
+            low = low.min(row_low);
+        }
+    }
+    if grid {
+        (f64::from(_mm512_reduce_max_ps(max_abs)), low)
+    } else {
+        (0.0, i32::MAX)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -410,6 +510,97 @@ mod tests {
             // The baseline build of the same sums, within the same bound.
             let base = sq_dist_portable(&a32, &b32);
             assert!((base - e32).abs() <= bound(e32), "portable f32, {n}");
+        }
+    }
+
+    /// The one-loop f32 scan of AVX-512 against the rules it stands for:
+    /// norms against the exact sum of squares (exact here: whole numbers and
+    /// halves below 2^20, whose squares' sums f64 holds exactly), the
+    /// largest magnitude, and grids worked out by hand: whole numbers
+    /// (the OR of the integers), whole numbers past 2^31 and fractions
+    /// (the bits' rule), zero rows, at widths around the vector's 16.
+    #[test]
+    fn the_f32_avx512_scan_keeps_norms_maxima_and_grids() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let Isa::Avx512(t) = Isa::detect() else {
+                super::super::isa::require::skip("avx512", "AVX-512F is not available here");
+                return;
+            };
+            // (rows, the finest grid of all of them, by hand)
+            let cases: Vec<(Vec<Vec<f32>>, i32)> = vec![
+                (vec![vec![8.0, -24.0, 0.0, 40.0]], 3),
+                (vec![vec![8.0, -24.0], vec![6.0, 0.0]], 1),
+                (vec![vec![0.0, -0.0, 0.0]], i32::MAX),
+                (vec![vec![255.0, 1.0, 128.0], vec![0.0, 0.0, 0.0]], 0),
+                // -2^31 converts exactly; 2^40 does not, and takes the bits' rule.
+                (vec![vec![-2147483648.0, 0.0]], 31),
+                (vec![vec![1099511627776.0, 3221225472.0]], 30),
+                (vec![vec![4.0, 0.5, 2.0]], -1),
+                (vec![vec![4.0, 2.0], vec![0.75, 16.0]], -2),
+                (vec![vec![f32::from_bits(1), 1.0]], -149),
+            ];
+            for (rows, want) in cases {
+                // Each case at widths 1..=40 and 784: the values repeat
+                // along the row, so the grid and the maximum stay.
+                for d in (1..=40).chain([784]) {
+                    let x: Vec<f32> = rows
+                        .iter()
+                        .flat_map(|r| (0..d).map(move |p| r[p % r.len()]))
+                        .collect();
+                    let n = rows.len();
+                    let mut norms = vec![0.0; n];
+                    // SAFETY: x holds n rows of d values.
+                    let (max_abs, low) =
+                        unsafe { scan_rows_f32_avx512(t, &x, d, &mut norms, true) };
+                    let present: Vec<f32> = rows
+                        .iter()
+                        .flat_map(|r| r.iter().take(d).copied())
+                        .collect();
+                    let grid_want = if d >= rows.iter().map(Vec::len).max().unwrap_or(0) {
+                        want
+                    } else {
+                        finest_grid(&present)
+                    };
+                    assert_eq!(low, grid_want, "grid of {rows:?} at d = {d}");
+                    let max_want = present
+                        .iter()
+                        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+                    assert_eq!(max_abs, max_want, "max of {rows:?} at d = {d}");
+                    for (r, &norm) in norms.iter().enumerate() {
+                        let row = &x[r * d..(r + 1) * d];
+                        let exact: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+                        let tol = 2.0 * d as f64 * f64::EPSILON * exact;
+                        assert!(
+                            (norm - exact).abs() <= tol,
+                            "norm of row {r} of {rows:?} at d = {d}: {norm} vs {exact}"
+                        );
+                    }
+                    // Without the grid: the norms alone.
+                    let mut again = vec![0.0; n];
+                    // SAFETY: as above.
+                    let none = unsafe { scan_rows_f32_avx512(t, &x, d, &mut again, false) };
+                    assert_eq!(none, (0.0, i32::MAX));
+                    assert_eq!(again, norms);
+                }
+            }
+            // Continuous data: the same maximum and grid as the row-by-row
+            // body, and norms within the summation bound of its.
+            let (n, d) = (37, 100);
+            let x: Vec<f32> = (0..n * d)
+                .map(|i| ((i as f64 * 0.377).sin() * 300.0) as f32)
+                .collect();
+            let m = MatRef::new(&x, n, d).expect("shape");
+            let (mut fast, mut body) = (vec![0.0; n], vec![0.0; n]);
+            // SAFETY: x holds n rows of d values.
+            let got = unsafe { scan_rows_f32_avx512(t, &x, d, &mut fast, true) };
+            assert_eq!(got, scan_rows_body(m, &mut body, true));
+            for (a, b) in fast.iter().zip(&body) {
+                assert!(
+                    (a - b).abs() <= 2.0 * d as f64 * f64::EPSILON * b,
+                    "{a} vs {b}"
+                );
+            }
         }
     }
 }
