@@ -1,15 +1,16 @@
-//! Times one Lloyd iteration's kernel work, `assign_accumulate` (with the
+//! Times one Lloyd iteration's kernel work, `assign_accumulate` (or, with
+//! `--assign`, the labels alone: `assign`, as a pass that moves rows runs it) (with the
 //! centres prepared afresh each time, as a training step does), on synthetic
 //! Gaussian blobs with a fixed seed.
 //!
 //! Usage: `cargo run --release -p centroid-bench --bin kernels -- [--threads N]
-//! [--reps R] [--f64] [--shape NxDxK ...]`. Prints seconds per iteration (the
+//! [--reps R] [--f64] [--cosine] [--assign] [--shape NxDxK ...]`. Prints seconds per iteration (the
 //! median of R timed runs after one warm-up, plus the fastest) and the
 //! effective GFLOP/s `2 n k d / time`.
 
 use std::time::Instant;
 
-use centroid::kernels::{assign_accumulate, ClusterStats, PreparedCentres};
+use centroid::kernels::{assign, assign_accumulate, ClusterStats, PreparedCentres};
 use centroid::{Float, MatRef, Metric};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +24,8 @@ struct Args {
     reps: usize,
     f64: bool,
     cosine: bool,
+    /// Time `assign` (labels and scores only) instead of the fused pass.
+    assign: bool,
     shapes: Vec<(usize, usize, usize)>,
 }
 
@@ -32,6 +35,7 @@ fn parse_args() -> Result<Args, String> {
         reps: 7,
         f64: false,
         cosine: false,
+        assign: false,
         shapes: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -50,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--f64" => args.f64 = true,
             "--cosine" => args.cosine = true,
+            "--assign" => args.assign = true,
             "--shape" => {
                 let v = value("--shape")?;
                 let parts: Vec<usize> = v
@@ -126,10 +131,15 @@ fn run<T: Float>(args: &Args, pool: &rayon::ThreadPool) {
         let centres = MatRef::new(&centres, k, d).expect("shape");
         let mut labels = vec![0u32; n];
         let mut stats = ClusterStats::new(k, d);
+        let mut scores = vec![T::zero(); if args.assign { n } else { 0 }];
         let mut step = || {
             let t = Instant::now();
             let prepared = PreparedCentres::new(centres, metric);
-            assign_accumulate(x, None, &prepared, Some(&mut labels), &mut stats);
+            if args.assign {
+                assign(x, &prepared, &mut labels, &mut scores);
+            } else {
+                assign_accumulate(x, None, &prepared, Some(&mut labels), &mut stats);
+            }
             t.elapsed().as_secs_f64()
         };
         let mut cpu = 0.0;

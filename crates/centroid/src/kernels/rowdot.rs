@@ -86,12 +86,15 @@ pub(crate) fn takes(k: usize, d: usize) -> bool {
 /// `LANES` partial sums. `tail` holds each row's last `d % LANES` values
 /// zero-padded to a vector (the centres are zero there too).
 ///
-/// The first group (`g == 0`) also asks for the next `MR` rows to be
-/// brought into L2, one line per row and vector step: the rows stream from
-/// memory, and the hardware prefetchers stop at each 4 KiB page, which
-/// rows of a few KiB cross often (measured: the row loads took half of the
-/// kernel's time at d = 784, k = 10). One group's pass is far longer than
-/// the memory's latency, so the lines arrive before they are needed.
+/// The first group (`g == 0`) also asks for the rows one block further on
+/// (rows `2 MR .. 3 MR` from `x`) to be brought into L2, one line per row
+/// and vector step: the rows stream from memory, and the hardware
+/// prefetchers stop at each 4 KiB page, which rows of a few KiB cross often
+/// (measured: the row loads took half of the kernel's time at d = 784,
+/// k = 10). Asking for the next block only left the memory idle while the
+/// block after it was computed: two blocks ahead, `assign` on 70,000 x 784,
+/// k = 10 took 8.9-9.1 ms a pass against 9.8-10.2 (three blocks ahead:
+/// no better; Sapphire Rapids, 2 threads, `bench/rust --assign`).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)] // indices into the register tile read best
 unsafe fn group_dots<S: Simd, const MR: usize, const G: usize>(
@@ -114,7 +117,7 @@ unsafe fn group_dots<S: Simd, const MR: usize, const G: usize>(
         while p < whole {
             if ahead {
                 for r in 0..MR {
-                    prefetch_line_l2(x.wrapping_add((MR + r) * d + p));
+                    prefetch_line_l2(x.wrapping_add((2 * MR + r) * d + p));
                 }
             }
             let xv: [S::V; MR] = std::array::from_fn(|r| S::load(x.add(r * d + p)));
