@@ -353,7 +353,9 @@ fn column_var_typed<'py, T: Float + Element>(
 /// [`lloyd`] may be told so (`known_finite`). With `when_it_pays`, finite
 /// means that [`batch::centring_pays`] finds not worth a pass leave `x`
 /// untouched, returned with no shift (`None`), the variances, and `True`
-/// (finite column sums: every value finite).
+/// (finite column sums: every value finite); without `variances` that is
+/// decided first from f64 means (`batch::centring_would_not_pay`), one
+/// faster read, NumPy's means computed only where centring pays.
 #[pyfunction]
 #[pyo3(signature = (x, copy, variances=false, when_it_pays=false))]
 fn center<'py>(
@@ -396,17 +398,26 @@ fn center_typed<'py, T: Float + Element>(
             "center needs at least one row and two columns",
         ));
     }
-    let (centring, pays) = {
+    let decided = {
         let ro = a
             .try_readonly()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         let xs = ro.as_slice().map_err(|_| not_contiguous("X"))?;
         let x = MatRef::new(xs, n, d).py()?;
         py.allow_threads(|| {
+            // Without variances NumPy's means matter only where centring
+            // pays: a faster read of f64 means settles the rest.
+            if when_it_pays && !variances && batch::centring_would_not_pay(x) {
+                return None;
+            }
             let c = batch::centring(x, variances);
             let pays = !when_it_pays || batch::centring_pays(x, &c.shift, c.variances.as_deref());
-            (c, pays)
+            Some((c, pays))
         })
+    };
+    let Some((centring, pays)) = decided else {
+        // Every value finite, and centring not worth a pass.
+        return Ok((a.clone().into_any(), None, None, true));
     };
     if !centring.shift.iter().all(|v| v.to_f64_exact().is_finite()) {
         // NaN, infinity or overflowing sums: `x` untouched, for the caller

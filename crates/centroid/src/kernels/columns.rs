@@ -121,6 +121,24 @@ fn prefetch_ahead<T: Float>(x: MatRef<'_, T>, i: usize, c0: usize, cols: usize) 
 }
 
 widest_isa! {
+    /// Adds every row of `rows` (whole rows of `acc.len()` values) into
+    /// `acc`, each value widened to f64, row after row.
+    pub(crate) fn add_rows_f64(rows: &[T], acc: &mut [f64]) = add_rows_f64_body;
+}
+
+#[inline(always)]
+fn add_rows_f64_body<T: Float>(rows: &[T], acc: &mut [f64]) {
+    if acc.is_empty() {
+        return;
+    }
+    for row in rows.chunks_exact(acc.len()) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v.to_f64_exact();
+        }
+    }
+}
+
+widest_isa! {
     /// Whether every value of `values` is a whole number ([`whole_numbers`]).
     pub(crate) fn whole_numbers_of(values: &[T]) -> bool = whole_numbers;
 }

@@ -63,7 +63,9 @@ pub mod sparse;
 mod tests;
 mod tile;
 
-pub(crate) use columns::{add_columns, add_squared_deviations, block_clean, whole_numbers_of};
+pub(crate) use columns::{
+    add_columns, add_rows_f64, add_squared_deviations, block_clean, whole_numbers_of,
+};
 #[cfg(test)]
 pub(crate) use labelled::sq_dist_blocked;
 pub(crate) use labelled::{add_labelled, add_loss, for_each_sq_dist};
