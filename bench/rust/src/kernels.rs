@@ -1,7 +1,7 @@
-//! Times one Lloyd iteration's kernel work, `assign_accumulate` (or, with
-//! `--assign`, the labels alone: `assign`, as a pass that moves rows runs it) (with the
-//! centres prepared afresh each time, as a training step does), on synthetic
-//! Gaussian blobs with a fixed seed.
+//! Times one Lloyd iteration's kernel work on synthetic Gaussian blobs with
+//! a fixed seed, the centres prepared afresh each time as a training step
+//! does: `assign_accumulate`, or with `--assign` the labels alone
+//! (`assign`, the kernel of a pass that moves only the changed rows).
 //!
 //! Usage: `cargo run --release -p centroid-bench --bin kernels -- [--threads N]
 //! [--reps R] [--f64] [--cosine] [--assign] [--shape NxDxK ...]`. Prints seconds per iteration (the

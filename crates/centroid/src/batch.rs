@@ -1806,8 +1806,6 @@ mod tests {
         }
     }
 
-    /// Integer data is shifted by its means rounded to integers (ties to
-    /// even); one value off the integers anywhere keeps the exact means.
     /// Rows (a+1, a+1) and (a-1, a-1) around the mean (a, a): centring
     /// pays where |mean|^2 = 2 a^2 is more than twice the spread 2, that is
     /// where a > sqrt 2 (by hand); a NaN or an infinity anywhere is never
@@ -1842,6 +1840,8 @@ mod tests {
         assert!(!centring_would_not_pay(MatRef::new(&huge, 2, 2).unwrap()));
     }
 
+    /// Integer data is shifted by its means rounded to integers (ties to
+    /// even); one value off the integers anywhere keeps the exact means.
     #[test]
     fn integer_data_is_shifted_by_rounded_means() {
         let (n, d) = (3 * CHUNK_ROWS + 11, 9);

@@ -72,8 +72,8 @@ fn scan_rows_avx512<T: Float>(
 
 /// [`scan_rows`] of f32 rows in one loop per row, sixteen values a step:
 /// each value widened to f64 and squared into four running sums (any
-/// order, as [`sq_norm_any_order`]), its magnitude into a running
-/// maximum, and, with `grid`, the test for whole numbers below 2^31 in
+/// order, as [`sq_norm_any_order`]) and, with `grid`, its magnitude into a
+/// running maximum and the test for whole numbers below 2^31 in
 /// magnitude (truncated to an integer and back, compared) with the
 /// integers OR-ed together. The finest grid of a row of such integers is
 /// the lowest set bit of that OR (a negative integer has the lowest set
@@ -120,9 +120,9 @@ unsafe fn scan_rows_f32_avx512(
             )));
             sums[s] = _mm512_fmadd_pd(lo, lo, sums[s]);
             sums[s + 1] = _mm512_fmadd_pd(hi, hi, sums[s + 1]);
-            let a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), magnitude));
-            max_abs = _mm512_max_ps(max_abs, a);
             if grid {
+                let a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), magnitude));
+                max_abs = _mm512_max_ps(max_abs, a);
                 // Out of range, the conversion gives i32::MIN, which
                 // converts back equal only to -2^31 itself.
                 let n = _mm512_cvttps_epi32(v);
@@ -514,9 +514,9 @@ mod tests {
     }
 
     /// The one-loop f32 scan of AVX-512 against the rules it stands for:
-    /// norms against the exact sum of squares (exact here: whole numbers and
-    /// halves below 2^20, whose squares' sums f64 holds exactly), the
-    /// largest magnitude, and grids worked out by hand: whole numbers
+    /// norms within the summation bound of the f64 sum of squares in row
+    /// order, the largest magnitude exactly, and grids worked out by hand:
+    /// whole numbers
     /// (the OR of the integers), whole numbers past 2^31 and fractions
     /// (the bits' rule), zero rows, at widths around the vector's 16.
     #[test]
