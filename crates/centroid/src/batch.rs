@@ -713,8 +713,7 @@ impl<T: Float> LloydPasses<T> {
         match (pruned, labels_old.as_deref().filter(|_| moves)) {
             (Some(rows), _) => rows,
             (None, Some(old)) => {
-                let mut scores = vec![T::zero(); n];
-                kernels::assign(x, prepared, labels, &mut scores);
+                kernels::assign_labels(x, prepared, labels);
                 move_changed_rows(x, prepared, old, labels, stats, partials);
                 #[cfg(test)]
                 {
@@ -1034,13 +1033,7 @@ pub(crate) fn plain_pass<T: Float>(
         with_loss,
         block,
         |start: usize, l: &mut [u32], _: &mut [()]| {
-            let mut scores = vec![T::zero(); l.len()];
-            kernels::assign(
-                x.slice_rows(start, start + l.len()),
-                prepared,
-                l,
-                &mut scores,
-            );
+            kernels::assign_labels(x.slice_rows(start, start + l.len()), prepared, l);
             l.len()
         },
         partials,

@@ -1115,9 +1115,8 @@ fn assign_gathered<T: Float>(
     rows: &[usize],
 ) -> Vec<u32> {
     let mut labels = vec![0u32; rows.len()];
-    let mut scores = vec![T::zero(); rows.len()];
     with_rows(x, start, rows, |m| {
-        kernels::assign(m, prepared, &mut labels, &mut scores)
+        kernels::assign_labels(m, prepared, &mut labels)
     });
     labels
 }

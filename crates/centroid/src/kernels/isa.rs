@@ -54,7 +54,8 @@ pub(crate) struct Avx2Fma(());
 pub(crate) struct Avx512F(());
 
 /// Proof that this process may run the AMX kernel: the CPU has AMX-TILE and
-/// AMX-BF16, AVX-512F/BW/DQ/VL and FMA for the rest of that kernel, the
+/// AMX-BF16, AVX-512F/BW/DQ/VL, FMA and AVX512-BF16 (every processor with
+/// AMX-BF16 has it) for the rest of that kernel, the
 /// operating system granted the tile state, and neither `CENTROID_AMX` nor
 /// `CENTROID_BF16` is `0`.
 #[cfg(target_arch = "x86_64")]
@@ -127,7 +128,11 @@ fn avx512_for_bf16() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 fn amx_usable() -> bool {
-    if switched_off("CENTROID_AMX") || switched_off("CENTROID_BF16") || !avx512_for_bf16() {
+    if switched_off("CENTROID_AMX")
+        || switched_off("CENTROID_BF16")
+        || !avx512_for_bf16()
+        || !std::arch::is_x86_feature_detected!("avx512bf16")
+    {
         return false;
     }
     // CPUID leaf 7, sub-leaf 0: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.

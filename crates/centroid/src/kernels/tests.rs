@@ -203,7 +203,7 @@ fn check_all_paths<T: Float>(
         let what = format!("{what} {path:?} {metric:?} {}", T::DTYPE);
         let mut labels = vec![0u32; n];
         let mut scores = vec![T::zero(); n];
-        assign_on(Some(path), x, &centres, &mut labels, &mut scores);
+        assign_on(Some(path), x, &centres, &mut labels, Some(&mut scores));
         check_against(
             &format!("assign {what}"),
             x,
@@ -375,7 +375,7 @@ fn ties_go_to_the_lowest_index_on_every_path() {
             let centres = PreparedCentres::new(c, metric);
             let mut labels = vec![9u32; 4];
             let mut scores = vec![0f32; 4];
-            assign_on(Some(path), x, &centres, &mut labels, &mut scores);
+            assign_on(Some(path), x, &centres, &mut labels, Some(&mut scores));
             match metric {
                 Metric::SquaredEuclidean => {
                     assert_eq!(labels, vec![0, 0, 0, 1], "{path:?} pad {pad}");
@@ -428,7 +428,7 @@ fn duplicate_centres_go_to_the_first_copy() {
         for path in paths() {
             let mut labels = vec![0u32; n];
             let mut scores = vec![0f32; n];
-            assign_on(Some(path), x, &centres, &mut labels, &mut scores);
+            assign_on(Some(path), x, &centres, &mut labels, Some(&mut scores));
             assert!(
                 labels.iter().all(|&l| l < 40),
                 "{path:?} {metric:?}: a later copy won a tie"
@@ -569,7 +569,7 @@ fn zero_rows_under_cosine_stay_finite() {
             MatRef::new(&xs, 2, 2).unwrap(),
             &centres,
             &mut labels,
-            &mut scores,
+            Some(&mut scores),
         );
         assert_eq!(labels, vec![0, 1], "{path:?}");
         assert_eq!(scores[0], 1.0, "{path:?}");
@@ -591,7 +591,7 @@ fn squared_distances_are_clamped_at_zero() {
     for path in paths() {
         let mut labels = vec![0u32; n];
         let mut scores = vec![-1f32; n];
-        assign_on(Some(path), x, &centres, &mut labels, &mut scores);
+        assign_on(Some(path), x, &centres, &mut labels, Some(&mut scores));
         let mut dist = vec![-1f32; n * n];
         distances_on(Some(path), x, &centres, &mut dist);
         for i in 0..n {

@@ -226,7 +226,8 @@ impl Candidates {
 /// finishing pass adds them: row order, `scale * x` in f64). With `chain`
 /// and `part`, the rows are added as `add_labelled` adds them: weighted,
 /// never normalised, each row's f64 distance to its centre added to
-/// `chain` in row order, and no distance into `scores`.
+/// `chain` in row order, and no distance into `scores`. Without `scores`
+/// or `part`, nothing (the labels are all that was asked for).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn finish(
@@ -235,7 +236,7 @@ pub(super) unsafe fn finish(
     centres: &[f32],
     range: std::ops::Range<usize>,
     labels: &[u32],
-    scores: &mut [f32],
+    mut scores: Option<&mut [f32]>,
     weights: Option<&[f32]>,
     mut part: Option<&mut ClusterStats>,
     loss: &mut [f64; 4],
@@ -266,22 +267,24 @@ pub(super) unsafe fn finish(
             });
             return;
         }
+        if scores.is_none() && part.is_none() {
+            // Labels alone (`kernels::assign_labels`).
+            return;
+        }
         for i in range {
             let row = &x[i * d..(i + 1) * d];
             let j = labels[i] as usize;
             let cj = &centres[j * d..(j + 1) * d];
-            let s = &mut scores[i];
-            let inv = match c.metric {
-                Metric::SquaredEuclidean => {
-                    *s = sq_diff(row, cj);
-                    1.0
-                }
+            let (s, inv) = match c.metric {
+                Metric::SquaredEuclidean => (sq_diff(row, cj), 1.0),
                 Metric::Cosine => {
                     let inv = inv_norm(row);
-                    *s = 1.0 - dot(row, cj) * inv as f32;
-                    inv
+                    (1.0 - dot(row, cj) * inv as f32, inv)
                 }
             };
+            if let Some(scores) = scores.as_deref_mut() {
+                scores[i] = s;
+            }
             if let Some(p) = part.as_deref_mut() {
                 let w = weights.map_or(1.0, |w| w[i] as f64);
                 let scale = w * inv;
@@ -291,52 +294,57 @@ pub(super) unsafe fn finish(
                 }
                 p.weights[j] += w;
                 p.counts[j] += 1;
-                loss[i % 4] += w * *s as f64;
+                loss[i % 4] += w * s as f64;
             }
         }
     }
 }
 
-/// `||a - b||^2` in f32, 16 lanes over the dimensions.
+/// `sum_p f(a_p, b_p, acc)` in f32 over 16 lanes of the dimensions, the
+/// blocks of 16 taken in turn by four running sums (one chain of fused
+/// operations would wait on its latency at every block), joined as
+/// `(s0 + s1) + (s2 + s3)`.
 #[inline(always)]
-unsafe fn sq_diff(a: &[f32], b: &[f32]) -> f32 {
+unsafe fn lanes4(a: &[f32], b: &[f32], f: impl Fn(__m512, __m512, __m512) -> __m512) -> f32 {
     // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
     // and the slices and pointers are as documented above.
     unsafe {
         let d = a.len();
-        let mut acc = _mm512_setzero_ps();
+        let mut acc = [_mm512_setzero_ps(); 4];
         let mut p = 0;
+        let mut t = 0;
         while p < d {
             let m = first_lanes(d - p);
-            let t = _mm512_sub_ps(
+            let (av, bv) = (
                 _mm512_maskz_loadu_ps(m, a.as_ptr().add(p)),
                 _mm512_maskz_loadu_ps(m, b.as_ptr().add(p)),
             );
-            acc = _mm512_fmadd_ps(t, t, acc);
+            acc[t] = f(av, bv, acc[t]);
+            t = (t + 1) % 4;
             p += 16;
         }
-        _mm512_reduce_add_ps(acc)
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ))
     }
 }
 
-/// `a . b` in f32, 16 lanes over the dimensions.
+/// `||a - b||^2` in f32.
+#[inline(always)]
+unsafe fn sq_diff(a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: the module contract (see the top of this file).
+    unsafe {
+        lanes4(a, b, |av, bv, acc| {
+            let t = _mm512_sub_ps(av, bv);
+            _mm512_fmadd_ps(t, t, acc)
+        })
+    }
+}
+
+/// `a . b` in f32.
 #[inline(always)]
 unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
-    // and the slices and pointers are as documented above.
-    unsafe {
-        let d = a.len();
-        let mut acc = _mm512_setzero_ps();
-        let mut p = 0;
-        while p < d {
-            let m = first_lanes(d - p);
-            acc = _mm512_fmadd_ps(
-                _mm512_maskz_loadu_ps(m, a.as_ptr().add(p)),
-                _mm512_maskz_loadu_ps(m, b.as_ptr().add(p)),
-                acc,
-            );
-            p += 16;
-        }
-        _mm512_reduce_add_ps(acc)
-    }
+    // SAFETY: the module contract (see the top of this file).
+    unsafe { lanes4(a, b, |av, bv, acc| _mm512_fmadd_ps(av, bv, acc)) }
 }

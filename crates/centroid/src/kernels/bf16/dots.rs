@@ -49,7 +49,7 @@ pub(super) fn packed_index(j: usize, pos: usize, depth: usize) -> usize {
 }
 
 /// `dots[j * 32 + r] ~ c_j . x_r` for every centre and the 32 rows whose
-/// `[x_lo | x_hi | x_hi]` are in `xt` (the row layout of
+/// `[x_lo | x_hi]` are in `xt` (the row layout of
 /// [`super::tiles::block_dots`]), over the depth from step `first_step`
 /// (of [`TILE_DEPTH`] values) on.
 ///
@@ -65,12 +65,11 @@ pub(super) unsafe fn block_dots(
     ahead: usize,
 ) {
     // SAFETY: the module contract (see the top of this file): the CPU runs
-    // what an `Avx512Bf16` token proves; `xt` holds two groups of `steps`
-    // tiles, the packed centres `kpad / GROUP` groups of `pairs` pairs, and
+    // what an `Avx512Bf16` token proves; `xt` holds two groups of `2 dpad /
+    // TILE_DEPTH` tiles, the packed centres `kpad / GROUP` groups of `pairs` pairs, and
     // `dots` `kpad x BLOCK_ROWS` values.
     unsafe {
         let depth = 3 * c.dpad;
-        let steps = depth / TILE_DEPTH;
         let pairs = depth / 2;
         let first_pair = first_step * TILE_DEPTH / 2;
         let groups = c.kpad / GROUP;
@@ -80,7 +79,8 @@ pub(super) unsafe fn block_dots(
         // Row vectors: pair q of rows 0..16 at x0 + 16 q (u32), of rows
         // 16..32 at x1 + 16 q.
         let x0 = xt as *const u32;
-        let x1 = xt.add(steps * TILE_VALUES) as *const u32;
+        let seg_pairs = c.dpad / 2;
+        let x1 = xt.add(2 * c.dpad / TILE_DEPTH * TILE_VALUES) as *const u32;
         let packed = c.packed.as_slice().as_ptr() as *const u32;
         for g in 0..groups {
             for _ in 0..per_group {
@@ -93,10 +93,12 @@ pub(super) unsafe fn block_dots(
             let mut a0 = [_mm512_setzero_ps(); GROUP];
             let mut a1 = [_mm512_setzero_ps(); GROUP];
             for q in first_pair..pairs {
+                // The third segment is the second again (`x_step`).
+                let xq = if q >= 2 * seg_pairs { q - seg_pairs } else { q };
                 let r0: __m512bh =
-                    std::mem::transmute(_mm512_load_si512(x0.add(16 * q) as *const _));
+                    std::mem::transmute(_mm512_load_si512(x0.add(16 * xq) as *const _));
                 let r1: __m512bh =
-                    std::mem::transmute(_mm512_load_si512(x1.add(16 * q) as *const _));
+                    std::mem::transmute(_mm512_load_si512(x1.add(16 * xq) as *const _));
                 let cq = cg.add(q * GROUP);
                 for t in 0..GROUP {
                     let w: __m512bh = std::mem::transmute(_mm512_set1_epi32(*cq.add(t) as i32));

@@ -170,6 +170,18 @@ const MAX_NORM_PRODUCT: f64 = 1e36;
 /// f32 unit roundoff.
 const U32: f64 = 1.0 / (1u64 << 24) as f64;
 
+/// The step of the rows' `[x_lo | x_hi]` tiles that depth step `step` of
+/// the products `[x_lo | x_hi | x_hi] . [c_hi | c_lo | c_hi]` reads, with
+/// `seg` steps per segment: the third segment is the second again.
+#[inline(always)]
+fn x_step(step: usize, seg: usize) -> usize {
+    if step >= 2 * seg {
+        step - seg
+    } else {
+        step
+    }
+}
+
 /// The mask of the first `min(rest, 16)` of sixteen f32 lanes.
 #[inline(always)]
 fn first_lanes(rest: usize) -> __mmask16 {
@@ -369,7 +381,9 @@ pub(crate) struct Chunk<'a> {
     /// The centres as the kernels see them, `k x d` row-major.
     pub(crate) centres: &'a [f32],
     pub(crate) labels: &'a mut [u32],
-    pub(crate) scores: &'a mut [f32],
+    /// Each row's distance to its centre, when wanted (and for the loss of
+    /// `part` without `exact_loss`).
+    pub(crate) scores: Option<&'a mut [f32]>,
     pub(crate) weights: Option<&'a [f32]>,
     /// When given, the rows are added to these sums.
     pub(crate) part: Option<&'a mut ClusterStats>,
@@ -382,7 +396,8 @@ pub(crate) struct Chunk<'a> {
 /// Labels and distances of a chunk's rows, and with `part` their sums.
 pub(crate) fn run(c: &Bf16Centres, chunk: Chunk<'_>) {
     let rows = chunk.labels.len();
-    assert!(chunk.x.len() == rows * c.d && chunk.scores.len() == rows);
+    assert!(chunk.x.len() == rows * c.d);
+    assert!(chunk.scores.as_ref().is_none_or(|s| s.len() == rows));
     assert!(chunk.centres.len() == c.k * c.d);
     assert!(chunk.weights.is_none_or(|w| w.len() == rows));
     // SAFETY: `c.engine` holds a token that proves the CPU has
@@ -398,27 +413,29 @@ pub(crate) fn run(c: &Bf16Centres, chunk: Chunk<'_>) {
 /// # Safety
 ///
 /// The chunk is shaped as [`run`] asserts; `c.engine` shows the CPU runs it.
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")]
 unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
-    // SAFETY: the engine's token proves the CPU runs AVX-512F/BW/DQ/VL, FMA
-    // and the engine, and `run` asserted the shapes that keep every access in
+    // SAFETY: the engine's token proves the CPU runs AVX-512F/BW/DQ/VL, FMA,
+    // AVX512-BF16 and the engine, and `run` asserted the shapes that keep every access in
     // bounds.
     unsafe {
         let Chunk {
             x,
             centres,
             labels,
-            scores,
+            mut scores,
             weights,
             mut part,
             exact_loss,
         } = chunk;
         let (d, k, dpad) = (c.d, c.k, c.dpad);
         let rows = labels.len();
-        let depth = 3 * dpad;
-        let steps = depth / TILE_DEPTH;
+        // The rows' depth: `[x_lo | x_hi]`, the products' third segment
+        // read from the second (`x_step`).
+        let xdepth = 2 * dpad;
+        let xsteps = xdepth / TILE_DEPTH;
         let mut scratch = SCRATCH.with(|s| s.take());
-        scratch.fit(depth, c.kpad);
+        scratch.fit(xdepth, c.kpad);
         let mut norms = [0.0f64; BLOCK_ROWS];
         let mut candidates = Candidates::default();
         let all: Vec<u32> = (0..k as u32).collect();
@@ -447,7 +464,7 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
             let mut lo_zero = true;
             for r in 0..nr {
                 let row = &x[(r0 + r) * d..(r0 + r + 1) * d];
-                let (norm, zero) = convert_row(row, dpad, &mut xrows[r * depth..(r + 1) * depth]);
+                let (norm, zero) = convert_row(row, dpad, &mut xrows[r * xdepth..(r + 1) * xdepth]);
                 norms[r] = norm;
                 lo_zero &= zero;
             }
@@ -467,11 +484,11 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
             // pair the 16 rows' values as one vector for `vdpbf16ps`.
             let (src, xt) = (xrows.as_ptr(), scratch.xt.as_mut_slice().as_mut_ptr());
             for g in 0..2 {
-                for st in 0..steps {
+                for st in 0..xsteps {
                     transpose16(
-                        src.add(g * 16 * depth + st * TILE_DEPTH) as *const u32,
-                        depth / 2,
-                        xt.add((g * steps + st) * TILE_VALUES) as *mut u32,
+                        src.add(g * 16 * xdepth + st * TILE_DEPTH) as *const u32,
+                        xdepth / 2,
+                        xt.add((g * xsteps + st) * TILE_VALUES) as *mut u32,
                     );
                 }
             }
@@ -512,7 +529,7 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
                 centres,
                 r0..r0 + nr,
                 labels,
-                scores,
+                scores.as_deref_mut(),
                 weights,
                 part.as_deref_mut(),
                 &mut loss,

@@ -1,18 +1,18 @@
 //! The rows' side of the bf16 kernel, shared by both product engines:
 //! aligned buffers, the per-thread scratch, the conversion of rows to
-//! `[x_lo | x_hi | x_hi]` bf16 and their transposition into pairs of 16
+//! `[x_lo | x_hi]` bf16 and their transposition into pairs of 16
 //! rows (the layout both `tdpbf16ps` and `vdpbf16ps` take).
 //!
 //! # Safety
 //!
-//! Every `unsafe fn` here has one contract: the CPU runs AVX-512F/BW/DQ/VL
-//! and FMA (what either engine's token proves; `run` holds one), and the
+//! Every `unsafe fn` here has one contract: the CPU runs AVX-512F/BW/DQ/VL,
+//! FMA and AVX512-BF16 (what either engine's token proves; `run` holds one), and the
 //! slices and pointers it is given are valid for the extents its
 //! documentation names.
 
 use std::arch::x86_64::*;
 
-use super::{first_lanes, BLOCK_ROWS};
+use super::{first_lanes, BLOCK_ROWS, U32};
 
 /// A 64-byte aligned, zero-initialised buffer.
 pub(super) struct Aligned<T> {
@@ -58,10 +58,10 @@ impl<T> std::fmt::Debug for Aligned<T> {
     }
 }
 
-/// A thread's buffers for one chunk: the block's rows as `[x_lo | x_hi |
-/// x_hi]` bf16 (`BLOCK_ROWS x 3 dpad`, zero padding kept: a buffer is
-/// reused only for the same depth), the same in the tile layout, and the
-/// dot products (`kpad x BLOCK_ROWS`).
+/// A thread's buffers for one chunk: the block's rows as `[x_lo | x_hi]`
+/// bf16 (`BLOCK_ROWS x 2 dpad`, padding included, each block's rows written
+/// whole), the same in the tile layout, and the dot products
+/// (`kpad x BLOCK_ROWS`).
 #[derive(Default)]
 pub(super) struct Scratch {
     pub(super) rows: Aligned<u16>,
@@ -128,55 +128,63 @@ pub(super) unsafe fn transpose16(src: *const u32, stride: usize, dst: *mut u32) 
     }
 }
 
-/// Writes row `x` as `[x_lo | x_hi | x_hi]` bf16 (padding untouched, zero)
-/// and returns an upper bound of `||x||` and whether every `x_lo` is zero
-/// (values with at most 8 significant bits, such as pixel intensities).
-/// Sixteen values at a time: the same rounding as [`split`](super::split), in integer
-/// lanes.
+/// Writes row `x` as `[x_lo | x_hi]` bf16 (`2 dpad` values, the padding
+/// zeroed) and returns an upper bound of `||x||` and whether every `x_lo` is
+/// zero (values with at most 8 significant bits, such as pixel
+/// intensities). The products' third segment, `x_hi` again, is read from
+/// the second (see [`x_step`](super::x_step)).
+///
+/// Thirty-two values at a time: `vcvtne2ps2bf16` rounds to nearest, ties to
+/// even, as [`split`](super::split) does, so `hi` and `lo` are its halves;
+/// the two differ only where an input or `v - hi` is subnormal, which the
+/// instruction reads as zero and both engines' products flush anyway (the
+/// margin's `eta`). Two f32 conversions per 16 values: the f64 widening of
+/// an exact norm would be a third of this loop's vector work, and the norm
+/// only needs a bound.
 #[inline(always)]
 pub(super) unsafe fn convert_row(x: &[f32], dpad: usize, out: &mut [u16]) -> (f64, bool) {
-    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL
-    // and FMA, and the pointers are valid as documented above.
+    // SAFETY: the module contract (see the top of this file); `out` holds
+    // `2 dpad` values, `dpad` a multiple of 32 and at least `d`.
     unsafe {
         let d = x.len();
-        debug_assert!(out.len() >= 3 * dpad && d <= dpad);
-        let one = _mm512_set1_epi32(1);
-        let half = _mm512_set1_epi32(0x7fff);
-        let upper = _mm512_set1_epi32(0xffff_0000u32 as i32);
-        let round = |b: __m512i| {
-            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), one);
-            _mm512_and_si512(_mm512_add_epi32(b, _mm512_add_epi32(half, lsb)), upper)
-        };
+        debug_assert!(out.len() >= 2 * dpad && d <= dpad && dpad.is_multiple_of(32));
         let (o, xp) = (out.as_mut_ptr(), x.as_ptr());
-        let mut sq0 = _mm512_setzero_pd();
-        let mut sq1 = _mm512_setzero_pd();
-        let mut lo_bits = _mm256_setzero_si256();
+        let mut sq0 = _mm512_setzero_ps();
+        let mut sq1 = _mm512_setzero_ps();
+        let mut lo_bits = _mm512_setzero_si512();
+        let widen = |h: __m256i| _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h));
         let mut p = 0;
-        while p < d {
-            let m = first_lanes(d - p);
-            let v = _mm512_maskz_loadu_ps(m, xp.add(p));
-            let hi = round(_mm512_castps_si512(v));
-            let lo = round(_mm512_castps_si512(_mm512_sub_ps(
-                v,
-                _mm512_castsi512_ps(hi),
-            )));
-            let hi16 = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(hi));
-            let lo16 = _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(lo));
-            _mm256_mask_storeu_epi16(o.add(p) as *mut i16, m, lo16);
-            lo_bits = _mm256_or_si256(lo_bits, lo16);
-            _mm256_mask_storeu_epi16(o.add(dpad + p) as *mut i16, m, hi16);
-            _mm256_mask_storeu_epi16(o.add(2 * dpad + p) as *mut i16, m, hi16);
-            let v0 = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-            let v1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
-                _mm512_castps_pd(v),
-            )));
-            sq0 = _mm512_fmadd_pd(v0, v0, sq0);
-            sq1 = _mm512_fmadd_pd(v1, v1, sq1);
-            p += 16;
+        while p < dpad {
+            // Lanes past `d` load as zero and fill the padding.
+            let v0 = _mm512_maskz_loadu_ps(first_lanes(d.saturating_sub(p)), xp.add(p));
+            let v1 = _mm512_maskz_loadu_ps(first_lanes(d.saturating_sub(p + 16)), xp.add(p + 16));
+            let hi: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(v1, v0));
+            let h0 = _mm512_castsi512_ps(widen(_mm512_castsi512_si256(hi)));
+            let h1 = _mm512_castsi512_ps(widen(_mm512_extracti64x4_epi64::<1>(hi)));
+            // v - hi is exact in f32.
+            let lo: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(
+                _mm512_sub_ps(v1, h1),
+                _mm512_sub_ps(v0, h0),
+            ));
+            _mm512_storeu_si512(o.add(p) as *mut _, lo);
+            _mm512_storeu_si512(o.add(dpad + p) as *mut _, hi);
+            lo_bits = _mm512_or_si512(lo_bits, lo);
+            sq0 = _mm512_fmadd_ps(v0, v0, sq0);
+            sq1 = _mm512_fmadd_ps(v1, v1, sq1);
+            p += 32;
         }
-        let s = _mm512_reduce_add_pd(_mm512_add_pd(sq0, sq1));
-        // f64 rounding of a sum of d squares is far below this factor.
-        let lo_zero = _mm256_testz_si256(lo_bits, lo_bits) != 0;
-        (s.sqrt() * (1.0 + 1e-6), lo_zero)
+        let lo_zero = _mm512_test_epi32_mask(lo_bits, lo_bits) == 0;
+        // The f32 sum of the squares: at most dpad / 32 fused additions per
+        // lane, one to join the two sums and four in the reduction, so
+        // within gamma_m (m = dpad / 32 + 5, below 2 m u) of the exact sum
+        // of non-negative terms; each of the d squares and m roundings that
+        // fall below the normal range loses less than 2^-126 (also with
+        // flush-to-zero). An overflow or a NaN makes the bound non-finite,
+        // and the row is decided exactly.
+        let s = _mm512_reduce_add_ps(_mm512_add_ps(sq0, sq1)) as f64;
+        let m = (dpad / 32 + 5) as f64;
+        let tiny = (d as f64 + m) * (2.0f64).powi(-126);
+        let bound = s * (1.0 + 2.0 * m * U32) + tiny;
+        (bound.sqrt() * (1.0 + 1e-6), lo_zero)
     }
 }

@@ -104,9 +104,9 @@ fn compare_on(
     let w: Vec<f32> = (0..n).map(|i| 0.5 + (i % 3) as f32).collect();
     let (mut l_bf16, mut l_ref) = (vec![0u32; n], vec![0u32; n]);
     let (mut s_bf16, mut s_ref) = (vec![0f32; n], vec![0f32; n]);
-    assign_on(None, xm, &centres, &mut l_bf16, &mut s_bf16);
+    assign_on(None, xm, &centres, &mut l_bf16, Some(&mut s_bf16));
     let avx512 = Isa::Avx512(Avx512F::detect().expect("AMX comes with AVX-512F"));
-    assign_on(Some(avx512), xm, &centres, &mut l_ref, &mut s_ref);
+    assign_on(Some(avx512), xm, &centres, &mut l_ref, Some(&mut s_ref));
     // The other product mode gives the same labels and distances.
     let packed = centres.bf16.as_deref().unwrap();
     let coarse = packed.try_coarse.load(std::sync::atomic::Ordering::Relaxed);
@@ -114,9 +114,14 @@ fn compare_on(
         .try_coarse
         .store(!coarse, std::sync::atomic::Ordering::Relaxed);
     let (mut l_other, mut s_other) = (vec![0u32; n], vec![0f32; n]);
-    assign_on(None, xm, &centres, &mut l_other, &mut s_other);
+    assign_on(None, xm, &centres, &mut l_other, Some(&mut s_other));
     assert_eq!(l_other, l_bf16, "{what}: labels in both product modes");
     assert_eq!(s_other, s_bf16, "{what}: distances in both product modes");
+    // Without distances, the same labels (the rows' direct distances are
+    // skipped).
+    let mut l_alone = vec![u32::MAX; n];
+    assign_on(None, xm, &centres, &mut l_alone, None);
+    assert_eq!(l_alone, l_bf16, "{what}: labels without distances");
     // The sums of each 2048-row chunk, added in chunk order (as the
     // kernels reduce them).
     let mut want = ClusterStats::new(k, d);
@@ -403,6 +408,67 @@ fn transpose_of_sixteen_by_sixteen() {
         for j in 0..16 {
             assert_eq!(dst[j * 16 + i], src[i * stride + j], "({i}, {j})");
         }
+    }
+}
+
+/// `convert_row` against `split`, value by value: `[x_lo | x_hi]` with the
+/// padding zeroed (also over a buffer left dirty by a wider row), whether
+/// every low half is zero, and a norm bound that holds and is tight.
+#[test]
+fn rows_convert_to_the_split_halves_with_a_norm_bound() {
+    if engines().is_empty() {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let dpad = 96;
+    let mut out = vec![0xffffu16; 2 * dpad];
+    for (d, kind) in [(90, 0), (70, 0), (96, 1), (33, 1), (1, 0), (64, 2)] {
+        let x: Vec<f32> = (0..d)
+            .map(|_| match kind {
+                // Continuous values over many magnitudes.
+                0 => rng.gen_range(-1e4f32..1e4) * rng.gen_range(0.0f32..1.0).powi(6),
+                // Pixel intensities: eight significant bits, no low half.
+                1 => rng.gen_range(0..256) as f32,
+                // Small values whose squares fall below f32's range, some
+                // with a subnormal low half.
+                _ => rng.gen_range(1.0f32..2.0) * 2f32.powi(-110),
+            })
+            .collect();
+        // SAFETY: either engine's token implies AVX-512F/BW/DQ/VL, FMA and
+        // AVX512-BF16; `out` holds 2 dpad values, dpad >= d, dpad % 32 == 0.
+        let (norm, lo_zero) = unsafe { super::rows::convert_row(&x, dpad, &mut out) };
+        for (p, &v) in x.iter().enumerate() {
+            let (hi, lo) = split(v);
+            // A subnormal v - hi reads as a zero of its sign (the products
+            // flush it too).
+            let rest = v - f32::from_bits((hi as u32) << 16);
+            let lo = if rest.abs() < f32::MIN_POSITIVE {
+                (rest.to_bits() >> 16) as u16 & 0x8000
+            } else {
+                lo
+            };
+            assert_eq!((out[p], out[dpad + p]), (lo, hi), "d {d}, column {p}: {v}");
+        }
+        for p in d..dpad {
+            assert_eq!((out[p], out[dpad + p]), (0, 0), "d {d}: padding {p}");
+        }
+        assert_eq!(lo_zero, kind == 1, "d {d}");
+        let exact = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+        assert!(norm >= exact, "d {d}: {norm} against {exact}");
+        if kind < 2 {
+            assert!(
+                norm <= exact * (1.0 + 1e-5),
+                "d {d}: {norm} against {exact}"
+            );
+        }
+    }
+    // Rows that overflow f32 squares, or hold a NaN, have no finite bound
+    // (they are decided exactly).
+    for v in [3e19f32, f32::NAN, f32::INFINITY] {
+        let x = [1.0, v, 2.0];
+        // SAFETY: as above.
+        let (norm, _) = unsafe { super::rows::convert_row(&x, dpad, &mut out) };
+        assert!(!norm.is_finite(), "{v}: {norm}");
     }
 }
 

@@ -11,7 +11,7 @@
 use std::arch::asm;
 use std::arch::x86_64::*;
 
-use super::{Bf16Centres, BLOCK_CENTRES, BLOCK_ROWS, TILE_DEPTH, TILE_VALUES};
+use super::{x_step, Bf16Centres, BLOCK_CENTRES, BLOCK_ROWS, TILE_DEPTH, TILE_VALUES};
 
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
@@ -43,8 +43,9 @@ pub(super) unsafe fn release_tiles() {
 }
 
 /// `dots[j * 32 + r] ~ c_j . x_r` for every centre and the 32 rows whose
-/// `[x_lo | x_hi | x_hi]` are in `xt` (depth steps from `first_step` on): two 16-row groups of `3 dpad / 32`
-/// tiles in the pair-interleaved layout of the products' right operand.
+/// `[x_lo | x_hi]` are in `xt` (depth steps from `first_step` on, the third
+/// segment read from the second): two 16-row groups of `2 dpad / 32` tiles
+/// in the pair-interleaved layout of the products' right operand.
 /// Centres on the left make each stored tile row hold sixteen rows' values
 /// for one centre, so the scans that follow run down vector lanes of rows.
 ///
@@ -70,7 +71,8 @@ pub(super) unsafe fn block_dots(
         let mut line = 0;
         let stride = 64usize;
         let d_stride = BLOCK_ROWS * 4;
-        let x1 = xt.add(steps * TILE_VALUES);
+        let seg = c.dpad / TILE_DEPTH;
+        let x1 = xt.add(2 * seg * TILE_VALUES);
         let tiles = c.packed.as_slice().as_ptr();
         for pair in 0..c.kpad / BLOCK_CENTRES {
             let c0 = tiles.add(2 * pair * steps * TILE_VALUES);
@@ -100,8 +102,8 @@ pub(super) unsafe fn block_dots(
                     "tdpbf16ps tmm3, tmm5, tmm7",
                     c0 = in(reg) c0.add(s * TILE_VALUES),
                     c1 = in(reg) c1.add(s * TILE_VALUES),
-                    x0 = in(reg) xt.add(s * TILE_VALUES),
-                    x1 = in(reg) x1.add(s * TILE_VALUES),
+                    x0 = in(reg) xt.add(x_step(s, seg) * TILE_VALUES),
+                    x1 = in(reg) x1.add(x_step(s, seg) * TILE_VALUES),
                     st = in(reg) stride,
                     options(nostack, readonly)
                 );
