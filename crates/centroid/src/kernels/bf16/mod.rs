@@ -222,9 +222,9 @@ pub(crate) struct Bf16Centres {
     kpad: usize,
     metric: Metric,
     /// The centres' `[c_hi | c_lo | c_hi]` in bf16, as the engine takes
-    /// them. Tiles: the products' left operand, for each group of 16
-    /// centres `3 dpad / 32` tiles of 16 centres x 32 bf16, each tile
-    /// contiguous. Dots: see [`dots::packed_index`].
+    /// them. Tiles: the products' right operand, for each group of 16
+    /// centres `3 dpad / 32` tiles of 16 pairs along the depth x 16 centres,
+    /// each tile contiguous. Dots: see [`dots::packed_index`].
     packed: Aligned<u16>,
     /// The margins of the full products and of the coarse `x_hi . c_hi`
     /// alone.
@@ -325,8 +325,11 @@ impl Bf16Centres {
                 for (pos, bits) in [(p, hi), (dpad + p, lo), (2 * dpad + p, hi)] {
                     let at = match engine {
                         Engine::Tiles(_) => {
+                            // The products' right operand: a tile row per
+                            // pair of depth values, the 16 centres' pairs
+                            // side by side.
                             let (step, col) = (pos / TILE_DEPTH, pos % TILE_DEPTH);
-                            ((g * steps + step) * 16 + n) * TILE_DEPTH + col
+                            ((g * steps + step) * 16 + col / 2) * TILE_DEPTH + 2 * n + col % 2
                         }
                         Engine::Dots(_) => dots::packed_index(j, pos, depth),
                     };
@@ -479,26 +482,32 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
             } else {
                 (0, &c.fine, 0.0)
             };
-            // Pairs of bf16 along the depth are one u32: transposing 16 rows x
-            // 16 pairs gives the tile products' right operand, and for each
-            // pair the 16 rows' values as one vector for `vdpbf16ps`.
-            let (src, xt) = (xrows.as_ptr(), scratch.xt.as_mut_slice().as_mut_ptr());
-            for g in 0..2 {
-                for st in 0..xsteps {
-                    transpose16(
-                        src.add(g * 16 * xdepth + st * TILE_DEPTH) as *const u32,
-                        xdepth / 2,
-                        xt.add((g * xsteps + st) * TILE_VALUES) as *mut u32,
-                    );
-                }
-            }
             let dots = scratch.dots.as_mut_slice().as_mut_ptr();
             let next = (r0 + BLOCK_ROWS).min(rows);
             let ahead = (BLOCK_ROWS.min(rows - next)) * d * 4;
             let next = x.as_ptr().add(next * d) as *const u8;
+            let src = xrows.as_ptr();
             match c.engine {
-                Engine::Tiles(_) => tiles::block_dots(c, xt, dots, first_step, next, ahead),
-                Engine::Dots(_) => dots::block_dots(c, xt, dots, first_step, next, ahead),
+                // The tile unit reads the rows as they are (left operand).
+                Engine::Tiles(_) => {
+                    tiles::block_dots(c, src, xdepth, dots, first_step, next, ahead)
+                }
+                Engine::Dots(_) => {
+                    // Pairs of bf16 along the depth are one u32: transposing
+                    // 16 rows x 16 pairs gives, for each pair, the 16 rows'
+                    // values as one vector for `vdpbf16ps`.
+                    let xt = scratch.xt.as_mut_slice().as_mut_ptr();
+                    for g in 0..2 {
+                        for st in 0..xsteps {
+                            transpose16(
+                                src.add(g * 16 * xdepth + st * TILE_DEPTH) as *const u32,
+                                xdepth / 2,
+                                xt.add((g * xsteps + st) * TILE_VALUES) as *mut u32,
+                            );
+                        }
+                    }
+                    dots::block_dots(c, xt, dots, first_step, next, ahead)
+                }
             }
             let mut extra = 0;
             for g in 0..2 {

@@ -91,6 +91,18 @@ thread_local! {
 /// written as `dst` row `j` = column `j` of the source, contiguous.
 #[inline(always)]
 pub(super) unsafe fn transpose16(src: *const u32, stride: usize, dst: *mut u32) {
+    // SAFETY: as `transpose16_to`'s.
+    unsafe { transpose16_to(src, stride, dst, 16) }
+}
+
+/// [`transpose16`] with `dst` row `j` at `dst + j * dst_stride` (u32s).
+#[inline(always)]
+pub(super) unsafe fn transpose16_to(
+    src: *const u32,
+    stride: usize,
+    dst: *mut u32,
+    dst_stride: usize,
+) {
     // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL
     // and FMA, and the pointers are valid as documented above.
     unsafe {
@@ -122,7 +134,7 @@ pub(super) unsafe fn transpose16(src: *const u32, stride: usize, dst: *mut u32) 
                 _mm512_shuffle_i32x4::<0xdd>(hi01, hi23),
             ];
             for (l, v) in cols.into_iter().enumerate() {
-                _mm512_storeu_si512(dst.add((4 * l + q) * 16) as *mut _, v);
+                _mm512_storeu_si512(dst.add((4 * l + q) * dst_stride) as *mut _, v);
             }
         }
     }
