@@ -614,21 +614,25 @@ pub(crate) fn assign_on<T: Float>(
         .par_chunks_mut(CHUNK_ROWS)
         .zip(score_chunks.into_par_iter())
         .enumerate()
-        .for_each(|(ci, (labels, mut scores))| {
+        .for_each(|(ci, (labels, scores))| {
             let start = ci * CHUNK_ROWS;
             let end = start + labels.len();
             #[cfg(target_arch = "x86_64")]
-            let scores = match centres.run_bf16(
-                isa,
-                x.slice_rows(start, end).as_slice(),
-                labels,
-                scores.as_deref_mut(),
-                None,
-                None,
-                false,
-            ) {
-                true => return,
-                false => scores,
+            let scores = {
+                let mut scores = scores;
+                let done = centres.run_bf16(
+                    isa,
+                    x.slice_rows(start, end).as_slice(),
+                    labels,
+                    scores.as_deref_mut(),
+                    None,
+                    None,
+                    false,
+                );
+                if done {
+                    return;
+                }
+                scores
             };
             // The other kernels compute the distances on the way.
             let mut own = Vec::new();
