@@ -100,12 +100,8 @@ impl Avx512Bf16 {
     /// The token, checked once per process (like the tile unit's).
     pub(crate) fn detect() -> Option<Self> {
         static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        OK.get_or_init(|| {
-            !switched_off("CENTROID_BF16")
-                && avx512_for_bf16()
-                && std::arch::is_x86_feature_detected!("avx512bf16")
-        })
-        .then_some(Avx512Bf16(()))
+        OK.get_or_init(|| !switched_off("CENTROID_BF16") && avx512_for_bf16())
+            .then_some(Avx512Bf16(()))
     }
 }
 
@@ -115,11 +111,14 @@ fn switched_off(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v.trim() == "0")
 }
 
-/// The AVX-512 subsets and FMA the bf16 kernels use around their products.
+/// What both bf16 engines use around their products: the AVX-512 subsets,
+/// FMA, and AVX512-BF16 (the rows' conversion, `vcvtne2ps2bf16`; every
+/// processor with AMX-BF16 has it).
 #[cfg(target_arch = "x86_64")]
 fn avx512_for_bf16() -> bool {
     use std::arch::is_x86_feature_detected;
-    is_x86_feature_detected!("avx512f")
+    is_x86_feature_detected!("avx512bf16")
+        && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
         && is_x86_feature_detected!("avx512dq")
         && is_x86_feature_detected!("avx512vl")
@@ -128,11 +127,7 @@ fn avx512_for_bf16() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 fn amx_usable() -> bool {
-    if switched_off("CENTROID_AMX")
-        || switched_off("CENTROID_BF16")
-        || !avx512_for_bf16()
-        || !std::arch::is_x86_feature_detected!("avx512bf16")
-    {
+    if switched_off("CENTROID_AMX") || switched_off("CENTROID_BF16") || !avx512_for_bf16() {
         return false;
     }
     // CPUID leaf 7, sub-leaf 0: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.

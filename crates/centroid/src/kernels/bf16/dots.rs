@@ -32,7 +32,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Bf16Centres, BLOCK_ROWS, TILE_DEPTH, TILE_VALUES};
+use super::{x_step, Bf16Centres, BLOCK_ROWS, TILE_DEPTH, TILE_VALUES};
 
 /// Centres per register block: 2 row vectors x 8 centres = 16 accumulators,
 /// enough independent chains to cover `vdpbf16ps`'s latency at two per
@@ -93,8 +93,8 @@ pub(super) unsafe fn block_dots(
             let mut a0 = [_mm512_setzero_ps(); GROUP];
             let mut a1 = [_mm512_setzero_ps(); GROUP];
             for q in first_pair..pairs {
-                // The third segment is the second again (`x_step`).
-                let xq = if q >= 2 * seg_pairs { q - seg_pairs } else { q };
+                // The third segment is the second again.
+                let xq = x_step(q, seg_pairs);
                 let r0: __m512bh =
                     std::mem::transmute(_mm512_load_si512(x0.add(16 * xq) as *const _));
                 let r1: __m512bh =

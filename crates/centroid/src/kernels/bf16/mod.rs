@@ -170,9 +170,10 @@ const MAX_NORM_PRODUCT: f64 = 1e36;
 /// f32 unit roundoff.
 const U32: f64 = 1.0 / (1u64 << 24) as f64;
 
-/// The step of the rows' `[x_lo | x_hi]` tiles that depth step `step` of
-/// the products `[x_lo | x_hi | x_hi] . [c_hi | c_lo | c_hi]` reads, with
-/// `seg` steps per segment: the third segment is the second again.
+/// The step of the rows' `[x_lo | x_hi]` that depth step `step` of the
+/// products `[x_lo | x_hi | x_hi] . [c_hi | c_lo | c_hi]` reads, with `seg`
+/// steps per segment (tiles of 32 values, or pairs): the third segment is
+/// the second again.
 #[inline(always)]
 fn x_step(step: usize, seg: usize) -> usize {
     if step >= 2 * seg {
@@ -438,7 +439,7 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
         let xdepth = 2 * dpad;
         let xsteps = xdepth / TILE_DEPTH;
         let mut scratch = SCRATCH.with(|s| s.take());
-        scratch.fit(xdepth, c.kpad);
+        scratch.fit(xdepth, c.kpad, matches!(c.engine, Engine::Dots(_)));
         let mut norms = [0.0f64; BLOCK_ROWS];
         let mut candidates = Candidates::default();
         let all: Vec<u32> = (0..k as u32).collect();

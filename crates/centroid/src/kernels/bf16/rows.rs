@@ -60,8 +60,8 @@ impl<T> std::fmt::Debug for Aligned<T> {
 
 /// A thread's buffers for one chunk: the block's rows as `[x_lo | x_hi]`
 /// bf16 (`BLOCK_ROWS x 2 dpad`, padding included, each block's rows written
-/// whole), the same in the tile layout, and the dot products
-/// (`kpad x BLOCK_ROWS`).
+/// whole), the same transposed into pairs (the AVX512-BF16 engine only),
+/// and the dot products (`kpad x BLOCK_ROWS`).
 #[derive(Default)]
 pub(super) struct Scratch {
     pub(super) rows: Aligned<u16>,
@@ -70,10 +70,15 @@ pub(super) struct Scratch {
 }
 
 impl Scratch {
-    pub(super) fn fit(&mut self, depth: usize, kpad: usize) {
-        if self.rows.len != BLOCK_ROWS * depth {
-            self.rows = Aligned::zeroed(BLOCK_ROWS * depth);
-            self.xt = Aligned::zeroed(BLOCK_ROWS * depth);
+    /// Buffers for rows `depth` bf16 wide, the transposed copy only with
+    /// `transposed`, and `kpad` centres.
+    pub(super) fn fit(&mut self, depth: usize, kpad: usize, transposed: bool) {
+        let len = BLOCK_ROWS * depth;
+        if self.rows.len != len {
+            self.rows = Aligned::zeroed(len);
+        }
+        if transposed && self.xt.len != len {
+            self.xt = Aligned::zeroed(len);
         }
         if self.dots.len < BLOCK_ROWS * kpad {
             self.dots = Aligned::zeroed(BLOCK_ROWS * kpad);
