@@ -20,44 +20,86 @@ use crate::matrix::MatRef;
 /// the normalised centres) in f64, where the rounding of d products of f32
 /// values is far below any difference the margin lets through. Centre 0
 /// when none compares below +inf (NaN rows), as every kernel does.
+///
+/// Up to four candidates at a time share one widening of the row and keep
+/// eight independent accumulator chains in flight (one candidate's two
+/// chains would wait on the fused multiply-add's latency at every step);
+/// each candidate's value is summed in the same order whichever group it
+/// falls in, so the result does not depend on the grouping.
 #[inline(always)]
 unsafe fn nearest_exactly(c: &Bf16Centres, centres: &[f32], x: &[f32], candidates: &[u32]) -> u32 {
     // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
     // and the slices and pointers are as documented above.
     unsafe {
-        let d = c.d;
         let mut best = f64::INFINITY;
         let mut label = 0u32;
-        for &j in candidates {
-            let cj = centres.as_ptr().add(j as usize * d);
-            let (mut acc0, mut acc1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
-            let mut p = 0;
-            while p < d {
-                let m = first_lanes(d - p);
-                let xv = _mm512_maskz_loadu_ps(m, x.as_ptr().add(p));
-                let cv = _mm512_maskz_loadu_ps(m, cj.add(p));
-                let (x0, x1) = widen(xv);
-                let (c0, c1) = widen(cv);
-                match c.metric {
-                    Metric::SquaredEuclidean => {
-                        let (t0, t1) = (_mm512_sub_pd(x0, c0), _mm512_sub_pd(x1, c1));
-                        acc0 = _mm512_fmadd_pd(t0, t0, acc0);
-                        acc1 = _mm512_fmadd_pd(t1, t1, acc1);
-                    }
-                    Metric::Cosine => {
-                        acc0 = _mm512_fnmadd_pd(x0, c0, acc0);
-                        acc1 = _mm512_fnmadd_pd(x1, c1, acc1);
-                    }
-                }
-                p += 16;
-            }
-            let v = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+        let mut consider = |v: f64, j: u32| {
             if v < best {
                 best = v;
                 label = j;
             }
+        };
+        let mut group = candidates.chunks_exact(4);
+        for four in &mut group {
+            let v = exact_values::<4>(c, centres, x, four);
+            for (t, &j) in four.iter().enumerate() {
+                consider(v[t], j);
+            }
+        }
+        let rest = group.remainder();
+        match rest.len() {
+            3 => {
+                let v = exact_values::<3>(c, centres, x, rest);
+                (0..3).for_each(|t| consider(v[t], rest[t]));
+            }
+            2 => {
+                let v = exact_values::<2>(c, centres, x, rest);
+                (0..2).for_each(|t| consider(v[t], rest[t]));
+            }
+            1 => consider(exact_values::<1>(c, centres, x, rest)[0], rest[0]),
+            _ => {}
         }
         label
+    }
+}
+
+/// [`nearest_exactly`]'s values of the `N` centres `js` for row `x`: for
+/// each, two f64 sums over alternate halves of each 16 values, joined once.
+#[inline(always)]
+unsafe fn exact_values<const N: usize>(
+    c: &Bf16Centres,
+    centres: &[f32],
+    x: &[f32],
+    js: &[u32],
+) -> [f64; N] {
+    // SAFETY: the module contract (see the top of this file): the CPU runs AVX-512F/BW/DQ/VL and FMA,
+    // and the slices and pointers are as documented above.
+    unsafe {
+        let d = c.d;
+        let cj: [*const f32; N] = std::array::from_fn(|t| centres.as_ptr().add(js[t] as usize * d));
+        let mut acc0 = [_mm512_setzero_pd(); N];
+        let mut acc1 = [_mm512_setzero_pd(); N];
+        let mut p = 0;
+        while p < d {
+            let m = first_lanes(d - p);
+            let (x0, x1) = widen(_mm512_maskz_loadu_ps(m, x.as_ptr().add(p)));
+            for t in 0..N {
+                let (c0, c1) = widen(_mm512_maskz_loadu_ps(m, cj[t].add(p)));
+                match c.metric {
+                    Metric::SquaredEuclidean => {
+                        let (t0, t1) = (_mm512_sub_pd(x0, c0), _mm512_sub_pd(x1, c1));
+                        acc0[t] = _mm512_fmadd_pd(t0, t0, acc0[t]);
+                        acc1[t] = _mm512_fmadd_pd(t1, t1, acc1[t]);
+                    }
+                    Metric::Cosine => {
+                        acc0[t] = _mm512_fnmadd_pd(x0, c0, acc0[t]);
+                        acc1[t] = _mm512_fnmadd_pd(x1, c1, acc1[t]);
+                    }
+                }
+            }
+            p += 16;
+        }
+        std::array::from_fn(|t| _mm512_reduce_add_pd(_mm512_add_pd(acc0[t], acc1[t])))
     }
 }
 

@@ -98,6 +98,17 @@ impl Engine {
         }
     }
 
+    /// The multiple `k` is padded to: the tile unit's step takes two
+    /// 16-centre tiles; the vector products take centres in register
+    /// groups of [`dots::GROUP`], and every padded centre costs a full
+    /// row of products (k = 100 pads to 104 there, not 128).
+    fn centre_block(self) -> usize {
+        match self {
+            Engine::Tiles(_) => BLOCK_CENTRES,
+            Engine::Dots(_) => dots::GROUP,
+        }
+    }
+
     /// bf16 products per cycle and core, for the choice between coarse and
     /// fine products: the tile unit's measured rate; one 512-bit
     /// `vdpbf16ps` (32 products) per cycle.
@@ -219,7 +230,7 @@ pub(crate) struct Bf16Centres {
     d: usize,
     /// `d` rounded up to [`TILE_DEPTH`].
     dpad: usize,
-    /// `k` rounded up to [`BLOCK_CENTRES`].
+    /// `k` rounded up to the engine's [`Engine::centre_block`].
     kpad: usize,
     metric: Metric,
     /// The centres' `[c_hi | c_lo | c_hi]` in bf16, as the engine takes
@@ -231,6 +242,8 @@ pub(crate) struct Bf16Centres {
     /// alone.
     fine: Margin,
     coarse: Margin,
+    /// The coarse margin of blocks whose rows are exact in bf16.
+    coarse_whole: Margin,
     /// Extra candidates per row above which the coarse products cost more
     /// (in exact decisions) than the two segments they skip.
     coarse_limit: f64,
@@ -296,14 +309,14 @@ impl Bf16Centres {
         // to hide the products' latency) and each row carries fixed costs
         // (conversion, two scans of its k values, the exact distance).
         let (min_k, min_d) = engine.min_shape();
-        if k < min_k || d < min_d || k.next_multiple_of(BLOCK_CENTRES) > MAX_KPAD {
+        let kpad = k.next_multiple_of(engine.centre_block());
+        if k < min_k || d < min_d || kpad > MAX_KPAD {
             return None;
         }
         let dpad = d.next_multiple_of(TILE_DEPTH);
-        let kpad = k.next_multiple_of(BLOCK_CENTRES);
         let depth = 3 * dpad;
         let steps = depth / TILE_DEPTH;
-        let mut packed = Aligned::<u16>::zeroed(kpad / 16 * steps * TILE_VALUES);
+        let mut packed = Aligned::<u16>::zeroed(kpad * depth);
         let t = packed.as_mut_slice();
         let mut norms = vec![0.0f32; kpad];
         let mut max_norm = 0.0f64;
@@ -316,6 +329,11 @@ impl Bf16Centres {
         // The coarse products omit x_hi (c_lo + c_rest) + (x_lo + x_rest) c,
         // below 2^-7 * 1.01 |x_p| |c_p| each, and round dpad times.
         let mut coarse = Margin::new(1.01 / 128.0 + (1.04 * dpad as f64 + 16.0) * U32, kpad);
+        // Rows whose values are bf16 already (x_lo = 0: x - x_hi is zero or
+        // subnormal, the latter in eta) leave x_hi (c_lo + c_rest) alone,
+        // below 2^-8 * 1.01 |x_p| |c_p|: half the margin, about half the
+        // candidates (pixel intensities and other small whole numbers).
+        let mut coarse_whole = Margin::new(1.01 / 256.0 + (1.04 * dpad as f64 + 16.0) * U32, kpad);
         for j in 0..k {
             let row = &centres[j * d..(j + 1) * d];
             let (g, n) = (j / 16, j % 16);
@@ -349,6 +367,7 @@ impl Bf16Centres {
             };
             fine.set(j, b);
             coarse.set(j, b);
+            coarse_whole.set(j, b);
         }
         Some(Self {
             engine,
@@ -360,6 +379,7 @@ impl Bf16Centres {
             packed,
             fine,
             coarse,
+            coarse_whole,
             // Skipping two segments saves about dpad kpad / rate cycles per
             // row; an extra candidate costs about 0.3 d + 30 cycles of f64
             // distance.
@@ -370,11 +390,6 @@ impl Bf16Centres {
             norms,
             max_norm,
         })
-    }
-
-    /// Whether the AMX tile unit computes these centres' products.
-    pub(crate) fn on_tile_unit(&self) -> bool {
-        matches!(self.engine, Engine::Tiles(_))
     }
 }
 
@@ -476,8 +491,10 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
             // row of the block has a low half, the first segment (x_lo . c_hi)
             // is zero and is skipped.
             let seg = dpad / TILE_DEPTH;
-            let (first_step, margin, saved) = if coarse {
-                (2 * seg, &c.coarse, if lo_zero { 1.0 } else { 2.0 })
+            let (first_step, margin, saved) = if coarse && lo_zero {
+                (2 * seg, &c.coarse_whole, 1.0)
+            } else if coarse {
+                (2 * seg, &c.coarse, 2.0)
             } else if lo_zero {
                 (seg, &c.fine, 0.0)
             } else {
@@ -497,9 +514,12 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
                     // Pairs of bf16 along the depth are one u32: transposing
                     // 16 rows x 16 pairs gives, for each pair, the 16 rows'
                     // values as one vector for `vdpbf16ps`.
+                    // Only the steps the products read: x_hi alone unless
+                    // the block starts in the first segment (x_lo . c_hi).
                     let xt = scratch.xt.as_mut_slice().as_mut_ptr();
+                    let read_from = if first_step >= seg { seg } else { 0 };
                     for g in 0..2 {
-                        for st in 0..xsteps {
+                        for st in read_from..xsteps {
                             transpose16(
                                 src.add(g * 16 * xdepth + st * TILE_DEPTH) as *const u32,
                                 xdepth / 2,

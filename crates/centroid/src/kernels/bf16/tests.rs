@@ -285,6 +285,44 @@ fn pixel_rows_skip_the_low_segment_and_stay_exact() {
 }
 
 #[test]
+fn whole_rows_get_half_the_coarse_margin_and_no_less() {
+    // Rows of 128s (exact in bf16, x_lo = 0) and two centres 0.5 -+ 2^-9
+    // away in every coordinate: A = 128.5 - 2^-9 rounds down to 128 in
+    // bf16, B = 128.5 + 2^-9 up to 129, so the coarse products make A look
+    // 64 d too far and B 64 d too near, 127.5 d apart, while A is nearer
+    // by d 2^-9. The margin for such rows (2^-8 * 1.01 relative, about
+    // 195 d for the pair) keeps A a candidate; 2^-9 (97.5 d) would give
+    // B. Centre B comes first, so a missed A shows as a wrong label.
+    let (n, d, k) = (96, 128, 40);
+    let (a, b) = (128.5f32 - 1.0 / 512.0, 128.5f32 + 1.0 / 512.0);
+    let mut c = Vec::with_capacity(k * d);
+    for j in 0..k {
+        let v = match j {
+            3 => b,
+            17 => a,
+            // Far from every row.
+            _ => 250.0 - j as f32,
+        };
+        c.extend(std::iter::repeat_n(v, d));
+    }
+    let mut x = vec![128.0f32; n * d];
+    // One block whose rows are not all whole (its margin is the full
+    // coarse one), the others whole.
+    for v in &mut x[70 * d..71 * d] {
+        *v = 128.25;
+    }
+    let Some(&engine) = engines().first() else {
+        return;
+    };
+    let centres = prepared(engine, &c, k, d, Metric::SquaredEuclidean);
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let mut labels = vec![0u32; n];
+    assign_on(None, xm, &centres, &mut labels, None);
+    assert!(labels.iter().all(|&l| l == 17), "labels {labels:?}");
+    compare("whole rows", &x, &c, n, d, k, Metric::SquaredEuclidean);
+}
+
+#[test]
 fn duplicate_centres_go_to_the_first_copy() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let (n, d, k) = (1000, 72, 48);
