@@ -166,11 +166,12 @@ impl<T: Float> PreparedCentres<T> {
         false
     }
 
-    /// Whether `assign` runs on the AMX tile unit for these centres.
-    pub(crate) fn on_tile_unit(&self) -> bool {
+    /// Whether `assign` runs on bf16 products for these centres (the AMX
+    /// tile unit or AVX512-BF16 vector products).
+    pub(crate) fn on_bf16_products(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            self.bf16.as_ref().is_some_and(|b| b.on_tile_unit())
+            self.bf16.is_some()
         }
         #[cfg(not(target_arch = "x86_64"))]
         false

@@ -540,7 +540,7 @@ fn many_centres_prune_at_once_only_where_clusters_are_separated() {
         let c = MatRef::new(&rows, k, d).unwrap();
         let prepared = PreparedCentres::new(c, crate::kernels::Metric::SquaredEuclidean);
         assert_eq!(well_separated(xm, &prepared), want, "{name}");
-        let want = want || !prepared.on_tile_unit();
+        let want = want || !prepared.on_bf16_products();
         let (auto, kernel_rows) = in_pool(2, || {
             lloyd_with(xm, None, c, 6, 0.0, false, Pruning::Auto).unwrap()
         });
