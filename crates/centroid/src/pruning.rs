@@ -85,10 +85,11 @@
 //! the centres of those groups and to its own centre
 //! ([`kernels::distances_to`], the same rounding bound `Ed`), while it is
 //! in L1, and the argument of [`recompute_in_groups`] shows that the
-//! winner by more than `2 Ed + tie` is the kernel's label. With few centres
-//! (at most `REFRESH_K`), a row read to tighten its bound gets every bound
-//! renewed, since its distances cost less than reading it again next pass.
-//! Rows that fail most groups join the gathered batches above.
+//! winner by more than `2 Ed + tie` is the kernel's label. Rows that fail
+//! most groups join the gathered batches above; with few centres (at most
+//! `REFRESH_K`), so does every failing row, untightened: it gets all its
+//! distances and bounds renewed from the blocked kernel (its distances
+//! cost less than reading it again next pass).
 //!
 //! A row's label from `kernels::assign` does not depend on the other rows
 //! of its batch or on the batch's size: the path (AMX, lanes, tile, or the
@@ -131,8 +132,8 @@ use crate::matrix::MatRef;
 #[cfg(test)]
 mod tests;
 
-/// Up to this many centres, a row read to tighten its bound gets every
-/// distance and bound renewed.
+/// Up to this many centres (in groups), every failing row gets all its
+/// distances and bounds renewed, by the blocked kernel.
 const REFRESH_K: usize = 16;
 
 /// Rows per gathered batch: a `BATCH x k` distance buffer per task.
@@ -832,9 +833,17 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
     // groups its bounds no longer rule out (Yinyang's local filter,
     // [`recompute_in_groups`]): a few of `k` even while most rows fail, so
     // such a chunk never churns.
+    //
+    // Few centres ([`REFRESH_K`]), kept in groups: a failing row gets all its
+    // distances and bounds renewed, so the chunk's failing rows skip the
+    // tightening of their upper bounds and go through the blocked kernel
+    // together, their upper bounds taken from those distances. Row by row
+    // (an f64 distance, then the distances of one row), each cost three
+    // times as much (Fashion-MNIST, k = 10, 2 threads, AMD EPYC: pruned
+    // passes of 6.8 to 9.4 ms against 7.6 to 12.1, for as many rows).
     let many = loose.len() * 2 > labels.len();
     let in_groups = valid && pass.groups > 1;
-    let refresh_all = centres.rows() <= REFRESH_K;
+    let batch_all = in_groups && centres.rows() <= REFRESH_K;
     let churn = if in_groups {
         false
     } else if valid {
@@ -845,15 +854,16 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
     churned.store(churn, Relaxed);
     // Then, a batch at a time, the upper bound of each remaining row is
     // tightened to the exact distance (d operations) and the test tried
-    // again; the rows that still fail are recomputed at once, while they
-    // are still in cache (a chunk's rows are more than a core's L2).
+    // again (not under `batch_all`); the rows that still fail are recomputed
+    // at once, while they are still in cache (a chunk's rows are more than
+    // a core's L2).
     let mut failing: Vec<usize> = Vec::with_capacity(BATCH);
     let mut recomputed = 0;
     let mut group_work = GroupWork::default();
     for batch in loose.chunks(BATCH) {
         failing.clear();
         for (i, &(q, nearest_other)) in batch.iter().enumerate() {
-            if valid {
+            if valid && !batch_all {
                 // Scattered rows: start reading the next one now.
                 if let Some(&(next, _)) = batch.get(i + 1) {
                     kernels::prefetch_row(x.row(start + next));
@@ -864,22 +874,6 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
                 let m = Rounding::m(norms[start + q], pass.cmax);
                 let tie = r.tie(m);
                 if proves(lower(nearest_other, b.upper, a), b.upper, tie) {
-                    if in_groups && refresh_all {
-                        // The row is in L1 now: renew every bound, so that it
-                        // is not read again next pass (few centres: the
-                        // distances cost less than the read).
-                        let row = x.row(start + q);
-                        let every = [true; G];
-                        recompute_in_groups(
-                            pass,
-                            m,
-                            row,
-                            &mut labels[q],
-                            b,
-                            &mut group_work,
-                            every,
-                        );
-                    }
                     continue;
                 }
                 if in_groups {
@@ -894,7 +888,6 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
                     if failed.iter().filter(|&&f| f).count() * 2 <= pass.groups {
                         // While the row is still in L1.
                         let row = x.row(start + q);
-                        let computed = if refresh_all { [true; G] } else { failed };
                         if !recompute_in_groups(
                             pass,
                             m,
@@ -902,7 +895,7 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
                             &mut labels[q],
                             b,
                             &mut group_work,
-                            computed,
+                            failed,
                         ) {
                             group_work.ties.push(q);
                         }
@@ -919,7 +912,16 @@ pub(crate) fn label_chunk<T: Float, const G: usize>(
         if churn {
             relabel(pass, x, start, &failing, labels, bounds, valid);
         } else {
-            recompute(pass, norms, x, start, &failing, labels, bounds, valid);
+            recompute(
+                pass,
+                norms,
+                x,
+                start,
+                &failing,
+                labels,
+                bounds,
+                valid && !batch_all,
+            );
         }
     }
     // The near ties of the grouped recomputations, labelled by the kernel
