@@ -15,6 +15,7 @@ use crate::errors::IntoPy;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lloyd, m)?)?;
     m.add_function(wrap_pyfunction!(minibatch_step, m)?)?;
+    m.add_function(wrap_pyfunction!(labels, m)?)?;
     m.add_function(wrap_pyfunction!(labels_inertia, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(kmeans_plus_plus, m)?)?;
@@ -232,6 +233,17 @@ fn write_into<T: Element + Copy>(target: &Bound<'_, PyAny>, values: &[T]) -> PyR
         .map_err(|_| not_contiguous("the centres"))?
         .copy_from_slice(values);
     Ok(())
+}
+
+/// The nearest centre of every row (int32).
+#[pyfunction]
+fn labels<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    centers: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let labels = dispatch!(py, x, None, centers, |v, T| batch::labels::<T>(v.x, v.c))?;
+    labels_to_numpy(py, labels)
 }
 
 /// The nearest centre of every row (int32) and the weighted inertia.

@@ -226,12 +226,12 @@ fn assign_with_inertia<T: Float>(
         .par_chunks_mut(CHUNK_ROWS)
         .enumerate()
         .map(|(ci, l)| {
-            let mut scores = vec![T::zero(); l.len().min(block)];
             let mut sum = 0.0;
             for (b, lb) in l.chunks_mut(block).enumerate() {
                 let start = ci * CHUNK_ROWS + b * block;
                 let rows = x.slice_rows(start, start + lb.len());
-                kernels::assign(rows, &prepared, lb, &mut scores[..lb.len()]);
+                // Labels alone: the inertia is summed in f64 below.
+                kernels::assign_labels(rows, &prepared, lb);
                 sum = chunk_inertia(sum, x, sample_weight, &c64, start, lb);
             }
             sum
@@ -1183,8 +1183,19 @@ pub fn minibatch_step<T: Float>(
     Ok(stats.loss)
 }
 
+/// The nearest centre of every row (scikit-learn's `predict`): the labels
+/// of [`labels_inertia`], without reading the rows again for the inertia
+/// or computing any distance the labels do not need.
+pub fn labels<T: Float>(x: MatRef<'_, T>, centres: MatRef<'_, T>) -> Result<Vec<u32>> {
+    check_inputs(x, None, centres)?;
+    let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
+    let mut labels = vec![0u32; x.rows()];
+    kernels::assign_labels(x, &prepared, &mut labels);
+    Ok(labels)
+}
+
 /// The nearest centre of every row and the weighted sum of the squared
-/// distances to it (scikit-learn's `predict` and `-score`).
+/// distances to it (scikit-learn's `-score`, and `predict` of sparse rows).
 pub fn labels_inertia<T: Float>(
     x: MatRef<'_, T>,
     sample_weight: Option<&[T]>,
@@ -1729,6 +1740,38 @@ mod tests {
             want += mine;
         }
         assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    }
+
+    #[test]
+    fn labels_alone_are_the_nearest_centres_of_labels_inertia() {
+        // Narrow rows (lane kernel) and wide rows with k >= 32 (the bf16
+        // kernel where the processor has one, else AVX-512 or portable).
+        for (n, d, k) in [(2 * CHUNK_ROWS + 5, 3, 6), (CHUNK_ROWS + 77, 128, 40)] {
+            let flat = wavy(n, d, 0.1);
+            let cflat = wavy(k, d, 2.5);
+            let x = MatRef::new(&flat, n, d).unwrap();
+            let c = MatRef::new(&cflat, k, d).unwrap();
+            let alone = in_pool(2, || labels(x, c).unwrap());
+            let (with_inertia, _) = in_pool(2, || labels_inertia(x, None, c).unwrap());
+            assert_eq!(alone, with_inertia, "{n} x {d}, k = {k}");
+            for (i, &l) in alone.iter().enumerate() {
+                let dist = |j: usize| -> f64 {
+                    (0..d)
+                        .map(|p| (flat[i * d + p] as f64 - cflat[j * d + p] as f64).powi(2))
+                        .sum()
+                };
+                let best = (0..k).map(dist).fold(f64::INFINITY, f64::min);
+                let mine = dist(l as usize);
+                assert!(
+                    mine <= best + 1e-3 * (1.0 + best),
+                    "row {i}: {mine} vs {best}"
+                );
+            }
+        }
+        let flat = wavy(10, 3, 0.1);
+        let x = MatRef::new(&flat, 10, 3).unwrap();
+        let c = MatRef::new(&flat[..4], 2, 2).unwrap();
+        assert!(labels(x, c).is_err(), "centres of another width");
     }
 
     #[test]

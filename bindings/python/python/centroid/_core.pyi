@@ -74,6 +74,9 @@ def minibatch_step(
     """One mini-batch step, updating `centers` and `weight_sums` in place;
     returns the batch's inertia before the update."""
 
+def labels(x: _FloatArray, centers: _FloatArray) -> npt.NDArray[np.int32]:
+    """Nearest centre of every row (the labels of `labels_inertia`)."""
+
 def labels_inertia(
     x: _FloatArray, sample_weight: Optional[_FloatArray], centers: _FloatArray
 ) -> Tuple[npt.NDArray[np.int32], float]:

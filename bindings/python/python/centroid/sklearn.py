@@ -257,8 +257,10 @@ class _BaseKMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixi
         """The index of the nearest centre of every sample (int32)."""
         check_is_fitted(self)
         X = self._check_test_data(X)
-        labels, _ = _labels_inertia(X, None, self._centers_as(X.dtype))
-        return labels
+        if _issparse(X):
+            labels, _ = _labels_inertia(X, None, self._centers_as(X.dtype))
+            return labels
+        return _core.labels(X, self._centers_as(X.dtype))
 
     def fit_predict(self, X: ArrayLike, y: Any = None, sample_weight: Optional[ArrayLike] = None) -> np.ndarray:
         """Fits and returns `labels_`."""
