@@ -33,30 +33,24 @@ unsafe fn nearest_exactly(c: &Bf16Centres, centres: &[f32], x: &[f32], candidate
     unsafe {
         let mut best = f64::INFINITY;
         let mut label = 0u32;
-        let mut consider = |v: f64, j: u32| {
-            if v < best {
-                best = v;
-                label = j;
+        // Candidates in ascending order, each compared as it comes.
+        let mut consider = |js: &[u32], values: &[f64]| {
+            for (&j, &v) in js.iter().zip(values) {
+                if v < best {
+                    best = v;
+                    label = j;
+                }
             }
         };
-        let mut group = candidates.chunks_exact(4);
-        for four in &mut group {
-            let v = exact_values::<4>(c, centres, x, four);
-            for (t, &j) in four.iter().enumerate() {
-                consider(v[t], j);
-            }
+        let mut fours = candidates.chunks_exact(4);
+        for four in &mut fours {
+            consider(four, &exact_values::<4>(c, centres, x, four));
         }
-        let rest = group.remainder();
+        let rest = fours.remainder();
         match rest.len() {
-            3 => {
-                let v = exact_values::<3>(c, centres, x, rest);
-                (0..3).for_each(|t| consider(v[t], rest[t]));
-            }
-            2 => {
-                let v = exact_values::<2>(c, centres, x, rest);
-                (0..2).for_each(|t| consider(v[t], rest[t]));
-            }
-            1 => consider(exact_values::<1>(c, centres, x, rest)[0], rest[0]),
+            3 => consider(rest, &exact_values::<3>(c, centres, x, rest)),
+            2 => consider(rest, &exact_values::<2>(c, centres, x, rest)),
+            1 => consider(rest, &exact_values::<1>(c, centres, x, rest)),
             _ => {}
         }
         label

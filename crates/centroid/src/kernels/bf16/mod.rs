@@ -325,15 +325,16 @@ impl Bf16Centres {
         // roundings being 2^-7 smaller), and 16 more roundings for the
         // bias (||c||^2 / 2 rounded to f32), the subtraction and the
         // comparisons done here in f32.
-        let mut fine = Margin::new(3.1 / 65536.0 + (1.04 * dpad as f64 + 16.0) * U32, kpad);
+        let rounding = (1.04 * dpad as f64 + 16.0) * U32;
+        let mut fine = Margin::new(3.1 / 65536.0 + rounding, kpad);
         // The coarse products omit x_hi (c_lo + c_rest) + (x_lo + x_rest) c,
         // below 2^-7 * 1.01 |x_p| |c_p| each, and round dpad times.
-        let mut coarse = Margin::new(1.01 / 128.0 + (1.04 * dpad as f64 + 16.0) * U32, kpad);
+        let mut coarse = Margin::new(1.01 / 128.0 + rounding, kpad);
         // Rows whose values are bf16 already (x_lo = 0: x - x_hi is zero or
         // subnormal, the latter in eta) leave x_hi (c_lo + c_rest) alone,
         // below 2^-8 * 1.01 |x_p| |c_p|: half the margin, about half the
         // candidates (pixel intensities and other small whole numbers).
-        let mut coarse_whole = Margin::new(1.01 / 256.0 + (1.04 * dpad as f64 + 16.0) * U32, kpad);
+        let mut coarse_whole = Margin::new(1.01 / 256.0 + rounding, kpad);
         for j in 0..k {
             let row = &centres[j * d..(j + 1) * d];
             let (g, n) = (j / 16, j % 16);
@@ -514,10 +515,11 @@ unsafe fn run_impl(c: &Bf16Centres, chunk: Chunk<'_>) {
                     // Pairs of bf16 along the depth are one u32: transposing
                     // 16 rows x 16 pairs gives, for each pair, the 16 rows'
                     // values as one vector for `vdpbf16ps`.
-                    // Only the steps the products read: x_hi alone unless
+                    // Only the steps the products read, from the one
+                    // the first product step reads on: x_hi alone unless
                     // the block starts in the first segment (x_lo . c_hi).
                     let xt = scratch.xt.as_mut_slice().as_mut_ptr();
-                    let read_from = if first_step >= seg { seg } else { 0 };
+                    let read_from = x_step(first_step, seg);
                     for g in 0..2 {
                         for st in read_from..xsteps {
                             transpose16(
