@@ -31,7 +31,7 @@
 
 use super::isa::prefetch_line_l2;
 use super::pack::{Job, Op};
-use super::scalar::{inv_norm, sq_norm, Metric};
+use super::scalar::{inv_norm, Metric};
 use super::simd::{Simd, MAX_LANES};
 use super::tile::{finish_rows, SMALL_D};
 use crate::float::Float;
@@ -219,7 +219,11 @@ unsafe fn distance_rows<S: Simd, const MR: usize, const G: usize>(
             let src = &job.x[(row + r) * d..(row + r + 1) * d];
             tail[r][..d - whole].copy_from_slice(&src[whole..]);
             norm[r] = match job.metric {
-                Metric::SquaredEuclidean => sq_norm(src),
+                // The vector sum (four running sums): a scalar one is a
+                // chain of dependent adds that cost more than the row's
+                // products at k = 10 (the pruning's first pass computes
+                // every row's distances).
+                Metric::SquaredEuclidean => S::sq_norm(src.as_ptr(), d),
                 Metric::Cosine => S::T::from_f64_lossy(inv_norm(src)),
             };
         }

@@ -518,6 +518,57 @@ fn group_bounds_round_down_to_f32() {
     }
 }
 
+#[test]
+fn a_distance_value_gives_a_lower_bound_below_its_square_root_and_close_to_it() {
+    // `lower_bound` (branch-free) against the composition it replaces, and
+    // against what it must be: an f32 whose square is at most `v - err`,
+    // within a few f32 roundings of the square root, +inf for +inf, 0 where
+    // the error swallows the value.
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let mut cases = vec![
+        (0.0, 0.0),
+        (0.0, 1.0),
+        (1.0, 2.0),
+        (4.0, 0.0),
+        (f64::INFINITY, 1e3),
+        (f32::MAX as f64, 1.0),
+        (1e-300, 0.0),
+    ];
+    for _ in 0..20_000 {
+        let v = rng.gen_range(0.0..1.0) * 2f64.powi(rng.gen_range(-140..120));
+        let err = v * rng.gen_range(0.0..1e-3) * f64::from(rng.gen_range(0..2));
+        cases.push((v, err));
+    }
+    for (v, err) in cases {
+        let f = lower_bound(v, err);
+        let composed = if v.is_infinite() {
+            f32::INFINITY
+        } else {
+            f32_down(down(down(v - err).max(0.0).sqrt()))
+        };
+        assert_eq!(f.to_bits(), composed.to_bits(), "v {v:e} err {err:e}");
+        if v.is_infinite() {
+            assert_eq!(f, f32::INFINITY);
+            continue;
+        }
+        let f = f as f64;
+        // f * f is exact in f64 (two 24-bit significands).
+        assert!(
+            f * f <= v - err || f == 0.0,
+            "v {v:e} err {err:e}: {f:e} too large"
+        );
+        let room = v - err;
+        if room > 1e-30 {
+            assert!(
+                f * f >= room * (1.0 - 1e-6),
+                "v {v:e} err {err:e}: {f:e} looser than a few roundings"
+            );
+        } else {
+            assert!(f * f <= 1e-30);
+        }
+    }
+}
+
 /// Separated blobs prune from the first pass; points spread evenly through
 /// a wide box, where clusters overlap and bounds fail, prune from the
 /// second pass only where no AMX tile unit computes the full passes (group
