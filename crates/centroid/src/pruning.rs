@@ -308,32 +308,76 @@ struct Scan {
 /// per task): every row's norm and, with `grid`, the largest magnitude and
 /// the finest grid of all values.
 fn scan_up<T: Float>(x: MatRef<'_, T>, grid: bool) -> Scan {
-    let d = x.cols();
-    let mut norms = vec![0.0; x.rows()];
-    let chunks: Vec<(f64, i32, f64)> = norms
-        .par_chunks_mut(kernels::CHUNK_ROWS)
-        .enumerate()
-        .map(|(c, out)| {
+    let chunks: Vec<ChunkScan> = (0..x.rows().div_ceil(kernels::CHUNK_ROWS))
+        .into_par_iter()
+        .map(|c| {
             let start = c * kernels::CHUNK_ROWS;
-            let (max_abs, low) =
-                kernels::scan_rows(x.slice_rows(start, start + out.len()), out, grid);
-            let mut sq_sum = 0.0;
-            for norm in out.iter_mut() {
-                sq_sum += *norm;
-                *norm = sqrt_of_squares_up(*norm, d);
-            }
-            (max_abs, low, sq_sum)
+            let mut scan = ChunkScan::default();
+            scan.add(
+                x.slice_rows(start, (start + kernels::CHUNK_ROWS).min(x.rows())),
+                grid,
+            );
+            scan
         })
         .collect();
-    let (max_abs, low, sq_norm_total) =
-        chunks.into_iter().fold((0.0f64, i32::MAX, 0.0f64), |a, b| {
-            (a.0.max(b.0), a.1.min(b.1), a.2 + b.2)
-        });
-    Scan {
-        norms,
-        max_abs,
-        low,
-        sq_norm_total,
+    Scan::of_chunks(chunks)
+}
+
+/// One chunk's part of a [`Scan`], its rows added in order (in one read, or
+/// block by block as a pass leaves them in cache: the same values).
+#[derive(Debug)]
+pub(crate) struct ChunkScan {
+    norms: Vec<f64>,
+    max_abs: f64,
+    low: i32,
+    /// The rows' squared norms added in row order.
+    sq_sum: f64,
+}
+
+impl Default for ChunkScan {
+    fn default() -> Self {
+        Self {
+            norms: Vec::new(),
+            max_abs: 0.0,
+            low: i32::MAX,
+            sq_sum: 0.0,
+        }
+    }
+}
+
+impl ChunkScan {
+    /// Scans `rows`, the chunk's next rows (with `grid`, their largest
+    /// magnitude and finest grid too).
+    pub(crate) fn add<T: Float>(&mut self, rows: MatRef<'_, T>, grid: bool) {
+        let (from, d) = (self.norms.len(), rows.cols());
+        self.norms.resize(from + rows.rows(), 0.0);
+        let out = &mut self.norms[from..];
+        let (max_abs, low) = kernels::scan_rows(rows, out, grid);
+        for norm in out.iter_mut() {
+            self.sq_sum += *norm;
+            *norm = sqrt_of_squares_up(*norm, d);
+        }
+        self.max_abs = self.max_abs.max(max_abs);
+        self.low = self.low.min(low);
+    }
+}
+
+impl Scan {
+    /// The scan of every chunk, in chunk order.
+    fn of_chunks(chunks: Vec<ChunkScan>) -> Self {
+        let mut scan = Scan {
+            norms: Vec::with_capacity(chunks.iter().map(|c| c.norms.len()).sum()),
+            max_abs: 0.0,
+            low: i32::MAX,
+            sq_norm_total: 0.0,
+        };
+        for c in chunks {
+            scan.norms.extend_from_slice(&c.norms);
+            scan.max_abs = scan.max_abs.max(c.max_abs);
+            scan.low = scan.low.min(c.low);
+            scan.sq_norm_total += c.sq_sum;
+        }
+        scan
     }
 }
 
@@ -486,16 +530,35 @@ impl<T: Float> Pruner<T> {
     /// `check_exact`, the same read of the rows also settles
     /// [`Pruner::exact_sums`].
     pub(crate) fn new(x: MatRef<'_, T>, check_exact: bool) -> Option<Self> {
-        let rounding = Rounding::new::<T>(x.cols())?;
-        let n = x.rows();
         // One read of the rows: their norms and, for the exact-sum test,
         // their largest magnitude and finest grid.
+        Self::of_scan(x, scan_up(x, check_exact), check_exact)
+    }
+
+    /// [`Pruner::new`] from the scan of every chunk of `x`'s rows (with
+    /// their grid where `check_exact`), as [`kernels::assign_accumulate_scanning`]
+    /// gathers it in a pass: no read of its own.
+    pub(crate) fn of_chunk_scans(
+        x: MatRef<'_, T>,
+        chunks: Vec<ChunkScan>,
+        check_exact: bool,
+    ) -> Option<Self> {
+        debug_assert_eq!(
+            chunks.iter().map(|c| c.norms.len()).sum::<usize>(),
+            x.rows()
+        );
+        Self::of_scan(x, Scan::of_chunks(chunks), check_exact)
+    }
+
+    fn of_scan(x: MatRef<'_, T>, scan: Scan, check_exact: bool) -> Option<Self> {
+        let rounding = Rounding::new::<T>(x.cols())?;
+        let n = x.rows();
         let Scan {
             norms,
             max_abs,
             low,
             sq_norm_total,
-        } = scan_up(x, check_exact);
+        } = scan;
         let exact_sums = check_exact && sums_are_exact(n, low, max_abs);
         // The squares are multiples of 2^(2 low) below max_abs^2 (kept well
         // inside the normal range): their total is exact on the same terms.

@@ -333,6 +333,7 @@ pub(crate) fn assign_accumulate_on<T: Float>(
         stats,
         false,
         &mut Partials::default(),
+        None,
     )
 }
 
@@ -356,6 +357,48 @@ pub(crate) fn assign_accumulate_reusing<T: Float>(
         stats,
         false,
         partials,
+        None,
+    )
+}
+
+/// What [`assign_accumulate_scanning`] calls with each block of rows
+/// (`start..end` of `x`) the kernel is done with.
+pub(crate) type AfterBlock<'a> = dyn Fn(usize, usize) + Sync + 'a;
+
+/// Bytes of rows [`assign_accumulate_scanning`] hands on at a time: the
+/// kernel's block is still in L2 (2 MiB on Zen 4 and Sapphire Rapids)
+/// when `after` reads it.
+const AFTER_BLOCK_BYTES: usize = 512 << 10;
+
+/// [`assign_accumulate_reusing`], calling `after(start, end)` on each block
+/// of about [`AFTER_BLOCK_BYTES`] of rows as soon as the kernel has labelled
+/// and added them, while they are still in cache: a second look at every
+/// row (the pruning's norms and exact-sum test) at the cost of reading it
+/// from L2, not memory. A row's label does not depend on its block, and
+/// each block's rows are added to the chunk's partial after the block
+/// before, in row order: the row-dot, tile and bf16 paths then give the
+/// sums of [`assign_accumulate_reusing`] to the bit (tested); the loss is
+/// summed block by block, and the lane kernel (`d <= 16`, never scanned:
+/// see `crate::batch`) would also add each block's sums on its own.
+pub(crate) fn assign_accumulate_scanning<T: Float>(
+    x: MatRef<'_, T>,
+    centres: &PreparedCentres<T>,
+    labels: &mut [u32],
+    stats: &mut ClusterStats,
+    partials: &mut Partials,
+    after: &AfterBlock<'_>,
+) {
+    accumulate_chunks(
+        None,
+        PARTIAL_BYTES,
+        x,
+        None,
+        centres,
+        Some(labels),
+        stats,
+        false,
+        partials,
+        Some(after),
     )
 }
 
@@ -375,6 +418,7 @@ fn accumulate_chunks<T: Float>(
     stats: &mut ClusterStats,
     exact_loss: bool,
     partials: &mut Partials,
+    after_block: Option<&AfterBlock<'_>>,
 ) {
     let (n, d, k) = (x.rows(), x.cols(), centres.k());
     assert_eq!(d, centres.d(), "data width must match the centres");
@@ -423,47 +467,65 @@ fn accumulate_chunks<T: Float>(
                 };
                 let mut scores = vec![T::zero(); rows];
                 part.clear();
-                let weights = sample_weight.map(|w| &w[start..end]);
-                #[cfg(target_arch = "x86_64")]
-                if centres.run_bf16(
-                    isa,
-                    x.slice_rows(start, end).as_slice(),
-                    labels,
-                    Some(&mut scores),
-                    weights,
-                    Some(&mut *part),
-                    exact_loss,
-                ) {
-                    return;
-                }
-                if exact_loss {
-                    // Off the bf16 path (which `assign_add_labelled`
-                    // declines): the two steps it stands for.
-                    let rows = x.slice_rows(start, end);
-                    assign_on(isa, rows, centres, labels, Some(&mut scores));
-                    add_labelled(rows, weights, labels, centres.centres(), part, true);
-                } else if blocked {
-                    let job = centres.job(x, start, end, &packed);
-                    dispatch::run(
-                        packed.isa,
-                        &job,
-                        Op::Accumulate {
-                            weights,
-                            labels,
-                            scores: &mut scores,
-                            part,
-                        },
-                    );
-                } else {
-                    assign_reference(x.slice_rows(start, end), centres, labels, &mut scores);
-                    accumulate_reference(
-                        x.slice_rows(start, end),
-                        weights,
-                        centres.metric,
+                // The rows `start..end` of the chunk, their labels and scores.
+                let mut run = |start: usize, end: usize, labels: &mut [u32], scores: &mut [T]| {
+                    let weights = sample_weight.map(|w| &w[start..end]);
+                    #[cfg(target_arch = "x86_64")]
+                    if centres.run_bf16(
+                        isa,
+                        x.slice_rows(start, end).as_slice(),
                         labels,
-                        &scores,
-                        part,
-                    );
+                        Some(&mut *scores),
+                        weights,
+                        Some(&mut *part),
+                        exact_loss,
+                    ) {
+                        return;
+                    }
+                    if exact_loss {
+                        // Off the bf16 path (which `assign_add_labelled`
+                        // declines): the two steps it stands for.
+                        let rows = x.slice_rows(start, end);
+                        assign_on(isa, rows, centres, labels, Some(&mut *scores));
+                        add_labelled(rows, weights, labels, centres.centres(), part, true);
+                    } else if blocked {
+                        let job = centres.job(x, start, end, &packed);
+                        dispatch::run(
+                            packed.isa,
+                            &job,
+                            Op::Accumulate {
+                                weights,
+                                labels,
+                                scores,
+                                part: &mut *part,
+                            },
+                        );
+                    } else {
+                        assign_reference(x.slice_rows(start, end), centres, labels, scores);
+                        accumulate_reference(
+                            x.slice_rows(start, end),
+                            weights,
+                            centres.metric,
+                            labels,
+                            scores,
+                            part,
+                        );
+                    }
+                };
+                match after_block {
+                    None => run(start, end, labels, &mut scores),
+                    // Blocks that fit L2, each handed on once the kernel is
+                    // done with it; the rows are added in the same order.
+                    Some(after) => {
+                        let block =
+                            (AFTER_BLOCK_BYTES / (d * std::mem::size_of::<T>()).max(1)).max(1);
+                        for b0 in (start..end).step_by(block) {
+                            let b1 = (b0 + block).min(end);
+                            let (l, s) = (b0 - start, b1 - start);
+                            run(b0, b1, &mut labels[l..s], &mut scores[l..s]);
+                            after(b0, b1);
+                        }
+                    }
                 }
             });
         merge_in_order(stats, &parts[..g1 - g0]);
@@ -505,6 +567,7 @@ pub(crate) fn assign_add_labelled<T: Float>(
         stats,
         true,
         partials,
+        None,
     );
     true
 }

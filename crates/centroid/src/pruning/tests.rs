@@ -832,3 +832,84 @@ fn assert_bounds_hold<T: Float, const G: usize>(
         }
     }
 }
+
+/// The first fused pass that scans each block as the kernel leaves it gives
+/// the labels and clusters' sums of the plain fused pass and the scan of a
+/// separate read (norms, largest value, grid, total of squares), at 1 and 2
+/// threads, on the row-dot kernel (k = 10, d = 784), the bf16 path where
+/// the processor has one (k = 40, d = 96) and the tile kernel (k = 40,
+/// d = 20), with pixels (exact sums) and continuous values.
+#[test]
+fn a_pass_that_scans_as_it_goes_matches_a_pass_and_a_scan() {
+    use crate::kernels::{assign_accumulate_reusing, assign_accumulate_scanning, Partials};
+    use std::sync::Mutex;
+    let n = 2 * CHUNK_ROWS + 37;
+    for (s, &(d, k)) in [(784, 10), (96, 40), (20, 40)].iter().enumerate() {
+        let pixels = pixel_blobs(40 + s as u64, n, d, k, 100.0, 30.0);
+        let continuous = blobs::<f32>(50 + s as u64, n, d, k, 10.0, 3.0, 0.0);
+        for (x, pixel) in [(&pixels, true), (&continuous, false)] {
+            let xm = MatRef::new(x, n, d).unwrap();
+            let c = MatRef::new(&x[..k * d], k, d).unwrap();
+            let prepared = PreparedCentres::new(c, Metric::SquaredEuclidean);
+            let reference = Pruner::new(xm, true).unwrap();
+            assert!(reference.exact_sums() || !pixel, "d={d} k={k}");
+            let mut plain_labels = vec![0u32; n];
+            let mut plain = ClusterStats::new(k, d);
+            assign_accumulate_reusing(
+                xm,
+                None,
+                &prepared,
+                Some(&mut plain_labels),
+                &mut plain,
+                &mut Partials::default(),
+            );
+            for threads in [1, 2] {
+                let (labels, stats, scanned) = in_pool(threads, || {
+                    let chunks: Vec<Mutex<ChunkScan>> = (0..n.div_ceil(CHUNK_ROWS))
+                        .map(|_| Mutex::new(ChunkScan::default()))
+                        .collect();
+                    let mut labels = vec![0u32; n];
+                    let mut stats = ClusterStats::new(k, d);
+                    assign_accumulate_scanning(
+                        xm,
+                        &prepared,
+                        &mut labels,
+                        &mut stats,
+                        &mut Partials::default(),
+                        &|a, b| {
+                            assert_eq!(a / CHUNK_ROWS, (b - 1) / CHUNK_ROWS, "one chunk");
+                            chunks[a / CHUNK_ROWS]
+                                .lock()
+                                .unwrap()
+                                .add(xm.slice_rows(a, b), true)
+                        },
+                    );
+                    let chunks = chunks
+                        .into_iter()
+                        .map(|c| c.into_inner().unwrap())
+                        .collect();
+                    (
+                        labels,
+                        stats,
+                        Pruner::of_chunk_scans(xm, chunks, true).unwrap(),
+                    )
+                });
+                let what = format!("d={d} k={k} pixels={pixel} threads={threads}");
+                assert_eq!(labels, plain_labels, "{what}");
+                assert_eq!(stats.counts, plain.counts, "{what}");
+                let sum_bits =
+                    |s: &ClusterStats| s.sums.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(sum_bits(&stats), sum_bits(&plain), "{what}");
+                let norm_bits =
+                    |p: &Pruner<f32>| p.norms.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(norm_bits(&scanned), norm_bits(&reference), "{what}");
+                assert_eq!(scanned.exact_sums(), reference.exact_sums(), "{what}");
+                assert_eq!(
+                    scanned.sq_norm_total.map(f64::to_bits),
+                    reference.sq_norm_total.map(f64::to_bits),
+                    "{what}"
+                );
+            }
+        }
+    }
+}
