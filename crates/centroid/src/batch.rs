@@ -19,8 +19,7 @@ use crate::kernels::{
 };
 use crate::matrix::{MatRef, Matrix};
 use crate::partial;
-use crate::pruning::{self, BoundsMut, ChunkScan, PassCentres, Pruner, RowBounds};
-use std::sync::Mutex;
+use crate::pruning::{self, BoundsMut, PassCentres, Pruner, RowBounds};
 
 /// The outcome of [`lloyd`].
 #[derive(Clone, Debug)]
@@ -704,8 +703,7 @@ impl<T: Float> LloydPasses<T> {
         // grid that test needs, instead of reading every row again after
         // the pass (Fashion-MNIST: 11 to 18 ms after a pass of 15 to 20, AMD
         // EPYC, 2 threads).
-        let scan_now = self.pruner.is_none()
-            && self.kernel_rows.is_empty()
+        let scan_now = self.kernel_rows.is_empty()
             && sample_weight.is_none()
             && self.scanned.is_none()
             && self.wants_scan(x);
@@ -744,26 +742,9 @@ impl<T: Float> LloydPasses<T> {
                 n
             }
             (None, None) if scan_now => {
-                let chunks: Vec<Mutex<ChunkScan>> = (0..n.div_ceil(CHUNK_ROWS))
-                    .map(|_| Mutex::new(ChunkScan::default()))
-                    .collect();
-                let scan = |start: usize, end: usize| {
-                    // Blocks never straddle chunks, and each chunk's blocks
-                    // come in order from the one task that runs it.
-                    let mut chunk = chunks[start / CHUNK_ROWS]
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    chunk.add(x.slice_rows(start, end), true);
-                };
-                kernels::assign_accumulate_scanning(x, prepared, labels, stats, partials, &scan);
-                let chunks = chunks
-                    .into_iter()
-                    .map(|c| {
-                        c.into_inner()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    })
-                    .collect();
-                scanned = Some(Pruner::of_chunk_scans(x, chunks, true));
+                scanned = Some(pruning::scanned_by(x, |after| {
+                    kernels::assign_accumulate_scanning(x, prepared, labels, stats, partials, after)
+                }));
                 n
             }
             (None, None) if self.pruning == Pruning::Auto && self.unpruned == Unpruned::Fused => {

@@ -362,6 +362,34 @@ impl ChunkScan {
     }
 }
 
+/// A pruner for `x` made from the scan of a pass: `run` gets the function
+/// to call with each block of rows (`start..end`, never across a chunk, a
+/// chunk's blocks in order) while they are in cache, as
+/// [`kernels::assign_accumulate_scanning`] calls it; the blocks are scanned
+/// with their grid (the exact-sum test).
+pub(crate) fn scanned_by<T: Float>(
+    x: MatRef<'_, T>,
+    run: impl FnOnce(&kernels::AfterBlock<'_>),
+) -> Option<Pruner<T>> {
+    let chunks: Vec<std::sync::Mutex<ChunkScan>> = (0..x.rows().div_ceil(kernels::CHUNK_ROWS))
+        .map(|_| std::sync::Mutex::new(ChunkScan::default()))
+        .collect();
+    run(&|start, end| {
+        chunks[start / kernels::CHUNK_ROWS]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(x.slice_rows(start, end), true)
+    });
+    let chunks = chunks
+        .into_iter()
+        .map(|c| {
+            c.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+        .collect();
+    Pruner::of_chunk_scans(x, chunks, true)
+}
+
 impl Scan {
     /// The scan of every chunk, in chunk order.
     fn of_chunks(chunks: Vec<ChunkScan>) -> Self {

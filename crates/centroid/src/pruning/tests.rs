@@ -842,7 +842,6 @@ fn assert_bounds_hold<T: Float, const G: usize>(
 #[test]
 fn a_pass_that_scans_as_it_goes_matches_a_pass_and_a_scan() {
     use crate::kernels::{assign_accumulate_reusing, assign_accumulate_scanning, Partials};
-    use std::sync::Mutex;
     let n = 2 * CHUNK_ROWS + 37;
     for (s, &(d, k)) in [(784, 10), (96, 40), (20, 40)].iter().enumerate() {
         let pixels = pixel_blobs(40 + s as u64, n, d, k, 100.0, 30.0);
@@ -865,34 +864,22 @@ fn a_pass_that_scans_as_it_goes_matches_a_pass_and_a_scan() {
             );
             for threads in [1, 2] {
                 let (labels, stats, scanned) = in_pool(threads, || {
-                    let chunks: Vec<Mutex<ChunkScan>> = (0..n.div_ceil(CHUNK_ROWS))
-                        .map(|_| Mutex::new(ChunkScan::default()))
-                        .collect();
                     let mut labels = vec![0u32; n];
                     let mut stats = ClusterStats::new(k, d);
-                    assign_accumulate_scanning(
-                        xm,
-                        &prepared,
-                        &mut labels,
-                        &mut stats,
-                        &mut Partials::default(),
-                        &|a, b| {
-                            assert_eq!(a / CHUNK_ROWS, (b - 1) / CHUNK_ROWS, "one chunk");
-                            chunks[a / CHUNK_ROWS]
-                                .lock()
-                                .unwrap()
-                                .add(xm.slice_rows(a, b), true)
-                        },
-                    );
-                    let chunks = chunks
-                        .into_iter()
-                        .map(|c| c.into_inner().unwrap())
-                        .collect();
-                    (
-                        labels,
-                        stats,
-                        Pruner::of_chunk_scans(xm, chunks, true).unwrap(),
-                    )
+                    let scanned = scanned_by(xm, |after| {
+                        assign_accumulate_scanning(
+                            xm,
+                            &prepared,
+                            &mut labels,
+                            &mut stats,
+                            &mut Partials::default(),
+                            &|a, b| {
+                                assert_eq!(a / CHUNK_ROWS, (b - 1) / CHUNK_ROWS, "one chunk");
+                                after(a, b)
+                            },
+                        )
+                    });
+                    (labels, stats, scanned.unwrap())
                 });
                 let what = format!("d={d} k={k} pixels={pixel} threads={threads}");
                 assert_eq!(labels, plain_labels, "{what}");
