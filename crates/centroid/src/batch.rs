@@ -561,6 +561,16 @@ pub(crate) struct LloydPasses<T> {
     exact_moves: bool,
     /// How many labels the last pass changed (`None` after the first).
     last_changed: Option<usize>,
+    /// Passes that take their loss from the sums ([`LloydPasses::pass`]):
+    /// whether every sum of the rows and their squared norms' total are
+    /// exact, and then that total (`Some(None)`: they are not); learnt in
+    /// the first pass, from the rows alone.
+    exact_squares: Option<Option<f64>>,
+    /// [`Unpruned::Labelled`] passes over rows whose sums are exact: the
+    /// last pass's statistics, which the next pass brings up to date by
+    /// moving the rows whose label changed (the caller's `stats` start
+    /// empty at every step).
+    last_stats: Option<ClusterStats>,
     /// How many unpruned passes moved rows instead of summing them.
     #[cfg(test)]
     pub(crate) moved_passes: usize,
@@ -603,6 +613,8 @@ impl<T: Float> LloydPasses<T> {
             scanned: None,
             exact_moves: false,
             last_changed: None,
+            exact_squares: None,
+            last_stats: None,
             #[cfg(test)]
             moved_passes: 0,
             kernel_rows: Vec::new(),
@@ -654,6 +666,15 @@ impl<T: Float> LloydPasses<T> {
     /// [`LloydPasses::labels`] and the clusters' statistics into `stats`
     /// (the loss with `with_loss`, or in any unpruned [`Unpruned::Fused`]
     /// pass); returns how many rows went through the kernels.
+    ///
+    /// [`Unpruned::Labelled`] passes that check for exact sums (the
+    /// Estimator's steps) take the loss from the clusters' exact sums where
+    /// the rows allow ([`pruning::inertia_from_exact_sums`]: pixels), so
+    /// that a pass reads only the rows whose label may change; elsewhere,
+    /// and where those terms cancel, each row's f64 distance is added in
+    /// row order. Which of the two depends on the rows, the labels and the
+    /// centres alone, never on the passes before: a pass carried from
+    /// earlier ones gives the bits of a first one.
     pub(crate) fn pass(
         &mut self,
         x: MatRef<'_, T>,
@@ -691,6 +712,25 @@ impl<T: Float> LloydPasses<T> {
         if std::mem::take(&mut self.separation_due) && pruning::well_separated(x, prepared) {
             self.pruner = self.new_pruner(x).map(Pruner::start_with_distances);
         }
+        let loss_from_sums = with_loss
+            && self.unpruned == Unpruned::Labelled
+            && self.check_exact
+            && sample_weight.is_none();
+        if loss_from_sums && self.exact_squares.is_none() {
+            // A pruner's read of the rows settles it; else the first chunk
+            // may settle that the sums are not exact, or the first pass
+            // scans the rows as it goes (below).
+            if let Some(p) = &self.pruner {
+                self.exact_squares = Some(p.exact_sq_norm_total());
+            } else if !pruning::may_have_exact_sums(x) {
+                self.exact_squares = Some(None);
+            }
+        }
+        let squares_total = self.exact_squares.flatten().filter(|_| loss_from_sums);
+        let with_loss = with_loss && squares_total.is_none();
+        if let Some(last) = &self.last_stats {
+            stats.clone_from(last);
+        }
         // Few labels changed last pass: an unpruned pass over exact sums
         // labels the rows and moves those that changed (the fallback of
         // `move_changed_rows`, a second read of every row, is then rare).
@@ -706,7 +746,7 @@ impl<T: Float> LloydPasses<T> {
         let scan_now = self.kernel_rows.is_empty()
             && sample_weight.is_none()
             && self.scanned.is_none()
-            && self.wants_scan(x);
+            && (self.wants_scan(x) || (loss_from_sums && self.exact_squares.is_none()));
         let mut scanned = None;
         let labels = &mut self.labels;
         let labels_old = &self.labels_old;
@@ -770,8 +810,55 @@ impl<T: Float> LloydPasses<T> {
         };
         if let Some(scanned) = scanned {
             self.keep_scan(scanned);
+            if loss_from_sums {
+                let total = self.scanned.as_ref().and_then(Pruner::exact_sq_norm_total);
+                self.exact_squares = Some(total);
+                if total.is_none() {
+                    // The fused pass's sums are those of a labelled pass
+                    // only where they are exact, and the loss needs the
+                    // rows.
+                    self.sum_labelled_rows(x, prepared, stats);
+                }
+            }
+        }
+        if let Some(total) = self.exact_squares.flatten().filter(|_| loss_from_sums) {
+            match pruning::inertia_from_exact_sums(total, stats, prepared.centres()) {
+                Some(loss) => stats.loss = loss,
+                None => self.sum_labelled_rows(x, prepared, stats),
+            }
+        }
+        let exact = self.exact_moves || self.pruner.as_ref().is_some_and(Pruner::exact_sums);
+        if self.unpruned == Unpruned::Labelled && exact {
+            match &mut self.last_stats {
+                Some(last) => last.clone_from(stats),
+                None => self.last_stats = Some(stats.clone()),
+            }
         }
         rows
+    }
+
+    /// The statistics of the rows with their labels as they are, and their
+    /// loss, summed afresh in row order: the bits of a labelled pass
+    /// ([`plain_pass`] with its loss) without labelling again.
+    fn sum_labelled_rows(
+        &mut self,
+        x: MatRef<'_, T>,
+        prepared: &PreparedCentres<T>,
+        stats: &mut ClusterStats,
+    ) {
+        let mut no_state: Vec<()> = Vec::new();
+        labelled_pass(
+            x,
+            None,
+            prepared,
+            &mut self.labels,
+            &mut no_state,
+            stats,
+            true,
+            CHUNK_ROWS,
+            |_, _, _| 0,
+            &mut self.partials,
+        );
     }
 
     /// After the last iteration, whose sums `stats` gave `centres`: the
@@ -882,6 +969,13 @@ impl<T: Float> LloydPasses<T> {
                 None
             }
         }
+    }
+
+    /// Whether the passes take their loss from the exact sums (`None`
+    /// before the first pass that needs a loss).
+    #[cfg(test)]
+    pub(crate) fn loss_from_sums(&self) -> Option<bool> {
+        self.exact_squares.map(|total| total.is_some())
     }
 
     /// The labels of the last pass.

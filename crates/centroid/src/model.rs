@@ -206,7 +206,7 @@ impl StepCarry {
             .and_then(|p| p.downcast_ref::<LloydPasses<T>>())
             .is_some_and(|p| p.labels.len() == x.rows());
         if !fits {
-            let passes = LloydPasses::<T>::new(x, k, Pruning::Auto, Unpruned::Labelled, false);
+            let passes = LloydPasses::<T>::new(x, k, Pruning::Auto, Unpruned::Labelled, true);
             self.passes = Some(Box::new(passes));
         }
         self.passes
@@ -286,11 +286,14 @@ impl ModelFn {
     /// what the previous full-batch steps on these very rows left: their
     /// labels and the bounds that let this step skip the rows whose label
     /// cannot change (`crate::pruning`). The result is the same bits with or
-    /// without it: a dense squared-Euclidean step labels its rows (the
-    /// kernels' labels, pruned or not) and then sums them and their exact
-    /// f64 losses in row order ([`batch::plain_pass`]), so that resuming
-    /// from a checkpoint, which starts afresh, reproduces an uninterrupted
-    /// run.
+    /// without it, so that resuming from a checkpoint, which starts afresh,
+    /// reproduces an uninterrupted run: a dense squared-Euclidean full-batch
+    /// step labels its rows (the kernels' labels, pruned or not), sums them
+    /// in row order, or moves the rows whose label changed where every sum
+    /// is exact, and takes the loss from those exact sums where the rows
+    /// allow (pixels), else from each row's f64 squared distance added in
+    /// row order ([`LloydPasses::pass`]); a mini-batch step sums and adds
+    /// the losses in row order ([`batch::plain_pass`]).
     pub(crate) fn train_step_carrying<T: Float>(
         &self,
         state: &mut ModelState<T>,
@@ -304,25 +307,24 @@ impl ModelFn {
             Rows::Dense(x) if self.metric() == Metric::SquaredEuclidean => {
                 let prepared =
                     PreparedCentres::new(state.clusters.view(), Metric::SquaredEuclidean);
-                match carry.filter(|_| self.params.mode() == Mode::FullBatch) {
-                    Some(carry) => {
-                        let passes = carry.passes(x, k);
-                        let rows = passes.pass(x, None, &prepared, &mut stats, true);
-                        passes.end_pass(x, rows);
-                    }
-                    None => {
-                        let mut labels = vec![0u32; x.rows()];
-                        // One pass per call: nothing to keep its partials for.
-                        batch::plain_pass(
-                            x,
-                            None,
-                            &prepared,
-                            &mut labels,
-                            &mut stats,
-                            true,
-                            &mut kernels::Partials::default(),
-                        );
-                    }
+                if self.params.mode() == Mode::FullBatch {
+                    // A step without a carry is the first of its own.
+                    let mut own = StepCarry::default();
+                    let passes = carry.unwrap_or(&mut own).passes(x, k);
+                    let rows = passes.pass(x, None, &prepared, &mut stats, true);
+                    passes.end_pass(x, rows);
+                } else {
+                    let mut labels = vec![0u32; x.rows()];
+                    // One pass per call: nothing to keep its partials for.
+                    batch::plain_pass(
+                        x,
+                        None,
+                        &prepared,
+                        &mut labels,
+                        &mut stats,
+                        true,
+                        &mut kernels::Partials::default(),
+                    );
                 }
             }
             x => self.assign_accumulate(state.clusters.view(), x, &mut stats),
@@ -724,12 +726,28 @@ mod tests {
         x
     }
 
+    /// [`clustered`] rounded to whole numbers, as pixels are: every sum
+    /// of the rows and of their squares is exact in f64.
+    fn whole<T: Float>(n: usize, d: usize, k: usize) -> Vec<T> {
+        let x = clustered::<T>(n, d, k);
+        x.iter()
+            .map(|v| T::from_f64_lossy(v.to_f64_exact().round()))
+            .collect()
+    }
+
     /// Steps that carry labels and bounds give the bits of steps that
     /// start afresh every time (labels, centres, losses), at 1 and 2
-    /// threads, while most rows of the later steps skip the kernels.
+    /// threads, while most rows of the later steps skip the kernels; on
+    /// whole numbers the loss comes from the exact sums, elsewhere from
+    /// the rows.
     fn carried_steps_match_fresh_steps<T: Float>() {
-        for (n, d, k) in [(5000, 32, 40), (5000, 160, 8)] {
-            let x = clustered::<T>(n, d, k);
+        let shapes = [(5000, 32, 40), (5000, 160, 8)];
+        for ((n, d, k), pixels) in shapes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+            let x = if pixels {
+                whole::<T>(n, d, k)
+            } else {
+                clustered::<T>(n, d, k)
+            };
             let xm = MatRef::new(&x, n, d).unwrap();
             let m = ModelFn::new(KMeansParams::new(k).mode(Mode::FullBatch).check().unwrap());
             let init = Matrix::new(x[..k * d].to_vec(), k, d).unwrap();
@@ -751,22 +769,23 @@ mod tests {
                             loss.to_bits()
                         })
                         .collect();
-                    let rows = match c.passes.as_ref() {
-                        Some(p) => p
-                            .downcast_ref::<LloydPasses<T>>()
-                            .unwrap()
-                            .kernel_rows
-                            .clone(),
-                        None => Vec::new(),
+                    let (rows, from_sums) = match c.passes.as_ref() {
+                        Some(p) => {
+                            let p = p.downcast_ref::<LloydPasses<T>>().unwrap();
+                            (p.kernel_rows.clone(), p.loss_from_sums())
+                        }
+                        None => (Vec::new(), None),
                     };
-                    (st, losses, rows)
+                    (st, losses, rows, from_sums)
                 })
             };
-            let (fresh, fresh_losses, _) = run(1, false);
+            let (fresh, fresh_losses, _, _) = run(1, false);
             for threads in [1, 2] {
-                let (carried, losses, rows) = run(threads, true);
-                assert_eq!(carried, fresh, "{n}x{d} k={k}, {threads} threads");
-                assert_eq!(losses, fresh_losses, "{n}x{d} k={k}, {threads} threads");
+                let (carried, losses, rows, from_sums) = run(threads, true);
+                let what = format!("{n}x{d} k={k}, whole numbers {pixels}, {threads} threads");
+                assert_eq!(carried, fresh, "{what}");
+                assert_eq!(losses, fresh_losses, "{what}");
+                assert_eq!(from_sums, Some(pixels), "{what}");
                 assert_eq!(rows.len(), 15);
                 assert!(
                     rows[10..].iter().all(|&r| r * 10 < n),
@@ -786,13 +805,20 @@ mod tests {
         carried_steps_match_fresh_steps::<f64>();
     }
 
-    /// A dense squared-Euclidean step's loss is the exact sum of each row's
-    /// squared distance to its nearest centre before the update, in f64.
+    /// A dense squared-Euclidean step's loss is the sum of each row's
+    /// squared distance to its nearest centre before the update, to 1e-12
+    /// of it: added row by row in f64, or (whole numbers) from the exact
+    /// sums.
     #[test]
     fn full_batch_loss_is_the_f64_sum_of_squared_distances() {
         let (n, d, k) = (3000, 20, 6);
-        let x = clustered::<f32>(n, d, k);
-        let xm = MatRef::new(&x, n, d).unwrap();
+        for x in [clustered::<f32>(n, d, k), whole::<f32>(n, d, k)] {
+            full_batch_loss_is_the_sum_of_squared_distances(&x, n, d, k);
+        }
+    }
+
+    fn full_batch_loss_is_the_sum_of_squared_distances(x: &[f32], n: usize, d: usize, k: usize) {
+        let xm = MatRef::new(x, n, d).unwrap();
         let m = ModelFn::new(KMeansParams::new(k).mode(Mode::FullBatch).check().unwrap());
         let mut st = m.new_state(Matrix::new(x[..k * d].to_vec(), k, d).unwrap());
         for _ in 0..3 {

@@ -623,34 +623,17 @@ impl<T: Float> Pruner<T> {
         self.sq_norm_total.is_some()
     }
 
-    /// The inertia of the clusters whose unweighted sums are `stats`, about
-    /// `centres` (`k x d`), without reading the rows: `sum_i ||x_i||^2 -
-    /// sum_j (2 c_j.S_j - n_j ||c_j||^2)`. Only where the sums and the
-    /// squared norms' total are exact ([`Pruner::exact_sums`], and the
-    /// squares on a grid fine enough: pixels), so that only this
-    /// combination rounds: at most `gamma_{d+k+2}` times the sum of its
-    /// terms' magnitudes. `None` elsewhere, or where that bound exceeds
-    /// 1e-12 of the result (the terms cancel): then the rows must be read.
+    /// The rows' squared norms' total where it and every sum of the rows
+    /// are exact ([`Pruner::inertia_from_sums`]): what
+    /// [`inertia_from_exact_sums`] needs of the rows.
+    pub(crate) fn exact_sq_norm_total(&self) -> Option<f64> {
+        self.sq_norm_total
+    }
+
+    /// [`inertia_from_exact_sums`] of these rows, where their sums and
+    /// squared norms are exact.
     pub(crate) fn inertia(&self, stats: &ClusterStats, centres: MatRef<'_, T>) -> Option<f64> {
-        let total = self.sq_norm_total?;
-        let (k, d) = (centres.rows(), centres.cols());
-        let (mut explained, mut magnitude) = (0.0, 0.0);
-        for j in 0..k {
-            let (c, s) = (centres.row(j), &stats.sums[j * d..(j + 1) * d]);
-            let (mut dot, mut dot_abs, mut norm) = (0.0, 0.0, 0.0);
-            for (&cv, &sv) in c.iter().zip(s) {
-                let cv = cv.to_f64_exact();
-                dot += cv * sv;
-                dot_abs += (cv * sv).abs();
-                norm += cv * cv;
-            }
-            explained += 2.0 * dot - stats.weights[j] * norm;
-            magnitude += 2.0 * dot_abs + stats.weights[j] * norm;
-        }
-        let inertia = total - explained;
-        let m = (d + k + 2) as f64 * f64::EPSILON;
-        let error = up(m / down(1.0 - m) * up(total + magnitude));
-        (inertia.is_finite() && error <= 1e-12 * inertia).then_some(inertia)
+        inertia_from_exact_sums(self.sq_norm_total?, stats, centres)
     }
 
     /// Every row is recomputed in the next pass (after a relocation), by the
@@ -783,6 +766,122 @@ pub(crate) fn sums_are_exact(n: usize, low: i32, max_abs: f64) -> bool {
     }
     let limit = 2f64.powi(53 + low.clamp(-1100, 1100));
     up(n as f64 * max_abs) < limit
+}
+
+/// The inertia of the clusters whose unweighted sums are `stats`, about
+/// `centres` (`k x d`), without reading the rows: `sum_i ||x_i||^2 +
+/// sum_j sum_p (n_j c_jp^2 - 2 c_jp S_jp)`, `sq_norm_total` being the
+/// first term. Only where the sums and the squared norms' total are exact
+/// ([`Pruner::exact_sq_norm_total`]: the squares on a grid fine enough,
+/// pixels), so that only this combination rounds. Its terms nearly cancel
+/// (the inertia is a small part of the squared norms on most data), so
+/// each product is split into its rounded value and its exact error
+/// ([`two_product`]) and the parts are added with their errors carried
+/// ([`Compensated`]): the result is within `2^-52 |result| +
+/// 2 gamma_N^2 sum |parts|` of the exact value (Ogita, Rump and Oishi,
+/// "Accurate sum and dot product", 2005, Sum2), where a plain f64 sum
+/// could only promise `gamma_{d+k+2}` times the parts' magnitude. `None`
+/// where that bound exceeds 1e-12 of the result (extreme cancellation, or
+/// values near overflow): then the rows must be read. One sequential
+/// loop: the same bits however the sums were reached (moved rows or summed
+/// afresh) and at any thread count.
+pub(crate) fn inertia_from_exact_sums<T: Float>(
+    sq_norm_total: f64,
+    stats: &ClusterStats,
+    centres: MatRef<'_, T>,
+) -> Option<f64> {
+    let (k, d) = (centres.rows(), centres.cols());
+    let mut acc = Compensated::default();
+    acc.add(sq_norm_total);
+    for j in 0..k {
+        let (c, s, n) = (
+            centres.row(j),
+            &stats.sums[j * d..(j + 1) * d],
+            stats.weights[j],
+        );
+        for (&cv, &sv) in c.iter().zip(s) {
+            let cv = cv.to_f64_exact();
+            let (cs, cs_err) = two_product(cv, sv);
+            acc.add(-2.0 * cs);
+            acc.add(-2.0 * cs_err);
+            let (cc, cc_err) = two_product(cv, cv);
+            let (ncc, ncc_err) = two_product(n, cc);
+            let (nerr, nerr_err) = two_product(n, cc_err);
+            acc.add(ncc);
+            acc.add(ncc_err);
+            acc.add(nerr);
+            acc.add(nerr_err);
+        }
+    }
+    let (inertia, magnitude) = (acc.total(), up(2.0 * acc.magnitude));
+    // Veltkamp's split overflows beyond 2^996; keep every part well inside.
+    if !(inertia.is_finite() && magnitude < 2f64.powi(960)) {
+        return None;
+    }
+    let u = f64::EPSILON / 2.0;
+    let nu = acc.terms as f64 * u;
+    let gamma = up(nu / down(1.0 - nu));
+    // Underflow makes a product's error part inexact by at most a few
+    // subnormal units: `8 MIN_POSITIVE` per part is far beyond that.
+    let error = up(up(f64::EPSILON * inertia.abs())
+        + up(2.0 * up(gamma * gamma) * magnitude)
+        + 8.0 * acc.terms as f64 * f64::MIN_POSITIVE);
+    (error <= 1e-12 * inertia).then_some(inertia)
+}
+
+/// A sum of f64 values that carries the exact error of each addition
+/// ([`two_sum`]) and adds them up apart, and the sum of the values'
+/// magnitudes: Sum2 of Ogita, Rump and Oishi.
+#[derive(Default)]
+struct Compensated {
+    sum: f64,
+    errors: f64,
+    magnitude: f64,
+    terms: usize,
+}
+
+impl Compensated {
+    #[inline(always)]
+    fn add(&mut self, v: f64) {
+        let (sum, error) = two_sum(self.sum, v);
+        self.sum = sum;
+        self.errors += error;
+        self.magnitude += v.abs();
+        self.terms += 1;
+    }
+
+    fn total(&self) -> f64 {
+        self.sum + self.errors
+    }
+}
+
+/// `a + b` rounded, and the exact error of that rounding (Knuth's
+/// TwoSum: no branch, any order of magnitudes).
+#[inline(always)]
+pub(crate) fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let b_part = s - a;
+    (s, (a - (s - b_part)) + (b - b_part))
+}
+
+/// `a` as two parts of at most 26 significant bits that add up to it
+/// exactly (Veltkamp's split; `|a| < 2^996`).
+#[inline(always)]
+fn split(a: f64) -> (f64, f64) {
+    let scaled = 134_217_729.0 * a; // 2^27 + 1
+    let high = scaled - (scaled - a);
+    (high, a - high)
+}
+
+/// `a * b` rounded, and the exact error of that rounding (Dekker's
+/// TwoProduct, without a fused multiply-add, which the baseline build
+/// lacks): exact unless the parts underflow.
+#[inline(always)]
+pub(crate) fn two_product(a: f64, b: f64) -> (f64, f64) {
+    let p = a * b;
+    let (ah, al) = split(a);
+    let (bh, bl) = split(b);
+    (p, ((ah * bh - p) + ah * bl + al * bh) + al * bl)
 }
 
 /// Whether the sums of `x` may be exact ([`Pruner::exact_sums`]), from

@@ -629,15 +629,25 @@ fn the_inertia_from_exact_sums_matches_every_row_summed() {
             .collect();
         (stats, means)
     };
+    // Every row's squared distance (each difference exact in f64), added
+    // with Neumaier's compensation: a plain sum of these 2 million terms
+    // could itself stray by more than 1e-12.
     let brute = |x: &[f32], c: &[f32]| -> f64 {
-        let mut total = 0.0;
+        let (mut total, mut lost) = (0.0f64, 0.0f64);
         for (i, &j) in labels.iter().enumerate() {
             for p in 0..d {
                 let t = x[i * d + p] as f64 - c[j * d + p] as f64;
-                total += t * t;
+                let sq = t * t;
+                let next = total + sq;
+                lost += if total.abs() >= sq {
+                    (total - next) + sq
+                } else {
+                    (sq - next) + total
+                };
+                total = next;
             }
         }
-        total
+        total + lost
     };
     let (stats, means) = sums_and_means(&x);
     let xm = MatRef::new(&x, n, d).unwrap();
@@ -657,6 +667,17 @@ fn the_inertia_from_exact_sums_matches_every_row_summed() {
         .inertia(&stats, MatRef::new(&moved, k, d).unwrap())
         .unwrap();
     let want = brute(&x, &moved);
+    assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    // Far from the origin the inertia is a small part of the squared
+    // norms (here about 2e-4): the terms cancel, and a plain f64 sum of
+    // them could not be bounded within 1e-12; the compensated one is.
+    let far: Vec<f32> = x.iter().map(|&v| v + 3000.0).collect();
+    let (stats, means) = sums_and_means(&far);
+    let pruner = Pruner::new(MatRef::new(&far, n, d).unwrap(), true).unwrap();
+    let got = pruner
+        .inertia(&stats, MatRef::new(&means, k, d).unwrap())
+        .expect("whole numbers far from the origin still have exact sums");
+    let want = brute(&far, &means);
     assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
     // Continuous values: the squared norms' total rounds, so no answer.
     let noise: Vec<f32> = blobs::<f32>(42, n, d, k, 1.0, 0.7, 0.0);
@@ -898,5 +919,30 @@ fn a_pass_that_scans_as_it_goes_matches_a_pass_and_a_scan() {
                 );
             }
         }
+    }
+}
+
+/// `two_sum` and `two_product` give a rounded result and its exact error:
+/// on whole numbers below 2^53, whose exact sums and products integer
+/// arithmetic gives, the two parts add up to the exact value.
+#[test]
+fn sums_and_products_split_into_a_rounded_part_and_its_exact_error() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let exact = |hi: f64, lo: f64| hi as i128 + lo as i128;
+    for _ in 0..20_000 {
+        let bits_a = rng.gen_range(1..=53);
+        let bits_b = rng.gen_range(1..=53);
+        let a = (rng.gen::<u64>() >> (64 - bits_a)) as i64 * if rng.gen() { 1 } else { -1 };
+        let b = (rng.gen::<u64>() >> (64 - bits_b)) as i64 * if rng.gen() { 1 } else { -1 };
+        let (fa, fb) = (a as f64, b as f64);
+        let (s, e) = two_sum(fa, fb);
+        assert_eq!(s, fa + fb);
+        assert_eq!(exact(s, e), a as i128 + b as i128, "{a} + {b}");
+        let (p, e) = two_product(fa, fb);
+        assert_eq!(p, fa * fb);
+        // Both parts are whole numbers: the product's last bit is at
+        // least 2^0.
+        assert_eq!(e.fract(), 0.0, "{a} * {b}");
+        assert_eq!(exact(p, e), a as i128 * b as i128, "{a} * {b}");
     }
 }
