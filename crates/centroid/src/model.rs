@@ -308,9 +308,16 @@ impl ModelFn {
                 let prepared =
                     PreparedCentres::new(state.clusters.view(), Metric::SquaredEuclidean);
                 if self.params.mode() == Mode::FullBatch {
-                    // A step without a carry is the first of its own.
-                    let mut own = StepCarry::default();
-                    let passes = carry.unwrap_or(&mut own).passes(x, k);
+                    // A step without a carry is a first pass of its own,
+                    // with no bounds to start for later passes.
+                    let mut own;
+                    let passes = match carry {
+                        Some(carry) => carry.passes(x, k),
+                        None => {
+                            own = LloydPasses::new(x, k, Pruning::Off, Unpruned::Labelled, true);
+                            &mut own
+                        }
+                    };
                     let rows = passes.pass(x, None, &prepared, &mut stats, true);
                     passes.end_pass(x, rows);
                 } else {
