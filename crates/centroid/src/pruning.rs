@@ -387,7 +387,7 @@ pub(crate) fn scanned_by<T: Float>(
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         })
         .collect();
-    Pruner::of_chunk_scans(x, chunks, true)
+    Pruner::of_chunk_scans(x, chunks)
 }
 
 impl Scan {
@@ -563,19 +563,16 @@ impl<T: Float> Pruner<T> {
         Self::of_scan(x, scan_up(x, check_exact), check_exact)
     }
 
-    /// [`Pruner::new`] from the scan of every chunk of `x`'s rows (with
-    /// their grid where `check_exact`), as [`kernels::assign_accumulate_scanning`]
-    /// gathers it in a pass: no read of its own.
-    pub(crate) fn of_chunk_scans(
-        x: MatRef<'_, T>,
-        chunks: Vec<ChunkScan>,
-        check_exact: bool,
-    ) -> Option<Self> {
+    /// [`Pruner::new`] checking for exact sums, from the scan of every
+    /// chunk of `x`'s rows with their grid, as
+    /// [`kernels::assign_accumulate_scanning`] gathers it in a pass: no
+    /// read of its own.
+    fn of_chunk_scans(x: MatRef<'_, T>, chunks: Vec<ChunkScan>) -> Option<Self> {
         debug_assert_eq!(
             chunks.iter().map(|c| c.norms.len()).sum::<usize>(),
             x.rows()
         );
-        Self::of_scan(x, Scan::of_chunks(chunks), check_exact)
+        Self::of_scan(x, Scan::of_chunks(chunks), true)
     }
 
     fn of_scan(x: MatRef<'_, T>, scan: Scan, check_exact: bool) -> Option<Self> {
