@@ -726,8 +726,8 @@ impl<T: Float> LloydPasses<T> {
                 self.exact_squares = Some(None);
             }
         }
-        let squares_total = self.exact_squares.flatten().filter(|_| loss_from_sums);
-        let with_loss = with_loss && squares_total.is_none();
+        // The rows are read for the loss only where the sums cannot give it.
+        let with_loss = with_loss && !(loss_from_sums && self.exact_squares.flatten().is_some());
         if let Some(last) = &self.last_stats {
             stats.clone_from(last);
         }
@@ -867,7 +867,7 @@ impl<T: Float> LloydPasses<T> {
     /// label changed), from the clusters' exact sums
     /// ([`Pruner::inertia`]), without reading the rows again. `None`, with
     /// nothing done, unless the loop ends with a pruner whose sums and
-    /// squared norms are exact ([`Pruner::inertia_from_sums`]).
+    /// squared norms are exact ([`Pruner::exact_sq_norm_total`]).
     pub(crate) fn final_inertia(
         &mut self,
         x: MatRef<'_, T>,
@@ -875,9 +875,8 @@ impl<T: Float> LloydPasses<T> {
         stats: &mut ClusterStats,
         strict: bool,
     ) -> Option<f64> {
-        if !self.pruner.as_ref().is_some_and(Pruner::inertia_from_sums) {
-            return None;
-        }
+        // Nothing is done unless the sums and squared norms are exact.
+        self.pruner.as_ref().and_then(Pruner::exact_sq_norm_total)?;
         if !strict {
             let prepared = PreparedCentres::new(centres, Metric::SquaredEuclidean);
             self.pass(x, None, &prepared, stats, false);

@@ -614,15 +614,9 @@ impl<T: Float> Pruner<T> {
         self.exact_sums
     }
 
-    /// Whether [`Pruner::inertia`] can answer (short of its rounding bound):
-    /// the sums and the squared norms' total are exact.
-    pub(crate) fn inertia_from_sums(&self) -> bool {
-        self.sq_norm_total.is_some()
-    }
-
     /// The rows' squared norms' total where it and every sum of the rows
-    /// are exact ([`Pruner::inertia_from_sums`]): what
-    /// [`inertia_from_exact_sums`] needs of the rows.
+    /// are exact: what [`inertia_from_exact_sums`] needs of the rows, and
+    /// whether [`Pruner::inertia`] can answer (short of its rounding bound).
     pub(crate) fn exact_sq_norm_total(&self) -> Option<f64> {
         self.sq_norm_total
     }
@@ -855,7 +849,7 @@ impl Compensated {
 /// `a + b` rounded, and the exact error of that rounding (Knuth's
 /// TwoSum: no branch, any order of magnitudes).
 #[inline(always)]
-pub(crate) fn two_sum(a: f64, b: f64) -> (f64, f64) {
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
     let s = a + b;
     let b_part = s - a;
     (s, (a - (s - b_part)) + (b - b_part))
@@ -874,7 +868,7 @@ fn split(a: f64) -> (f64, f64) {
 /// TwoProduct, without a fused multiply-add, which the baseline build
 /// lacks): exact unless the parts underflow.
 #[inline(always)]
-pub(crate) fn two_product(a: f64, b: f64) -> (f64, f64) {
+fn two_product(a: f64, b: f64) -> (f64, f64) {
     let p = a * b;
     let (ah, al) = split(a);
     let (bh, bl) = split(b);
