@@ -524,6 +524,34 @@ pub(crate) enum Unpruned {
     Labelled,
 }
 
+/// What the passes of [`LloydPasses`] know of the rows, for a loss taken
+/// from the clusters' exact sums ([`pruning::inertia_from_exact_sums`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SquaredNorms {
+    /// Not learnt yet: no pass has needed a loss.
+    Unknown,
+    /// Some sum of the rows, or of their squared norms, is not exact in
+    /// f64: the loss reads the rows.
+    Inexact,
+    /// Every such sum is exact; the rows' squared norms add up to this.
+    Exact(f64),
+}
+
+impl SquaredNorms {
+    /// From [`Pruner::exact_sq_norm_total`].
+    fn from_total(total: Option<f64>) -> Self {
+        total.map_or(Self::Inexact, Self::Exact)
+    }
+
+    /// The squared norms' total, where every sum is exact.
+    fn exact_total(self) -> Option<f64> {
+        match self {
+            Self::Exact(total) => Some(total),
+            Self::Unknown | Self::Inexact => None,
+        }
+    }
+}
+
 /// The passes of one Lloyd loop over the same rows (one [`lloyd`] call, or
 /// the full-batch steps of one Estimator `train()` call on a constant
 /// input): the labels of the last pass, those of the pass before, and the
@@ -562,10 +590,8 @@ pub(crate) struct LloydPasses<T> {
     /// How many labels the last pass changed (`None` after the first).
     last_changed: Option<usize>,
     /// Passes that take their loss from the sums ([`LloydPasses::pass`]):
-    /// whether every sum of the rows and their squared norms' total are
-    /// exact, and then that total (`Some(None)`: they are not); learnt in
-    /// the first pass, from the rows alone.
-    exact_squares: Option<Option<f64>>,
+    /// whether they can, learnt in the first pass, from the rows alone.
+    squared_norms: SquaredNorms,
     /// [`Unpruned::Labelled`] passes over rows whose sums are exact: the
     /// last pass's statistics, which the next pass brings up to date by
     /// moving the rows whose label changed (the caller's `stats` start
@@ -613,7 +639,7 @@ impl<T: Float> LloydPasses<T> {
             scanned: None,
             exact_moves: false,
             last_changed: None,
-            exact_squares: None,
+            squared_norms: SquaredNorms::Unknown,
             last_stats: None,
             #[cfg(test)]
             moved_passes: 0,
@@ -716,18 +742,19 @@ impl<T: Float> LloydPasses<T> {
             && self.unpruned == Unpruned::Labelled
             && self.check_exact
             && sample_weight.is_none();
-        if loss_from_sums && self.exact_squares.is_none() {
+        if loss_from_sums && self.squared_norms == SquaredNorms::Unknown {
             // A pruner's read of the rows settles it; else the first chunk
             // may settle that the sums are not exact, or the first pass
             // scans the rows as it goes (below).
             if let Some(p) = &self.pruner {
-                self.exact_squares = Some(p.exact_sq_norm_total());
+                self.squared_norms = SquaredNorms::from_total(p.exact_sq_norm_total());
             } else if !pruning::may_have_exact_sums(x) {
-                self.exact_squares = Some(None);
+                self.squared_norms = SquaredNorms::Inexact;
             }
         }
         // The rows are read for the loss only where the sums cannot give it.
-        let with_loss = with_loss && !(loss_from_sums && self.exact_squares.flatten().is_some());
+        let with_loss =
+            with_loss && !(loss_from_sums && self.squared_norms.exact_total().is_some());
         if let Some(last) = &self.last_stats {
             stats.clone_from(last);
         }
@@ -746,7 +773,8 @@ impl<T: Float> LloydPasses<T> {
         let scan_now = self.kernel_rows.is_empty()
             && sample_weight.is_none()
             && self.scanned.is_none()
-            && (self.wants_scan(x) || (loss_from_sums && self.exact_squares.is_none()));
+            && (self.wants_scan(x)
+                || (loss_from_sums && self.squared_norms == SquaredNorms::Unknown));
         let mut scanned = None;
         let labels = &mut self.labels;
         let labels_old = &self.labels_old;
@@ -812,7 +840,7 @@ impl<T: Float> LloydPasses<T> {
             self.keep_scan(scanned);
             if loss_from_sums {
                 let total = self.scanned.as_ref().and_then(Pruner::exact_sq_norm_total);
-                self.exact_squares = Some(total);
+                self.squared_norms = SquaredNorms::from_total(total);
                 if total.is_none() {
                     // The fused pass's sums are those of a labelled pass
                     // only where they are exact, and the loss needs the
@@ -821,7 +849,7 @@ impl<T: Float> LloydPasses<T> {
                 }
             }
         }
-        if let Some(total) = self.exact_squares.flatten().filter(|_| loss_from_sums) {
+        if let Some(total) = self.squared_norms.exact_total().filter(|_| loss_from_sums) {
             match pruning::inertia_from_exact_sums(total, stats, prepared.centres()) {
                 Some(loss) => stats.loss = loss,
                 None => self.sum_labelled_rows(x, prepared, stats),
@@ -974,7 +1002,11 @@ impl<T: Float> LloydPasses<T> {
     /// before the first pass that needs a loss).
     #[cfg(test)]
     pub(crate) fn loss_from_sums(&self) -> Option<bool> {
-        self.exact_squares.map(|total| total.is_some())
+        match self.squared_norms {
+            SquaredNorms::Unknown => None,
+            SquaredNorms::Inexact => Some(false),
+            SquaredNorms::Exact(_) => Some(true),
+        }
     }
 
     /// The labels of the last pass.
