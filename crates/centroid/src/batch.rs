@@ -600,6 +600,10 @@ pub(crate) struct LloydPasses<T> {
     /// How many unpruned passes moved rows instead of summing them.
     #[cfg(test)]
     pub(crate) moved_passes: usize,
+    /// How many passes summed every row again for their loss
+    /// ([`LloydPasses::sum_labelled_rows`]).
+    #[cfg(test)]
+    pub(crate) resummed_passes: usize,
     /// How many rows went through the kernels in each pass so far.
     pub(crate) kernel_rows: Vec<usize>,
 }
@@ -643,6 +647,8 @@ impl<T: Float> LloydPasses<T> {
             last_stats: None,
             #[cfg(test)]
             moved_passes: 0,
+            #[cfg(test)]
+            resummed_passes: 0,
             kernel_rows: Vec::new(),
         }
     }
@@ -874,6 +880,10 @@ impl<T: Float> LloydPasses<T> {
         prepared: &PreparedCentres<T>,
         stats: &mut ClusterStats,
     ) {
+        #[cfg(test)]
+        {
+            self.resummed_passes += 1;
+        }
         let mut no_state: Vec<()> = Vec::new();
         labelled_pass(
             x,

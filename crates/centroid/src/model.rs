@@ -812,6 +812,64 @@ mod tests {
         carried_steps_match_fresh_steps::<f64>();
     }
 
+    /// Whole numbers whose clusters are each one point repeated: the loss
+    /// is 0, which the exact sums' terms cancel to, so their compensated
+    /// sum cannot be bounded within 1e-12 of it and every step sums the
+    /// rows again for its loss (`LloydPasses::sum_labelled_rows`). The loss
+    /// is still exactly 0, and carried steps give the bits of fresh ones at
+    /// 1 and 2 threads.
+    fn steps_whose_sums_cancel_read_the_rows<T: Float>() {
+        let (n, d, k) = (2000, 24, 5);
+        let point = |j: usize, p: usize| T::from_f64_lossy(((j * 37 + p * 11) % 200) as f64 + 1e4);
+        // Row i is point i % k: the first k rows, the initial centres, are
+        // the k points, and each row is its own centre.
+        let x: Vec<T> = (0..n)
+            .flat_map(|i| (0..d).map(move |p| point(i % k, p)))
+            .collect();
+        let xm = MatRef::new(&x, n, d).unwrap();
+        let m = ModelFn::new(KMeansParams::new(k).mode(Mode::FullBatch).check().unwrap());
+        let init = Matrix::new(x[..k * d].to_vec(), k, d).unwrap();
+        let run = |threads: usize, carry: bool| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut st = m.new_state(init.clone());
+                let mut c = StepCarry::default();
+                let losses: Vec<u64> = (0..4)
+                    .map(|_| {
+                        m.train_step_carrying(&mut st, Rows::Dense(xm), carry.then_some(&mut c))
+                            .to_bits()
+                    })
+                    .collect();
+                let passes = c.passes.as_ref().map(|p| {
+                    let p = p.downcast_ref::<LloydPasses<T>>().unwrap();
+                    (p.loss_from_sums(), p.resummed_passes)
+                });
+                (st, losses, passes)
+            })
+        };
+        let (fresh, fresh_losses, _) = run(1, false);
+        assert!(fresh_losses.iter().all(|&l| l == 0), "{fresh_losses:?}");
+        for threads in [1, 2] {
+            let (carried, losses, passes) = run(threads, true);
+            assert_eq!(carried, fresh, "{threads} threads");
+            assert_eq!(losses, fresh_losses, "{threads} threads");
+            assert_eq!(passes, Some((Some(true), 4)), "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn steps_whose_sums_cancel_read_the_rows_f32() {
+        steps_whose_sums_cancel_read_the_rows::<f32>();
+    }
+
+    #[test]
+    fn steps_whose_sums_cancel_read_the_rows_f64() {
+        steps_whose_sums_cancel_read_the_rows::<f64>();
+    }
+
     /// A dense squared-Euclidean step's loss is the sum of each row's
     /// squared distance to its nearest centre before the update, to 1e-12
     /// of it: added row by row in f64, or (whole numbers) from the exact
