@@ -716,47 +716,13 @@ impl<T: Float> LloydPasses<T> {
         with_loss: bool,
     ) -> usize {
         let n = x.rows();
-        if self.auto == AutoStart::AtOnce && self.kernel_rows.is_empty() {
-            // Many centres: prune from the first pass where the clusters
-            // are separated enough for the bounds to hold; else look again
-            // once labels settle, with centres nearer the clusters' means
-            // (initial centres that are data rows carry their own noise).
-            if pruning::well_separated(x, prepared) {
-                self.pruner = self.new_pruner(x);
-            } else if pruning::keeps_group_bounds(prepared.k(), x.cols())
-                && !prepared.on_bf16_products()
-            {
-                // Overlapping clusters in wide rows: most rows fail their
-                // bounds in every pass, but each needs only the groups of
-                // centres its bounds no longer rule out, a small share of
-                // the products that a full pass computes with f32 FMAs.
-                // The pruner starts with the second pass. (bf16 products
-                // compute a full pass faster than the pruned one, whose
-                // bounds need f32 distances: Fashion-MNIST, k = 100, 20
-                // iterations, 2 threads: 0.99 s against 1.27 s on AMD EPYC
-                // (Zen 4, AVX512-BF16), and about as fast on the AMX tile
-                // unit of a Sapphire Rapids core.)
-                self.wide_start = true;
-            } else {
-                self.may_prune = true;
-            }
-        }
-        if std::mem::take(&mut self.separation_due) && pruning::well_separated(x, prepared) {
-            self.pruner = self.new_pruner(x).map(Pruner::start_with_distances);
-        }
+        self.start_pruner_if_due(x, prepared);
         let loss_from_sums = with_loss
             && self.unpruned == Unpruned::Labelled
             && self.check_exact
             && sample_weight.is_none();
         if loss_from_sums && self.squared_norms == SquaredNorms::Unknown {
-            // A pruner's read of the rows settles it; else the first chunk
-            // may settle that the sums are not exact, or the first pass
-            // scans the rows as it goes (below).
-            if let Some(p) = &self.pruner {
-                self.squared_norms = SquaredNorms::from_total(p.exact_sq_norm_total());
-            } else if !pruning::may_have_exact_sums(x) {
-                self.squared_norms = SquaredNorms::Inexact;
-            }
+            self.learn_squared_norms_before_pass(x);
         }
         // The rows are read for the loss only where the sums cannot give it.
         let with_loss =
@@ -842,25 +808,92 @@ impl<T: Float> LloydPasses<T> {
                 partials,
             ),
         };
+        let fused = scanned.is_some();
         if let Some(scanned) = scanned {
             self.keep_scan(scanned);
             if loss_from_sums {
                 let total = self.scanned.as_ref().and_then(Pruner::exact_sq_norm_total);
                 self.squared_norms = SquaredNorms::from_total(total);
-                if total.is_none() {
-                    // The fused pass's sums are those of a labelled pass
-                    // only where they are exact, and the loss needs the
-                    // rows.
-                    self.sum_labelled_rows(x, prepared, stats);
-                }
             }
         }
-        if let Some(total) = self.squared_norms.exact_total().filter(|_| loss_from_sums) {
-            match pruning::inertia_from_exact_sums(total, stats, prepared.centres()) {
-                Some(loss) => stats.loss = loss,
-                None => self.sum_labelled_rows(x, prepared, stats),
+        if loss_from_sums {
+            self.take_loss_from_sums(x, prepared, stats, fused);
+        }
+        self.keep_stats(stats);
+        rows
+    }
+
+    /// Before a pass: starts the pruner of [`Pruning::Auto`] where its
+    /// time has come and the first pass's centres allow it.
+    fn start_pruner_if_due(&mut self, x: MatRef<'_, T>, prepared: &PreparedCentres<T>) {
+        if self.auto == AutoStart::AtOnce && self.kernel_rows.is_empty() {
+            // Many centres: prune from the first pass where the clusters
+            // are separated enough for the bounds to hold; else look again
+            // once labels settle, with centres nearer the clusters' means
+            // (initial centres that are data rows carry their own noise).
+            if pruning::well_separated(x, prepared) {
+                self.pruner = self.new_pruner(x);
+            } else if pruning::keeps_group_bounds(prepared.k(), x.cols())
+                && !prepared.on_bf16_products()
+            {
+                // Overlapping clusters in wide rows: most rows fail their
+                // bounds in every pass, but each needs only the groups of
+                // centres its bounds no longer rule out, a small share of
+                // the products that a full pass computes with f32 FMAs.
+                // The pruner starts with the second pass. (bf16 products
+                // compute a full pass faster than the pruned one, whose
+                // bounds need f32 distances: Fashion-MNIST, k = 100, 20
+                // iterations, 2 threads: 0.99 s against 1.27 s on AMD EPYC
+                // (Zen 4, AVX512-BF16), and about as fast on the AMX tile
+                // unit of a Sapphire Rapids core.)
+                self.wide_start = true;
+            } else {
+                self.may_prune = true;
             }
         }
+        if std::mem::take(&mut self.separation_due) && pruning::well_separated(x, prepared) {
+            self.pruner = self.new_pruner(x).map(Pruner::start_with_distances);
+        }
+    }
+
+    /// Before the first pass that takes its loss from the sums: a pruner's
+    /// read of the rows settles whether it can; else the first chunk may
+    /// settle that the sums are not exact, or the pass scans the rows as
+    /// it goes ([`LloydPasses::pass`]).
+    fn learn_squared_norms_before_pass(&mut self, x: MatRef<'_, T>) {
+        if let Some(p) = &self.pruner {
+            self.squared_norms = SquaredNorms::from_total(p.exact_sq_norm_total());
+        } else if !pruning::may_have_exact_sums(x) {
+            self.squared_norms = SquaredNorms::Inexact;
+        }
+    }
+
+    /// After a pass that takes its loss from the sums (`stats` holds them):
+    /// the loss from the exact sums, or, where those terms cancel beyond
+    /// their bound, from every row summed again. A `fused` pass (the first
+    /// pass's scan) summed the rows in the kernels' order, which is a
+    /// labelled pass's only where the sums are exact: elsewhere its rows
+    /// are summed again too, with their loss.
+    fn take_loss_from_sums(
+        &mut self,
+        x: MatRef<'_, T>,
+        prepared: &PreparedCentres<T>,
+        stats: &mut ClusterStats,
+        fused: bool,
+    ) {
+        let total = self.squared_norms.exact_total();
+        match total.and_then(|t| pruning::inertia_from_exact_sums(t, stats, prepared.centres())) {
+            Some(loss) => stats.loss = loss,
+            // Terms that cancel beyond their bound, or a fused pass's sums.
+            None if total.is_some() || fused => self.sum_labelled_rows(x, prepared, stats),
+            // The pass added every row's loss.
+            None => {}
+        }
+    }
+
+    /// After a pass: [`Unpruned::Labelled`] passes over exact sums keep its
+    /// statistics, which the next pass brings up to date by moving rows.
+    fn keep_stats(&mut self, stats: &ClusterStats) {
         let exact = self.exact_moves || self.pruner.as_ref().is_some_and(Pruner::exact_sums);
         if self.unpruned == Unpruned::Labelled && exact {
             match &mut self.last_stats {
@@ -868,7 +901,6 @@ impl<T: Float> LloydPasses<T> {
                 None => self.last_stats = Some(stats.clone()),
             }
         }
-        rows
     }
 
     /// The statistics of the rows with their labels as they are, and their
