@@ -742,6 +742,41 @@ mod tests {
             .collect()
     }
 
+    /// `steps` full-batch steps from `init` on `x` in a pool of `threads`,
+    /// carrying labels and bounds from step to step or starting each
+    /// afresh: the final state, each step's loss (its bits) and the carry.
+    fn run_steps<T: Float>(
+        m: &ModelFn,
+        init: &Matrix<T>,
+        x: MatRef<'_, T>,
+        steps: usize,
+        threads: usize,
+        carry: bool,
+    ) -> (ModelState<T>, Vec<u64>, StepCarry) {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut st = m.new_state(init.clone());
+            let mut c = StepCarry::default();
+            let losses = (0..steps)
+                .map(|_| {
+                    m.train_step_carrying(&mut st, Rows::Dense(x), carry.then_some(&mut c))
+                        .to_bits()
+                })
+                .collect();
+            (st, losses, c)
+        })
+    }
+
+    /// The passes a carry holds.
+    fn carried_passes<T: Float>(c: &StepCarry) -> Option<&LloydPasses<T>> {
+        c.passes
+            .as_ref()
+            .map(|p| p.downcast_ref::<LloydPasses<T>>().unwrap())
+    }
+
     /// Steps that carry labels and bounds give the bits of steps that
     /// start afresh every time (labels, centres, losses), at 1 and 2
     /// threads, while most rows of the later steps skip the kernels; on
@@ -759,32 +794,12 @@ mod tests {
             let m = ModelFn::new(KMeansParams::new(k).mode(Mode::FullBatch).check().unwrap());
             let init = Matrix::new(x[..k * d].to_vec(), k, d).unwrap();
             let run = |threads: usize, carry: bool| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
-                    let mut st = m.new_state(init.clone());
-                    let mut c = StepCarry::default();
-                    let losses: Vec<u64> = (0..15)
-                        .map(|_| {
-                            let loss = m.train_step_carrying(
-                                &mut st,
-                                Rows::Dense(xm),
-                                carry.then_some(&mut c),
-                            );
-                            loss.to_bits()
-                        })
-                        .collect();
-                    let (rows, from_sums) = match c.passes.as_ref() {
-                        Some(p) => {
-                            let p = p.downcast_ref::<LloydPasses<T>>().unwrap();
-                            (p.kernel_rows.clone(), p.loss_from_sums())
-                        }
-                        None => (Vec::new(), None),
-                    };
-                    (st, losses, rows, from_sums)
-                })
+                let (st, losses, c) = run_steps(&m, &init, xm, 15, threads, carry);
+                let (rows, from_sums) = match carried_passes::<T>(&c) {
+                    Some(p) => (p.kernel_rows.clone(), p.loss_from_sums()),
+                    None => (Vec::new(), None),
+                };
+                (st, losses, rows, from_sums)
             };
             let (fresh, fresh_losses, _, _) = run(1, false);
             for threads in [1, 2] {
@@ -830,25 +845,9 @@ mod tests {
         let m = ModelFn::new(KMeansParams::new(k).mode(Mode::FullBatch).check().unwrap());
         let init = Matrix::new(x[..k * d].to_vec(), k, d).unwrap();
         let run = |threads: usize, carry: bool| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut st = m.new_state(init.clone());
-                let mut c = StepCarry::default();
-                let losses: Vec<u64> = (0..4)
-                    .map(|_| {
-                        m.train_step_carrying(&mut st, Rows::Dense(xm), carry.then_some(&mut c))
-                            .to_bits()
-                    })
-                    .collect();
-                let passes = c.passes.as_ref().map(|p| {
-                    let p = p.downcast_ref::<LloydPasses<T>>().unwrap();
-                    (p.loss_from_sums(), p.resummed_passes)
-                });
-                (st, losses, passes)
-            })
+            let (st, losses, c) = run_steps(&m, &init, xm, 4, threads, carry);
+            let passes = carried_passes::<T>(&c).map(|p| (p.loss_from_sums(), p.resummed_passes));
+            (st, losses, passes)
         };
         let (fresh, fresh_losses, _) = run(1, false);
         assert!(fresh_losses.iter().all(|&l| l == 0), "{fresh_losses:?}");
