@@ -348,7 +348,9 @@ pub(crate) enum Pruning {
     /// after the first that recomputes more than half of the rows hands back
     /// to the fused pass for the rest of the fit: bounds that fail that
     /// often cost more than they save (Fashion-MNIST, k = 100: nearly every
-    /// row in the second pass; blobs: under 1 %).
+    /// row in the second pass; blobs: under 1 %). A pruner started on
+    /// settled labels by the group filter (AVX512-BF16 vector products) also
+    /// hands back once a pass reads more than 7/8 of the rows.
     Auto,
 }
 
@@ -361,7 +363,10 @@ enum AutoStart {
     /// path (AMX where there is one), where the first pass's centres find
     /// the clusters separated ([`pruning::well_separated`]); otherwise
     /// from the pass after labels settle, if its centres find them
-    /// separated, every row's distances computed then.
+    /// separated, or, on AVX512-BF16 vector products in wide rows, if
+    /// group bounds would spare most rows
+    /// ([`pruning::group_bounds_would_hold`]), every row's distances
+    /// computed then.
     AtOnce,
     /// Prune once labels settle, every row's distances computed in the
     /// first pruned pass (exact sums only, checked then).
@@ -574,6 +579,16 @@ pub(crate) struct LloydPasses<T> {
     /// AtOnce whose first centres found the clusters overlapping in wide
     /// rows: the pass after the first starts the pruner.
     wide_start: bool,
+    /// AtOnce on AVX512-BF16 vector products, clusters overlapping in wide
+    /// rows: the centres of the last pass while labels settle, for
+    /// [`pruning::group_bounds_would_hold`] (empty otherwise).
+    last_centres: Vec<T>,
+    /// The pruner was started by [`pruning::group_bounds_would_hold`]: it
+    /// hands back once a pass reads nearly every row (see
+    /// [`LloydPasses::end_pass`]).
+    settled_start: bool,
+    /// How many rows the last pruned pass read ([`PassCentres::rows_read`]).
+    pruned_reads: usize,
     /// Every row's label from the last pass.
     pub(crate) labels: Vec<u32>,
     /// The labels of the pass before (none before the second pass).
@@ -637,6 +652,9 @@ impl<T: Float> LloydPasses<T> {
             pruned_passes: 0,
             separation_due: false,
             wide_start: false,
+            last_centres: Vec::new(),
+            settled_start: false,
+            pruned_reads: 0,
             labels: vec![0; x.rows()],
             labels_old: None,
             partials: Partials::default(),
@@ -765,11 +783,16 @@ impl<T: Float> LloydPasses<T> {
                 old: labels_old.as_deref().filter(|_| exact && !with_loss),
                 with_loss,
             };
-            Some(match bounds {
+            let rows = match bounds {
                 BoundsMut::One(b) => pruned.run(labels, b, stats, partials),
                 BoundsMut::Grouped(b) => pruned.run(labels, b, stats, partials),
-            })
+            };
+            Some((rows, pass.rows_read()))
         });
+        if let Some((_, read)) = pruned {
+            self.pruned_reads = read;
+        }
+        let pruned = pruned.map(|(rows, _)| rows);
         let rows = match (pruned, labels_old.as_deref().filter(|_| moves)) {
             (Some(rows), _) => rows,
             (None, Some(old)) => {
@@ -820,6 +843,7 @@ impl<T: Float> LloydPasses<T> {
             self.take_loss_from_sums(x, prepared, stats, fused);
         }
         self.keep_stats(stats);
+        self.keep_centres_while_settling(x, prepared);
         rows
     }
 
@@ -845,14 +869,47 @@ impl<T: Float> LloydPasses<T> {
                 // bounds need f32 distances: Fashion-MNIST, k = 100, 20
                 // iterations, 2 threads: 0.99 s against 1.27 s on AMD EPYC
                 // (Zen 4, AVX512-BF16), and about as fast on the AMX tile
-                // unit of a Sapphire Rapids core.)
+                // unit of a Sapphire Rapids core. Once labels settle, the
+                // vector products' loop may still start them: see
+                // `keep_centres_while_settling`.)
                 self.wide_start = true;
             } else {
                 self.may_prune = true;
             }
         }
-        if std::mem::take(&mut self.separation_due) && pruning::well_separated(x, prepared) {
-            self.pruner = self.new_pruner(x).map(Pruner::start_with_distances);
+        if std::mem::take(&mut self.separation_due) {
+            let last = std::mem::take(&mut self.last_centres);
+            if pruning::well_separated(x, prepared) {
+                self.pruner = self.new_pruner(x).map(Pruner::start_with_distances);
+            } else if pruning::group_bounds_would_hold(x, prepared, &last) {
+                self.pruner = self.new_pruner(x).map(Pruner::start_with_distances);
+                self.settled_start = self.pruner.is_some();
+            }
+        }
+    }
+
+    /// After a pass: keeps its centres for [`pruning::group_bounds_would_hold`]
+    /// while labels settle, where AVX512-BF16 vector products compute the
+    /// full passes and the clusters overlap in wide rows.
+    ///
+    /// There a full pass takes half the f32 kernel's time, and group bounds
+    /// started early fail for most rows (see
+    /// [`LloydPasses::start_pruner_if_due`]), but once labels settle they
+    /// spare the products of most rows where the clusters settle too:
+    /// Fashion-MNIST, 2 threads, AMD EPYC (Zen 4), same centres, 40
+    /// iterations with k = 100: 1.46-1.50 s against 1.74-1.76 s; 30 with
+    /// k = 40: 0.67 s against 0.79-0.81 s. On the tile unit, whose full
+    /// passes are twice as fast again, this was not measured and is not
+    /// done.
+    fn keep_centres_while_settling(&mut self, x: MatRef<'_, T>, prepared: &PreparedCentres<T>) {
+        let c = prepared.centres();
+        if self.may_prune
+            && self.auto == AutoStart::AtOnce
+            && prepared.on_vector_bf16_products()
+            && pruning::keeps_group_bounds(c.rows(), x.cols())
+        {
+            self.last_centres.clear();
+            self.last_centres.extend_from_slice(c.as_slice());
         }
     }
 
@@ -986,7 +1043,17 @@ impl<T: Float> LloydPasses<T> {
         if self.pruning == Pruning::Auto && changed != Some(0) {
             if self.pruner.is_some() {
                 self.pruned_passes += 1;
-                if self.pruned_passes >= 2 && rows * 2 > n {
+                // A pruner started on settled labels by the group filter
+                // also hands back when a pass after the first two (the
+                // start and the first with fresh bounds) had to read more
+                // than 7/8 of the rows: it then saves little of the reading
+                // and costs more than the bf16 pass (points spread evenly
+                // through a box, 100,000 x 128, k = 64: 94 to 100 % read,
+                // 25 to 40 ms a pass against 14; Fashion-MNIST, k = 100:
+                // 67 to 77 %, 28 to 38 ms against 40 to 44).
+                let reads_all =
+                    self.settled_start && self.pruned_passes >= 3 && self.pruned_reads * 8 > n * 7;
+                if (self.pruned_passes >= 2 && rows * 2 > n) || reads_all {
                     self.pruner = None;
                     self.may_prune = false;
                 }

@@ -67,6 +67,8 @@ pub(crate) use columns::{
     add_columns, add_rows_f64, add_squared_deviations, block_clean, whole_numbers_of,
 };
 #[cfg(test)]
+pub(crate) use isa::{require, Avx512Bf16};
+#[cfg(test)]
 pub(crate) use labelled::sq_dist_blocked;
 pub(crate) use labelled::{add_labelled, add_loss, for_each_sq_dist};
 use reference::accumulate_reference;
@@ -172,6 +174,17 @@ impl<T: Float> PreparedCentres<T> {
         #[cfg(target_arch = "x86_64")]
         {
             self.bf16.is_some()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Whether `assign` runs on AVX512-BF16 vector products for these
+    /// centres (bf16 products without a tile unit: AMD Zen 4 and later).
+    pub(crate) fn on_vector_bf16_products(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.bf16.as_ref().is_some_and(|b| b.on_vector_products())
         }
         #[cfg(not(target_arch = "x86_64"))]
         false

@@ -946,3 +946,110 @@ fn sums_and_products_split_into_a_rounded_part_and_its_exact_error() {
         assert_eq!(exact(p, e), a as i128 * b as i128, "{a} * {b}");
     }
 }
+
+/// Group bounds would hold where every row stays nearer its own centre,
+/// grown by that centre's drift, than any other centre shrunk by its
+/// group's largest drift. Four centres on one axis, 100 apart, in 64
+/// dimensions (four groups), each with rows at distance 1 from it: with no
+/// drift a row's own centre is at 1 and the next at 99 or more, so every
+/// row passes; with every centre moved by 60, 1 + 60 exceeds 99 - 60, so
+/// none does. (Worked by hand; the filter's arithmetic is plain f64.)
+#[test]
+fn group_bounds_would_hold_compares_drifted_distances() {
+    let (d, k) = (64, 4);
+    assert!(keeps_group_bounds(k, d));
+    let centre = |j: usize| -> Vec<f32> {
+        let mut c = vec![0.0f32; d];
+        c[0] = 100.0 * j as f32;
+        c
+    };
+    let centres: Vec<f32> = (0..k).flat_map(centre).collect();
+    let x: Vec<f32> = (0..400)
+        .flat_map(|i| {
+            let mut row = centre(i % k);
+            row[1 + i % (d - 1)] = if i % 2 == 0 { 1.0 } else { -1.0 };
+            row
+        })
+        .collect();
+    let xm = MatRef::new(&x, 400, d).unwrap();
+    let prepared = PreparedCentres::new(
+        MatRef::new(&centres, k, d).unwrap(),
+        crate::kernels::Metric::SquaredEuclidean,
+    );
+    assert!(group_bounds_would_hold(xm, &prepared, &centres), "no drift");
+    let mut moved = centres.clone();
+    for j in 0..k {
+        moved[j * d + 2] += 60.0;
+    }
+    assert!(!group_bounds_would_hold(xm, &prepared, &moved), "drift 60");
+    // Drift 40: 1 + 40 < 99 - 40, every row passes.
+    let mut near = centres.clone();
+    for j in 0..k {
+        near[j * d + 2] += 40.0;
+    }
+    assert!(group_bounds_would_hold(xm, &prepared, &near), "drift 40");
+    assert!(
+        !group_bounds_would_hold(xm, &prepared, &centres[..d]),
+        "no last centres"
+    );
+}
+
+/// Overlapping clusters of pixels in wide rows with many centres: on
+/// AVX512-BF16 vector products (AMD Zen 4) the full passes run until labels
+/// settle, then group bounds start where they would hold and prune the
+/// passes after; where they keep reading nearly every row, the loop hands
+/// back to full passes. Every run gives the unpruned loop's bits, at 1 and
+/// 2 threads. Elsewhere (tile unit, f32 kernels) only the bits are checked.
+#[test]
+fn settled_labels_start_group_bounds_on_vector_bf16_products() {
+    let (n, d, k) = (6 * CHUNK_ROWS + 5, 96, 40);
+    // (scale, spread, true clusters, whether the pruner keeps going).
+    for (scale, spread, true_k, keeps) in [(20.0, 40.0, 40, true), (25.0, 60.0, 60, false)] {
+        let x = pixel_blobs(43, n, d, true_k, scale, spread);
+        let xm = MatRef::new(&x, n, d).unwrap();
+        let rows: Vec<f32> = (0..k)
+            .flat_map(|j| x[(j * n / k) * d..(j * n / k + 1) * d].iter().copied())
+            .collect();
+        let c = MatRef::new(&rows, k, d).unwrap();
+        let prepared = PreparedCentres::new(c, crate::kernels::Metric::SquaredEuclidean);
+        assert!(!well_separated(xm, &prepared), "the clusters overlap");
+        let what = format!("scale {scale}, spread {spread}");
+        let (plain, _) = in_pool(2, || {
+            lloyd_with(xm, None, c, 30, 0.0, false, Pruning::Off).unwrap()
+        });
+        for threads in [1, 2] {
+            let (auto, kernel_rows) = in_pool(threads, || {
+                lloyd_with(xm, None, c, 30, 0.0, false, Pruning::Auto).unwrap()
+            });
+            assert_same(&auto, &plain, &format!("{what}, {threads} threads"));
+            if !prepared.on_vector_bf16_products() {
+                continue;
+            }
+            // Full passes while labels settle (and the pass that starts
+            // the bounds), then pruned ones.
+            let first_pruned = kernel_rows.iter().position(|&r| r < n);
+            assert!(
+                first_pruned.is_some_and(|p| p >= 4),
+                "{what}: {kernel_rows:?}"
+            );
+            let last = kernel_rows[kernel_rows.len() - 1];
+            assert_eq!(last < n, keeps, "{what}: {kernel_rows:?}");
+        }
+    }
+    if crate::kernels::Avx512Bf16::detect().is_none() {
+        crate::kernels::require::skip(
+            "avx512bf16",
+            "AVX512-BF16 is not available here: the settled start was not exercised",
+        );
+    } else if !PreparedCentres::new(
+        MatRef::new(&vec![1.0f32; k * d], k, d).unwrap(),
+        crate::kernels::Metric::SquaredEuclidean,
+    )
+    .on_vector_bf16_products()
+    {
+        eprintln!(
+            "the default bf16 engine here is the tile unit or none (CENTROID_BF16=1 \
+             selects the vector products): only the bits were checked"
+        );
+    }
+}

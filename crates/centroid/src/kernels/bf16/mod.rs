@@ -394,6 +394,14 @@ impl Bf16Centres {
     }
 }
 
+impl Bf16Centres {
+    /// Whether the AVX512-BF16 vector products compute them (not the tile
+    /// unit).
+    pub(crate) fn on_vector_products(&self) -> bool {
+        matches!(self.engine, Engine::Dots(_))
+    }
+}
+
 /// One chunk's work for [`run`].
 pub(crate) struct Chunk<'a> {
     /// `rows x d`, row-major.
