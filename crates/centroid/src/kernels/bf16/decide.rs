@@ -145,7 +145,7 @@ pub(super) unsafe fn decide_lanes(
             let nx = norms[l];
             if nx.is_finite() && nx * c.max_norm <= MAX_NORM_PRODUCT {
                 bounded |= 1 << l;
-                er[l] = (margin.eps * nx * (1.0 + 1e-6)) as f32;
+                er[l] = (nx * (1.0 + 1e-6)) as f32;
                 let eta =
                     tiny * ((2 * c.dpad) as f64 * (nx + c.max_norm) + (4 * c.dpad + d + 8) as f64);
                 eta2[l] = (2.0 * eta) as f32;
@@ -155,9 +155,9 @@ pub(super) unsafe fn decide_lanes(
         let (up, down, nrm) = (
             margin.bias_up.as_ptr(),
             margin.bias_down.as_ptr(),
-            c.norms.as_ptr(),
+            margin.weights.as_ptr(),
         );
-        // A_j + E_j = er n_j - (dot_j - b_up_j); four running minima so that
+        // A_j + E_j = ||x|| w_j - (dot_j - b_up_j); four running minima so that
         // the loop is not bound by the latency of one.
         let upper = |j: usize| {
             let q = _mm512_sub_ps(
@@ -185,7 +185,7 @@ pub(super) unsafe fn decide_lanes(
             _mm512_fmadd_ps(abs_u, _mm512_set1_ps((8.0 * U32) as f32), u),
             _mm512_loadu_ps(eta2.as_ptr()),
         );
-        // A_j - E_j = -(er n_j) - (dot_j - b_down_j) <= thr: each row's
+        // A_j - E_j = -(||x|| w_j) - (dot_j - b_down_j) <= thr: each row's
         // candidates, in ascending order (few per row: the loop mostly tests an
         // empty mask).
         candidates.clear();

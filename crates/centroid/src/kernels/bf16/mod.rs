@@ -23,8 +23,10 @@
 //!   under cosine), whose argmin is the nearest centre, and `A_j` its bf16
 //!   approximation. With `S = sum_p |x_p| |c_jp| <= ||x|| ||c_j||`, the split,
 //!   the products' roundings and this module's own f32 arithmetic bound
-//!   `|A_j - V_j|` by `E_j = eps (||x|| ||c_j|| + |b_j|) + eta` (see
-//!   [`Bf16Centres::new`]). The nearest centre `j*` then satisfies
+//!   `|A_j - V_j|` by `E_j = ||x|| w_j + e_b |b_j| + eta`, with `w_j` a
+//!   multiple of `||c_j||` for the full products and, for the coarse ones,
+//!   mostly the centre's own bf16 rounding `||c_j - c_hi_j||` (Cauchy-Schwarz;
+//!   see [`Bf16Centres::new`]). The nearest centre `j*` then satisfies
 //!   `A_j* - E_j* <= U = min_j (A_j + E_j)`: the row's candidates are
 //!   `{j : A_j - E_j <= U}`.
 //! - **Exact decisions.** A single candidate is the nearest centre. Several
@@ -250,34 +252,36 @@ pub(crate) struct Bf16Centres {
     /// Whether chunks start coarse; cleared by a chunk that found it too
     /// costly. The labels do not depend on it (see [`run_impl`]).
     try_coarse: std::sync::atomic::AtomicBool,
-    /// Upper bounds of `||c_j||`.
-    norms: Vec<f32>,
-    /// Largest of `norms`.
+    /// Largest upper bound of `||c_j||`.
     max_norm: f64,
 }
 
-/// One product mode's margin terms.
+/// One product mode's margin terms: `E_j = ||x|| w_j + e_b |b_j| + eta`,
+/// the `|b_j|` term folded into the biases (see [`Bf16Centres::new`]).
 #[derive(Debug)]
 struct Margin {
-    /// `b_j + eps |b_j|` and `b_j - eps |b_j|`.
+    /// `b_j + e_b |b_j|` and `b_j - e_b |b_j|`.
     bias_up: Vec<f32>,
     bias_down: Vec<f32>,
-    /// Relative margin, see [`Bf16Centres::new`].
-    eps: f64,
+    /// `w_j`, rounded up.
+    weights: Vec<f32>,
 }
 
 impl Margin {
-    fn new(eps: f64, kpad: usize) -> Self {
+    fn new(kpad: usize) -> Self {
         Self {
             bias_up: vec![0.0; kpad],
             bias_down: vec![0.0; kpad],
-            eps,
+            weights: vec![0.0; kpad],
         }
     }
-    fn set(&mut self, j: usize, b: f32) {
-        let slack = self.eps * (b as f64).abs();
+    /// Centre `j`'s terms: its bias `b`, `w_j = weight` and `e_b`.
+    fn set(&mut self, j: usize, b: f32, weight: f64, bias_eps: f64) {
+        let slack = bias_eps * (b as f64).abs();
         self.bias_up[j] = (b as f64 + slack) as f32;
         self.bias_down[j] = (b as f64 - slack) as f32;
+        // The extra millionth covers the rounding to f32.
+        self.weights[j] = (weight * (1.0 + 1e-6)) as f32;
     }
 }
 
@@ -318,30 +322,26 @@ impl Bf16Centres {
         let steps = depth / TILE_DEPTH;
         let mut packed = Aligned::<u16>::zeroed(kpad * depth);
         let t = packed.as_mut_slice();
-        let mut norms = vec![0.0f32; kpad];
         let mut max_norm = 0.0f64;
-        // eps: the split (3.1 * 2^-16), the tile unit's f32 accumulation
-        // (1.04 dpad roundings on sums of at most S, the small segments'
-        // roundings being 2^-7 smaller), and 16 more roundings for the
-        // bias (||c||^2 / 2 rounded to f32), the subtraction and the
-        // comparisons done here in f32.
+        // rounding: the tile unit's f32 accumulation (1.04 dpad roundings on
+        // sums of at most S, the small segments' roundings being 2^-7
+        // smaller), and 16 more roundings for the bias (||c||^2 / 2 rounded
+        // to f32), the subtraction and the comparisons done here in f32.
         let rounding = (1.04 * dpad as f64 + 16.0) * U32;
-        let mut fine = Margin::new(3.1 / 65536.0 + rounding, kpad);
-        // The coarse products omit x_hi (c_lo + c_rest) + (x_lo + x_rest) c,
-        // below 2^-7 * 1.01 |x_p| |c_p| each, and round dpad times.
-        let mut coarse = Margin::new(1.01 / 128.0 + rounding, kpad);
-        // Rows whose values are bf16 already (x_lo = 0: x - x_hi is zero or
-        // subnormal, the latter in eta) leave x_hi (c_lo + c_rest) alone,
-        // below 2^-8 * 1.01 |x_p| |c_p|: half the margin, about half the
-        // candidates (pixel intensities and other small whole numbers).
-        let mut coarse_whole = Margin::new(1.01 / 256.0 + rounding, kpad);
+        let mut fine = Margin::new(kpad);
+        let mut coarse = Margin::new(kpad);
+        let mut coarse_whole = Margin::new(kpad);
         for j in 0..k {
             let row = &centres[j * d..(j + 1) * d];
             let (g, n) = (j / 16, j % 16);
             let mut sq = 0.0f64;
+            // ||c_j - c_hi_j||^2: each difference is exact in f32.
+            let mut sq_rest = 0.0f64;
             for (p, &v) in row.iter().enumerate() {
                 sq += v as f64 * v as f64;
                 let (hi, lo) = split(v);
+                let rest = v - f32::from_bits((hi as u32) << 16);
+                sq_rest += rest as f64 * rest as f64;
                 for (pos, bits) in [(p, hi), (dpad + p, lo), (2 * dpad + p, hi)] {
                     let at = match engine {
                         Engine::Tiles(_) => {
@@ -360,15 +360,34 @@ impl Bf16Centres {
             if !norm.is_finite() || norm * norm > MAX_NORM_PRODUCT {
                 return None;
             }
-            norms[j] = norm as f32;
             max_norm = max_norm.max(norm);
             let b = match metric {
                 Metric::SquaredEuclidean => sq_norms[j] * 0.5,
                 Metric::Cosine => 0.0,
             };
-            fine.set(j, b);
-            coarse.set(j, b);
-            coarse_whole.set(j, b);
+            // The full products omit terms below 3.1 * 2^-16 |x_p| |c_p|
+            // each (the split): with S <= ||x|| ||c_j||, w_j = (3.1 * 2^-16
+            // + rounding) ||c_j||.
+            let split_eps = 3.1 / 65536.0 + rounding;
+            fine.set(j, b, split_eps * norm, split_eps);
+            // The coarse products omit x_hi . (c_j - c_hi_j) + (x - x_hi) . c_j.
+            // By Cauchy-Schwarz the first is at most ||x_hi|| ||c_j - c_hi_j||
+            // (||x_hi|| <= (1 + 2^-8) ||x||), and each |x_p - x_hi_p| is at
+            // most 2^-8 |x_p| (half a bf16 step at the bottom of a binade),
+            // so the second is at most 2^-8 S. The centre's own rounding,
+            // about a fifth of the 2^-8 ||c_j|| that a per-value bound
+            // gives, is what most of the margin of whole rows is.
+            let rest = sq_rest.sqrt() * (1.0 + 1e-6);
+            coarse.set(
+                j,
+                b,
+                1.01 * (rest + norm / 256.0) + rounding * norm,
+                rounding,
+            );
+            // Rows whose values are bf16 already (x = x_hi but for
+            // subnormal remainders, which eta covers) leave the first term
+            // alone (pixel intensities and other small whole numbers).
+            coarse_whole.set(j, b, 1.01 * rest + rounding * norm, rounding);
         }
         Some(Self {
             engine,
@@ -388,7 +407,6 @@ impl Bf16Centres {
                 / engine.products_per_cycle()
                 / (0.3 * d as f64 + 30.0),
             try_coarse: std::sync::atomic::AtomicBool::new(true),
-            norms,
             max_norm,
         })
     }

@@ -284,15 +284,12 @@ fn pixel_rows_skip_the_low_segment_and_stay_exact() {
     compare("pixels cosine", &x, &c, n, d, k, Metric::Cosine);
 }
 
-#[test]
-fn whole_rows_get_half_the_coarse_margin_and_no_less() {
-    // Rows of 128s (exact in bf16, x_lo = 0) and two centres 0.5 -+ 2^-9
-    // away in every coordinate: A = 128.5 - 2^-9 rounds down to 128 in
-    // bf16, B = 128.5 + 2^-9 up to 129, so the coarse products make A look
-    // 64 d too far and B 64 d too near, 127.5 d apart, while A is nearer
-    // by d 2^-9. The margin for such rows (2^-8 * 1.01 relative, about
-    // 195 d for the pair) keeps A a candidate; 2^-9 (97.5 d) would give
-    // B. Centre B comes first, so a missed A shows as a wrong label.
+/// Rows `x` (96 of width 128) against 40 constant centres: `A = 128.5 -
+/// 2^-9` (bf16 128) at index 17, `B = 128.5 + 2^-9` (bf16 129) at index 3,
+/// the others far; asserts that every row goes to A, and that the kernel
+/// agrees with the reference. B comes first, so a missed A shows as a
+/// wrong label.
+fn nearest_is_a_not_b(what: &str, x: &[f32]) {
     let (n, d, k) = (96, 128, 40);
     let (a, b) = (128.5f32 - 1.0 / 512.0, 128.5f32 + 1.0 / 512.0);
     let mut c = Vec::with_capacity(k * d);
@@ -305,21 +302,46 @@ fn whole_rows_get_half_the_coarse_margin_and_no_less() {
         };
         c.extend(std::iter::repeat_n(v, d));
     }
-    let mut x = vec![128.0f32; n * d];
+    let Some(&engine) = engines().first() else {
+        return;
+    };
+    let centres = prepared(engine, &c, k, d, Metric::SquaredEuclidean);
+    let xm = MatRef::new(x, n, d).unwrap();
+    let mut labels = vec![0u32; n];
+    assign_on(None, xm, &centres, &mut labels, None);
+    assert!(labels.iter().all(|&l| l == 17), "{what}: labels {labels:?}");
+    compare(what, x, &c, n, d, k, Metric::SquaredEuclidean);
+}
+
+#[test]
+fn whole_rows_keep_their_nearest_centre_in_the_coarse_margin() {
+    // Rows of 128s (exact in bf16, x_lo = 0), with A and B 0.5 -+ 2^-9
+    // away in every coordinate: A rounds down to 128 in bf16, B up to 129,
+    // so the coarse products make A look 63.75 d too far and B 63.75 d too
+    // near, 127.5 d apart, while A is nearer by d 2^-9. The margin for such
+    // rows (1.01 ||x|| ||c - c_hi|| and a few roundings, about 129 d for
+    // the pair: Cauchy-Schwarz is exact for these parallel vectors) keeps A
+    // a candidate; 0.9 of it would give B.
+    let d = 128;
+    let mut x = vec![128.0f32; 96 * d];
     // One block whose rows are not all whole (its margin is the full
     // coarse one), the others whole.
     for v in &mut x[70 * d..71 * d] {
         *v = 128.25;
     }
-    let Some(&engine) = engines().first() else {
-        return;
-    };
-    let centres = prepared(engine, &c, k, d, Metric::SquaredEuclidean);
-    let xm = MatRef::new(&x, n, d).unwrap();
-    let mut labels = vec![0u32; n];
-    assign_on(None, xm, &centres, &mut labels, None);
-    assert!(labels.iter().all(|&l| l == 17), "labels {labels:?}");
-    compare("whole rows", &x, &c, n, d, k, Metric::SquaredEuclidean);
+    nearest_is_a_not_b("whole rows", &x);
+}
+
+#[test]
+fn rows_off_the_bf16_grid_keep_their_nearest_centre_in_the_coarse_margin() {
+    // Rows of A itself (x_hi = 128, x - x_hi = 0.5 - 2^-9: not whole). Per
+    // coordinate the coarse products omit x_hi (c - c_hi) + (x - x_hi) c:
+    // 128 (0.5 - 2^-9) + (0.5 - 2^-9) A = 127.75 for A, and
+    // -128 (0.5 - 2^-9) + (0.5 - 2^-9) B = 0.25 for B, so they rank B first
+    // by 127.5 d. The margin of each (1.01 ||x|| (||c - c_hi|| + 2^-8
+    // ||c||), about 129.8 d) keeps A a candidate; 0.45 of it would give B.
+    let a = 128.5f32 - 1.0 / 512.0;
+    nearest_is_a_not_b("rows off the grid", &vec![a; 96 * 128]);
 }
 
 #[test]
