@@ -587,8 +587,9 @@ pub(crate) struct LloydPasses<T> {
     /// hands back once a pass reads nearly every row (see
     /// [`LloydPasses::end_pass`]).
     settled_start: bool,
-    /// How many rows the last pruned pass read ([`PassCentres::rows_read`]).
-    pruned_reads: usize,
+    /// How many rows the last pass read: every row, unless it was pruned
+    /// ([`PassCentres::rows_read`]).
+    rows_read: usize,
     /// Every row's label from the last pass.
     pub(crate) labels: Vec<u32>,
     /// The labels of the pass before (none before the second pass).
@@ -654,7 +655,7 @@ impl<T: Float> LloydPasses<T> {
             wide_start: false,
             last_centres: Vec::new(),
             settled_start: false,
-            pruned_reads: 0,
+            rows_read: 0,
             labels: vec![0; x.rows()],
             labels_old: None,
             partials: Partials::default(),
@@ -789,9 +790,7 @@ impl<T: Float> LloydPasses<T> {
             };
             Some((rows, pass.rows_read()))
         });
-        if let Some((_, read)) = pruned {
-            self.pruned_reads = read;
-        }
+        self.rows_read = pruned.map_or(n, |(_, read)| read);
         let pruned = pruned.map(|(rows, _)| rows);
         let rows = match (pruned, labels_old.as_deref().filter(|_| moves)) {
             (Some(rows), _) => rows,
@@ -898,7 +897,7 @@ impl<T: Float> LloydPasses<T> {
     /// spare the products of most rows where the clusters settle too:
     /// Fashion-MNIST, 2 threads, AMD EPYC (Zen 4), same centres, 40
     /// iterations with k = 100: 1.46-1.50 s against 1.74-1.76 s; 30 with
-    /// k = 40: 0.67 s against 0.79-0.81 s. On the tile unit, whose full
+    /// k = 40: 0.67-0.69 s against 0.79-0.83 s. On the tile unit, whose full
     /// passes are twice as fast again, this was not measured and is not
     /// done.
     fn keep_centres_while_settling(&mut self, x: MatRef<'_, T>, prepared: &PreparedCentres<T>) {
@@ -1052,7 +1051,7 @@ impl<T: Float> LloydPasses<T> {
                 // 25 to 40 ms a pass against 14; Fashion-MNIST, k = 100:
                 // 67 to 77 %, 28 to 38 ms against 40 to 44).
                 let reads_all =
-                    self.settled_start && self.pruned_passes >= 3 && self.pruned_reads * 8 > n * 7;
+                    self.settled_start && self.pruned_passes >= 3 && self.rows_read * 8 > n * 7;
                 if (self.pruned_passes >= 2 && rows * 2 > n) || reads_all {
                     self.pruner = None;
                     self.may_prune = false;
