@@ -753,11 +753,7 @@ mod tests {
         threads: usize,
         carry: bool,
     ) -> (ModelState<T>, Vec<u64>, StepCarry) {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        crate::in_pool(threads, || {
             let mut st = m.new_state(init.clone());
             let mut c = StepCarry::default();
             let losses = (0..steps)
